@@ -1,0 +1,480 @@
+//! Typed settings: `config/default.toml` (compiled in), an optional file, then
+//! `CONSENTGATE__SECTION__KEY` environment variables, the environment winning.
+//!
+//! Settings are loaded once in `main` and passed explicitly; nothing reads them from a global.
+//! Unknown keys are refused so that a typo fails start-up instead of being silently ignored,
+//! and [`Settings::validate`] checks what types alone cannot, naming the key at fault.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The defaults, compiled into the binary so it runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "CONSENTGATE";
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Development or production behaviour.
+    pub profile: Profile,
+    /// Where generated files (dev certificate, operator credential, SQLite) live.
+    pub data_dir: PathBuf,
+    /// Listening and TLS.
+    pub server: ServerSettings,
+    /// Storage.
+    pub database: DatabaseSettings,
+    /// Explicit limits on what a request may carry.
+    pub limits: Limits,
+    /// Operator credentials.
+    pub auth: AuthSettings,
+    /// Tracing output.
+    pub log: LogSettings,
+}
+
+/// Development relaxes what production refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Generated certificate, development tokens and plain HTTP on loopback allowed.
+    Development,
+    /// Only configured certificates; no development shortcuts.
+    Production,
+}
+
+/// Where and how the HTTP server listens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_timeout_secs: u64,
+    /// Serve plain HTTP (loopback only, never in production).
+    pub plain_http: bool,
+    /// Externally visible base URL; empty means derived from the bound address.
+    pub public_base_url: String,
+    /// Certificate and key.
+    pub tls: TlsSettings,
+}
+
+/// PEM files for TLS; both empty means a generated development certificate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// Storage connection settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://...`; may hold a password, so it is a secret.
+    #[serde(serialize_with = "serialize_masked_url")]
+    pub url: SecretString,
+    /// Pooled connections.
+    pub pool_size: u32,
+    /// Seconds to wait for a pooled connection.
+    pub connect_timeout_secs: u64,
+    /// SQLite `busy_timeout` in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
+    /// Run pending migrations when serving starts.
+    pub migrate_on_start: bool,
+}
+
+/// Limits on request bodies and searches.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Deepest accepted JSON nesting.
+    pub max_json_depth: usize,
+    /// Most entries in one posted Bundle.
+    pub max_bundle_entries: usize,
+    /// Page size when `_count` is absent.
+    pub default_page_size: usize,
+    /// Largest honoured `_count`.
+    pub max_page_size: usize,
+}
+
+/// Operator authentication.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// File with the operator's bearer credential (relative paths are inside `data_dir`).
+    pub operator_token_file: PathBuf,
+}
+
+/// Tracing output settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Human or machine format.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter.
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which storage engine a database URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// An SQLite file at this path.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The sources could not be read or did not fit the types.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is of the right type but not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `server.plain_http`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types cannot: combinations and ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.server.plain_http && !self.server.host.is_loopback() {
+            return invalid(
+                "server.plain_http",
+                "plain HTTP is only allowed on a loopback host (127.0.0.1 or ::1)",
+            );
+        }
+        if self.server.plain_http && self.profile == Profile::Production {
+            return invalid(
+                "server.plain_http",
+                "plain HTTP is refused by the production profile",
+            );
+        }
+        let has_cert = !self.server.tls.cert_file.as_os_str().is_empty();
+        let has_key = !self.server.tls.key_file.as_os_str().is_empty();
+        if has_cert != has_key {
+            return invalid(
+                if has_cert {
+                    "server.tls.key_file"
+                } else {
+                    "server.tls.cert_file"
+                },
+                "set both server.tls.cert_file and server.tls.key_file, or neither",
+            );
+        }
+        if self.profile == Profile::Production && !has_cert && !self.server.plain_http {
+            return invalid(
+                "server.tls.cert_file",
+                "the production profile needs a configured certificate; the generated \
+                 development certificate is refused",
+            );
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        self.database_target()?;
+        if !(1024..=1 << 30).contains(&self.limits.max_body_bytes) {
+            return invalid(
+                "limits.max_body_bytes",
+                "must be between 1024 and 1073741824",
+            );
+        }
+        if !(4..=512).contains(&self.limits.max_json_depth) {
+            return invalid("limits.max_json_depth", "must be between 4 and 512");
+        }
+        if self.limits.max_bundle_entries == 0 {
+            return invalid("limits.max_bundle_entries", "must be at least 1");
+        }
+        if self.limits.max_page_size == 0
+            || self.limits.default_page_size == 0
+            || self.limits.default_page_size > self.limits.max_page_size
+        {
+            return invalid(
+                "limits.default_page_size",
+                "must be at least 1 and at most limits.max_page_size",
+            );
+        }
+        if self.auth.operator_token_file.as_os_str().is_empty() {
+            return invalid("auth.operator_token_file", "must name a file");
+        }
+        if !self.server.public_base_url.is_empty()
+            && !(self.server.public_base_url.starts_with("https://")
+                || self.server.public_base_url.starts_with("http://"))
+        {
+            return invalid(
+                "server.public_base_url",
+                "must start with https:// or http://",
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(ConfigError::Invalid {
+                key: "log.filter",
+                reason: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The storage engine and location the database URL selects.
+    pub fn database_target(&self) -> Result<DatabaseTarget, ConfigError> {
+        let url = self.database.url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "database.url",
+                    reason: "sqlite:// needs a file path".into(),
+                });
+            }
+            Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseTarget::Postgres(url.to_string()))
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database.url",
+                reason: "must start with sqlite:// or postgres://".into(),
+            })
+        }
+    }
+
+    /// A path from the settings, resolved inside `data_dir` when relative.
+    pub fn data_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.data_dir.join(path)
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        // Serialising through serde_json first keeps the field order and applies the mask.
+        match serde_json::to_value(self) {
+            Ok(value) => toml_from_json(&value),
+            Err(e) => format!("# could not render configuration: {e}\n"),
+        }
+    }
+}
+
+/// Replaces the password of a URL with asterisks; the rest stays readable.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    if userinfo.contains(':') {
+        format!("{scheme}://{user}:********@{host}{tail}")
+    } else {
+        url.to_string()
+    }
+}
+
+fn serialize_masked_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(url.expose_secret()))
+}
+
+/// Renders a two-level JSON object (scalars and tables of scalars) as TOML.
+fn toml_from_json(value: &serde_json::Value) -> String {
+    fn scalar(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        }
+    }
+    fn table(out: &mut String, prefix: &str, map: &serde_json::Map<String, serde_json::Value>) {
+        for (k, v) in map {
+            if !v.is_object() {
+                out.push_str(&format!("{k} = {}\n", scalar(v)));
+            }
+        }
+        for (k, v) in map {
+            if let serde_json::Value::Object(inner) = v {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push_str(&format!("\n[{name}]\n"));
+                table(out, &name, inner);
+            }
+        }
+    }
+    let mut out = String::new();
+    if let serde_json::Value::Object(map) = value {
+        table(&mut out, "", map);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults are valid");
+        assert_eq!(s.server.port, 8443);
+        assert_eq!(s.profile, Profile::Development);
+        assert_eq!(
+            s.database_target().unwrap(),
+            DatabaseTarget::Sqlite("data/consentgate.db".into())
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("CONSENTGATE__SERVER__PORT", "9443"),
+                ("CONSENTGATE__LIMITS__MAX_JSON_DEPTH", "32"),
+                ("OTHER__SERVER__PORT", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9443);
+        assert_eq!(s.limits.max_json_depth, 32);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[
+                    ("CONSENTGATE__SERVER__PLAIN_HTTP", "true"),
+                    ("CONSENTGATE__SERVER__HOST", "0.0.0.0"),
+                ],
+                "server.plain_http",
+            ),
+            (
+                &[("CONSENTGATE__DATABASE__URL", "mysql://x")],
+                "database.url",
+            ),
+            (
+                &[("CONSENTGATE__SERVER__TLS__CERT_FILE", "/x.pem")],
+                "server.tls.key_file",
+            ),
+            (
+                &[("CONSENTGATE__PROFILE", "production")],
+                "server.tls.cert_file",
+            ),
+            (
+                &[("CONSENTGATE__LIMITS__MAX_BODY_BYTES", "10")],
+                "limits.max_body_bytes",
+            ),
+            (&[("CONSENTGATE__SERVER__PORT", "notaport")], "port"),
+            (&[("CONSENTGATE__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
+        ];
+        for (vars, key) in cases {
+            let err = Settings::load_from(None, env(vars)).unwrap_err().to_string();
+            assert!(err.contains(key), "{vars:?}: `{err}` should name {key}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_url("postgres://cg:s3cret@db:5432/cg"),
+            "postgres://cg:********@db:5432/cg"
+        );
+        assert_eq!(mask_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        let s = Settings::load_from(
+            None,
+            env(&[("CONSENTGATE__DATABASE__URL", "postgres://u:hunter2@h/d")]),
+        )
+        .unwrap();
+        let shown = s.to_masked_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("[server.tls]"), "{shown}");
+    }
+
+    #[test]
+    fn shipped_files_parse() {
+        let production = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/production.toml");
+        // Production needs real certificate files only at serve time; the file must load.
+        let s = Settings::load_from(Some(&production), env(&[])).unwrap();
+        assert_eq!(s.profile, Profile::Production);
+    }
+}

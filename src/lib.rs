@@ -1,0 +1,9 @@
+//! consentgate: a consent-managed health-data-sharing gateway.
+//!
+//! Start at `README.md`, then `docs/ARCHITECTURE.md`. In code, [`startup::Application`]
+//! builds the server, [`api`] holds every HTTP handler, [`records`] turns FHIR bundles and
+//! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
+
+pub mod config;
+pub mod records;
+pub mod store;

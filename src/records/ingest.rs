@@ -1,0 +1,175 @@
+//! Writing one resource as a new version, with `meta` stamped and its index rebuilt.
+//!
+//! Every write keeps the previous versions: the current row is replaced, the history grows.
+//! These functions expect to run inside a write transaction ([`crate::store::write_tx`]).
+
+use serde_json::{Map, Value};
+
+use super::index::{self, IndexTerms};
+use super::{RecordError, conflict_aware, dates, validate};
+use crate::store::DbConn;
+use crate::store::resources::{self as rows, ResourceWrite, TokenRow};
+
+/// What a write stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The resource type.
+    pub resource_type: String,
+    /// The logical id.
+    pub id: String,
+    /// The version written.
+    pub version_id: i64,
+    /// When, in microseconds since the epoch.
+    pub last_updated: i64,
+    /// Whether this created the resource (version 1).
+    pub created: bool,
+    /// The stored body, `meta` included.
+    pub body: Value,
+}
+
+impl Stored {
+    /// `Type/id/_history/version`.
+    pub fn location(&self) -> String {
+        format!(
+            "{}/{}/_history/{}",
+            self.resource_type, self.id, self.version_id
+        )
+    }
+
+    /// The weak ETag of this version.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version_id)
+    }
+}
+
+/// A new logical id for a resource the client did not name.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Stores `resource` as the next version of `resource_type/id`. The body's own `id` is set
+/// to `id`; `meta.versionId` and `meta.lastUpdated` are stamped by the gateway.
+pub fn put(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+    mut resource: Value,
+) -> Result<Stored, RecordError> {
+    validate::resource_type(resource_type)?;
+    validate::id(id)?;
+    let body_type = validate::resource(&resource)?;
+    if body_type != resource_type {
+        return Err(RecordError::invalid(
+            "type_mismatch",
+            format!("the body is a {body_type}, the URL names {resource_type}"),
+        ));
+    }
+    let previous = rows::current_version(conn, resource_type, id)?;
+    let version_id = previous.map_or(1, |v| v + 1);
+    let last_updated = dates::now_micros();
+    stamp(&mut resource, id, version_id, last_updated);
+    let IndexTerms {
+        patient_id,
+        clinical,
+        terms,
+    } = index::extract(resource_type, id, &resource);
+    let tokens = terms
+        .into_iter()
+        .map(|t| TokenRow {
+            resource_type: resource_type.to_string(),
+            resource_id: id.to_string(),
+            kind: t.kind.to_string(),
+            token: format!("{}|{}", t.system, t.code),
+            system: t.system,
+            code: t.code,
+        })
+        .collect();
+    let write = ResourceWrite {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        patient_id,
+        clinical,
+        body: resource.to_string(),
+        tokens,
+    };
+    rows::write(conn, &write).map_err(conflict_aware)?;
+    Ok(Stored {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        created: previous.is_none(),
+        body: resource,
+    })
+}
+
+/// Sets `id` and the server-owned `meta` elements, keeping the rest of `meta`
+/// (profiles, tags, security labels) as sent.
+fn stamp(resource: &mut Value, id: &str, version_id: i64, last_updated: i64) {
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
+    object.insert("id".into(), Value::String(id.to_string()));
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("versionId".into(), Value::String(version_id.to_string()));
+        meta.insert(
+            "lastUpdated".into(),
+            Value::String(dates::format_instant(last_updated)),
+        );
+    }
+    // Keep `resourceType` first and `id` second, as FHIR JSON is conventionally written.
+    let mut ordered = Map::with_capacity(object.len());
+    for key in ["resourceType", "id", "meta"] {
+        if let Some(v) = object.remove(key) {
+            ordered.insert(key.to_string(), v);
+        }
+    }
+    ordered.append(object);
+    *object = ordered;
+}
+
+/// Reads the current version of a resource.
+pub fn read(conn: &mut DbConn, resource_type: &str, id: &str) -> Result<Value, RecordError> {
+    validate::resource_type(resource_type)?;
+    let missing = || RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"));
+    if !validate::is_valid_id(id) {
+        return Err(missing());
+    }
+    let body = rows::read(conn, resource_type, id)?.ok_or_else(missing)?;
+    serde_json::from_str(&body).map_err(|_| {
+        RecordError::Store(crate::store::StoreError::Task(format!(
+            "stored body of {resource_type}/{id} is not JSON"
+        )))
+    })
+}
+
+/// Reads one version of a resource.
+pub fn read_version(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+    version: &str,
+) -> Result<Value, RecordError> {
+    validate::resource_type(resource_type)?;
+    let missing = || {
+        RecordError::not_found(
+            "not_found",
+            format!("{resource_type}/{id} has no such version"),
+        )
+    };
+    let version: i64 = version.parse().map_err(|_| missing())?;
+    if !validate::is_valid_id(id) {
+        return Err(missing());
+    }
+    let body = rows::read_version(conn, resource_type, id, version)?.ok_or_else(missing)?;
+    serde_json::from_str(&body).map_err(|_| {
+        RecordError::Store(crate::store::StoreError::Task(format!(
+            "stored body of {resource_type}/{id} is not JSON"
+        )))
+    })
+}

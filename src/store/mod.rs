@@ -1,0 +1,310 @@
+//! Storage: the only module that knows SQL.
+//!
+//! One [`DbConn`] (a diesel `MultiConnection`) over SQLite and PostgreSQL, chosen from the URL
+//! scheme, never by trying each in turn. A pool of them sits behind [`Store`], whose
+//! [`Store::run`] moves blocking database work onto tokio's blocking threads so the async
+//! HTTP workers never wait on a disk or a socket. Migrations are embedded per backend
+//! (`migrations/sqlite/`, `migrations/postgres/`, the same names in both).
+//!
+//! SQLite is opened in WAL mode with foreign keys on, `synchronous=FULL` and a busy timeout.
+//! Write transactions on SQLite begin `IMMEDIATE` (see [`write_tx`]) so that two writers
+//! queue on the lock instead of one failing when it upgrades from reading to writing.
+
+pub mod resources;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::{DatabaseSettings, DatabaseTarget, Settings};
+
+/// Migrations for SQLite, embedded at compile time.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Migrations for PostgreSQL, embedded at compile time.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One database connection of either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    /// PostgreSQL, for scale and several gateway instances.
+    Postgresql(diesel::PgConnection),
+    /// SQLite, the embedded default.
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// A storage failure. Callers map [`StoreError::Conflict`] and
+/// [`StoreError::Unavailable`] to answers; everything else is internal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had in time, or the database is locked for too long.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A concurrent writer changed the same row first.
+    #[error("conflicting concurrent write")]
+    Conflict,
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(diesel::result::Error),
+    /// Migrations could not be applied or read.
+    #[error("migration error: {0}")]
+    Migration(String),
+    /// The blocking task was cancelled or panicked.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+                _,
+            ) => StoreError::Conflict,
+            Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().contains("database is locked") =>
+            {
+                StoreError::Unavailable("database is locked".into())
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl From<r2d2::PoolError> for StoreError {
+    fn from(e: r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Opens connections for the pool, applying per-connection settings.
+#[derive(Debug, Clone)]
+pub struct ConnectionFactory {
+    target: DatabaseTarget,
+    busy_timeout_ms: u64,
+}
+
+impl ConnectionFactory {
+    /// Opens one connection to the configured database.
+    pub fn open(&self) -> Result<DbConn, diesel::ConnectionError> {
+        match &self.target {
+            DatabaseTarget::Postgres(url) => Ok(DbConn::Postgresql(
+                diesel::PgConnection::establish(url).map_err(scrub_connection_error)?,
+            )),
+            DatabaseTarget::Sqlite(path) => {
+                let url = path.to_string_lossy();
+                let mut conn = diesel::SqliteConnection::establish(&url)?;
+                // WAL lets readers proceed during a write; FULL makes each commit durable
+                // against power loss, which an audit trail of disclosures needs.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms
+                ))
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// PostgreSQL's connection errors can echo the connection string; keep only the first line
+/// and drop anything after `password`.
+fn scrub_connection_error(e: diesel::ConnectionError) -> diesel::ConnectionError {
+    match e {
+        diesel::ConnectionError::BadConnection(msg) => {
+            let first = msg.lines().next().unwrap_or_default();
+            let cut = first.find("password").map_or(first, |i| &first[..i]);
+            diesel::ConnectionError::BadConnection(cut.trim().to_string())
+        }
+        other => other,
+    }
+}
+
+impl ManageConnection for ConnectionFactory {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        self.open().map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// A pooled connection.
+pub type Conn = PooledConnection<ConnectionFactory>;
+
+/// The handle every part of the gateway uses to reach the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionFactory>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a pool on the configured database. Creates the SQLite file's folder if needed.
+    pub fn open(settings: &Settings) -> Result<Store, StoreError> {
+        let target = settings
+            .database_target()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Self::open_target(target, &settings.database)
+    }
+
+    /// Opens a pool on an explicit target.
+    pub fn open_target(
+        target: DatabaseTarget,
+        settings: &DatabaseSettings,
+    ) -> Result<Store, StoreError> {
+        let backend = match &target {
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                Backend::Sqlite
+            }
+            DatabaseTarget::Postgres(_) => Backend::Postgres,
+        };
+        let factory = ConnectionFactory {
+            target,
+            busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+        };
+        let pool = Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(factory)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection from the pool, for synchronous callers (the CLI, blocking tasks).
+    pub fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+    }
+
+    /// Applies pending migrations; returns the names applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConn::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            DbConn::Postgresql(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+        };
+        applied.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// How many migrations are not yet applied.
+    pub fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+            DbConn::Postgresql(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        };
+        pending.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+}
+
+/// Runs `work` in a write transaction, committed when it returns `Ok`, rolled back otherwise.
+///
+/// On SQLite the transaction begins `IMMEDIATE`, taking the write lock up front: a deferred
+/// transaction that reads and then writes fails at once with `SQLITE_BUSY` when another
+/// writer got there first, which the busy timeout cannot help.
+pub fn write_tx<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+{
+    if let DbConn::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            .map_err(StoreError::from)?;
+        let result = work(conn);
+        let DbConn::Sqlite(c) = conn else {
+            unreachable!("the connection's backend does not change")
+        };
+        return match result {
+            Ok(value) => {
+                <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::commit_transaction(c)
+                    .map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Err(e) => {
+                // A failed rollback leaves nothing committed; the original error matters more.
+                let _ = <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(c);
+                Err(e)
+            }
+        };
+    }
+    let mut outcome: Option<Result<T, E>> = None;
+    let tx = conn.transaction::<(), diesel::result::Error, _>(|conn| match work(conn) {
+        Ok(value) => {
+            outcome = Some(Ok(value));
+            Ok(())
+        }
+        Err(e) => {
+            outcome = Some(Err(e));
+            Err(diesel::result::Error::RollbackTransaction)
+        }
+    });
+    match (tx, outcome) {
+        (_, Some(Err(e))) => Err(e),
+        (Ok(()), Some(Ok(value))) => Ok(value),
+        (Err(e), _) => Err(StoreError::from(e).into()),
+        (Ok(()), None) => Err(StoreError::Task("transaction body did not run".into()).into()),
+    }
+}

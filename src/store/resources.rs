@@ -1,0 +1,327 @@
+//! FHIR resource rows: current versions, history and the token index.
+//!
+//! The callers in `records/` decide versions and bodies; this file only reads and writes them.
+
+use diesel::prelude::*;
+
+use super::schema::{resource_tokens, resource_versions, resources};
+use super::{DbConn, StoreError};
+
+/// One search term of a resource, as indexed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Insertable)]
+#[diesel(table_name = resource_tokens)]
+pub struct TokenRow {
+    /// Resource type of the owner.
+    pub resource_type: String,
+    /// Id of the owner.
+    pub resource_id: String,
+    /// `code`, `category`, `security` or `identifier`.
+    pub kind: String,
+    /// The coding system or identifier system; empty when absent.
+    pub system: String,
+    /// The code or identifier value.
+    pub code: String,
+    /// `system|code`.
+    pub token: String,
+}
+
+/// Everything written for one new version of a resource.
+#[derive(Debug, Clone)]
+pub struct ResourceWrite {
+    /// FHIR resource type.
+    pub resource_type: String,
+    /// Logical id.
+    pub id: String,
+    /// The version being written (1 for a create).
+    pub version_id: i64,
+    /// Microseconds since the epoch.
+    pub last_updated: i64,
+    /// Owning patient id, if any.
+    pub patient_id: Option<String>,
+    /// Clinical date range in microseconds, if any.
+    pub clinical: Option<(i64, i64)>,
+    /// The JSON body, with `meta.versionId` and `meta.lastUpdated` already set.
+    pub body: String,
+    /// Index terms (deduplicated by the caller or here).
+    pub tokens: Vec<TokenRow>,
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = resources)]
+#[diesel(treat_none_as_null = true)]
+struct ResourceRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    version_id: i64,
+    last_updated: i64,
+    patient_id: Option<&'a str>,
+    clinical_start: Option<i64>,
+    clinical_end: Option<i64>,
+    body: &'a str,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = resource_versions)]
+struct VersionRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    version_id: i64,
+    last_updated: i64,
+    body: &'a str,
+}
+
+/// The current version number of a resource, `None` when it was never stored.
+pub fn current_version(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::id.eq(id))
+        .select(resources::version_id)
+        .first::<i64>(conn)
+        .optional()?)
+}
+
+/// Writes a new version: the current row, the history row and the index terms.
+/// Call inside [`super::write_tx`].
+pub fn write(conn: &mut DbConn, w: &ResourceWrite) -> Result<(), StoreError> {
+    let row = ResourceRow {
+        resource_type: &w.resource_type,
+        id: &w.id,
+        version_id: w.version_id,
+        last_updated: w.last_updated,
+        patient_id: w.patient_id.as_deref(),
+        clinical_start: w.clinical.map(|c| c.0),
+        clinical_end: w.clinical.map(|c| c.1),
+        body: &w.body,
+    };
+    if w.version_id == 1 {
+        diesel::insert_into(resources::table)
+            .values(&row)
+            .execute(conn)?;
+    } else {
+        let updated = diesel::update(
+            resources::table
+                .filter(resources::resource_type.eq(&w.resource_type))
+                .filter(resources::id.eq(&w.id))
+                .filter(resources::version_id.eq(w.version_id - 1)),
+        )
+        .set(&row)
+        .execute(conn)?;
+        if updated != 1 {
+            return Err(StoreError::Conflict);
+        }
+        diesel::delete(
+            resource_tokens::table
+                .filter(resource_tokens::resource_type.eq(&w.resource_type))
+                .filter(resource_tokens::resource_id.eq(&w.id)),
+        )
+        .execute(conn)?;
+    }
+    diesel::insert_into(resource_versions::table)
+        .values(&VersionRow {
+            resource_type: &w.resource_type,
+            id: &w.id,
+            version_id: w.version_id,
+            last_updated: w.last_updated,
+            body: &w.body,
+        })
+        .execute(conn)?;
+    let mut tokens = w.tokens.clone();
+    tokens.sort();
+    tokens.dedup_by(|a, b| a.kind == b.kind && a.token == b.token);
+    // Multi-row inserts are backend-specific in diesel, hence the match. Bounded chunks keep
+    // each statement under SQLite's bound-parameter limit.
+    for chunk in tokens.chunks(500) {
+        let statement = diesel::insert_into(resource_tokens::table).values(chunk);
+        match conn {
+            DbConn::Sqlite(c) => statement.execute(c)?,
+            DbConn::Postgresql(c) => statement.execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+/// The current body of a resource.
+pub fn read(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::id.eq(id))
+        .select(resources::body)
+        .first::<String>(conn)
+        .optional()?)
+}
+
+/// One version's body.
+pub fn read_version(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+    version_id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(resource_versions::table
+        .filter(resource_versions::resource_type.eq(resource_type))
+        .filter(resource_versions::id.eq(id))
+        .filter(resource_versions::version_id.eq(version_id))
+        .select(resource_versions::body)
+        .first::<String>(conn)
+        .optional()?)
+}
+
+/// The types under which a logical id is stored (for `urn:uuid:` references across bundles).
+pub fn types_with_id(conn: &mut DbConn, id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(resources::table
+        .filter(resources::id.eq(id))
+        .select(resources::resource_type)
+        .limit(2)
+        .load::<String>(conn)?)
+}
+
+/// Which side of a stored date range a [`DateBound`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeEdge {
+    /// The start of the range.
+    Start,
+    /// The end of the range.
+    End,
+}
+
+/// A comparison operator of a [`DateBound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// `>=`
+    Ge,
+    /// `>`
+    Gt,
+    /// `<=`
+    Le,
+    /// `<`
+    Lt,
+}
+
+/// One comparison on a date column, in microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateBound {
+    /// Which edge of the stored range.
+    pub edge: RangeEdge,
+    /// The operator.
+    pub cmp: Cmp,
+    /// The value compared with.
+    pub value: i64,
+}
+
+/// A token condition: the resource has a term of `kind` equal to one of `tokens`
+/// (`system|code`) or whose code is one of `codes` (system unspecified).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// `code`, `category`, `security` or `identifier`.
+    pub kind: String,
+    /// System-qualified values.
+    pub tokens: Vec<String>,
+    /// Bare codes.
+    pub codes: Vec<String>,
+}
+
+/// A search over one resource type; conditions combine with AND, values within one with OR.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceQuery {
+    /// The type searched.
+    pub resource_type: String,
+    /// Only these ids, when not empty.
+    pub ids: Vec<String>,
+    /// Only resources of these patients, when not empty.
+    pub patient_ids: Vec<String>,
+    /// Conditions on the clinical date.
+    pub clinical: Vec<DateBound>,
+    /// Conditions on the last update.
+    pub last_updated: Vec<DateBound>,
+    /// Token conditions.
+    pub tokens: Vec<TokenFilter>,
+    /// Keyset paging: only ids greater than this.
+    pub after_id: Option<String>,
+    /// Most rows returned.
+    pub limit: i64,
+}
+
+/// Runs a search; rows come ordered by id.
+pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<(String, String)>, StoreError> {
+    let mut query = resources::table
+        .filter(resources::resource_type.eq(q.resource_type.clone()))
+        .select((resources::id, resources::body))
+        .order(resources::id.asc())
+        .limit(q.limit)
+        .into_boxed();
+    if !q.ids.is_empty() {
+        query = query.filter(resources::id.eq_any(q.ids.clone()));
+    }
+    if !q.patient_ids.is_empty() {
+        query = query.filter(resources::patient_id.eq_any(q.patient_ids.clone()));
+    }
+    if let Some(after) = &q.after_id {
+        query = query.filter(resources::id.gt(after.clone()));
+    }
+    for b in &q.clinical {
+        query = match (b.edge, b.cmp) {
+            (RangeEdge::Start, Cmp::Ge) => query.filter(resources::clinical_start.ge(b.value)),
+            (RangeEdge::Start, Cmp::Gt) => query.filter(resources::clinical_start.gt(b.value)),
+            (RangeEdge::Start, Cmp::Le) => query.filter(resources::clinical_start.le(b.value)),
+            (RangeEdge::Start, Cmp::Lt) => query.filter(resources::clinical_start.lt(b.value)),
+            (RangeEdge::End, Cmp::Ge) => query.filter(resources::clinical_end.ge(b.value)),
+            (RangeEdge::End, Cmp::Gt) => query.filter(resources::clinical_end.gt(b.value)),
+            (RangeEdge::End, Cmp::Le) => query.filter(resources::clinical_end.le(b.value)),
+            (RangeEdge::End, Cmp::Lt) => query.filter(resources::clinical_end.lt(b.value)),
+        };
+    }
+    for b in &q.last_updated {
+        // A last update is an instant: both edges are the same column.
+        query = match b.cmp {
+            Cmp::Ge => query.filter(resources::last_updated.ge(b.value)),
+            Cmp::Gt => query.filter(resources::last_updated.gt(b.value)),
+            Cmp::Le => query.filter(resources::last_updated.le(b.value)),
+            Cmp::Lt => query.filter(resources::last_updated.lt(b.value)),
+        };
+    }
+    for t in &q.tokens {
+        query = query.filter(diesel::dsl::exists(
+            resource_tokens::table
+                .filter(resource_tokens::resource_type.eq(resources::resource_type))
+                .filter(resource_tokens::resource_id.eq(resources::id))
+                .filter(resource_tokens::kind.eq(t.kind.clone()))
+                .filter(
+                    resource_tokens::token
+                        .eq_any(t.tokens.clone())
+                        .or(resource_tokens::code.eq_any(t.codes.clone())),
+                ),
+        ));
+    }
+    Ok(query.load::<(String, String)>(conn)?)
+}
+
+/// Ids of resources of `resource_type` holding an identifier (for conditional references).
+pub fn ids_by_identifier(
+    conn: &mut DbConn,
+    resource_type: &str,
+    filter: &TokenFilter,
+) -> Result<Vec<String>, StoreError> {
+    let q = ResourceQuery {
+        resource_type: resource_type.to_string(),
+        tokens: vec![TokenFilter {
+            kind: "identifier".into(),
+            ..filter.clone()
+        }],
+        limit: 2,
+        ..Default::default()
+    };
+    Ok(search(conn, &q)?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Counts stored resources (current versions), for the demo and metrics.
+pub fn count(conn: &mut DbConn) -> Result<i64, StoreError> {
+    Ok(resources::table.count().get_result(conn)?)
+}

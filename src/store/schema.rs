@@ -1,0 +1,40 @@
+//! The diesel schema, portable across SQLite and PostgreSQL: `Text`, `BigInt` only.
+
+diesel::table! {
+    /// The current version of each stored resource.
+    resources (resource_type, id) {
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        patient_id -> Nullable<Text>,
+        clinical_start -> Nullable<BigInt>,
+        clinical_end -> Nullable<BigInt>,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// Every version of every resource, never deleted.
+    resource_versions (resource_type, id, version_id) {
+        resource_type -> Text,
+        id -> Text,
+        version_id -> BigInt,
+        last_updated -> BigInt,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// Token search terms of the current versions.
+    resource_tokens (resource_type, resource_id, kind, token) {
+        resource_type -> Text,
+        resource_id -> Text,
+        kind -> Text,
+        system -> Text,
+        code -> Text,
+        token -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions, resource_tokens);
