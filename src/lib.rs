@@ -4,6 +4,13 @@
 //! builds the server, [`api`] holds every HTTP handler, [`records`] turns FHIR bundles and
 //! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
 
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod import;
 pub mod records;
+pub mod startup;
 pub mod store;
+pub mod telemetry;
+pub mod tls;

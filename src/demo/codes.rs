@@ -384,7 +384,7 @@ pub(super) struct Acute {
 }
 
 /// Illnesses seen in a primary-care office.
-pub(super) const ACUTE_OFFICE: &[Acute] = &[
+pub(super) const ACUTE_OFFICE: [Acute; 5] = [
     Acute {
         dx: dx("10509002", "Acute bronchitis", "J20.9", "Acute bronchitis, unspecified"),
         meds: &[ACETAMINOPHEN],
@@ -428,7 +428,7 @@ pub(super) const ACUTE_OFFICE: &[Acute] = &[
 ];
 
 /// Reasons for an emergency-department visit.
-pub(super) const ACUTE_EMERGENCY: &[Acute] = &[
+pub(super) const ACUTE_EMERGENCY: [Acute; 3] = [
     Acute {
         dx: dx("10509002", "Acute bronchitis", "J20.9", "Acute bronchitis, unspecified"),
         meds: &[ACETAMINOPHEN],
@@ -463,7 +463,7 @@ pub(super) const ACUTE_EMERGENCY: &[Acute] = &[
 ];
 
 /// Reasons for an inpatient admission.
-pub(super) const ACUTE_INPATIENT: &[Acute] = &[
+pub(super) const ACUTE_INPATIENT: [Acute; 3] = [
     Acute {
         dx: dx("233604007", "Pneumonia", "J18.9", "Pneumonia, unspecified organism"),
         meds: &[AMOXICILLIN_CLAVULANATE],
@@ -508,7 +508,7 @@ pub(super) struct Chronic {
 }
 
 /// The chronic conditions the generator knows.
-pub(super) const CHRONIC: &[Chronic] = &[
+pub(super) const CHRONIC: [Chronic; 4] = [
     Chronic {
         kind: ChronicKind::Hypertension,
         dx: dx("38341003", "Hypertensive disorder, systemic arterial", "I10", "Essential (primary) hypertension"),
@@ -566,7 +566,7 @@ pub(super) struct Allergy {
 pub(super) const PENICILLIN_ALLERGY: Code = sct("91936005", "Allergy to penicillin");
 
 /// The allergies the generator knows.
-pub(super) const ALLERGIES: &[Allergy] = &[
+pub(super) const ALLERGIES: [Allergy; 6] = [
     Allergy { code: PENICILLIN_ALLERGY, category: "medication", reaction: sct("271807003", "Eruption of skin") },
     Allergy { code: sct("91935009", "Allergy to peanuts"), category: "food", reaction: sct("39579001", "Anaphylaxis") },
     Allergy { code: sct("300913006", "Shellfish allergy"), category: "food", reaction: sct("271807003", "Eruption of skin") },

@@ -24,6 +24,7 @@ mod directory;
 mod fhir;
 mod names;
 mod patient;
+mod sensitive;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,72 @@
+//! `GET /fhir/metadata`: the CapabilityStatement, built from the same lists the code uses.
+
+use actix_web::web::Data;
+use actix_web::{HttpResponse, get};
+use serde_json::json;
+
+use super::AppState;
+use super::error::FHIR_JSON;
+use crate::records::resource_types::R4_RESOURCE_TYPES;
+
+/// The search parameters every type supports (see `records::search`).
+const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
+    ("_id", "token", "Logical id"),
+    ("patient", "reference", "The patient the resource belongs to (alias: subject)"),
+    ("date", "date", "The resource's clinical date, with FHIR prefixes eq, gt, ge, lt, le, sa, eb"),
+    ("code", "token", "The clinical code (code, vaccineCode, medicationCodeableConcept; type for documents and encounters)"),
+    ("category", "token", "The category"),
+    ("identifier", "token", "A business identifier"),
+    ("_security", "token", "A security label in meta.security"),
+    ("_lastUpdated", "date", "When the gateway stored the current version"),
+];
+
+/// `GET /fhir/metadata`.
+#[get("/metadata")]
+pub async fn metadata(state: Data<AppState>) -> HttpResponse {
+    let params: Vec<_> = SEARCH_PARAMS
+        .iter()
+        .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
+        .collect();
+    let resources: Vec<_> = R4_RESOURCE_TYPES
+        .iter()
+        .map(|ty| {
+            json!({
+                "type": ty,
+                "versioning": "versioned",
+                "readHistory": false,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalUpdate": true,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"},
+                    {"code": "create"}, {"code": "search-type"}
+                ],
+                "searchParam": params,
+            })
+        })
+        .collect();
+    let body = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-29",
+        "kind": "instance",
+        "software": {"name": "consentgate", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {
+            "description": "consentgate: a consent-managed health-data-sharing gateway",
+            "url": state.fhir_base()
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Records in and out require the operator's bearer credential; searches return no total and page with `_cursor` links.",
+            "security": {
+                "cors": false,
+                "description": "Bearer tokens over TLS 1.2 or 1.3."
+            },
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}]
+        }]
+    });
+    HttpResponse::Ok().content_type(FHIR_JSON).body(body.to_string())
+}

@@ -1,0 +1,132 @@
+//! Building and running the server: [`Application::build`] opens the store, binds the
+//! listener (port 0 works, for tests), sets up TLS and returns a server ready to run.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::api::operator::OperatorCredential;
+use crate::api::{self, AppState, observe};
+use crate::config::Settings;
+use crate::store::Store;
+use crate::tls;
+
+/// A bound, configured server that has not started serving yet.
+pub struct Application {
+    port: u16,
+    base_url: String,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    /// Opens the store (migrating when configured), loads credentials, binds and sets up
+    /// TLS. Nothing is served until [`Application::run_until_stopped`].
+    pub fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::open(&settings).context("opening the database")?;
+        if settings.database.migrate_on_start {
+            let applied = store.migrate().context("applying database migrations")?;
+            if !applied.is_empty() {
+                tracing::info!(count = applied.len(), "database migrations applied");
+            }
+        }
+        let store_for_app = store.clone();
+        Self::build_with_store(settings, store_for_app)
+    }
+
+    /// As [`Application::build`], on an already opened store.
+    pub fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
+        let credential_path = settings.data_path(&settings.auth.operator_token_file);
+        let (operator, created) = OperatorCredential::load_or_create(&credential_path)
+            .with_context(|| format!("loading the operator credential {}", credential_path.display()))?;
+        if created {
+            tracing::info!(path = %credential_path.display(), "operator credential created");
+        }
+
+        let listener = TcpListener::bind((settings.server.host, settings.server.port))
+            .with_context(|| {
+                format!("binding {}:{}", settings.server.host, settings.server.port)
+            })?;
+        let port = listener.local_addr()?.port();
+        let scheme = if settings.server.plain_http { "http" } else { "https" };
+        let base_url = if settings.server.public_base_url.is_empty() {
+            let host = match settings.server.host {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            format!("{scheme}://{host}:{port}")
+        } else {
+            settings.server.public_base_url.trim_end_matches('/').to_string()
+        };
+
+        let tls_config = if settings.server.plain_http {
+            None
+        } else {
+            let files = tls::certificate_files(&settings)?;
+            if files.generated {
+                tracing::info!(cert = %files.cert.display(), "development TLS certificate generated");
+            }
+            Some(tls::server_config(&files)?)
+        };
+
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            settings: Arc::new(settings.clone()),
+            operator,
+            metrics: observe::Metrics::new().context("setting up metrics")?,
+            base_url: base_url.clone(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(observe::observe))
+                .configure(api::configure)
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_secs(30));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
+        .run();
+        Ok(Application {
+            port,
+            base_url,
+            server,
+            store,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The base URL clients use.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The store the server uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT or SIGTERM (actix's signal handling), then drains gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
