@@ -155,7 +155,9 @@ fn fill_demo(
     let mut conn = store.conn()?;
     let existing = resources::count(&mut conn)?;
     if existing > 0 && !append {
-        println!("the database already holds {existing} resources; demo data not loaded (use --append to add)");
+        println!(
+            "the database already holds {existing} resources; demo data not loaded (use --append to add)"
+        );
         return Ok(());
     }
     let bar = indicatif::ProgressBar::new(opts.patients as u64 + 1);

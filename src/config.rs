@@ -448,7 +448,9 @@ mod tests {
             (&[("CONSENTGATE__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
         ];
         for (vars, key) in cases {
-            let err = Settings::load_from(None, env(vars)).unwrap_err().to_string();
+            let err = Settings::load_from(None, env(vars))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{vars:?}: `{err}` should name {key}");
         }
     }

@@ -65,8 +65,7 @@ pub fn import_files(
         let is_ndjson = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("ndjson"));
-        let reader = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let reader = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let reader = bar.wrap_read(reader);
         if is_ndjson {
             import_ndjson(&mut conn, limits, reader, &name, &mut summary)?;

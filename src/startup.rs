@@ -43,7 +43,12 @@ impl Application {
     pub fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
         let credential_path = settings.data_path(&settings.auth.operator_token_file);
         let (operator, created) = OperatorCredential::load_or_create(&credential_path)
-            .with_context(|| format!("loading the operator credential {}", credential_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "loading the operator credential {}",
+                    credential_path.display()
+                )
+            })?;
         if created {
             tracing::info!(path = %credential_path.display(), "operator credential created");
         }
@@ -53,7 +58,11 @@ impl Application {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let scheme = if settings.server.plain_http { "http" } else { "https" };
+        let scheme = if settings.server.plain_http {
+            "http"
+        } else {
+            "https"
+        };
         let base_url = if settings.server.public_base_url.is_empty() {
             let host = match settings.server.host {
                 std::net::IpAddr::V6(v6) => format!("[{v6}]"),
@@ -61,7 +70,11 @@ impl Application {
             };
             format!("{scheme}://{host}:{port}")
         } else {
-            settings.server.public_base_url.trim_end_matches('/').to_string()
+            settings
+                .server
+                .public_base_url
+                .trim_end_matches('/')
+                .to_string()
         };
 
         let tls_config = if settings.server.plain_http {

@@ -104,7 +104,12 @@ mod tests {
         ] {
             assert!(is_json_media_type(ok), "{ok}");
         }
-        for bad in ["text/plain", "application/fhir+xml", "application/jsonx", ""] {
+        for bad in [
+            "text/plain",
+            "application/fhir+xml",
+            "application/jsonx",
+            "",
+        ] {
             assert!(!is_json_media_type(bad), "{bad}");
         }
     }

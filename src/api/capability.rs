@@ -11,13 +11,29 @@ use crate::records::resource_types::R4_RESOURCE_TYPES;
 /// The search parameters every type supports (see `records::search`).
 const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
     ("_id", "token", "Logical id"),
-    ("patient", "reference", "The patient the resource belongs to (alias: subject)"),
-    ("date", "date", "The resource's clinical date, with FHIR prefixes eq, gt, ge, lt, le, sa, eb"),
-    ("code", "token", "The clinical code (code, vaccineCode, medicationCodeableConcept; type for documents and encounters)"),
+    (
+        "patient",
+        "reference",
+        "The patient the resource belongs to (alias: subject)",
+    ),
+    (
+        "date",
+        "date",
+        "The resource's clinical date, with FHIR prefixes eq, gt, ge, lt, le, sa, eb",
+    ),
+    (
+        "code",
+        "token",
+        "The clinical code (code, vaccineCode, medicationCodeableConcept; type for documents and encounters)",
+    ),
     ("category", "token", "The category"),
     ("identifier", "token", "A business identifier"),
     ("_security", "token", "A security label in meta.security"),
-    ("_lastUpdated", "date", "When the gateway stored the current version"),
+    (
+        "_lastUpdated",
+        "date",
+        "When the gateway stored the current version",
+    ),
 ];
 
 /// `GET /fhir/metadata`.
@@ -68,5 +84,7 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
             "interaction": [{"code": "transaction"}, {"code": "batch"}]
         }]
     });
-    HttpResponse::Ok().content_type(FHIR_JSON).body(body.to_string())
+    HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(body.to_string())
 }

@@ -29,7 +29,10 @@ fn stored_response(state: &AppState, stored: &Stored) -> HttpResponse {
     };
     HttpResponse::build(status)
         .content_type(FHIR_JSON)
-        .insert_header((LOCATION, format!("{}/{}", state.fhir_base(), stored.location())))
+        .insert_header((
+            LOCATION,
+            format!("{}/{}", state.fhir_base(), stored.location()),
+        ))
         .insert_header((ETAG, stored.etag()))
         .insert_header((
             LAST_MODIFIED,
@@ -96,7 +99,11 @@ pub async fn update(
     }
     let stored = state
         .store
-        .run(move |conn| write_tx(conn, |conn| ingest::put(conn, &resource_type, &id, resource)))
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                ingest::put(conn, &resource_type, &id, resource)
+            })
+        })
         .await?;
     Ok(stored_response(&state, &stored))
 }

@@ -108,7 +108,9 @@ pub fn process(conn: &mut DbConn, bundle: Value, limits: &Limits) -> Result<Valu
             resolve_conditional(conn, &mut entries, &mut urls)?;
             entries
                 .iter_mut()
-                .map(|p| apply(conn, p, &urls).map_err(|e| e.within(&format!("entry {}", p.number))))
+                .map(|p| {
+                    apply(conn, p, &urls).map_err(|e| e.within(&format!("entry {}", p.number)))
+                })
                 .collect::<Result<Vec<_>, RecordError>>()
         })?
     };
@@ -129,7 +131,10 @@ fn plan(bundle: Value, limits: &Limits) -> Result<(BundleKind, Vec<Planned>), Re
         ));
     }
     let Value::Object(mut bundle) = bundle else {
-        return Err(RecordError::invalid("not_a_resource", "a Bundle must be an object"));
+        return Err(RecordError::invalid(
+            "not_a_resource",
+            "a Bundle must be an object",
+        ));
     };
     let kind = match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => BundleKind::Transaction,
@@ -155,7 +160,10 @@ fn plan(bundle: Value, limits: &Limits) -> Result<(BundleKind, Vec<Planned>), Re
         None => Vec::new(),
         Some(Value::Array(entries)) => entries,
         Some(_) => {
-            return Err(RecordError::invalid("invalid_bundle", "`entry` must be an array"));
+            return Err(RecordError::invalid(
+                "invalid_bundle",
+                "`entry` must be an array",
+            ));
         }
     };
     if entries.len() > limits.max_bundle_entries {
@@ -171,7 +179,8 @@ fn plan(bundle: Value, limits: &Limits) -> Result<(BundleKind, Vec<Planned>), Re
     let mut planned = Vec::with_capacity(entries.len());
     let mut seen_urls = HashMap::new();
     for (number, entry) in entries.into_iter().enumerate() {
-        let p = plan_entry(kind, number, entry).map_err(|e| e.within(&format!("entry {number}")))?;
+        let p =
+            plan_entry(kind, number, entry).map_err(|e| e.within(&format!("entry {number}")))?;
         if let Some(url) = &p.full_url
             && let Some(first) = seen_urls.insert(url.clone(), number)
         {
@@ -187,18 +196,29 @@ fn plan(bundle: Value, limits: &Limits) -> Result<(BundleKind, Vec<Planned>), Re
 
 fn plan_entry(kind: BundleKind, number: usize, entry: Value) -> Result<Planned, RecordError> {
     let Value::Object(mut entry) = entry else {
-        return Err(RecordError::invalid("invalid_entry", "an entry must be an object"));
+        return Err(RecordError::invalid(
+            "invalid_entry",
+            "an entry must be an object",
+        ));
     };
-    let resource = entry.remove("resource").ok_or_else(|| {
-        RecordError::invalid("missing_resource", "the entry has no `resource`")
-    })?;
+    let resource = entry
+        .remove("resource")
+        .ok_or_else(|| RecordError::invalid("missing_resource", "the entry has no `resource`"))?;
     let resource_type = validate::resource(&resource)?.to_string();
     let full_url = match entry.get("fullUrl") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(RecordError::invalid("invalid_entry", "`fullUrl` must be a string")),
+        Some(_) => {
+            return Err(RecordError::invalid(
+                "invalid_entry",
+                "`fullUrl` must be a string",
+            ));
+        }
     };
-    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let urn_id = full_url
         .as_deref()
         .and_then(|u| u.strip_prefix("urn:uuid:"))
@@ -211,11 +231,18 @@ fn plan_entry(kind: BundleKind, number: usize, entry: Value) -> Result<Planned, 
             None => Action::Create(fresh()),
         }
     } else {
-        let request = entry.get("request").and_then(Value::as_object).ok_or_else(|| {
-            RecordError::invalid("missing_request", "the entry has no `request`")
-        })?;
-        let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
-        let url = request.get("url").and_then(Value::as_str).unwrap_or_default();
+        let request = entry
+            .get("request")
+            .and_then(Value::as_object)
+            .ok_or_else(|| RecordError::invalid("missing_request", "the entry has no `request`"))?;
+        let method = request
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let url = request
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let (path, query) = match url.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (url, None),
@@ -248,7 +275,9 @@ fn plan_entry(kind: BundleKind, number: usize, entry: Value) -> Result<Planned, 
                 _ => {
                     return Err(RecordError::invalid(
                         "url_mismatch",
-                        format!("a PUT of a {resource_type} must go to `{resource_type}/{{id}}` or `{resource_type}?identifier=...`"),
+                        format!(
+                            "a PUT of a {resource_type} must go to `{resource_type}/{{id}}` or `{resource_type}?identifier=...`"
+                        ),
                     ));
                 }
             },
@@ -346,7 +375,10 @@ fn resolve_conditional(
         if found.len() > 1 {
             return Err(RecordError::unprocessable(
                 "conditional_multiple_matches",
-                format!("entry {}: the condition matches more than one {}", p.number, p.resource_type),
+                format!(
+                    "entry {}: the condition matches more than one {}",
+                    p.number, p.resource_type
+                ),
             ));
         }
         let id = found.into_iter().next();
@@ -359,7 +391,8 @@ fn resolve_conditional(
         } else {
             p.action = Action::Put(id.unwrap_or(fresh));
         }
-        if let (Some(url), Action::Put(id) | Action::CreateIfNone(_, id)) = (&p.full_url, &p.action) {
+        if let (Some(url), Action::Put(id) | Action::CreateIfNone(_, id)) = (&p.full_url, &p.action)
+        {
             urls.insert(url.clone(), format!("{}/{id}", p.resource_type));
         }
     }
@@ -379,7 +412,10 @@ fn apply(
                 "location": format!("{}/{existing}", p.resource_type),
             }}));
         }
-        Action::Put(id) | Action::Create(id) | Action::CreateIfNone(_, id) | Action::ConditionalUpdate(_, id) => id.clone(),
+        Action::Put(id)
+        | Action::Create(id)
+        | Action::CreateIfNone(_, id)
+        | Action::ConditionalUpdate(_, id) => id.clone(),
     };
     let mut resource = std::mem::take(&mut p.resource);
     rewrite_references(conn, &mut resource, urls)?;
@@ -388,7 +424,11 @@ fn apply(
 }
 
 fn response_entry(stored: &Stored, full_url: Option<&str>) -> Value {
-    let status = if stored.created { "201 Created" } else { "200 OK" };
+    let status = if stored.created {
+        "201 Created"
+    } else {
+        "200 OK"
+    };
     let mut entry = Map::new();
     if let Some(url) = full_url {
         entry.insert("fullUrl".into(), Value::String(url.to_string()));
@@ -508,27 +548,71 @@ mod tests {
         ]});
         let (kind, planned) = plan(bundle, &limits()).unwrap();
         assert_eq!(kind, BundleKind::Transaction);
-        assert_eq!(planned[0].action, Action::Put("0b5f0a2e-8d0b-4a5c-9b8e-1f2d3c4b5a69".into()));
+        assert_eq!(
+            planned[0].action,
+            Action::Put("0b5f0a2e-8d0b-4a5c-9b8e-1f2d3c4b5a69".into())
+        );
         assert_eq!(planned[1].action, Action::Put("p2".into()));
         assert!(matches!(planned[2].action, Action::ConditionalUpdate(..)));
     }
 
     #[test]
     fn refuses_what_it_cannot_do() {
-        let entry = |e: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": [e]});
+        let entry =
+            |e: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": [e]});
         let cases = [
-            (json!({"resourceType": "Bundle", "type": "document"}), "unsupported_bundle_type"),
+            (
+                json!({"resourceType": "Bundle", "type": "document"}),
+                "unsupported_bundle_type",
+            ),
             (json!({"resourceType": "Bundle"}), "unsupported_bundle_type"),
             (json!({"resourceType": "Patient"}), "not_a_bundle"),
-            (json!({"resourceType": "Bundle", "type": "batch", "entry": {}}), "invalid_bundle"),
-            (json!({"resourceType": "Bundle", "type": "batch", "entry": [1, 2, 3, 4]}), "too_many_entries"),
-            (entry(json!({"resource": {"resourceType": "Patient"}})), "missing_request"),
-            (entry(json!({"request": {"method": "POST", "url": "Patient"}})), "missing_resource"),
-            (entry(json!({"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}})), "unsupported_method"),
-            (entry(json!({"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Observation"}})), "url_mismatch"),
-            (entry(json!({"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient/a b"}})), "invalid_id"),
-            (entry(json!({"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?name=x"}})), "unsupported_conditional"),
-            (entry(json!({"resource": {"resourceType": "Nope"}, "request": {"method": "POST", "url": "Nope"}})), "unknown_resource_type"),
+            (
+                json!({"resourceType": "Bundle", "type": "batch", "entry": {}}),
+                "invalid_bundle",
+            ),
+            (
+                json!({"resourceType": "Bundle", "type": "batch", "entry": [1, 2, 3, 4]}),
+                "too_many_entries",
+            ),
+            (
+                entry(json!({"resource": {"resourceType": "Patient"}})),
+                "missing_request",
+            ),
+            (
+                entry(json!({"request": {"method": "POST", "url": "Patient"}})),
+                "missing_resource",
+            ),
+            (
+                entry(
+                    json!({"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}),
+                ),
+                "unsupported_method",
+            ),
+            (
+                entry(
+                    json!({"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Observation"}}),
+                ),
+                "url_mismatch",
+            ),
+            (
+                entry(
+                    json!({"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient/a b"}}),
+                ),
+                "invalid_id",
+            ),
+            (
+                entry(
+                    json!({"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?name=x"}}),
+                ),
+                "unsupported_conditional",
+            ),
+            (
+                entry(
+                    json!({"resource": {"resourceType": "Nope"}, "request": {"method": "POST", "url": "Nope"}}),
+                ),
+                "unknown_resource_type",
+            ),
         ];
         for (bundle, want) in cases {
             assert_eq!(code(plan(bundle.clone(), &limits())), want, "{bundle}");

@@ -51,17 +51,16 @@ pub fn parse_range(text: &str) -> Option<MicrosRange> {
     if fields.next().is_some() || year < 1 {
         return None;
     }
-    let first_day = Date::from_calendar_date(year, Month::try_from(month.unwrap_or(1)).ok()?, 1)
-        .ok()?;
+    let first_day =
+        Date::from_calendar_date(year, Month::try_from(month.unwrap_or(1)).ok()?, 1).ok()?;
     match (month, day, time_part) {
         (None, None, None) => {
             let next = Date::from_calendar_date(year + 1, Month::January, 1).ok()?;
             Some(span(midnight(first_day), midnight(next)))
         }
         (Some(_), None, None) => {
-            let next = first_day.replace_day(1).ok()? + Duration::days(i64::from(
-                first_day.month().length(year),
-            ));
+            let next = first_day.replace_day(1).ok()?
+                + Duration::days(i64::from(first_day.month().length(year)));
             Some(span(midnight(first_day), midnight(next)))
         }
         (Some(_), Some(d), None) => {
@@ -123,8 +122,7 @@ fn parse_time(date: Date, text: &str) -> Option<MicrosRange> {
         Some(s) => match s.split_once('.') {
             None => (parse_digits(s, 2)?, 0, Duration::seconds(1)),
             Some((whole, frac)) => {
-                if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit())
-                {
+                if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
                     return None;
                 }
                 let micros_text: String = frac.chars().chain("000000".chars()).take(6).collect();
@@ -149,8 +147,8 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> i64 {
-        let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .unwrap();
+        let t =
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
         to_micros(t)
     }
 
@@ -166,7 +164,11 @@ mod tests {
                 "2021-03-04T08:15:00Z",
                 "2021-03-04T08:15:01Z",
             ),
-            ("2021-03-04T10:15Z", "2021-03-04T10:15:00Z", "2021-03-04T10:16:00Z"),
+            (
+                "2021-03-04T10:15Z",
+                "2021-03-04T10:15:00Z",
+                "2021-03-04T10:16:00Z",
+            ),
             (
                 "2021-03-04T10:15:00-05:00",
                 "2021-03-04T15:15:00Z",
@@ -184,8 +186,17 @@ mod tests {
     #[test]
     fn malformed_dates_are_none() {
         for bad in [
-            "", "21", "2021-2", "2021-13", "2021-02-30", "2021-02-03T", "2021-02-03T25:00Z",
-            "x2021", "2021-01-01T10:00:00.Z", "2021-01-01-01", "0000",
+            "",
+            "21",
+            "2021-2",
+            "2021-13",
+            "2021-02-30",
+            "2021-02-03T",
+            "2021-02-03T25:00Z",
+            "x2021",
+            "2021-01-01T10:00:00.Z",
+            "2021-01-01-01",
+            "0000",
         ] {
             assert_eq!(parse_range(bad), None, "{bad:?}");
         }

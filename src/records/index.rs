@@ -209,11 +209,7 @@ mod tests {
         let ix = extract("Observation", "o1", &obs);
         assert_eq!(ix.patient_id.as_deref(), Some("p1"));
         assert!(ix.clinical.is_some());
-        let kinds: Vec<_> = ix
-            .terms
-            .iter()
-            .map(|t| (t.kind, t.code.as_str()))
-            .collect();
+        let kinds: Vec<_> = ix.terms.iter().map(|t| (t.kind, t.code.as_str())).collect();
         assert_eq!(
             kinds,
             vec![
@@ -230,14 +226,30 @@ mod tests {
     fn patients_come_from_the_usual_elements() {
         let cases = [
             ("Patient", json!({}), Some("self")),
-            ("Claim", json!({"patient": {"reference": "Patient/a"}}), Some("a")),
-            ("Coverage", json!({"beneficiary": {"reference": "http://x/fhir/Patient/b/_history/2"}}), Some("b")),
-            ("Observation", json!({"subject": {"reference": "Group/g"}}), None),
+            (
+                "Claim",
+                json!({"patient": {"reference": "Patient/a"}}),
+                Some("a"),
+            ),
+            (
+                "Coverage",
+                json!({"beneficiary": {"reference": "http://x/fhir/Patient/b/_history/2"}}),
+                Some("b"),
+            ),
+            (
+                "Observation",
+                json!({"subject": {"reference": "Group/g"}}),
+                None,
+            ),
             ("Observation", json!({"subject": "garbage"}), None),
             ("Organization", json!({"name": "x"}), None),
         ];
         for (ty, body, want) in cases {
-            assert_eq!(patient_of(ty, "self", &body).as_deref(), want, "{ty} {body}");
+            assert_eq!(
+                patient_of(ty, "self", &body).as_deref(),
+                want,
+                "{ty} {body}"
+            );
         }
     }
 
@@ -246,7 +258,8 @@ mod tests {
         let enc = json!({"period": {"start": "2020-01-01"}});
         let (start, end) = extract("Encounter", "e", &enc).clinical.unwrap();
         assert!(start < end && end == i64::MAX);
-        let odd = json!({"code": [1, 2], "category": "x", "identifier": {"value": 3}, "period": []});
+        let odd =
+            json!({"code": [1, 2], "category": "x", "identifier": {"value": 3}, "period": []});
         assert_eq!(extract("Encounter", "e", &odd).terms, vec![]);
     }
 }

@@ -136,7 +136,8 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, last_updated: i64) {
 /// Reads the current version of a resource.
 pub fn read(conn: &mut DbConn, resource_type: &str, id: &str) -> Result<Value, RecordError> {
     validate::resource_type(resource_type)?;
-    let missing = || RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"));
+    let missing =
+        || RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"));
     if !validate::is_valid_id(id) {
         return Err(missing());
     }

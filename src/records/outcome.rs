@@ -15,9 +15,7 @@ pub const ERROR_CODE_SYSTEM: &str = "https://consentgate.dev/fhir/CodeSystem/err
 pub fn describe(error: &RecordError) -> (u16, &'static str, &'static str, String) {
     match error {
         RecordError::Invalid { code, message } => (400, issue_type(code), code, message.clone()),
-        RecordError::Unprocessable { code, message } => {
-            (422, "processing", code, message.clone())
-        }
+        RecordError::Unprocessable { code, message } => (422, "processing", code, message.clone()),
         RecordError::NotFound { code, message } => (404, "not-found", code, message.clone()),
         RecordError::Conflict { code, message } => (409, "conflict", code, message.clone()),
         RecordError::Store(StoreError::Unavailable(_)) => (

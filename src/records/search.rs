@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::{RecordError, dates, index, validate};
 use crate::config::Limits;
 use crate::store::DbConn;
-use crate::store::resources::{self as rows, Cmp, DateBound, RangeEdge, ResourceQuery, TokenFilter};
+use crate::store::resources::{
+    self as rows, Cmp, DateBound, RangeEdge, ResourceQuery, TokenFilter,
+};
 
 /// A parsed search: the storage query and the parameters to echo in links.
 #[derive(Debug, Clone)]
@@ -48,7 +50,10 @@ pub fn parse(resource_type: &str, raw_query: &str, limits: &Limits) -> Result<Se
             }
             "_cursor" => {
                 if !validate::is_valid_id(&value) {
-                    return Err(RecordError::invalid("invalid_search_value", "`_cursor` is not a paging token of this server"));
+                    return Err(RecordError::invalid(
+                        "invalid_search_value",
+                        "`_cursor` is not a paging token of this server",
+                    ));
                 }
                 query.after_id = Some(value);
                 continue;
@@ -59,7 +64,10 @@ pub fn parse(resource_type: &str, raw_query: &str, limits: &Limits) -> Result<Se
                 for v in split_or(&value) {
                     let id = if v.contains('/') {
                         index::patient_id_from_reference(v).ok_or_else(|| {
-                            RecordError::invalid("invalid_search_value", "`patient` must be an id or a Patient reference")
+                            RecordError::invalid(
+                                "invalid_search_value",
+                                "`patient` must be an id or a Patient reference",
+                            )
                         })?
                     } else {
                         v.to_string()
@@ -160,7 +168,9 @@ pub fn run(conn: &mut DbConn, search: &Search, base: &str) -> Result<Value, Reco
         }
         format!("{base}/{}?{}", search.query.resource_type, q.finish())
     };
-    let mut links = vec![json!({"relation": "self", "url": link(search.query.after_id.as_deref().map(|a| ("_cursor", a)))})];
+    let mut links = vec![
+        json!({"relation": "self", "url": link(search.query.after_id.as_deref().map(|a| ("_cursor", a)))}),
+    ];
     if has_next && let Some((last, _)) = rows.last() {
         links.push(json!({"relation": "next", "url": link(Some(("_cursor", last)))}));
     }
@@ -224,16 +234,41 @@ mod tests {
     fn date_prefixes() {
         let (s, e) = dates::parse_range("2020").unwrap();
         let b = |edge, cmp, value| DateBound { edge, cmp, value };
-        assert_eq!(date_bounds("2020").unwrap(), vec![b(RangeEdge::Start, Cmp::Ge, s), b(RangeEdge::End, Cmp::Le, e)]);
-        assert_eq!(date_bounds("ge2020").unwrap(), vec![b(RangeEdge::End, Cmp::Ge, s)]);
-        assert_eq!(date_bounds("le2020").unwrap(), vec![b(RangeEdge::Start, Cmp::Le, e)]);
-        assert_eq!(date_bounds("gt2020").unwrap(), vec![b(RangeEdge::End, Cmp::Gt, e)]);
-        assert_eq!(date_bounds("lt2020").unwrap(), vec![b(RangeEdge::Start, Cmp::Lt, s)]);
+        assert_eq!(
+            date_bounds("2020").unwrap(),
+            vec![
+                b(RangeEdge::Start, Cmp::Ge, s),
+                b(RangeEdge::End, Cmp::Le, e)
+            ]
+        );
+        assert_eq!(
+            date_bounds("ge2020").unwrap(),
+            vec![b(RangeEdge::End, Cmp::Ge, s)]
+        );
+        assert_eq!(
+            date_bounds("le2020").unwrap(),
+            vec![b(RangeEdge::Start, Cmp::Le, e)]
+        );
+        assert_eq!(
+            date_bounds("gt2020").unwrap(),
+            vec![b(RangeEdge::End, Cmp::Gt, e)]
+        );
+        assert_eq!(
+            date_bounds("lt2020").unwrap(),
+            vec![b(RangeEdge::Start, Cmp::Lt, s)]
+        );
     }
 
     #[test]
     fn refuses_what_it_does_not_support() {
-        for q in ["name=x", "date=ne2020", "date=yesterday", "_count=-1", "_cursor=a%20b", "patient=Group/1"] {
+        for q in [
+            "name=x",
+            "date=ne2020",
+            "date=yesterday",
+            "_count=-1",
+            "_cursor=a%20b",
+            "patient=Group/1",
+        ] {
             match parse("Observation", q, &limits()) {
                 Err(RecordError::Invalid { .. }) => {}
                 other => panic!("{q}: {other:?}"),

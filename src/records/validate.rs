@@ -18,10 +18,7 @@ pub fn resource_type(name: &str) -> Result<(), RecordError> {
     } else {
         Err(RecordError::invalid(
             "unknown_resource_type",
-            format!(
-                "`{}` is not a FHIR R4 resource type",
-                printable(name, 64)
-            ),
+            format!("`{}` is not a FHIR R4 resource type", printable(name, 64)),
         ))
     }
 }
@@ -51,7 +48,10 @@ pub fn id(id: &str) -> Result<(), RecordError> {
 pub fn parse_body(bytes: &[u8], limits: &Limits) -> Result<Value, RecordError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(RecordError::invalid("empty_body", "the request body is empty"));
+        return Err(RecordError::invalid(
+            "empty_body",
+            "the request body is empty",
+        ));
     }
     // Check depth on the raw bytes before building a tree, so a hostile nesting never
     // reaches the parser's recursion.
@@ -120,10 +120,7 @@ pub fn resource(value: &Value) -> Result<&str, RecordError> {
         None => {}
         Some(Value::String(s)) => id(s)?,
         Some(_) => {
-            return Err(RecordError::invalid(
-                "invalid_id",
-                "`id` must be a string",
-            ));
+            return Err(RecordError::invalid("invalid_id", "`id` must be a string"));
         }
     }
     if let Some(meta) = object.get("meta")
@@ -175,7 +172,14 @@ mod tests {
         for ok in ["Patient", "Consent", "VisionPrescription", "Parameters"] {
             assert!(is_resource_type(ok), "{ok}");
         }
-        for bad in ["patient", "Resource", "DomainResource", "Foo", "", "Patient/1"] {
+        for bad in [
+            "patient",
+            "Resource",
+            "DomainResource",
+            "Foo",
+            "",
+            "Patient/1",
+        ] {
             assert!(!is_resource_type(bad), "{bad}");
         }
     }
@@ -202,14 +206,23 @@ mod tests {
 
     #[test]
     fn resources() {
-        assert_eq!(resource(&json!({"resourceType": "Patient", "id": "p"})).unwrap(), "Patient");
+        assert_eq!(
+            resource(&json!({"resourceType": "Patient", "id": "p"})).unwrap(),
+            "Patient"
+        );
         let cases = [
             (json!([]), "not_a_resource"),
             (json!({"id": "x"}), "missing_resource_type"),
             (json!({"resourceType": "Nope"}), "unknown_resource_type"),
-            (json!({"resourceType": "Patient", "id": "a/b"}), "invalid_id"),
+            (
+                json!({"resourceType": "Patient", "id": "a/b"}),
+                "invalid_id",
+            ),
             (json!({"resourceType": "Patient", "id": 7}), "invalid_id"),
-            (json!({"resourceType": "Patient", "meta": []}), "invalid_meta"),
+            (
+                json!({"resourceType": "Patient", "meta": []}),
+                "invalid_meta",
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(code(resource(&body)), want, "{body}");

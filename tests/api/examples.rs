@@ -16,10 +16,14 @@ async fn official_examples(backend: Backend) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{EXAMPLES_ENV} is not set under CI");
         }
-        eprintln!("!!!!! R4 EXAMPLES SUITE SKIPPED: set {EXAMPLES_ENV} to the unpacked hl7.fhir.r4.examples@4.0.1 package !!!!!");
+        eprintln!(
+            "!!!!! R4 EXAMPLES SUITE SKIPPED: set {EXAMPLES_ENV} to the unpacked hl7.fhir.r4.examples@4.0.1 package !!!!!"
+        );
         return;
     };
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -30,9 +34,17 @@ async fn official_examples(backend: Backend) {
     let (mut stored, mut refused) = (0usize, Vec::new());
     for path in &files {
         let bytes = std::fs::read(path).unwrap();
-        let parsed: Option<Value> = serde_json::from_slice(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)).ok();
-        let ty = parsed.as_ref().and_then(|v| v["resourceType"].as_str()).unwrap_or("Basic").to_string();
-        let id = parsed.as_ref().and_then(|v| v["id"].as_str()).map(str::to_string);
+        let parsed: Option<Value> =
+            serde_json::from_slice(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)).ok();
+        let ty = parsed
+            .as_ref()
+            .and_then(|v| v["resourceType"].as_str())
+            .unwrap_or("Basic")
+            .to_string();
+        let id = parsed
+            .as_ref()
+            .and_then(|v| v["id"].as_str())
+            .map(str::to_string);
         let request = match &id {
             Some(id) => app.client.put(app.url(&format!("/fhir/{ty}/{id}"))),
             None => app.client.post(app.url(&format!("/fhir/{ty}"))),
@@ -49,17 +61,30 @@ async fn official_examples(backend: Backend) {
         assert!(status < 500, "{name}: {status} {body}");
         if (200..300).contains(&status) {
             stored += 1;
-            let (ty, id) = (body["resourceType"].as_str().unwrap(), body["id"].as_str().unwrap());
+            let (ty, id) = (
+                body["resourceType"].as_str().unwrap(),
+                body["id"].as_str().unwrap(),
+            );
             let (read, _) = app.get(&format!("/fhir/{ty}/{id}")).await;
             assert_eq!(read, 200, "{name} stored but not readable");
         } else {
-            assert_eq!(body["resourceType"], "OperationOutcome", "{name}: {status} {body}");
-            let code = body["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default().to_string();
+            assert_eq!(
+                body["resourceType"], "OperationOutcome",
+                "{name}: {status} {body}"
+            );
+            let code = body["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             assert!(!code.is_empty(), "{name}: refusal without a code");
             refused.push(format!("{name}: {status} {code}"));
         }
     }
-    eprintln!("R4 examples on {backend:?}: {} files, {stored} stored, {} refused: {refused:?}", files.len(), refused.len());
+    eprintln!(
+        "R4 examples on {backend:?}: {} files, {stored} stored, {} refused: {refused:?}",
+        files.len(),
+        refused.len()
+    );
     assert_eq!(stored + refused.len(), files.len());
 }
 

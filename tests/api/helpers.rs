@@ -60,8 +60,11 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
         }
     }
 }
@@ -82,11 +85,20 @@ pub struct TestApp {
 /// and any extra `CONSENTGATE__...` overrides.
 pub fn test_settings(dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> Settings {
     let mut env = vec![
-        ("CONSENTGATE__DATA_DIR".to_string(), dir.display().to_string()),
+        (
+            "CONSENTGATE__DATA_DIR".to_string(),
+            dir.display().to_string(),
+        ),
         ("CONSENTGATE__SERVER__PORT".into(), "0".into()),
         ("CONSENTGATE__SERVER__WORKERS".into(), "2".into()),
-        ("CONSENTGATE__SERVER__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
-        ("CONSENTGATE__DATABASE__URL".into(), database_url.to_string()),
+        (
+            "CONSENTGATE__SERVER__SHUTDOWN_TIMEOUT_SECS".into(),
+            "1".into(),
+        ),
+        (
+            "CONSENTGATE__DATABASE__URL".into(),
+            database_url.to_string(),
+        ),
         ("CONSENTGATE__DATABASE__POOL_SIZE".into(), "4".into()),
         ("CONSENTGATE__LOG__FILTER".into(), "warn".into()),
     ];
@@ -173,7 +185,12 @@ impl TestApp {
     }
 
     /// An operator request with a FHIR JSON body.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .client
             .request(method, self.url(path))
@@ -248,9 +265,8 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let value = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        })
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     (status, value)
 }

@@ -1,7 +1,7 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
-mod helpers;
-mod records;
 mod bad_input;
-mod operations;
 mod examples;
+mod helpers;
+mod operations;
+mod records;

@@ -4,15 +4,42 @@ use crate::both_backends;
 use crate::helpers::{Backend, spawn_app};
 
 async fn operations_endpoints(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
-    let resp = app.client.get(app.url("/readyz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let resp = app
+        .client
+        .get(app.url("/readyz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
-    let generated = app.client.get(app.url("/healthz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let generated = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(generated.headers()["x-request-id"], "bad id with spaces");
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("consentgate_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"), "{metrics}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "consentgate_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains("consentgate_http_request_duration_seconds_bucket"));
 
     let (status, cap) = app.get("/fhir/metadata").await;
@@ -24,15 +51,24 @@ async fn operations_endpoints(backend: Backend) {
 /// The server speaks TLS only: a plain HTTP request to its port gets no HTTP answer, and
 /// the handshake negotiates TLS 1.3 with the generated certificate.
 async fn tls_only(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     use std::io::{Read, Write};
     let port = app.base.rsplit(':').next().unwrap().parse::<u16>().unwrap();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    assert!(!answer.starts_with(b"HTTP/1.1 200"), "plain HTTP must not be served on the TLS port");
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP must not be served on the TLS port"
+    );
     let resp = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
@@ -52,11 +88,20 @@ fn migrations_match_between_backends() {
     };
     let (sqlite, postgres) = (list("sqlite"), list("postgres"));
     assert!(!sqlite.is_empty());
-    assert_eq!(sqlite, postgres, "migrations/sqlite and migrations/postgres must list the same migrations");
+    assert_eq!(
+        sqlite, postgres,
+        "migrations/sqlite and migrations/postgres must list the same migrations"
+    );
     for name in &sqlite {
         for file in ["up.sql", "down.sql"] {
-            assert!(root.join("sqlite").join(name).join(file).exists(), "{name}/{file}");
-            assert!(root.join("postgres").join(name).join(file).exists(), "{name}/{file}");
+            assert!(
+                root.join("sqlite").join(name).join(file).exists(),
+                "{name}/{file}"
+            );
+            assert!(
+                root.join("postgres").join(name).join(file).exists(),
+                "{name}/{file}"
+            );
         }
     }
 }

@@ -15,7 +15,11 @@ fn expected_ids(bundles: &[Value]) -> Vec<(String, String)> {
         .flat_map(|b| b["entry"].as_array().unwrap().iter())
         .map(|e| {
             let ty = e["resource"]["resourceType"].as_str().unwrap().to_string();
-            let id = e["fullUrl"].as_str().unwrap().trim_start_matches("urn:uuid:").to_string();
+            let id = e["fullUrl"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("urn:uuid:")
+                .to_string();
             (ty, id)
         })
         .collect()
@@ -35,7 +39,9 @@ fn resolve_like_the_gateway(value: &mut Value, types: &HashMap<String, String>) 
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| resolve_like_the_gateway(v, types)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| resolve_like_the_gateway(v, types)),
         _ => {}
     }
 }
@@ -85,12 +91,19 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
 fn synthea_bundles() -> Vec<Value> {
     synthea_files()
         .iter()
-        .map(|p| fixture(&format!("synthea/{}", p.file_name().unwrap().to_string_lossy())))
+        .map(|p| {
+            fixture(&format!(
+                "synthea/{}",
+                p.file_name().unwrap().to_string_lossy()
+            ))
+        })
         .collect()
 }
 
 async fn synthea_through_the_api(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let bundles = synthea_bundles();
     let mut seen = std::collections::HashSet::new();
     for bundle in &bundles {
@@ -111,10 +124,15 @@ async fn synthea_through_the_api(backend: Backend) {
     // Search by patient pages through exactly the patient's observations.
     let patient = "d88f994a-5efa-421d-9c40-5f116d2114a6";
     let observations = app
-        .search_all(&format!("/fhir/Observation?patient=Patient/{patient}&_count=7"))
+        .search_all(&format!(
+            "/fhir/Observation?patient=Patient/{patient}&_count=7"
+        ))
         .await;
     assert_eq!(observations.len(), 54);
-    let mut seen: Vec<_> = observations.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let mut seen: Vec<_> = observations
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 54, "no duplicates across pages");
@@ -122,18 +140,29 @@ async fn synthea_through_the_api(backend: Backend) {
     // Posting the same bundle again makes new versions, not duplicates.
     let (status, response) = app.post("/fhir", &bundles[2]).await;
     assert_eq!(status, 200);
-    assert!(response["entry"].as_array().unwrap().iter().all(|e| e["response"]["status"] == "200 OK"));
+    assert!(
+        response["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["response"]["status"] == "200 OK")
+    );
     let again = app
         .search_all(&format!("/fhir/Observation?patient={patient}&_count=100"))
         .await;
     assert_eq!(again.len(), 54);
     assert!(again.iter().all(|o| o["meta"]["versionId"] == "2"));
-    assert_eq!(occurrences(&bundles).values().filter(|n| **n > 1).count(), 14);
+    assert_eq!(
+        occurrences(&bundles).values().filter(|n| **n > 1).count(),
+        14
+    );
 }
 
 async fn synthea_through_import(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some((url, pg)) = database_for(backend, dir.path()) else { return };
+    let Some((url, pg)) = database_for(backend, dir.path()) else {
+        return;
+    };
     let files = synthea_files();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .arg("import")
@@ -145,14 +174,20 @@ async fn synthea_through_import(backend: Backend) {
         .output()
         .expect("consentgate import runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("876 resources stored"), "{stdout}");
     let app = spawn_on(backend, dir, url, pg, &[]);
     assert_all_stored(&app, &synthea_bundles()).await;
 }
 
 async fn versions_are_kept(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let mut patient = json!({"resourceType": "Patient", "id": "v1", "gender": "female"});
     let (status, body) = app.put("/fhir/Patient/v1", &patient).await;
     assert_eq!(status, 201, "{body}");
@@ -169,7 +204,10 @@ async fn versions_are_kept(backend: Backend) {
 
     // POST /fhir/{type} assigns a fresh id.
     let (status, created) = app
-        .post("/fhir/Observation", &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}))
+        .post(
+            "/fhir/Observation",
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
@@ -177,7 +215,9 @@ async fn versions_are_kept(backend: Backend) {
 }
 
 async fn search_parameters(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let obs = |id: &str, when: &str, code: &str, category: &str| {
         json!({"resource": {"resourceType": "Observation", "id": id, "status": "final",
             "subject": {"reference": "Patient/s1"},
@@ -196,36 +236,53 @@ async fn search_parameters(backend: Backend) {
     let (status, body) = app.post("/fhir", &bundle).await;
     assert_eq!(status, 200, "{body}");
     let ids = |resources: Vec<Value>| -> Vec<String> {
-        resources.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+        resources
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
     };
     let cases: BTreeMap<&str, Vec<&str>> = [
         ("patient=s1", vec!["o2019", "o2020", "o2021", "o2022"]),
         ("patient=other", vec![]),
         ("date=ge2020-01-01", vec!["o2020", "o2021", "o2022"]),
-        ("date=ge2020-01-01&date=le2021-12-31", vec!["o2020", "o2021"]),
+        (
+            "date=ge2020-01-01&date=le2021-12-31",
+            vec!["o2020", "o2021"],
+        ),
         ("date=2021", vec!["o2021"]),
         ("date=lt2020", vec!["o2019"]),
         ("date=gt2021-06-01", vec!["o2022"]),
         ("code=http://loinc.org|4548-4", vec!["o2021", "o2022"]),
         ("code=8867-4", vec!["o2019", "o2020"]),
         ("code=http://snomed.info/sct|8867-4", vec![]),
-        ("code=8867-4,4548-4&date=ge2020", vec!["o2020", "o2021", "o2022"]),
+        (
+            "code=8867-4,4548-4&date=ge2020",
+            vec!["o2020", "o2021", "o2022"],
+        ),
         ("category=laboratory", vec!["o2021", "o2022"]),
         ("_id=o2019,o2022", vec!["o2019", "o2022"]),
-        ("_lastUpdated=ge2020-01-01", vec!["o2019", "o2020", "o2021", "o2022"]),
+        (
+            "_lastUpdated=ge2020-01-01",
+            vec!["o2019", "o2020", "o2021", "o2022"],
+        ),
         ("_lastUpdated=lt2020-01-01", vec![]),
     ]
     .into_iter()
     .collect();
     for (query, want) in cases {
-        let got = ids(app.search_all(&format!("/fhir/Observation?{query}&_count=1")).await);
+        let got = ids(app
+            .search_all(&format!("/fhir/Observation?{query}&_count=1"))
+            .await);
         assert_eq!(got, want, "{query}");
     }
     // The searchset carries no total, and a page link keeps the query.
     let (_, page) = app.get("/fhir/Observation?patient=s1&_count=2").await;
     assert!(page.get("total").is_none());
     let next = page["link"][1]["url"].as_str().unwrap();
-    assert!(next.contains("patient=s1") && next.contains("_cursor=o2020"), "{next}");
+    assert!(
+        next.contains("patient=s1") && next.contains("_cursor=o2020"),
+        "{next}"
+    );
 }
 
 both_backends!(
