@@ -1,14 +1,22 @@
-//! The `consentgate` command line: `serve`, `migrate`, `check-config`, `import`, `demo`.
+//! The `consentgate` command line: `serve`, `migrate`, `check-config`, `import`, `demo`,
+//! `client`, `token`, `keys`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::api;
+use crate::auth::clients::{NewClient, Role};
+use crate::auth::keys::Keyring;
+use crate::auth::purposes::PurposeCatalog;
+use crate::auth::tokens::{self, PersonClaims};
+use crate::auth::{issuer_for, jwt_ring, now_secs};
+use crate::config::{Profile, Settings};
 use crate::demo::{self, DemoOptions};
 use crate::records::bundle;
 use crate::startup::Application;
+use crate::store::identity;
 use crate::store::{Store, resources};
 use crate::{import, telemetry};
 
@@ -61,6 +69,77 @@ pub enum Command {
         #[arg(long)]
         append: bool,
     },
+    /// Manage recipient clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Print a development token for a person (refused under the production profile).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage the gateway's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `consentgate client ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its id.
+    Add {
+        /// Display name of the software.
+        #[arg(long)]
+        name: String,
+        /// The organisation running it.
+        #[arg(long)]
+        organization: String,
+        /// clinician, researcher, disability_assessor, insurer or data_source.
+        #[arg(long)]
+        role: String,
+        /// A file holding the client's public JWKS.
+        #[arg(long, conflicts_with = "jwks_url")]
+        jwks_file: Option<PathBuf>,
+        /// Or an https URL serving it.
+        #[arg(long)]
+        jwks_url: Option<String>,
+        /// A purpose of use the client may ask for (repeatable; default: the role's).
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+        /// A resource type the client may reach (repeatable; default: all).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+    },
+    /// List the registered clients.
+    List,
+    /// Remove a client; its tokens stop working at once.
+    Remove {
+        /// The client id.
+        id: String,
+    },
+}
+
+/// `consentgate token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// A token for a patient (`fhirUser` = `Patient/{id}`).
+    Patient {
+        /// The Patient resource id.
+        id: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        lifetime: i64,
+    },
+    /// A token for an operator.
+    Operator {
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        lifetime: i64,
+    },
+}
+
+/// `consentgate keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; the previous one stays published until its tokens expire.
+    Rotate,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -99,6 +178,37 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             fill_demo(&store, &settings, &DemoOptions { patients, seed }, append)?;
             Ok(0)
         }
+        Command::Client(command) => client_command(&settings, command),
+        Command::Token(command) => {
+            let (subject, lifetime, fhir_user, roles) = match command {
+                TokenCommand::Patient { id, lifetime } => (
+                    format!("patient-{id}"),
+                    lifetime,
+                    Some(format!("Patient/{id}")),
+                    vec![],
+                ),
+                TokenCommand::Operator { lifetime } => (
+                    "operator".to_string(),
+                    lifetime,
+                    None,
+                    vec!["operator".to_string()],
+                ),
+            };
+            let base_url = settings.base_url(settings.server.port);
+            println!(
+                "{}",
+                person_token(&settings, &base_url, &subject, fhir_user, roles, lifetime)?
+            );
+            Ok(0)
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let keyring = keyring(&settings)?;
+            let kid = keyring.rotate()?;
+            println!(
+                "new signing key {kid}; the previous key stays published until its tokens expire"
+            );
+            Ok(0)
+        }
         Command::Serve {
             demo,
             demo_patients,
@@ -121,6 +231,108 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
+    let grace =
+        settings.auth.access_token_lifetime_secs as i64 + settings.auth.clock_skew_secs as i64;
+    Ok(Keyring::open(
+        &settings.data_path(&settings.auth.key_dir),
+        grace,
+    )?)
+}
+
+/// Mints a development token for a person, signed with the gateway's key. The issuer is the
+/// gateway at `base_url` (the configured one for the CLI), which that gateway trusts.
+pub fn person_token(
+    settings: &Settings,
+    base_url: &str,
+    subject: &str,
+    fhir_user: Option<String>,
+    roles: Vec<String>,
+    lifetime: i64,
+) -> anyhow::Result<String> {
+    if settings.profile == Profile::Production {
+        anyhow::bail!("development tokens are refused under the production profile");
+    }
+    if !(1..=86_400).contains(&lifetime) {
+        anyhow::bail!("--lifetime must be between 1 and 86400 seconds");
+    }
+    jwt_ring::install();
+    let keyring = keyring(settings)?;
+    let now = now_secs();
+    let claims = PersonClaims {
+        iss: issuer_for(settings, base_url),
+        sub: subject.to_string(),
+        aud: tokens::PERSON_AUDIENCE.to_string(),
+        exp: now + lifetime,
+        iat: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+        fhir_user,
+        roles,
+    };
+    Ok(tokens::sign(&keyring, tokens::PERSON_TOKEN_TYP, &claims)?)
+}
+
+fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result<i32> {
+    let store = open_migrated(settings)?;
+    let mut conn = store.conn()?;
+    match command {
+        ClientCommand::Add {
+            name,
+            organization,
+            role,
+            jwks_file,
+            jwks_url,
+            purposes,
+            resources,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--role must be clinician, researcher, disability_assessor, insurer or data_source"
+                )
+            })?;
+            let jwks = match jwks_file {
+                Some(path) => Some(
+                    serde_json::from_str(&std::fs::read_to_string(&path)?)
+                        .with_context(|| format!("{} is not JSON", path.display()))?,
+                ),
+                None => None,
+            };
+            let new = NewClient {
+                name,
+                organization,
+                role,
+                jwks,
+                jwks_url,
+                purposes,
+                resources,
+            };
+            let client =
+                api::clients::register(&mut conn, new, &settings.roles, PurposeCatalog::official())
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("{}", client.id);
+            Ok(0)
+        }
+        ClientCommand::List => {
+            for row in identity::list_clients(&mut conn)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    row.id, row.role, row.organization, row.name
+                );
+            }
+            Ok(0)
+        }
+        ClientCommand::Remove { id } => {
+            if identity::remove_client(&mut conn, &id, now_secs())? {
+                println!("client {id} removed");
+                Ok(0)
+            } else {
+                eprintln!("no active client {id}");
+                Ok(1)
+            }
+        }
+    }
+}
+
 fn open_migrated(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::open(settings).context("opening the database")?;
     store.migrate().context("applying database migrations")?;
@@ -130,7 +342,6 @@ fn open_migrated(settings: &Settings) -> anyhow::Result<Store> {
 fn serve(settings: Settings, store: Store) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build_with_store(settings.clone(), store)?;
-        let credential = settings.data_path(&settings.auth.operator_token_file);
         eprintln!("consentgate listening on {}", app.base_url());
         if !settings.server.plain_http && settings.server.tls.cert_file.as_os_str().is_empty() {
             eprintln!(
@@ -138,7 +349,9 @@ fn serve(settings: Settings, store: Store) -> anyhow::Result<()> {
                 settings.data_dir.join("tls/dev-cert.pem").display()
             );
         }
-        eprintln!("  operator credential: {}", credential.display());
+        if settings.profile != Profile::Production {
+            eprintln!("  an operator token: consentgate token operator");
+        }
         app.run_until_stopped().await?;
         eprintln!("consentgate stopped");
         Ok(())

@@ -31,8 +31,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Explicit limits on what a request may carry.
     pub limits: Limits,
-    /// Operator credentials.
+    /// Tokens, keys and trusted issuers.
     pub auth: AuthSettings,
+    /// The purposes each recipient role may ask for.
+    pub roles: RolePurposes,
     /// Tracing output.
     pub log: LogSettings,
 }
@@ -110,12 +112,80 @@ pub struct Limits {
     pub max_page_size: usize,
 }
 
-/// Operator authentication.
+/// Tokens, keys and trusted issuers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// File with the operator's bearer credential (relative paths are inside `data_dir`).
-    pub operator_token_file: PathBuf,
+    /// `iss` of gateway tokens; empty means the base URL.
+    pub issuer: String,
+    /// Keyring directory (relative paths are inside `data_dir`).
+    pub key_dir: PathBuf,
+    /// Access token lifetime in seconds (at most 300).
+    pub access_token_lifetime_secs: u64,
+    /// Latest `exp` of a client assertion, in seconds from now.
+    pub assertion_max_lifetime_secs: u64,
+    /// Tolerated clock skew in seconds.
+    pub clock_skew_secs: u64,
+    /// Largest accepted token in bytes.
+    pub max_token_bytes: usize,
+    /// JWKS URL fetch timeout in seconds.
+    pub jwks_fetch_timeout_secs: u64,
+    /// Largest JWKS document in bytes.
+    pub jwks_max_bytes: usize,
+    /// How long a fetched JWKS is reused, in seconds.
+    pub jwks_cache_secs: u64,
+    /// Extra CA certificate (PEM) for JWKS URLs; empty for none.
+    pub jwks_ca_file: PathBuf,
+    /// Longest break-glass justification.
+    pub max_justification_chars: usize,
+    /// Trusted OpenID Connect issuers for people.
+    pub oidc_issuers: Vec<OidcIssuer>,
+}
+
+/// A trusted OpenID Connect issuer of tokens for patients, delegates and operators.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuer {
+    /// The `iss` claim.
+    pub issuer: String,
+    /// The `aud` claim required.
+    pub audience: String,
+    /// A JWKS file.
+    #[serde(default)]
+    pub jwks_file: PathBuf,
+    /// Or a JWKS URL.
+    #[serde(default)]
+    pub jwks_url: String,
+    /// The claim carrying `Patient/{id}` or `RelatedPerson/{id}`.
+    #[serde(default = "default_fhir_user_claim")]
+    pub fhir_user_claim: String,
+    /// The claim carrying roles (an array of strings).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+}
+
+fn default_fhir_user_claim() -> String {
+    "fhirUser".into()
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+/// Purposes of use per recipient role (v3 ActReason codes; descendants included).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePurposes {
+    /// Clinicians.
+    pub clinician: Vec<String>,
+    /// Researchers.
+    pub researcher: Vec<String>,
+    /// Disability assessors.
+    pub disability_assessor: Vec<String>,
+    /// Insurers.
+    pub insurer: Vec<String>,
+    /// Data sources (send records in; read nothing).
+    pub data_source: Vec<String>,
 }
 
 /// Tracing output settings.
@@ -263,13 +333,43 @@ impl Settings {
                 "must be at least 1 and at most limits.max_page_size",
             );
         }
-        if self.auth.operator_token_file.as_os_str().is_empty() {
-            return invalid("auth.operator_token_file", "must name a file");
+        if !(1..=300).contains(&self.auth.access_token_lifetime_secs) {
+            return invalid(
+                "auth.access_token_lifetime_secs",
+                "must be between 1 and 300 seconds",
+            );
         }
-        if !self.server.public_base_url.is_empty()
-            && !(self.server.public_base_url.starts_with("https://")
-                || self.server.public_base_url.starts_with("http://"))
-        {
+        if !(1..=300).contains(&self.auth.assertion_max_lifetime_secs) {
+            return invalid(
+                "auth.assertion_max_lifetime_secs",
+                "must be between 1 and 300 seconds",
+            );
+        }
+        if self.auth.clock_skew_secs > 300 {
+            return invalid("auth.clock_skew_secs", "must be at most 300 seconds");
+        }
+        if !(1024..=65536).contains(&self.auth.max_token_bytes) {
+            return invalid("auth.max_token_bytes", "must be between 1024 and 65536");
+        }
+        if !self.auth.issuer.is_empty() && !self.auth.issuer.starts_with("https://") {
+            return invalid("auth.issuer", "must be an https:// URL or empty");
+        }
+        for issuer in &self.auth.oidc_issuers {
+            if issuer.issuer.is_empty() || issuer.audience.is_empty() {
+                return invalid(
+                    "auth.oidc_issuers",
+                    "each issuer needs `issuer` and `audience`",
+                );
+            }
+            if issuer.jwks_file.as_os_str().is_empty() == issuer.jwks_url.is_empty() {
+                return invalid(
+                    "auth.oidc_issuers",
+                    "each issuer needs exactly one of `jwks_file` and `jwks_url`",
+                );
+            }
+        }
+        let base = &self.server.public_base_url;
+        if !base.is_empty() && !base.starts_with("https://") && !base.starts_with("http://") {
             return invalid(
                 "server.public_base_url",
                 "must start with https:// or http://",
@@ -303,6 +403,30 @@ impl Settings {
                 reason: "must start with sqlite:// or postgres://".into(),
             })
         }
+    }
+
+    /// The externally visible base URL for a server bound to `port`: `public_base_url` when
+    /// set, else derived from the bound address (`localhost` for a loopback host, matching the
+    /// development certificate).
+    pub fn base_url(&self, port: u16) -> String {
+        if !self.server.public_base_url.is_empty() {
+            return self
+                .server
+                .public_base_url
+                .trim_end_matches('/')
+                .to_string();
+        }
+        let scheme = if self.server.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        let host = match self.server.host {
+            h if h.is_loopback() => "localhost".to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        format!("{scheme}://{host}:{port}")
     }
 
     /// A path from the settings, resolved inside `data_dir` when relative.

@@ -5,10 +5,14 @@
 //! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod import;
+pub mod labels;
 pub mod records;
 pub mod startup;
 pub mod store;

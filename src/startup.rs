@@ -10,8 +10,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
-use crate::api::operator::OperatorCredential;
 use crate::api::{self, AppState, observe};
+use crate::auth::Authority;
+use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::tls;
@@ -41,41 +42,12 @@ impl Application {
 
     /// As [`Application::build`], on an already opened store.
     pub fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
-        let credential_path = settings.data_path(&settings.auth.operator_token_file);
-        let (operator, created) = OperatorCredential::load_or_create(&credential_path)
-            .with_context(|| {
-                format!(
-                    "loading the operator credential {}",
-                    credential_path.display()
-                )
-            })?;
-        if created {
-            tracing::info!(path = %credential_path.display(), "operator credential created");
-        }
-
         let listener = TcpListener::bind((settings.server.host, settings.server.port))
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let scheme = if settings.server.plain_http {
-            "http"
-        } else {
-            "https"
-        };
-        let base_url = if settings.server.public_base_url.is_empty() {
-            let host = match settings.server.host {
-                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                v4 => v4.to_string(),
-            };
-            format!("{scheme}://{host}:{port}")
-        } else {
-            settings
-                .server
-                .public_base_url
-                .trim_end_matches('/')
-                .to_string()
-        };
+        let base_url = settings.base_url(port);
 
         let tls_config = if settings.server.plain_http {
             None
@@ -87,10 +59,13 @@ impl Application {
             Some(tls::server_config(&files)?)
         };
 
+        let auth = Authority::new(&settings, &base_url).context("loading keys and issuers")?;
+        let limits = settings.limits;
         let state = web::Data::new(AppState {
             store: store.clone(),
             settings: Arc::new(settings.clone()),
-            operator,
+            auth,
+            purposes: PurposeCatalog::official(),
             metrics: observe::Metrics::new().context("setting up metrics")?,
             base_url: base_url.clone(),
         });
@@ -98,6 +73,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(observe::observe))
+                .configure(|cfg| api::body_configs(cfg, &limits))
                 .configure(api::configure)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

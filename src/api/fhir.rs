@@ -1,5 +1,7 @@
-//! FHIR record endpoints. For now every one of them is the operator's; recipients reach
-//! records through consent-checked reads.
+//! FHIR record endpoints. Writes are the operator's; reads are the operator's and the
+//! patient's own (a patient token reaches only resources of that patient: anything else
+//! answers 404, as if it did not exist). Recipients reach records through consent-checked
+//! reads.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, LAST_MODIFIED, LOCATION};
@@ -8,11 +10,11 @@ use actix_web::{HttpRequest, HttpResponse, get, post, put};
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::{Operator, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
-use super::operator::Operator;
 use crate::records::ingest::{self, Stored};
-use crate::records::{RecordError, bundle, search, validate};
+use crate::records::{RecordError, bundle, index, search, validate};
 use crate::store::write_tx;
 
 fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
@@ -112,13 +114,17 @@ pub async fn update(
 #[get("/{type}/{id}")]
 pub async fn read(
     state: Data<AppState>,
-    _operator: Operator,
+    reader: Reader,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id) = path.into_inner();
     let body = state
         .store
-        .run(move |conn| ingest::read(conn, &resource_type, &id))
+        .run(move |conn| {
+            let body = ingest::read(conn, &resource_type, &id)?;
+            visible_to(&reader, &resource_type, &id, &body)?;
+            Ok::<_, RecordError>(body)
+        })
         .await?;
     Ok(with_version_headers(&body))
 }
@@ -127,15 +133,41 @@ pub async fn read(
 #[get("/{type}/{id}/_history/{version}")]
 pub async fn vread(
     state: Data<AppState>,
-    _operator: Operator,
+    reader: Reader,
     path: Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id, version) = path.into_inner();
     let body = state
         .store
-        .run(move |conn| ingest::read_version(conn, &resource_type, &id, &version))
+        .run(move |conn| {
+            let body = ingest::read_version(conn, &resource_type, &id, &version)?;
+            visible_to(&reader, &resource_type, &id, &body)?;
+            Ok::<_, RecordError>(body)
+        })
         .await?;
     Ok(with_version_headers(&body))
+}
+
+/// A patient sees only resources of their own compartment; others do not exist for them.
+fn visible_to(
+    reader: &Reader,
+    resource_type: &str,
+    id: &str,
+    body: &Value,
+) -> Result<(), RecordError> {
+    match reader {
+        Reader::Operator => Ok(()),
+        Reader::Patient(own) => {
+            if index::patient_of(resource_type, id, body).as_deref() == Some(own.as_str()) {
+                Ok(())
+            } else {
+                Err(RecordError::not_found(
+                    "not_found",
+                    format!("{resource_type}/{id} is not known"),
+                ))
+            }
+        }
+    }
 }
 
 fn with_version_headers(body: &Value) -> HttpResponse {
@@ -154,12 +186,15 @@ fn with_version_headers(body: &Value) -> HttpResponse {
 #[get("/{type}")]
 pub async fn search_type(
     state: Data<AppState>,
-    _operator: Operator,
+    reader: Reader,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = path.into_inner();
-    let parsed = search::parse(&resource_type, req.query_string(), &state.settings.limits)?;
+    let mut parsed = search::parse(&resource_type, req.query_string(), &state.settings.limits)?;
+    if let Reader::Patient(own) = &reader {
+        search::restrict_to_patient(&mut parsed, own);
+    }
     let base = state.fhir_base();
     let bundle = state
         .store

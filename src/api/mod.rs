@@ -5,24 +5,28 @@
 //! [`body::FhirJson`] (media type, size and depth limits), and every failure is an
 //! [`error::ApiError`] with a stable code.
 
+pub mod auth;
 pub mod body;
 pub mod capability;
+pub mod clients;
 pub mod error;
 pub mod fhir;
+pub mod oauth;
 pub mod observe;
-pub mod operator;
 pub mod ops;
+pub mod wellknown;
 
 use std::sync::Arc;
 
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::auth::Authority;
+use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
 use crate::store::Store;
 use error::ApiError;
 use observe::Metrics;
-use operator::OperatorCredential;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -30,8 +34,10 @@ pub struct AppState {
     pub store: Store,
     /// The effective configuration.
     pub settings: Arc<Settings>,
-    /// The operator's credential digest.
-    pub operator: OperatorCredential,
+    /// Keys, tokens and trusted issuers.
+    pub auth: Authority,
+    /// The purposes of use and their hierarchy.
+    pub purposes: &'static PurposeCatalog,
     /// Prometheus collectors.
     pub metrics: Metrics,
     /// The externally visible base URL, without a trailing slash.
@@ -50,6 +56,16 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(ops::healthz)
         .service(ops::readyz)
         .service(ops::metrics)
+        .service(wellknown::jwks)
+        .service(wellknown::smart_configuration)
+        .service(wellknown::whoami)
+        .service(oauth::issue_token)
+        .service(oauth::revoke)
+        .service(oauth::introspect)
+        .service(clients::create)
+        .service(clients::list)
+        .service(clients::show)
+        .service(clients::remove)
         .service(
             web::scope("/fhir")
                 .service(capability::metadata)
@@ -62,6 +78,50 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .default_service(web::to(no_route)),
         )
         .default_service(web::to(no_route_problem));
+}
+
+/// Bad form and JSON bodies answer like every other error, not with actix's plain text.
+pub fn body_configs(cfg: &mut ServiceConfig, limits: &crate::config::Limits) {
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|_, _| {
+                oauth::OAuthError {
+                    error: "invalid_request",
+                    description: "the body must be an application/x-www-form-urlencoded form",
+                }
+                .into()
+            }),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(limits.max_body_bytes.min(1 << 20))
+            .error_handler(|e, _| {
+                ApiError::fhir(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "invalid_json",
+                    format!(
+                        "the body is not the JSON this endpoint takes: {}",
+                        json_error_kind(&e)
+                    ),
+                )
+                .as_problem()
+                .into()
+            }),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::no_route().into()));
+}
+
+/// A client-safe description of a JSON body error (serde's messages name fields, not values).
+fn json_error_kind(e: &actix_web::error::JsonPayloadError) -> String {
+    use actix_web::error::JsonPayloadError as E;
+    match e {
+        E::Deserialize(inner) => inner.to_string(),
+        E::ContentType => "send application/json".into(),
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => "the body is too large".into(),
+        _ => "the body could not be read".into(),
+    }
 }
 
 async fn no_route(_: HttpRequest) -> Result<HttpResponse, ApiError> {

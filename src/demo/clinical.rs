@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use time::{Duration, PrimitiveDateTime};
 use uuid::Uuid;
 
+use super::care::{Allergy, ChronicKind};
 use super::codes::{
-    self, ALLERGY_CLINICAL, ALLERGY_VERIFICATION, Allergy, CONDITION_CATEGORY, CONDITION_CLINICAL,
-    CONDITION_VERIFICATION, ChronicKind, Code, DIAGNOSTIC_SERVICE, DOCUMENT_CATEGORY, Dx, Measure,
+    self, ALLERGY_CLINICAL, ALLERGY_VERIFICATION, CONDITION_CATEGORY, CONDITION_CLINICAL,
+    CONDITION_VERIFICATION, Code, DIAGNOSTIC_SERVICE, DOCUMENT_CATEGORY, Dx, Measure,
     OBSERVATION_CATEGORY, Panel,
 };
 use super::fhir::{self, concept, date_time, quantity, reference, reference_to, simple_concept};
@@ -30,10 +31,19 @@ pub(super) enum ObsValue {
 impl Gen<'_> {
     /// Records a diagnosis made in `enc`. With `abatement` before the reference date the
     /// condition is `resolved`; otherwise it is still `active`.
-    pub(super) fn condition(&mut self, enc: &mut Enc<'_>, dx: &Dx, abatement: Option<PrimitiveDateTime>) -> Uuid {
+    pub(super) fn condition(
+        &mut self,
+        enc: &mut Enc<'_>,
+        dx: &Dx,
+        abatement: Option<PrimitiveDateTime>,
+    ) -> Uuid {
         let id = self.new_id();
         let abatement = abatement.filter(|t| *t < REFERENCE_DATE.midnight());
-        let status = if abatement.is_some() { ("resolved", "Resolved") } else { ("active", "Active") };
+        let status = if abatement.is_some() {
+            ("resolved", "Resolved")
+        } else {
+            ("active", "Active")
+        };
         let mut resource = json!({
             "resourceType": "Condition",
             "id": id.to_string(),
@@ -58,11 +68,26 @@ impl Gen<'_> {
     }
 
     /// Writes an Observation of `category` (`vital-signs` or `laboratory`).
-    pub(super) fn observation(&mut self, enc: &Enc<'_>, category: &str, code: &Code, value: ObsValue, at: PrimitiveDateTime) -> Uuid {
+    pub(super) fn observation(
+        &mut self,
+        enc: &Enc<'_>,
+        category: &str,
+        code: &Code,
+        value: ObsValue,
+        at: PrimitiveDateTime,
+    ) -> Uuid {
         let id = self.new_id();
-        let display = if category == "vital-signs" { "Vital Signs" } else { "Laboratory" };
+        let display = if category == "vital-signs" {
+            "Vital Signs"
+        } else {
+            "Laboratory"
+        };
         // Bedside measurements are released at once; laboratory results a few hours later.
-        let issued = if category == "vital-signs" { at } else { at + Duration::minutes(self.rng.random_range(60..=360)) };
+        let issued = if category == "vital-signs" {
+            at
+        } else {
+            at + Duration::minutes(self.rng.random_range(60..=360))
+        };
         let mut resource = json!({
             "resourceType": "Observation",
             "id": id.to_string(),
@@ -90,7 +115,13 @@ impl Gen<'_> {
     /// A vital sign taken at the start of `enc`; `value` defaults to the measure's normal range.
     pub(super) fn vital(&mut self, enc: &Enc<'_>, m: &Measure, value: Option<f64>) -> Uuid {
         let v = value.unwrap_or_else(|| fhir::sample(&mut self.rng, m.low, m.high, m.decimals));
-        self.observation(enc, "vital-signs", &m.code, ObsValue::Quantity(v, *m), enc.at(0.1))
+        self.observation(
+            enc,
+            "vital-signs",
+            &m.code,
+            ObsValue::Quantity(v, *m),
+            enc.at(0.1),
+        )
     }
 
     /// A blood-pressure panel with systolic and diastolic components; raised for hypertensives.
@@ -98,7 +129,10 @@ impl Gen<'_> {
         let (sys_range, dia_range) = if self.person.has(ChronicKind::Hypertension) {
             ((134.0, 162.0), (84.0, 98.0))
         } else {
-            ((codes::SYSTOLIC.low, codes::SYSTOLIC.high), (codes::DIASTOLIC.low, codes::DIASTOLIC.high))
+            (
+                (codes::SYSTOLIC.low, codes::SYSTOLIC.high),
+                (codes::DIASTOLIC.low, codes::DIASTOLIC.high),
+            )
         };
         let systolic = fhir::sample(&mut self.rng, sys_range.0, sys_range.1, 0);
         let diastolic = fhir::sample(&mut self.rng, dia_range.0, dia_range.1, 0);
@@ -127,10 +161,20 @@ impl Gen<'_> {
     /// The value of a laboratory measure for this patient, shifted by their chronic conditions.
     fn lab_value(&mut self, m: &Measure) -> f64 {
         let (low, high) = match m.code.code {
-            c if c == codes::GLUCOSE.code.code && self.person.has(ChronicKind::Diabetes) => (130.0, 210.0),
-            c if c == codes::HBA1C.code.code && self.person.has(ChronicKind::Diabetes) => (6.5, 9.2),
-            c if c == codes::CHOLESTEROL.code.code && self.person.has(ChronicKind::Hyperlipidemia) => (215.0, 280.0),
-            c if c == codes::LDL.code.code && self.person.has(ChronicKind::Hyperlipidemia) => (135.0, 190.0),
+            c if c == codes::GLUCOSE.code.code && self.person.has(ChronicKind::Diabetes) => {
+                (130.0, 210.0)
+            }
+            c if c == codes::HBA1C.code.code && self.person.has(ChronicKind::Diabetes) => {
+                (6.5, 9.2)
+            }
+            c if c == codes::CHOLESTEROL.code.code
+                && self.person.has(ChronicKind::Hyperlipidemia) =>
+            {
+                (215.0, 280.0)
+            }
+            c if c == codes::LDL.code.code && self.person.has(ChronicKind::Hyperlipidemia) => {
+                (135.0, 190.0)
+            }
             _ => (m.low, m.high),
         };
         fhir::sample(&mut self.rng, low, high, m.decimals)
@@ -142,7 +186,13 @@ impl Gen<'_> {
         let mut results = Vec::with_capacity(panel.members.len());
         for m in panel.members {
             let value = self.lab_value(m);
-            results.push(self.observation(enc, "laboratory", &m.code, ObsValue::Quantity(value, *m), at));
+            results.push(self.observation(
+                enc,
+                "laboratory",
+                &m.code,
+                ObsValue::Quantity(value, *m),
+                at,
+            ));
         }
         enc.plan.push(format!("{} drawn.", panel.code.display));
         self.report(enc, &panel.code, ("LAB", "Laboratory"), &results, at, None)
@@ -152,7 +202,13 @@ impl Gen<'_> {
     pub(super) fn hba1c(&mut self, enc: &mut Enc<'_>) -> Uuid {
         let value = self.lab_value(&codes::HBA1C);
         enc.plan.push("HbA1c checked.".into());
-        self.observation(enc, "laboratory", &codes::HBA1C.code, ObsValue::Quantity(value, codes::HBA1C), enc.at(0.4))
+        self.observation(
+            enc,
+            "laboratory",
+            &codes::HBA1C.code,
+            ObsValue::Quantity(value, codes::HBA1C),
+            enc.at(0.4),
+        )
     }
 
     /// A DiagnosticReport over `results`, in diagnostic-service section `section` (v2-0074).
@@ -190,7 +246,12 @@ impl Gen<'_> {
     }
 
     /// A completed Procedure performed during `enc`, optionally for a recorded condition.
-    pub(super) fn procedure(&mut self, enc: &mut Enc<'_>, code: &Code, reason: Option<Uuid>) -> Uuid {
+    pub(super) fn procedure(
+        &mut self,
+        enc: &mut Enc<'_>,
+        code: &Code,
+        reason: Option<Uuid>,
+    ) -> Uuid {
         let id = self.new_id();
         let mut resource = json!({
             "resourceType": "Procedure",
@@ -214,11 +275,21 @@ impl Gen<'_> {
 
     /// A MedicationRequest. A `standing` (chronic) prescription is `active` for a year after it
     /// is written, an acute course is `completed`.
-    pub(super) fn prescription(&mut self, enc: &mut Enc<'_>, med: &Code, reason: Option<Uuid>, standing: bool) -> Uuid {
+    pub(super) fn prescription(
+        &mut self,
+        enc: &mut Enc<'_>,
+        med: &Code,
+        reason: Option<Uuid>,
+        standing: bool,
+    ) -> Uuid {
         let id = self.new_id();
         let authored = enc.at(0.85);
         let valid_until = authored + Duration::days(PRESCRIPTION_VALIDITY_DAYS);
-        let status = if standing && valid_until >= REFERENCE_DATE.midnight() { "active" } else { "completed" };
+        let status = if standing && valid_until >= REFERENCE_DATE.midnight() {
+            "active"
+        } else {
+            "completed"
+        };
         let dosage = if standing {
             "Take as directed, once daily. Refills at each follow-up visit."
         } else {
@@ -272,7 +343,8 @@ impl Gen<'_> {
         });
         self.push("Immunization", id, resource);
         self.vaccines.push(vaccine.code);
-        enc.plan.push(format!("Vaccine given: {}.", vaccine.display));
+        enc.plan
+            .push(format!("Vaccine given: {}.", vaccine.display));
         id
     }
 
@@ -304,9 +376,16 @@ impl Gen<'_> {
     }
 
     /// The clinician's note for `enc` as a DocumentReference with a short text/plain attachment.
-    /// `types` are the LOINC document types (most specific first); `extra_category` adds a
-    /// category beside US Core's `clinical-note`; `body` replaces the generated summary.
-    pub(super) fn note(&mut self, enc: &Enc<'_>, types: &[Code], extra: Option<(&Code, &str)>, body: Option<String>) -> Uuid {
+    /// `types` are its LOINC document types, most specific first; `extra` adds a category (code
+    /// and text, the text also serving as description) beside US Core's `clinical-note`; `body`
+    /// replaces the generated reason/assessment/plan summary.
+    pub(super) fn note(
+        &mut self,
+        enc: &Enc<'_>,
+        types: &[Code],
+        extra: Option<(&Code, &str)>,
+        body: Option<String>,
+    ) -> Uuid {
         let id = self.new_id();
         let title = types.first().map_or("Clinical note", |t| t.display);
         let text = body.unwrap_or_else(|| summary(enc));
@@ -316,7 +395,11 @@ impl Gen<'_> {
             enc.clinician.display,
             enc.org.name,
         );
-        let mut categories = vec![simple_concept(DOCUMENT_CATEGORY, "clinical-note", "Clinical Note")];
+        let mut categories = vec![simple_concept(
+            DOCUMENT_CATEGORY,
+            "clinical-note",
+            "Clinical Note",
+        )];
         if let Some((code, text)) = extra {
             categories.push(json!({ "coding": [fhir::coding(code)], "text": text }));
         }
@@ -359,6 +442,13 @@ fn summary(enc: &Enc<'_>) -> String {
     } else {
         format!("{}.", enc.assessment.join("; "))
     };
-    let plan = if enc.plan.is_empty() { "Routine follow-up.".to_string() } else { enc.plan.join(" ") };
-    format!("Reason for visit: {}.\nAssessment: {assessment}\nPlan: {plan}", enc.kind.display)
+    let plan = if enc.plan.is_empty() {
+        "Routine follow-up.".to_string()
+    } else {
+        enc.plan.join(" ")
+    };
+    format!(
+        "Reason for visit: {}.\nAssessment: {assessment}\nPlan: {plan}",
+        enc.kind.display
+    )
 }

@@ -29,11 +29,36 @@ pub(super) enum OrgKey {
 
 /// Fixed organisation layout: key, name, street line and town.
 const ORG_LAYOUT: [(OrgKey, &str, &str, Town); 5] = [
-    (OrgKey::Hospital, "Riverbend Community Hospital", "1200 Riverbend Parkway", TOWNS[0]),
-    (OrgKey::FamilyPractice, "Maple Hill Family Practice", "48 Maple Hill Road", TOWNS[1]),
-    (OrgKey::MedicalGroup, "Stonebridge Medical Group", "310 Stonebridge Avenue", TOWNS[4]),
-    (OrgKey::WomensHealth, "Cedar Valley Women's Health", "77 Cedar Valley Drive", TOWNS[3]),
-    (OrgKey::BehavioralHealth, "Willow Creek Behavioral Health", "15 Willow Creek Lane", TOWNS[2]),
+    (
+        OrgKey::Hospital,
+        "Riverbend Community Hospital",
+        "1200 Riverbend Parkway",
+        TOWNS[0],
+    ),
+    (
+        OrgKey::FamilyPractice,
+        "Maple Hill Family Practice",
+        "48 Maple Hill Road",
+        TOWNS[1],
+    ),
+    (
+        OrgKey::MedicalGroup,
+        "Stonebridge Medical Group",
+        "310 Stonebridge Avenue",
+        TOWNS[4],
+    ),
+    (
+        OrgKey::WomensHealth,
+        "Cedar Valley Women's Health",
+        "77 Cedar Valley Drive",
+        TOWNS[3],
+    ),
+    (
+        OrgKey::BehavioralHealth,
+        "Willow Creek Behavioral Health",
+        "15 Willow Creek Lane",
+        TOWNS[2],
+    ),
 ];
 
 /// A clinician's specialty, which decides the encounters they staff.
@@ -60,7 +85,11 @@ impl Specialty {
             Self::ObstetricsGynecology => ("394585009", "Obstetrics and gynecology"),
             Self::Psychiatry => ("394587001", "Psychiatry"),
         };
-        Code { system: codes::SNOMED, code, display }
+        Code {
+            system: codes::SNOMED,
+            code,
+            display,
+        }
     }
 }
 
@@ -127,7 +156,11 @@ impl Directory {
         });
         let clinicians =
             CLINICIAN_LAYOUT.map(|(specialty, org)| new_clinician(&mut rng, specialty, org));
-        Self { orgs, clinicians, seed }
+        Self {
+            orgs,
+            clinicians,
+            seed,
+        }
     }
 
     /// The organisation for `key`.
@@ -148,6 +181,14 @@ impl Directory {
             .iter()
             .find(|c| c.specialty == specialty)
             .unwrap_or(&self.clinicians[0])
+    }
+
+    /// A clinician with `specialty` at `org`, or failing that anywhere in the network.
+    pub(super) fn staff(&self, org: OrgKey, specialty: Specialty) -> &Clinician {
+        self.clinicians
+            .iter()
+            .find(|c| c.org == org && c.specialty == specialty)
+            .unwrap_or_else(|| self.specialist(specialty))
     }
 
     /// The directory as a FHIR `transaction` Bundle.

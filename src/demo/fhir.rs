@@ -5,7 +5,7 @@
 
 use rand::Rng;
 use serde_json::{Value, json};
-use time::{Date, Duration, PrimitiveDateTime};
+use time::{Date, PrimitiveDateTime};
 use uuid::Uuid;
 
 use super::codes::{Code, Dx, Measure, UCUM};
@@ -72,13 +72,25 @@ pub(super) fn quantity(value: f64, m: &Measure) -> Value {
 
 /// A value uniformly drawn from `low..=high`, rounded as an instrument would report it.
 pub(super) fn sample(rng: &mut impl Rng, low: f64, high: f64, decimals: i32) -> f64 {
-    let raw = if high > low { rng.random_range(low..=high) } else { low };
+    let raw = if high > low {
+        rng.random_range(low..=high)
+    } else {
+        low
+    };
     round(raw, decimals)
 }
 
-/// `value` rounded to `decimals` places.
+/// `value` rounded to `decimals` places (0 to 3).
+///
+/// Only correctly rounded IEEE operations are used (not `powi`, whose precision varies by
+/// platform), so the output is byte-identical everywhere.
 pub(super) fn round(value: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
+    let scale = match decimals {
+        ..=0 => 1.0,
+        1 => 10.0,
+        2 => 100.0,
+        _ => 1000.0,
+    };
     (value * scale).round() / scale
 }
 
@@ -123,11 +135,6 @@ pub(super) fn period(start: PrimitiveDateTime, end: PrimitiveDateTime) -> Value 
     json!({ "start": date_time(start), "end": date_time(end) })
 }
 
-/// A whole-minute offset, for readable times.
-pub(super) fn minutes(n: i64) -> Duration {
-    Duration::minutes(n)
-}
-
 /// Age in completed years on `on` for someone born on `birth`.
 pub(super) fn age_on(birth: Date, on: Date) -> i32 {
     let had_birthday = (u8::from(on.month()), on.day()) >= (u8::from(birth.month()), birth.day());
@@ -148,7 +155,11 @@ pub(super) fn address(use_: &str, line: &str, town: &Town) -> Value {
 
 /// A fictional telephone number in `town`'s area code (555-0100..555-0199 is reserved for fiction).
 pub(super) fn phone(rng: &mut impl Rng, town: &Town) -> String {
-    format!("({}) 555-01{:02}", town.area_code, rng.random_range(0..100u32))
+    format!(
+        "({}) 555-01{:02}",
+        town.area_code,
+        rng.random_range(0..100u32)
+    )
 }
 
 /// Standard base64 (RFC 4648, with padding), for `Attachment.data`.
@@ -156,7 +167,11 @@ pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         // Each 6-bit group indexes the 64-entry alphabet, so the index is always in range.
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {

@@ -18,6 +18,7 @@
 //! and sexual health, genetics), recognisable from their codes alone. They deliberately carry no
 //! `meta.security` labels: labelling happens at ingest.
 
+mod care;
 mod clinical;
 mod codes;
 mod directory;
@@ -27,6 +28,7 @@ mod patient;
 mod sensitive;
 #[cfg(test)]
 mod tests;
+mod visits;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -46,7 +48,10 @@ pub struct DemoOptions {
 impl Default for DemoOptions {
     /// Ten patients with seed 2026.
     fn default() -> Self {
-        Self { patients: 10, seed: 2026 }
+        Self {
+            patients: 10,
+            seed: 2026,
+        }
     }
 }
 

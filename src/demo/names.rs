@@ -7,9 +7,8 @@
 /// Given names for patients and clinicians recorded as female.
 pub(super) const GIVEN_FEMALE: [&str; 32] = [
     "Amelia", "Ava", "Beatriz", "Camila", "Chloe", "Claire", "Diana", "Elena", "Emily", "Fatima",
-    "Grace", "Hannah", "Ines", "Isabel", "Julia", "Keiko", "Laura", "Leah", "Lucia", "Maya",
-    "Mei", "Nadia", "Nora", "Olivia", "Priya", "Rosa", "Ruth", "Sara", "Sofia", "Tessa",
-    "Valeria", "Zoe",
+    "Grace", "Hannah", "Ines", "Isabel", "Julia", "Keiko", "Laura", "Leah", "Lucia", "Maya", "Mei",
+    "Nadia", "Nora", "Olivia", "Priya", "Rosa", "Ruth", "Sara", "Sofia", "Tessa", "Valeria", "Zoe",
 ];
 
 /// Given names for patients and clinicians recorded as male.
@@ -31,9 +30,30 @@ pub(super) const FAMILY: [&str; 40] = [
 
 /// Street names, combined with a number and a [`STREET_KIND`].
 pub(super) const STREET: [&str; 24] = [
-    "Alder", "Aspen", "Birch", "Brookside", "Cascade", "Cedar", "Chestnut", "Cottonwood",
-    "Elm", "Fern", "Hawthorn", "Hillcrest", "Juniper", "Lakeview", "Laurel", "Madrona", "Maple",
-    "Meadow", "Oak", "Orchard", "Pine", "Riverside", "Spruce", "Willow",
+    "Alder",
+    "Aspen",
+    "Birch",
+    "Brookside",
+    "Cascade",
+    "Cedar",
+    "Chestnut",
+    "Cottonwood",
+    "Elm",
+    "Fern",
+    "Hawthorn",
+    "Hillcrest",
+    "Juniper",
+    "Lakeview",
+    "Laurel",
+    "Madrona",
+    "Maple",
+    "Meadow",
+    "Oak",
+    "Orchard",
+    "Pine",
+    "Riverside",
+    "Spruce",
+    "Willow",
 ];
 
 /// Street suffixes.
@@ -50,11 +70,46 @@ pub(super) struct Town {
 
 /// The demo region: one state, so that patients plausibly use the same organisations.
 pub(super) const TOWNS: [Town; 7] = [
-    Town { city: "Portland", state: "OR", zip: "97201", area_code: "503" },
-    Town { city: "Salem", state: "OR", zip: "97301", area_code: "503" },
-    Town { city: "Albany", state: "OR", zip: "97321", area_code: "541" },
-    Town { city: "Corvallis", state: "OR", zip: "97330", area_code: "541" },
-    Town { city: "Eugene", state: "OR", zip: "97401", area_code: "541" },
-    Town { city: "Medford", state: "OR", zip: "97501", area_code: "541" },
-    Town { city: "Bend", state: "OR", zip: "97701", area_code: "541" },
+    Town {
+        city: "Portland",
+        state: "OR",
+        zip: "97201",
+        area_code: "503",
+    },
+    Town {
+        city: "Salem",
+        state: "OR",
+        zip: "97301",
+        area_code: "503",
+    },
+    Town {
+        city: "Albany",
+        state: "OR",
+        zip: "97321",
+        area_code: "541",
+    },
+    Town {
+        city: "Corvallis",
+        state: "OR",
+        zip: "97330",
+        area_code: "541",
+    },
+    Town {
+        city: "Eugene",
+        state: "OR",
+        zip: "97401",
+        area_code: "541",
+    },
+    Town {
+        city: "Medford",
+        state: "OR",
+        zip: "97501",
+        area_code: "541",
+    },
+    Town {
+        city: "Bend",
+        state: "OR",
+        zip: "97701",
+        area_code: "541",
+    },
 ];

@@ -14,12 +14,12 @@ use time::macros::date;
 use time::{Date, Duration, PrimitiveDateTime};
 use uuid::Uuid;
 
+use super::care::{self, ALLERGIES, Allergy, CHRONIC, Chronic, ChronicKind};
 use super::codes::{
-    self, ACT_CODE, ALLERGIES, Acute, Allergy, CHRONIC, Chronic, ChronicKind, Code, IDENTIFIER_TYPE,
-    MARITAL_STATUS, MRN, PARTICIPATION_TYPE, SSN,
+    self, ACT_CODE, Code, IDENTIFIER_TYPE, MARITAL_STATUS, MRN, PARTICIPATION_TYPE, SSN,
 };
 use super::directory::{Clinician, Directory, Org, OrgKey, Specialty};
-use super::fhir::{self, age_on, entry, minutes, pick, pick_slice, reference_to};
+use super::fhir::{self, age_on, entry, pick, pick_slice, reference_to};
 use super::names::{self, TOWNS};
 use super::sensitive::{self, Sensitive};
 
@@ -27,18 +27,31 @@ use super::sensitive::{self, Sensitive};
 pub(super) const REFERENCE_DATE: Date = date!(2026 - 01 - 01);
 /// First day an encounter may start.
 const FIRST_VISIT: Date = date!(2015 - 01 - 01);
-/// Last day an encounter may start; late enough for 2025 data, early enough that recoveries
-/// and inpatient stays still end before [`REFERENCE_DATE`].
+/// Last day a visit date is drawn for. Spacing visits apart can push the last of eight up to
+/// 56 days later, which still ends the longest hospital stay inside 2025; illnesses that would
+/// outlast [`REFERENCE_DATE`] are simply left active.
 const LAST_VISIT: Date = date!(2025 - 09 - 30);
 /// Minimum days between visit starts; longer than the longest hospital stay.
 const MIN_GAP_DAYS: i64 = 8;
-/// Birth dates span these days, so every patient is an adult (18–90) throughout 2015–2025.
+/// Birth dates span these days; visits start once the patient is an adult, so everyone is
+/// 18–90 at their visits.
 const EARLIEST_BIRTH: Date = date!(1935 - 01 - 01);
-const LATEST_BIRTH: Date = date!(1996 - 12 - 31);
+const LATEST_BIRTH: Date = date!(2005 - 12 - 31);
+/// Days from birth until certainly past the 18th birthday (18 years hold at most five leap days).
+const ADULT_AFTER_DAYS: i64 = 18 * 365 + 5;
+/// Upper bound on a patient bundle's entries; optional items are dropped to stay under it.
+const MAX_ENTRIES: usize = 120;
+/// Entries kept in reserve for each visit still to come (an ordinary visit's required items).
+const VISIT_RESERVE: usize = 12;
+/// Entries kept in reserve for the rest of the current visit (refills, note).
+const TAIL_RESERVE: usize = 6;
 
 /// Fixed facts about the patient, decided before any encounter.
 pub(super) struct Person<'d> {
     pub(super) id: Uuid,
+    given: &'static str,
+    family: &'static str,
+    /// "Given Family", for reference displays.
     pub(super) display: String,
     pub(super) female: bool,
     pub(super) birth: Date,
@@ -67,8 +80,9 @@ impl Person<'_> {
 
     /// Whether a drug must be withheld because of a recorded penicillin allergy.
     pub(super) fn must_avoid(&self, med: &Code) -> bool {
-        self.allergy.is_some_and(|a| a.code == codes::PENICILLIN_ALLERGY)
-            && codes::PENICILLIN_CLASS.contains(med)
+        self.allergy
+            .is_some_and(|a| a.code == care::PENICILLIN_ALLERGY)
+            && care::PENICILLIN_CLASS.contains(med)
     }
 }
 
@@ -91,7 +105,7 @@ impl Enc<'_> {
     /// so that everything recorded in it falls inside its period.
     pub(super) fn at(&self, frac: f64) -> PrimitiveDateTime {
         let total = (self.end - self.start).whole_minutes();
-        self.start + minutes((total as f64 * frac.clamp(0.0, 1.0)).round() as i64)
+        self.start + Duration::minutes((total as f64 * frac.clamp(0.0, 1.0)).round() as i64)
     }
 
     /// The calendar day the encounter starts on.
@@ -109,6 +123,8 @@ pub(super) struct Gen<'d> {
     /// Vaccines given so far, to keep once-only vaccines once-only.
     pub(super) vaccines: Vec<&'static str>,
     pub(super) colonoscopy_done: bool,
+    /// Visits still to come after the current one, for the size budget.
+    pub(super) visits_left: usize,
 }
 
 /// What kind of visit a scheduled slot becomes.
@@ -126,11 +142,21 @@ enum Visit {
 pub(super) fn bundle(dir: &Directory, seed: u64, index: usize) -> Value {
     let mut rng = super::patient_rng(seed, index);
     let person = new_person(&mut rng, dir);
-    let mut g = Gen { rng, dir, person, entries: Vec::with_capacity(96), vaccines: Vec::new(), colonoscopy_done: false };
+    let mut g = Gen {
+        rng,
+        dir,
+        person,
+        entries: Vec::with_capacity(MAX_ENTRIES),
+        vaccines: Vec::new(),
+        colonoscopy_done: false,
+        visits_left: 0,
+    };
     g.patient_resource(seed, index);
 
     let schedule = g.schedule();
+    let count = schedule.len();
     for (n, (start, visit)) in schedule.into_iter().enumerate() {
+        g.visits_left = count - n - 1;
         match visit {
             Visit::CheckUp => g.check_up(start, n == 0),
             Visit::Acute => g.acute_visit(start),
@@ -145,32 +171,68 @@ pub(super) fn bundle(dir: &Directory, seed: u64, index: usize) -> Value {
 
 fn new_person<'d>(rng: &mut ChaCha8Rng, dir: &'d Directory) -> Person<'d> {
     let female = rng.random_bool(0.5);
-    let given = if female { *pick(rng, &names::GIVEN_FEMALE) } else { *pick(rng, &names::GIVEN_MALE) };
+    let given = if female {
+        *pick(rng, &names::GIVEN_FEMALE)
+    } else {
+        *pick(rng, &names::GIVEN_MALE)
+    };
     let family = *pick(rng, &names::FAMILY);
-    let birth = EARLIEST_BIRTH + Duration::days(rng.random_range(0..=(LATEST_BIRTH - EARLIEST_BIRTH).whole_days()));
-    let height_cm = if female { fhir::sample(rng, 152.0, 176.0, 1) } else { fhir::sample(rng, 164.0, 192.0, 1) };
+    let birth = EARLIEST_BIRTH
+        + Duration::days(rng.random_range(0..=(LATEST_BIRTH - EARLIEST_BIRTH).whole_days()));
+    let height_cm = if female {
+        fhir::sample(rng, 152.0, 176.0, 1)
+    } else {
+        fhir::sample(rng, 164.0, 192.0, 1)
+    };
     let bmi = rng.random_range(19.0..33.0);
-    let weight_kg = fhir::round(bmi * (height_cm / 100.0).powi(2), 1);
-    let org = dir.org(if rng.random_bool(0.5) { OrgKey::FamilyPractice } else { OrgKey::MedicalGroup });
+    let height_m = height_cm / 100.0;
+    let weight_kg = fhir::round(bmi * height_m * height_m, 1);
+    let org = dir.org(if rng.random_bool(0.5) {
+        OrgKey::FamilyPractice
+    } else {
+        OrgKey::MedicalGroup
+    });
     let local: Vec<&Clinician> = dir
         .clinicians
         .iter()
-        .filter(|c| c.org == org.key && matches!(c.specialty, Specialty::FamilyPractice | Specialty::GeneralMedicine))
+        .filter(|c| {
+            c.org == org.key
+                && matches!(
+                    c.specialty,
+                    Specialty::FamilyPractice | Specialty::GeneralMedicine
+                )
+        })
         .collect();
-    let gp = pick_slice(rng, &local).copied().unwrap_or_else(|| dir.specialist(Specialty::FamilyPractice));
+    let gp = pick_slice(rng, &local)
+        .copied()
+        .unwrap_or_else(|| dir.specialist(Specialty::FamilyPractice));
     // Prevalence doubles for the over-50s (age taken at the reference date), a coarse but
     // recognisable age gradient.
     let older = age_on(birth, REFERENCE_DATE) >= 50;
     let mut chronic = Vec::new();
     for def in &CHRONIC {
-        if rng.random_bool(if older { def.prevalence * 2.0 } else { def.prevalence }) {
+        if rng.random_bool(if older {
+            def.prevalence * 2.0
+        } else {
+            def.prevalence
+        }) {
             let med = pick_slice(rng, def.meds).copied();
-            chronic.push(ChronicState { def, condition: None, med });
+            chronic.push(ChronicState {
+                def,
+                condition: None,
+                med,
+            });
         }
     }
-    let allergy = if rng.random_bool(0.2) { Some(pick(rng, &ALLERGIES)) } else { None };
+    let allergy = if rng.random_bool(0.2) {
+        Some(pick(rng, &ALLERGIES))
+    } else {
+        None
+    };
     Person {
         id: fhir::new_id(rng),
+        given,
+        family,
         display: format!("{given} {family}"),
         female,
         birth,
@@ -194,6 +256,12 @@ impl<'d> Gen<'d> {
         self.entries.push(entry(resource_type, id, resource));
     }
 
+    /// Whether an optional item of `size` entries still fits the bundle's size budget, keeping
+    /// room for the rest of this visit and for every visit still to come.
+    pub(super) fn room_for(&self, size: usize) -> bool {
+        self.entries.len() + size + TAIL_RESERVE + self.visits_left * VISIT_RESERVE <= MAX_ENTRIES
+    }
+
     /// The patient's age on `day`.
     pub(super) fn age(&self, day: Date) -> i32 {
         age_on(self.person.birth, day)
@@ -201,7 +269,6 @@ impl<'d> Gen<'d> {
 
     fn patient_resource(&mut self, seed: u64, index: usize) {
         let p = &self.person;
-        let (given, family) = p.display.split_once(' ').unwrap_or((p.display.as_str(), ""));
         let town = *pick(&mut self.rng, &TOWNS);
         let line = format!(
             "{} {} {}",
@@ -209,11 +276,23 @@ impl<'d> Gen<'d> {
             pick(&mut self.rng, &names::STREET),
             pick(&mut self.rng, &names::STREET_KIND)
         );
-        let marital = *pick(&mut self.rng, &[("M", "Married"), ("S", "Never Married"), ("D", "Divorced"), ("W", "Widowed")]);
+        let marital = *pick(
+            &mut self.rng,
+            &[
+                ("M", "Married"),
+                ("S", "Never Married"),
+                ("D", "Divorced"),
+                ("W", "Widowed"),
+            ],
+        );
         // MRNs and SSNs follow the patient index, so they are unique within a data set; the MRN
         // also carries the seed so two data sets can share a database.
         let mrn = format!("{:04}-{:07}", seed % 10_000, index + 1);
-        let ssn = format!("999-{:02}-{:04}", 1 + (index / 9_999) % 99, 1 + index % 9_999);
+        let ssn = format!(
+            "999-{:02}-{:04}",
+            1 + (index / 9_999) % 99,
+            1 + index % 9_999
+        );
         let resource = json!({
             "resourceType": "Patient",
             "id": p.id.to_string(),
@@ -233,7 +312,7 @@ impl<'d> Gen<'d> {
                 },
             ],
             "active": true,
-            "name": [{ "use": "official", "family": family, "given": [given] }],
+            "name": [{ "use": "official", "family": p.family, "given": [p.given] }],
             "telecom": [{ "system": "phone", "value": fhir::phone(&mut self.rng, &town), "use": "home" }],
             "gender": if p.female { "female" } else { "male" },
             "birthDate": fhir::date(p.birth),
@@ -248,16 +327,20 @@ impl<'d> Gen<'d> {
 
     /// Draws the encounter dates and what each becomes, in chronological order.
     fn schedule(&mut self) -> Vec<(PrimitiveDateTime, Visit)> {
-        let sensitive: Vec<Sensitive> =
-            Sensitive::ALL.into_iter().filter(|s| self.rng.random_bool(s.share())).collect();
+        let childbearing = self.person.female && age_on(self.person.birth, FIRST_VISIT) <= 44;
+        let sensitive: Vec<Sensitive> = Sensitive::ALL
+            .into_iter()
+            .filter(|s| self.rng.random_bool(s.share(childbearing)))
+            .collect();
         // Room for every sensitive visit after the intake check-up, without exceeding eight.
         let count = self.rng.random_range(3..=8usize).max(sensitive.len() + 1);
-        let span = (LAST_VISIT - FIRST_VISIT).whole_days();
+        let first = FIRST_VISIT.max(self.person.birth + Duration::days(ADULT_AFTER_DAYS));
+        let span = (LAST_VISIT - first).whole_days();
         let mut starts: Vec<PrimitiveDateTime> = (0..count)
             .map(|_| {
-                let day = FIRST_VISIT + Duration::days(self.rng.random_range(0..=span));
+                let day = first + Duration::days(self.rng.random_range(0..=span));
                 // Office hours, on the quarter hour.
-                day.midnight() + minutes(8 * 60 + 15 * self.rng.random_range(0..36i64))
+                day.midnight() + Duration::minutes(8 * 60 + 15 * self.rng.random_range(0..36i64))
             })
             .collect();
         starts.sort();
@@ -289,9 +372,22 @@ impl<'d> Gen<'d> {
             .collect();
         let mut slots: Vec<usize> = (1..count).collect();
         slots.shuffle(&mut self.rng);
-        for (slot, kind) in slots.into_iter().zip(sensitive) {
-            if let Some(v) = visits.get_mut(slot) {
-                *v = Visit::Sensitive(kind);
+        for kind in sensitive {
+            // Reproductive-health visits go, where possible, to a date on which a pregnancy is
+            // plausible; every other kind takes the next free slot.
+            let fits = |slot: &usize| {
+                kind == Sensitive::Reproductive
+                    && self.person.female
+                    && starts
+                        .get(*slot)
+                        .is_some_and(|s| (18..=44).contains(&age_on(self.person.birth, s.date())))
+            };
+            let chosen = slots.iter().position(fits).unwrap_or(0);
+            if chosen < slots.len() {
+                let slot = slots.remove(chosen);
+                if let Some(v) = visits.get_mut(slot) {
+                    *v = Visit::Sensitive(kind);
+                }
             }
         }
         starts.into_iter().zip(visits).collect()
@@ -307,7 +403,16 @@ impl<'d> Gen<'d> {
         clinician: &'d Clinician,
         org: &'d Org,
     ) -> Enc<'d> {
-        let enc = Enc { id: self.new_id(), start, end: start + duration, clinician, org, kind, assessment: Vec::new(), plan: Vec::new() };
+        let enc = Enc {
+            id: self.new_id(),
+            start,
+            end: start + duration,
+            clinician,
+            org,
+            kind,
+            assessment: Vec::new(),
+            plan: Vec::new(),
+        };
         let mut resource = json!({
             "resourceType": "Encounter",
             "id": enc.id.to_string(),
@@ -334,206 +439,9 @@ impl<'d> Gen<'d> {
         self.push("Encounter", enc.id, resource);
         enc
     }
-
-    /// An ambulatory visit with the patient's own GP.
-    fn open_office(&mut self, start: PrimitiveDateTime, minutes_long: i64, kind: Code) -> Enc<'d> {
-        let (gp, org) = (self.person.gp, self.person.org);
-        self.open(start, minutes(minutes_long), AMBULATORY, kind, gp, org)
-    }
-
-    fn check_up(&mut self, start: PrimitiveDateTime, intake: bool) {
-        let mut enc = self.open_office(start, if intake { 45 } else { 30 }, codes::ENC_CHECK_UP);
-        self.full_vitals(&enc);
-        if intake {
-            if let Some(allergy) = self.person.allergy {
-                self.allergy(&mut enc, allergy);
-            }
-            // The intake visit puts the chronic problems on the list; later visits renew them.
-            self.diagnose_chronic(&mut enc);
-        } else {
-            self.refill_chronic(&mut enc);
-        }
-        let age = self.age(enc.day());
-        if age >= 35 && self.rng.random_bool(0.4) {
-            self.panel(&mut enc, &codes::LIPIDS);
-        } else if self.rng.random_bool(0.2) {
-            self.panel(&mut enc, &codes::CBC);
-        }
-        if self.person.has(ChronicKind::Diabetes) {
-            self.hba1c(&mut enc);
-        }
-        self.vaccinate(&mut enc);
-        if age >= 50 && !self.colonoscopy_done && self.rng.random_bool(0.15) {
-            self.colonoscopy_done = true;
-            self.procedure(&mut enc, &codes::COLONOSCOPY, None);
-        }
-        let note = if intake { codes::NOTE_HISTORY_PHYSICAL } else { codes::NOTE_PROGRESS };
-        self.note(&enc, &[note], None, None);
-    }
-
-    fn acute_visit(&mut self, start: PrimitiveDateTime) {
-        let minutes_long = self.rng.random_range(15..=30);
-        let mut enc = self.open_office(start, minutes_long, codes::ENC_SYMPTOM);
-        let illness = *pick(&mut self.rng, &codes::ACUTE_OFFICE);
-        self.treat_acute(&mut enc, &illness, false);
-        self.note(&enc, &[codes::NOTE_PROGRESS], None, None);
-    }
-
-    fn follow_up(&mut self, start: PrimitiveDateTime) {
-        let mut enc = self.open_office(start, 25, codes::ENC_FOLLOW_UP);
-        self.blood_pressure(&enc);
-        self.vital(&enc, &codes::HEART_RATE, None);
-        let weight = self.current_weight();
-        self.vital(&enc, &codes::WEIGHT, Some(weight));
-        if self.person.has(ChronicKind::Diabetes) {
-            self.hba1c(&mut enc);
-        }
-        if self.person.has(ChronicKind::Hypertension) && self.rng.random_bool(0.4) {
-            self.panel(&mut enc, &codes::BMP);
-        }
-        if self.person.has(ChronicKind::Hyperlipidemia) && self.rng.random_bool(0.3) {
-            self.panel(&mut enc, &codes::LIPIDS);
-        }
-        if self.person.has(ChronicKind::Asthma) && self.rng.random_bool(0.3) {
-            self.procedure(&mut enc, &codes::SPIROMETRY, None);
-        }
-        self.refill_chronic(&mut enc);
-        self.note(&enc, &[codes::NOTE_PROGRESS], None, None);
-    }
-
-    fn emergency(&mut self, start: PrimitiveDateTime) {
-        let hours = self.rng.random_range(2..=6);
-        let doctor = self.dir.specialist(Specialty::Emergency);
-        let hospital = self.dir.org(OrgKey::Hospital);
-        let mut enc = self.open(start, Duration::hours(hours), EMERGENCY, codes::ENC_EMERGENCY, doctor, hospital);
-        let illness = *pick(&mut self.rng, &codes::ACUTE_EMERGENCY);
-        self.treat_acute(&mut enc, &illness, true);
-        if self.rng.random_bool(0.5) {
-            self.panel(&mut enc, &codes::CBC);
-        }
-        self.note(&enc, &[codes::NOTE_EMERGENCY], None, None);
-    }
-
-    fn admission(&mut self, start: PrimitiveDateTime) {
-        let illness = *pick(&mut self.rng, &codes::ACUTE_INPATIENT);
-        let specialty = if illness.dx.snomed.code == "22298006" { Specialty::Cardiology } else { Specialty::GeneralMedicine };
-        let doctor = self.dir.specialist(specialty);
-        let hospital = self.dir.org(OrgKey::Hospital);
-        let hours = self.rng.random_range(2..=6) * 24 + self.rng.random_range(0..8);
-        let mut enc = self.open(start, Duration::hours(hours), INPATIENT, codes::ENC_ADMISSION, doctor, hospital);
-        self.treat_acute(&mut enc, &illness, true);
-        self.panel(&mut enc, &codes::CBC);
-        self.panel(&mut enc, &codes::BMP);
-        self.note(&enc, &[codes::NOTE_DISCHARGE], None, None);
-    }
-
-    /// Diagnoses, examines and treats an acute illness; `hospital` adds SpO2 and the
-    /// illness's full treatment rather than a single prescription.
-    fn treat_acute(&mut self, enc: &mut Enc<'d>, illness: &Acute, hospital: bool) {
-        let days = self.rng.random_range(illness.lasts_days.0..=illness.lasts_days.1);
-        let condition = self.condition(enc, &illness.dx, Some(enc.end + Duration::days(days)));
-        self.blood_pressure(enc);
-        self.vital(enc, &codes::HEART_RATE, None);
-        self.vital(enc, &codes::RESPIRATORY_RATE, None);
-        let temperature = if illness.fever { fhir::sample(&mut self.rng, 37.8, 39.2, 1) } else { fhir::sample(&mut self.rng, 36.2, 37.3, 1) };
-        self.vital(enc, &codes::TEMPERATURE, Some(temperature));
-        if hospital {
-            self.vital(enc, &codes::SPO2, None);
-        }
-        if let Some(code) = illness.procedure {
-            self.procedure(enc, &code, Some(condition));
-        }
-        let allowed: Vec<Code> = illness.meds.iter().copied().filter(|m| !self.person.must_avoid(m)).collect();
-        if hospital {
-            for med in &allowed {
-                self.prescription(enc, med, Some(condition), false);
-            }
-        } else if let Some(med) = pick_slice(&mut self.rng, &allowed).copied() {
-            self.prescription(enc, &med, Some(condition), false);
-        }
-    }
-
-    /// Records each chronic condition not yet on the problem list, with its first prescription.
-    fn diagnose_chronic(&mut self, enc: &mut Enc<'d>) {
-        for n in 0..self.person.chronic.len() {
-            let Some(state) = self.person.chronic.get(n) else { continue };
-            if state.condition.is_some() {
-                continue;
-            }
-            let (dx, med) = (state.def.dx, state.med);
-            let id = self.condition(enc, &dx, None);
-            if let Some(med) = med {
-                self.prescription(enc, &med, Some(id), true);
-            }
-            if let Some(state) = self.person.chronic.get_mut(n) {
-                state.condition = Some(id);
-            }
-        }
-    }
-
-    /// Renews the standing prescription of every diagnosed chronic condition.
-    fn refill_chronic(&mut self, enc: &mut Enc<'d>) {
-        let due: Vec<(Code, Uuid)> = self
-            .person
-            .chronic
-            .iter()
-            .filter_map(|c| Some((c.med?, c.condition?)))
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        for (med, reason) in &due {
-            self.prescription(enc, med, Some(*reason), true);
-        }
-        self.procedure(enc, &codes::MED_RECONCILIATION, None);
-    }
-
-    /// Height, weight, BMI, blood pressure, heart rate, respiratory rate and temperature.
-    fn full_vitals(&mut self, enc: &Enc<'d>) {
-        let weight = self.current_weight();
-        let height = self.person.height_cm;
-        self.vital(enc, &codes::HEIGHT, Some(height));
-        self.vital(enc, &codes::WEIGHT, Some(weight));
-        let bmi = fhir::round(weight / (height / 100.0).powi(2), 1);
-        self.vital(enc, &codes::BMI, Some(bmi));
-        self.blood_pressure(enc);
-        self.vital(enc, &codes::HEART_RATE, None);
-        self.vital(enc, &codes::RESPIRATORY_RATE, None);
-        self.vital(enc, &codes::TEMPERATURE, None);
-    }
-
-    /// The patient's weight today: their baseline give or take a few kilograms.
-    pub(super) fn current_weight(&mut self) -> f64 {
-        let base = self.person.weight_kg;
-        fhir::sample(&mut self.rng, base - 3.0, base + 3.0, 1)
-    }
-
-    /// Gives the vaccines due at this check-up, by season, age and licensing date.
-    fn vaccinate(&mut self, enc: &mut Enc<'d>) {
-        let day = enc.day();
-        let age = self.age(day);
-        let flu_season = matches!(u8::from(day.month()), 1..=3 | 9..=12);
-        if flu_season && self.rng.random_bool(0.7) {
-            self.immunization(enc, &codes::VACCINE_FLU);
-        }
-        let once: [(Code, bool, f64); 3] = [
-            (codes::VACCINE_TDAP, true, 0.15),
-            (codes::VACCINE_PNEUMOCOCCAL, age >= 65, 0.5),
-            (codes::VACCINE_ZOSTER, age >= 50 && day >= date!(2018 - 01 - 01), 0.3),
-        ];
-        for (vaccine, eligible, chance) in once {
-            if eligible && !self.vaccines.contains(&vaccine.code) && self.rng.random_bool(chance) {
-                self.immunization(enc, &vaccine);
-            }
-        }
-        let covid_doses = self.vaccines.iter().filter(|c| **c == codes::VACCINE_COVID.code).count();
-        if day >= date!(2021 - 01 - 01) && covid_doses < 2 && self.rng.random_bool(0.5) {
-            self.immunization(enc, &codes::VACCINE_COVID);
-        }
-    }
 }
 
 /// `Encounter.class` codes.
 pub(super) const AMBULATORY: (&str, &str) = ("AMB", "ambulatory");
-const EMERGENCY: (&str, &str) = ("EMER", "emergency");
-const INPATIENT: (&str, &str) = ("IMP", "inpatient encounter");
+pub(super) const EMERGENCY: (&str, &str) = ("EMER", "emergency");
+pub(super) const INPATIENT: (&str, &str) = ("IMP", "inpatient encounter");

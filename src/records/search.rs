@@ -98,6 +98,16 @@ pub fn parse(resource_type: &str, raw_query: &str, limits: &Limits) -> Result<Se
     Ok(Search { query, count, echo })
 }
 
+/// Narrows a search to one patient's compartment: a search for other patients finds nothing.
+pub fn restrict_to_patient(search: &mut Search, patient_id: &str) {
+    let asked_for_others = !search.query.patient_ids.is_empty()
+        && !search.query.patient_ids.iter().any(|p| p == patient_id);
+    search.query.patient_ids = vec![patient_id.to_string()];
+    if asked_for_others {
+        search.query.limit = 0;
+    }
+}
+
 fn split_or(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|v| !v.is_empty())
 }

@@ -10,6 +10,7 @@
 //! Write transactions on SQLite begin `IMMEDIATE` (see [`write_tx`]) so that two writers
 //! queue on the lock instead of one failing when it upgrades from reading to writing.
 
+pub mod identity;
 pub mod resources;
 pub mod schema;
 

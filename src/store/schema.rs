@@ -37,4 +37,41 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions, resource_tokens);
+diesel::table! {
+    /// Registered recipient clients; removal sets `removed_at`.
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        organization -> Text,
+        role -> Text,
+        jwks -> Nullable<Text>,
+        jwks_url -> Nullable<Text>,
+        purposes -> Text,
+        resources -> Text,
+        created_at -> BigInt,
+        removed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Access tokens revoked before their expiry.
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Client-assertion ids seen, kept until the assertion expires.
+    assertion_jtis (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(
+    resources,
+    resource_versions,
+    resource_tokens,
+    clients
+);

@@ -46,7 +46,8 @@ async fn refused_with_outcomes(backend: Backend) {
     let huge = json!({"resourceType": "Basic", "text": {"div": "x".repeat(70_000)}})
         .to_string()
         .into_bytes();
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::GET,
             "/fhir/Foo/1",

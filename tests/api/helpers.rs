@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
+use consentgate::cli::person_token;
 use consentgate::config::Settings;
 use consentgate::startup::Application;
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -75,7 +76,6 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub operator_token: String,
     pub settings: Settings,
-    pub backend: Backend,
     handle: ServerHandle,
     pub dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
@@ -126,12 +126,11 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (url, pg) = database_for(backend, dir.path())?;
-    Some(spawn_on(backend, dir, url, pg, extra))
+    Some(spawn_on(dir, url, pg, extra))
 }
 
 /// Spawns the gateway on an existing data directory and database.
 pub fn spawn_on(
-    backend: Backend,
     dir: tempfile::TempDir,
     url: String,
     pg: Option<PgDatabase>,
@@ -139,19 +138,23 @@ pub fn spawn_on(
 ) -> TestApp {
     let settings = test_settings(dir.path(), &url, extra);
     let app = Application::build(settings.clone()).expect("application builds");
-    let base = format!("https://localhost:{}", app.port());
+    let base = app.base_url().to_string();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    let operator_token = std::fs::read_to_string(dir.path().join("operator.token"))
-        .expect("operator credential written")
-        .trim()
-        .to_string();
+    let operator_token = person_token(
+        &settings,
+        &base,
+        "test-operator",
+        None,
+        vec!["operator".into()],
+        600,
+    )
+    .expect("operator token");
     TestApp {
         client: client_trusting(&dir.path().join("tls/dev-cert.pem")),
         base,
         operator_token,
         settings,
-        backend,
         handle,
         dir,
         _pg: pg,
@@ -180,6 +183,19 @@ pub fn client_trusting(cert: &Path) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// A development token for a patient of this gateway.
+    pub fn patient_token(&self, patient_id: &str) -> String {
+        person_token(
+            &self.settings,
+            &self.base,
+            &format!("patient-{patient_id}"),
+            Some(format!("Patient/{patient_id}")),
+            vec![],
+            600,
+        )
+        .expect("patient token")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -201,6 +217,19 @@ impl TestApp {
                 .body(body.to_string());
         }
         let resp = req.send().await.expect("request is answered");
+        decode(resp).await
+    }
+
+    /// An operator request with a plain JSON body (management API).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(&self.operator_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request is answered");
         decode(resp).await
     }
 
@@ -249,7 +278,7 @@ impl TestApp {
 
     pub fn stop(&self) {
         // Dropping the future is enough for the test; stop without waiting for the drain.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 

@@ -3,5 +3,6 @@
 mod bad_input;
 mod examples;
 mod helpers;
+mod identity;
 mod operations;
 mod records;

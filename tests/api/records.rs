@@ -180,7 +180,7 @@ async fn synthea_through_import(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("876 resources stored"), "{stdout}");
-    let app = spawn_on(backend, dir, url, pg, &[]);
+    let app = spawn_on(dir, url, pg, &[]);
     assert_all_stored(&app, &synthea_bundles()).await;
 }
 

@@ -1,0 +1,3 @@
+DROP TABLE assertion_jtis;
+DROP TABLE revoked_tokens;
+DROP TABLE clients;

@@ -1,0 +1,337 @@
+//! Recipient clients: who they are, what role they play, which keys sign their assertions,
+//! and which purposes and resources their registration allows.
+
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use serde::{Deserialize, Serialize};
+
+use super::purposes::PurposeCatalog;
+use crate::config::RolePurposes;
+use crate::records::validate::is_resource_type;
+
+/// What a recipient does; limits the purposes it may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A clinic or clinician's system.
+    Clinician,
+    /// A research group.
+    Researcher,
+    /// A disability agency's assessor.
+    DisabilityAssessor,
+    /// An insurer.
+    Insurer,
+    /// A system that sends records in.
+    DataSource,
+}
+
+impl Role {
+    /// The snake_case name used in tokens, config and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Clinician => "clinician",
+            Role::Researcher => "researcher",
+            Role::DisabilityAssessor => "disability_assessor",
+            Role::Insurer => "insurer",
+            Role::DataSource => "data_source",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(name: &str) -> Option<Role> {
+        Some(match name {
+            "clinician" => Role::Clinician,
+            "researcher" => Role::Researcher,
+            "disability_assessor" => Role::DisabilityAssessor,
+            "insurer" => Role::Insurer,
+            "data_source" => Role::DataSource,
+            _ => return None,
+        })
+    }
+
+    /// The purposes configured for this role.
+    pub fn purposes(self, roles: &RolePurposes) -> &[String] {
+        match self {
+            Role::Clinician => &roles.clinician,
+            Role::Researcher => &roles.researcher,
+            Role::DisabilityAssessor => &roles.disability_assessor,
+            Role::Insurer => &roles.insurer,
+            Role::DataSource => &roles.data_source,
+        }
+    }
+}
+
+/// A registration request (API body and CLI arguments).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    /// Display name of the software.
+    pub name: String,
+    /// The organisation running it.
+    pub organization: String,
+    /// Its role.
+    pub role: Role,
+    /// An inline public JWKS.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Or an https URL serving it.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Purposes the client may ask for; empty means the role's defaults.
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    /// Resource types it may reach; empty means all (`*`).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// A stored client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Client {
+    /// The client id (`iss` and `sub` of its assertions).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Organisation.
+    pub organization: String,
+    /// Role.
+    pub role: Role,
+    /// Inline JWKS, if registered so.
+    pub jwks: Option<serde_json::Value>,
+    /// JWKS URL, if registered so.
+    pub jwks_url: Option<String>,
+    /// Allowed purposes.
+    pub purposes: Vec<String>,
+    /// Allowed resource types (`*` for all).
+    pub resources: Vec<String>,
+    /// Registration time, seconds since the epoch.
+    pub created_at: i64,
+}
+
+/// Why a registration is refused; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct RegistrationError {
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn refuse(field: &'static str, reason: impl Into<String>) -> RegistrationError {
+    RegistrationError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl NewClient {
+    /// Checks the registration and turns it into a client with a fresh id.
+    pub fn validate(
+        self,
+        roles: &RolePurposes,
+        catalog: &PurposeCatalog,
+    ) -> Result<Client, RegistrationError> {
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(refuse("name", "must be 1 to 200 characters"));
+        }
+        let organization = self.organization.trim().to_string();
+        if organization.is_empty() || organization.chars().count() > 200 {
+            return Err(refuse("organization", "must be 1 to 200 characters"));
+        }
+        match (&self.jwks, &self.jwks_url) {
+            (Some(jwks), None) => {
+                parse_jwks(jwks)?;
+            }
+            (None, Some(url)) => {
+                if !url.starts_with("https://") || url.len() > 2048 {
+                    return Err(refuse("jwks_url", "must be an https:// URL"));
+                }
+            }
+            _ => return Err(refuse("jwks", "give exactly one of `jwks` and `jwks_url`")),
+        }
+        let allowed = self.role.purposes(roles);
+        let purposes = if self.purposes.is_empty() {
+            allowed.to_vec()
+        } else {
+            for p in &self.purposes {
+                if !catalog.is_known(p) {
+                    return Err(refuse(
+                        "purposes",
+                        format!("`{p}` is not a v3 ActReason purpose of use"),
+                    ));
+                }
+                if !allowed.iter().any(|a| catalog.is_a(p, a)) {
+                    return Err(refuse(
+                        "purposes",
+                        format!("`{p}` is not allowed for the {} role", self.role.as_str()),
+                    ));
+                }
+            }
+            self.purposes
+        };
+        let resources = if self.resources.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            for r in &self.resources {
+                if r != "*" && !is_resource_type(r) {
+                    return Err(refuse(
+                        "resources",
+                        format!("`{r}` is not a FHIR R4 resource type"),
+                    ));
+                }
+            }
+            self.resources
+        };
+        Ok(Client {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            organization,
+            role: self.role,
+            jwks: self.jwks,
+            jwks_url: self.jwks_url,
+            purposes,
+            resources,
+            created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        })
+    }
+}
+
+/// Parses a public JWKS: at least one key, public keys only, of a kind SMART allows.
+pub fn parse_jwks(value: &serde_json::Value) -> Result<JwkSet, RegistrationError> {
+    let set: JwkSet = serde_json::from_value(value.clone())
+        .map_err(|_| refuse("jwks", "is not a JSON Web Key Set"))?;
+    if set.keys.is_empty() || set.keys.len() > 20 {
+        return Err(refuse("jwks", "must hold 1 to 20 keys"));
+    }
+    let private_members = ["d", "p", "q", "dp", "dq", "qi", "k"];
+    for raw in value["keys"].as_array().into_iter().flatten() {
+        if private_members.iter().any(|m| raw.get(*m).is_some()) {
+            return Err(refuse(
+                "jwks",
+                "holds private key material; register public keys only",
+            ));
+        }
+    }
+    for key in &set.keys {
+        key_algorithm(key).ok_or_else(|| {
+            refuse(
+                "jwks",
+                "each key must be RSA (2048 bits or more), EC P-256 or P-384, or Ed25519",
+            )
+        })?;
+    }
+    Ok(set)
+}
+
+/// The one algorithm a client key may sign with: fixed per key (RFC 8725), from its `alg`
+/// when present, else from its type and curve.
+pub fn key_algorithm(key: &Jwk) -> Option<Algorithm> {
+    let natural = match &key.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            use base64::Engine;
+            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(rsa.n.trim_end_matches('='))
+                .ok()?;
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 {
+                return None;
+            }
+            Algorithm::RS384
+        }
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
+        _ => return None,
+    };
+    match key.common.key_algorithm {
+        None => Some(natural),
+        Some(KeyAlgorithm::RS384) if natural == Algorithm::RS384 => Some(natural),
+        Some(KeyAlgorithm::ES256) if natural == Algorithm::ES256 => Some(natural),
+        Some(KeyAlgorithm::ES384) if natural == Algorithm::ES384 => Some(natural),
+        Some(KeyAlgorithm::EdDSA) if natural == Algorithm::EdDSA => Some(natural),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn roles() -> RolePurposes {
+        RolePurposes {
+            clinician: vec!["TREAT".into()],
+            researcher: vec!["HRESCH".into()],
+            disability_assessor: vec!["CLMATTCH".into()],
+            insurer: vec!["HPAYMT".into()],
+            data_source: vec![],
+        }
+    }
+
+    fn ed_jwks() -> serde_json::Value {
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}]})
+    }
+
+    fn client(role: Role, purposes: &[&str]) -> NewClient {
+        NewClient {
+            name: "Clinic".into(),
+            organization: "Org".into(),
+            role,
+            jwks: Some(ed_jwks()),
+            jwks_url: None,
+            purposes: purposes.iter().map(|p| p.to_string()).collect(),
+            resources: vec![],
+        }
+    }
+
+    #[test]
+    fn purposes_are_bounded_by_the_role() {
+        let catalog = PurposeCatalog::official();
+        let c = client(Role::Clinician, &[])
+            .validate(&roles(), catalog)
+            .unwrap();
+        assert_eq!(c.purposes, vec!["TREAT"]);
+        assert_eq!(c.resources, vec!["*"]);
+        assert!(
+            client(Role::Clinician, &["ETREAT"])
+                .validate(&roles(), catalog)
+                .is_ok()
+        );
+        let err = client(Role::Researcher, &["TREAT"])
+            .validate(&roles(), catalog)
+            .unwrap_err();
+        assert_eq!(err.field, "purposes");
+        let err = client(Role::Clinician, &["NOPE"])
+            .validate(&roles(), catalog)
+            .unwrap_err();
+        assert_eq!(err.field, "purposes");
+    }
+
+    #[test]
+    fn keys_must_be_public_and_of_an_allowed_kind() {
+        let mut private = ed_jwks();
+        private["keys"][0]["d"] = json!("secret");
+        assert!(parse_jwks(&private).is_err());
+        let hmac = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]});
+        assert!(parse_jwks(&hmac).is_err());
+        let wrong_alg = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "alg": "ES256"}]});
+        assert!(parse_jwks(&wrong_alg).is_err());
+        assert!(parse_jwks(&json!({"keys": []})).is_err());
+        assert!(parse_jwks(&ed_jwks()).is_ok());
+        let mut both = client(Role::Insurer, &[]);
+        both.jwks_url = Some("https://x/jwks".into());
+        assert_eq!(
+            both.validate(&roles(), PurposeCatalog::official())
+                .unwrap_err()
+                .field,
+            "jwks"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Who is asking: recipient clients (SMART Backend Services), people (patients, operators),
+//! and the gateway's own keys and tokens.
+//!
+//! - [`keys`]: the gateway's Ed25519 keyring (generated with ring, 0600, rotation).
+//! - [`jwt_ring`]: the ring-backed crypto provider for `jsonwebtoken`.
+//! - [`tokens`]: issuing and verifying the gateway's access and development tokens.
+//! - [`assertion`]: client assertions (`private_key_jwt`) under RFC 8725 and SMART.
+//! - [`clients`]: client registrations, roles and their keys.
+//! - [`scopes`]: SMART v2 system scopes granted per registration.
+//! - [`purposes`]: purposes of use and the v3 ActReason hierarchy.
+//! - [`people`]: tokens of people from trusted OpenID Connect issuers.
+//! - [`jwks_fetch`]: fetching JWKS URLs with timeouts, a size limit and a cache.
+//!
+//! [`Authority`] ties them together for the HTTP layer. Consent is never baked into a token:
+//! tokens say who asks and why; every request is decided afresh.
+
+pub mod assertion;
+pub mod clients;
+pub mod jwks_fetch;
+pub mod jwt_ring;
+pub mod keys;
+pub mod people;
+pub mod purposes;
+pub mod scopes;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::{Profile, Settings};
+use jwks_fetch::JwksFetcher;
+use keys::Keyring;
+use people::PersonIssuers;
+
+/// A verified caller, as every protected handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// A recipient client with a gateway access token.
+    Client(Box<tokens::AccessClaims>),
+    /// A patient acting for themself.
+    Patient {
+        /// The Patient resource id.
+        patient_id: String,
+        /// The account (`sub`) for the audit trail.
+        subject: String,
+    },
+    /// An operator of the gateway.
+    Operator {
+        /// The account (`sub`) for the audit trail.
+        subject: String,
+    },
+}
+
+/// Most verified tokens kept in the cache before it is cleared.
+const TOKEN_CACHE_LIMIT: usize = 10_000;
+
+/// The identity machinery one application uses.
+pub struct Authority {
+    /// The gateway's keys.
+    pub keyring: Keyring,
+    /// JWKS fetching for clients registered by URL.
+    pub fetcher: JwksFetcher,
+    /// Trusted issuers of people's tokens.
+    pub people: PersonIssuers,
+    /// `iss` of gateway tokens.
+    pub issuer: String,
+    /// The FHIR base, `aud` of access tokens.
+    pub fhir_audience: String,
+    /// The token endpoint URL, `aud` of client assertions.
+    pub token_url: String,
+    /// Whether the gateway's own development tokens for people are honoured.
+    pub dev_people_tokens: bool,
+    /// Verified tokens by SHA-256, until they expire: a signature check costs tens of
+    /// microseconds; a hash lookup costs less than one.
+    cache: Mutex<HashMap<[u8; 32], (Principal, i64)>>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Opens the keyring and the issuers for an application whose base URL is `base_url`.
+    pub fn new(settings: &Settings, base_url: &str) -> anyhow::Result<Authority> {
+        jwt_ring::install();
+        let grace =
+            settings.auth.access_token_lifetime_secs as i64 + settings.auth.clock_skew_secs as i64;
+        let keyring = Keyring::open(&settings.data_path(&settings.auth.key_dir), grace)?;
+        let issuer = issuer_for(settings, base_url);
+        Ok(Authority {
+            keyring,
+            fetcher: JwksFetcher::new(&settings.auth)?,
+            people: PersonIssuers::load(&settings.auth)?,
+            fhir_audience: format!("{base_url}/fhir"),
+            token_url: format!("{base_url}/oauth/token"),
+            issuer,
+            dev_people_tokens: settings.profile != Profile::Production,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A cached principal for this token, if verified before and not yet expired.
+    pub fn cached(&self, token: &str, now: i64) -> Option<Principal> {
+        let key = token_hash(token);
+        let cache = self.cache.lock().ok()?;
+        cache
+            .get(&key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Remembers a verified token until `exp`.
+    pub fn remember(&self, token: &str, principal: &Principal, exp: i64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= TOKEN_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(token_hash(token), (principal.clone(), exp));
+        }
+    }
+}
+
+/// The issuer the settings name, or the base URL.
+pub fn issuer_for(settings: &Settings, base_url: &str) -> String {
+    if settings.auth.issuer.is_empty() {
+        base_url.to_string()
+    } else {
+        settings.auth.issuer.trim_end_matches('/').to_string()
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

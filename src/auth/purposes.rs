@@ -1,0 +1,60 @@
+//! Purposes of use as the identity layer sees them: v3 ActReason codes, judged against the
+//! official hierarchy that `consent::purpose` compiles from the HL7 code system.
+
+use crate::consent::purpose::PurposeHierarchy;
+
+/// The catalogue of purposes of use a token may carry.
+#[derive(Debug)]
+pub struct PurposeCatalog {
+    hierarchy: &'static PurposeHierarchy,
+}
+
+impl PurposeCatalog {
+    /// The official v3 ActReason hierarchy.
+    pub fn official() -> &'static PurposeCatalog {
+        static CATALOG: std::sync::OnceLock<PurposeCatalog> = std::sync::OnceLock::new();
+        CATALOG.get_or_init(|| PurposeCatalog {
+            hierarchy: PurposeHierarchy::official(),
+        })
+    }
+
+    /// Whether `code` is a selectable (non-abstract) ActReason code.
+    pub fn is_known(&self, code: &str) -> bool {
+        self.hierarchy.contains(code) && !self.hierarchy.is_abstract(code)
+    }
+
+    /// Whether `specific` is `general` or one of its descendants.
+    pub fn is_a(&self, specific: &str, general: &str) -> bool {
+        self.hierarchy.is_a(specific, general)
+    }
+
+    /// `code` and all its ancestors, for policies that ask "is this a kind of research?".
+    pub fn family(&self, code: &str) -> Vec<String> {
+        let mut family: Vec<String> = self
+            .hierarchy
+            .codes()
+            .filter(|general| self.hierarchy.is_a(code, general))
+            .map(str::to_string)
+            .collect();
+        family.sort();
+        family
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_official_hierarchy_answers() {
+        let c = PurposeCatalog::official();
+        assert!(c.is_a("ETREAT", "TREAT") && c.is_a("BTG", "TREAT"));
+        assert!(c.is_a("CLINTRCH", "HRESCH") && c.is_a("CLMATTCH", "HPAYMT"));
+        assert!(!c.is_a("TREAT", "ETREAT"));
+        assert!(c.is_known("TREAT") && !c.is_known("_PurposeOfUse") && !c.is_known("NOPE"));
+        let family = c.family("BTG");
+        for f in ["BTG", "ETREAT", "TREAT"] {
+            assert!(family.contains(&f.to_string()), "{family:?}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Rows of the identity tables: clients, revoked tokens, the assertion replay cache.
+
+use diesel::prelude::*;
+
+use super::schema::{assertion_jtis, clients, revoked_tokens};
+use super::{DbConn, StoreError};
+
+/// A client row as stored (JSON columns still text).
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    /// Client id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Organisation.
+    pub organization: String,
+    /// Role name.
+    pub role: String,
+    /// Inline JWKS (JSON).
+    pub jwks: Option<String>,
+    /// JWKS URL.
+    pub jwks_url: Option<String>,
+    /// JSON array of purposes.
+    pub purposes: String,
+    /// JSON array of resource types.
+    pub resources: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// Set when removed.
+    pub removed_at: Option<i64>,
+}
+
+/// Stores a new client.
+pub fn insert_client(conn: &mut DbConn, row: &ClientRow) -> Result<(), StoreError> {
+    diesel::insert_into(clients::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// An active (not removed) client.
+pub fn active_client(conn: &mut DbConn, id: &str) -> Result<Option<ClientRow>, StoreError> {
+    Ok(clients::table
+        .filter(clients::id.eq(id))
+        .filter(clients::removed_at.is_null())
+        .first::<ClientRow>(conn)
+        .optional()?)
+}
+
+/// Whether a client is registered and not removed (checked on every request).
+pub fn client_is_active(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
+    Ok(clients::table
+        .filter(clients::id.eq(id))
+        .filter(clients::removed_at.is_null())
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+/// Every active client, oldest first.
+pub fn list_clients(conn: &mut DbConn) -> Result<Vec<ClientRow>, StoreError> {
+    Ok(clients::table
+        .filter(clients::removed_at.is_null())
+        .order(clients::created_at.asc())
+        .load::<ClientRow>(conn)?)
+}
+
+/// Marks a client removed; returns whether it was active.
+pub fn remove_client(conn: &mut DbConn, id: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(diesel::update(
+        clients::table
+            .filter(clients::id.eq(id))
+            .filter(clients::removed_at.is_null()),
+    )
+    .set(clients::removed_at.eq(Some(now)))
+    .execute(conn)?
+        == 1)
+}
+
+/// Records a revoked token id until it would have expired anyway.
+pub fn revoke_token(conn: &mut DbConn, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+    let already = revoked_tokens::table
+        .filter(revoked_tokens::jti.eq(jti))
+        .count()
+        .get_result::<i64>(conn)?;
+    if already == 0 {
+        diesel::insert_into(revoked_tokens::table)
+            .values((
+                revoked_tokens::jti.eq(jti),
+                revoked_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Whether a token id was revoked.
+pub fn token_is_revoked(conn: &mut DbConn, jti: &str) -> Result<bool, StoreError> {
+    Ok(revoked_tokens::table
+        .filter(revoked_tokens::jti.eq(jti))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+/// Records an assertion id; `false` when it was seen before (a replay). The primary key
+/// makes this atomic across instances: of two concurrent uses, exactly one inserts.
+pub fn remember_assertion(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    // Expired ids can never be replayed (their assertions no longer verify): drop them.
+    diesel::delete(assertion_jtis::table.filter(assertion_jtis::expires_at.lt(now)))
+        .execute(conn)?;
+    diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(now)))
+        .execute(conn)?;
+    let inserted = diesel::insert_into(assertion_jtis::table)
+        .values((
+            assertion_jtis::client_id.eq(client_id),
+            assertion_jtis::jti.eq(jti),
+            assertion_jtis::expires_at.eq(expires_at),
+        ))
+        .execute(conn);
+    match inserted.map_err(StoreError::from) {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
