@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::api::{self, AppState, observe};
+use crate::audit::log::{AuditLog, CheckpointSigner};
 use crate::auth::Authority;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
@@ -60,11 +61,21 @@ impl Application {
         };
 
         let auth = Authority::new(&settings, &base_url).context("loading keys and issuers")?;
+        let origin = format!(
+            "{}/audit",
+            base_url.split_once("://").map_or(base_url.as_str(), |(_, rest)| rest)
+        );
+        let checkpoints =
+            CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
+                .context("loading the audit log key")?;
+        let audit = AuditLog::start(store.clone()).context("starting the audit writer")?;
         let limits = settings.limits;
         let state = web::Data::new(AppState {
             store: store.clone(),
             settings: Arc::new(settings.clone()),
             auth,
+            audit,
+            checkpoints,
             purposes: PurposeCatalog::official(),
             metrics: observe::Metrics::new().context("setting up metrics")?,
             base_url: base_url.clone(),

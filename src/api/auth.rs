@@ -38,11 +38,11 @@ pub struct Operator {
 
 /// An operator, or a patient reading their own records.
 #[derive(Debug, Clone)]
-pub enum Reader {
-    /// Sees everything.
-    Operator,
-    /// Sees only this patient's records.
-    Patient(String),
+pub struct Reader {
+    /// Who reads.
+    pub principal: Principal,
+    /// The one patient whose records this reader may see; `None` for an operator.
+    pub only_patient: Option<String>,
 }
 
 /// A recipient client.
@@ -209,9 +209,15 @@ narrowed_extractor!(Operator, |p| match p {
     _ => None,
 });
 
-narrowed_extractor!(Reader, |p| match p {
-    Principal::Operator { .. } => Some(Reader::Operator),
-    Principal::Patient { patient_id, .. } => Some(Reader::Patient(patient_id)),
+narrowed_extractor!(Reader, |p| match &p {
+    Principal::Operator { .. } => Some(Reader {
+        principal: p,
+        only_patient: None,
+    }),
+    Principal::Patient { patient_id, .. } => Some(Reader {
+        only_patient: Some(patient_id.clone()),
+        principal: p,
+    }),
     Principal::Client(_) => None,
 });
 

@@ -9,10 +9,13 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post, put};
 use serde_json::Value;
 
-use super::AppState;
+use std::collections::BTreeMap;
+
+use super::{AppState, audit};
 use super::auth::{Operator, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::records::ingest::{self, Stored};
 use crate::records::{RecordError, bundle, index, search, validate};
 use crate::store::write_tx;
@@ -116,16 +119,19 @@ pub async fn read(
     state: Data<AppState>,
     reader: Reader,
     path: Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id) = path.into_inner();
+    let only = reader.only_patient.clone();
     let body = state
         .store
         .run(move |conn| {
             let body = ingest::read(conn, &resource_type, &id)?;
-            visible_to(&reader, &resource_type, &id, &body)?;
+            visible_to(only.as_deref(), &resource_type, &id, &body)?;
             Ok::<_, RecordError>(body)
         })
         .await?;
+    audit_disclosure(&state, &reader, &req, AuditAction::Read, std::slice::from_ref(&body)).await?;
     Ok(with_version_headers(&body))
 }
 
@@ -135,39 +141,73 @@ pub async fn vread(
     state: Data<AppState>,
     reader: Reader,
     path: Path<(String, String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id, version) = path.into_inner();
+    let only = reader.only_patient.clone();
     let body = state
         .store
         .run(move |conn| {
             let body = ingest::read_version(conn, &resource_type, &id, &version)?;
-            visible_to(&reader, &resource_type, &id, &body)?;
+            visible_to(only.as_deref(), &resource_type, &id, &body)?;
             Ok::<_, RecordError>(body)
         })
         .await?;
+    audit_disclosure(&state, &reader, &req, AuditAction::Read, std::slice::from_ref(&body)).await?;
     Ok(with_version_headers(&body))
 }
 
 /// A patient sees only resources of their own compartment; others do not exist for them.
 fn visible_to(
-    reader: &Reader,
+    only_patient: Option<&str>,
     resource_type: &str,
     id: &str,
     body: &Value,
 ) -> Result<(), RecordError> {
-    match reader {
-        Reader::Operator => Ok(()),
-        Reader::Patient(own) => {
-            if index::patient_of(resource_type, id, body).as_deref() == Some(own.as_str()) {
-                Ok(())
-            } else {
-                Err(RecordError::not_found(
-                    "not_found",
-                    format!("{resource_type}/{id} is not known"),
-                ))
-            }
-        }
+    match only_patient {
+        None => Ok(()),
+        Some(own) if index::patient_of(resource_type, id, body).as_deref() == Some(own) => Ok(()),
+        Some(_) => Err(RecordError::not_found(
+            "not_found",
+            format!("{resource_type}/{id} is not known"),
+        )),
     }
+}
+
+/// Records what leaves, one entry per patient concerned (so each patient's accounting of
+/// disclosures lists it), and waits until the entries are durable.
+async fn audit_disclosure(
+    state: &AppState,
+    reader: &Reader,
+    req: &HttpRequest,
+    action: AuditAction,
+    resources: &[Value],
+) -> Result<(), ApiError> {
+    let mut by_patient: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    for r in resources {
+        let (Some(ty), Some(id)) = (
+            r.get("resourceType").and_then(Value::as_str),
+            r.get("id").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        by_patient
+            .entry(index::patient_of(ty, id, r))
+            .or_default()
+            .push(format!("{ty}/{id}"));
+    }
+    if by_patient.is_empty() {
+        by_patient.insert(reader.only_patient.clone(), Vec::new());
+    }
+    let request_id = audit::request_id(req);
+    for (patient, refs) in by_patient {
+        let mut entry = audit::entry_for(&reader.principal, action, AuditOutcome::Success, request_id.clone());
+        entry.detail.insert("count".into(), refs.len().to_string());
+        entry.patient_id = patient;
+        entry.resources = refs;
+        audit::record(state, entry).await?;
+    }
+    Ok(())
 }
 
 fn with_version_headers(body: &Value) -> HttpResponse {
@@ -192,7 +232,7 @@ pub async fn search_type(
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = path.into_inner();
     let mut parsed = search::parse(&resource_type, req.query_string(), &state.settings.limits)?;
-    if let Reader::Patient(own) = &reader {
+    if let Some(own) = &reader.only_patient {
         search::restrict_to_patient(&mut parsed, own);
     }
     let base = state.fhir_base();
@@ -200,5 +240,12 @@ pub async fn search_type(
         .store
         .run(move |conn| search::run(conn, &parsed, &base))
         .await?;
+    let found: Vec<Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect();
+    audit_disclosure(&state, &reader, &req, AuditAction::Search, &found).await?;
     Ok(fhir_ok(StatusCode::OK, &bundle))
 }

@@ -5,6 +5,7 @@
 //! [`body::FhirJson`] (media type, size and depth limits), and every failure is an
 //! [`error::ApiError`] with a stable code.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod capability;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Keys, tokens and trusted issuers.
     pub auth: Authority,
+    /// The durable audit log (group commit).
+    pub audit: crate::audit::log::AuditLog,
+    /// Signs audit checkpoints.
+    pub checkpoints: crate::audit::log::CheckpointSigner,
     /// The purposes of use and their hierarchy.
     pub purposes: &'static PurposeCatalog,
     /// Prometheus collectors.
@@ -62,6 +67,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(oauth::issue_token)
         .service(oauth::revoke)
         .service(oauth::introspect)
+        .service(audit::checkpoint)
+        .service(audit::verifier_key)
+        .service(audit::inclusion)
+        .service(audit::consistency)
         .service(clients::create)
         .service(clients::list)
         .service(clients::show)

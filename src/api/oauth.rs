@@ -15,12 +15,13 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, audit};
 use super::auth::{authenticate, bearer};
 use super::error::ApiError;
 use crate::auth::assertion::{self, AssertionRules};
 use crate::auth::clients::{Client, Role, parse_jwks};
 use crate::auth::tokens::{self, AccessClaims, Expectation};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{Principal, now_secs, scopes};
 use crate::store::identity;
 
@@ -182,9 +183,56 @@ async fn authenticate_client(
 #[post("/oauth/token")]
 pub async fn issue_token(
     state: Data<AppState>,
+    req: HttpRequest,
     form: Form<TokenForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
+    let claimed = form
+        .client_assertion
+        .as_deref()
+        .and_then(assertion::claimed_client_id);
+    let outcome = issue(&state, form).await;
+    // Every issue and every refusal is on the record.
+    let request_id = audit::request_id(&req);
+    let entry = match &outcome {
+        Ok((claims, _)) => {
+            let mut e = audit::entry_for(
+                &Principal::Client(Box::new(claims.clone())),
+                AuditAction::Token,
+                AuditOutcome::Success,
+                request_id,
+            );
+            e.detail.insert("event".into(), "issued".into());
+            e.detail.insert("token_id".into(), claims.jti.clone());
+            e
+        }
+        Err(err) => {
+            let mut e = audit::anonymous_entry(
+                claimed.as_deref(),
+                AuditAction::Refusal,
+                AuditOutcome::Denied,
+                request_id,
+            );
+            e.detail.insert("event".into(), "token_refused".into());
+            e.detail.insert("error".into(), err.error.to_string());
+            e
+        }
+    };
+    if let Err(e) = state.audit.record(entry).await {
+        tracing::error!(error = %e, "token event could not be audited");
+        return Err(OAuthError::new(
+            "temporarily_unavailable",
+            "the audit log is unavailable; retry",
+        ));
+    }
+    outcome.map(|(_, response)| response)
+}
+
+/// Checks a token request and signs the token; the caller audits the outcome.
+async fn issue(
+    state: &AppState,
+    form: TokenForm,
+) -> Result<(AccessClaims, HttpResponse), OAuthError> {
     if form.grant_type.as_deref() != Some("client_credentials") {
         return Err(OAuthError::new(
             "unsupported_grant_type",
@@ -192,7 +240,7 @@ pub async fn issue_token(
         ));
     }
     let (client, assertion) = authenticate_client(
-        &state,
+        state,
         form.client_assertion_type.as_deref(),
         form.client_assertion.as_deref(),
     )
@@ -279,7 +327,7 @@ pub async fn issue_token(
     let token = tokens::sign(&state.auth.keyring, tokens::ACCESS_TOKEN_TYP, &claims)
         .map_err(|_| OAuthError::new("server_error", "no signing key"))?;
     tracing::info!(client_id = %client.id, purpose = %claims.purpose_of_use, break_glass, "access token issued");
-    Ok(HttpResponse::Ok()
+    let response = HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .insert_header((PRAGMA, "no-cache"))
         .json(json!({
@@ -288,7 +336,8 @@ pub async fn issue_token(
             "expires_in": lifetime,
             "scope": claims.scope,
             "purpose_of_use": claims.purpose_of_use,
-        })))
+        }));
+    Ok((claims, response))
 }
 
 /// The form of revocation and introspection requests.
@@ -369,6 +418,17 @@ pub async fn revoke(
                 .run(move |conn| identity::revoke_token(conn, &jti, exp))
                 .await?;
             tracing::info!(client_id = %claims.client_id, jti = %claims.jti, "access token revoked");
+            let mut entry = audit::entry_for(
+                &Principal::Client(Box::new(claims.clone())),
+                AuditAction::Token,
+                AuditOutcome::Success,
+                audit::request_id(&req),
+            );
+            entry.detail.insert("event".into(), "revoked".into());
+            entry.detail.insert("token_id".into(), claims.jti.clone());
+            if state.audit.record(entry).await.is_err() {
+                return Err(OAuthError::new("temporarily_unavailable", "retry"));
+            }
         }
     }
     Ok(HttpResponse::Ok()

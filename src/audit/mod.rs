@@ -29,7 +29,8 @@
 //!
 //! # What the caller does
 //!
-//! This module is pure: the log writer owns the I/O. Per group commit it clones the
+//! The modules above are pure; [`log`] owns the I/O (the group-committing writer and the
+//! checkpoint signer). Per group commit it clones the
 //! frontier, sets each entry's `sequence` to the frontier size, appends each entry's leaf
 //! hash, writes the entries and every returned [`TreeNode`] in one transaction, and keeps
 //! the new frontier only after the commit. On start-up it rebuilds the frontier with
@@ -38,6 +39,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod log;
 pub mod merkle;
 
 pub use checkpoint::{

@@ -10,6 +10,7 @@
 //! Write transactions on SQLite begin `IMMEDIATE` (see [`write_tx`]) so that two writers
 //! queue on the lock instead of one failing when it upgrades from reading to writing.
 
+pub mod audit;
 pub mod identity;
 pub mod resources;
 pub mod schema;
@@ -160,6 +161,7 @@ pub type Conn = PooledConnection<ConnectionFactory>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionFactory>,
+    factory: ConnectionFactory,
     backend: Backend,
 }
 
@@ -200,6 +202,7 @@ impl Store {
             target,
             busy_timeout_ms: settings.sqlite_busy_timeout_ms,
         };
+        let dedicated = factory.clone();
         let pool = Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
@@ -207,12 +210,24 @@ impl Store {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(factory)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            factory: dedicated,
+            backend,
+        })
     }
 
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A connection outside the pool, for a task that holds session state (an advisory
+    /// lock) for as long as it lives.
+    pub fn dedicated(&self) -> Result<DbConn, StoreError> {
+        self.factory
+            .open()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// A connection from the pool, for synchronous callers (the CLI, blocking tasks).

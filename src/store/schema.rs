@@ -75,3 +75,43 @@ diesel::allow_tables_to_appear_in_same_query!(
     resource_tokens,
     clients
 );
+
+diesel::table! {
+    /// One row: the log size; its lock orders appends across instances.
+    audit_head (id) {
+        id -> Integer,
+        size -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Audit entries by sequence (Merkle leaf index).
+    audit_entries (seq) {
+        seq -> BigInt,
+        recorded -> BigInt,
+        action -> Text,
+        outcome -> Text,
+        client_id -> Text,
+        patient_id -> Nullable<Text>,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// Perfect-subtree hashes of the audit Merkle tree.
+    audit_nodes (level, idx) {
+        level -> Integer,
+        idx -> BigInt,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    /// Signed checkpoints by tree size.
+    audit_checkpoints (size) {
+        size -> BigInt,
+        root -> Binary,
+        note -> Text,
+        signed_at -> BigInt,
+    }
+}

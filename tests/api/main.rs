@@ -4,5 +4,6 @@ mod bad_input;
 mod examples;
 mod helpers;
 mod identity;
+mod interop;
 mod operations;
 mod records;

@@ -1,0 +1,246 @@
+//! Audit: recording what requests do, and reading the log back.
+//!
+//! - [`entry_for`] and [`record`]: how handlers append an entry (and wait until it is
+//!   durable) before a response that carries patient data leaves.
+//! - `GET /api/v1/audit/checkpoint`: the newest signed checkpoint (C2SP signed note, text).
+//! - `GET /api/v1/audit/verifier-key`: the key to check checkpoint signatures with.
+//! - `GET /api/v1/audit/proofs/inclusion?index=&tree_size=` and
+//!   `GET /api/v1/audit/proofs/consistency?from=&to=`: RFC 9162 proofs (base64 hashes).
+//!
+//! Checkpoints and proofs are public: they hold hashes only, and third parties must be able
+//! to check the log without an account.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{Data, Query};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::observe::RequestId;
+use crate::audit::log::AuditError;
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome, consistency_proof, inclusion_proof};
+use crate::auth::Principal;
+use crate::store::audit::{self as rows, DbNodes};
+
+/// The request id of a request (set by the observation middleware).
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// An organisation name as an audit token (the display name stays in the client registry).
+fn organisation_token(name: &str) -> String {
+    let token: String = name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if token.is_empty() { "unknown".into() } else { token }
+}
+
+/// A new entry for what `principal` did.
+pub fn entry_for(
+    principal: &Principal,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    request_id: String,
+) -> AuditEntry {
+    let (client_id, organisation, user, purpose, break_glass) = match principal {
+        Principal::Client(c) => (
+            c.client_id.clone(),
+            organisation_token(&c.organization),
+            None,
+            c.purpose_of_use.clone(),
+            c.justification.clone(),
+        ),
+        Principal::Patient { patient_id, .. } => (
+            "patient".to_string(),
+            "consentgate".to_string(),
+            Some(format!("Patient/{patient_id}")),
+            "PATRQT".to_string(),
+            None,
+        ),
+        Principal::Operator { .. } => (
+            "operator".to_string(),
+            "consentgate".to_string(),
+            None,
+            "HSYSADMIN".to_string(),
+            None,
+        ),
+    };
+    AuditEntry {
+        sequence: 0,
+        recorded_micros: crate::records::dates::now_micros(),
+        action,
+        outcome,
+        client_id,
+        organisation,
+        user,
+        purpose_of_use: purpose,
+        patient_id: None,
+        resources: Vec::new(),
+        consents: Vec::new(),
+        policies: Vec::new(),
+        break_glass,
+        request_id,
+        detail: BTreeMap::new(),
+    }
+}
+
+/// An entry for an event with no authenticated principal (a refused token request).
+pub fn anonymous_entry(
+    client_id: Option<&str>,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    request_id: String,
+) -> AuditEntry {
+    let client = client_id
+        .filter(|c| !c.is_empty() && c.len() <= 256 && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+        .unwrap_or("unknown");
+    AuditEntry {
+        client_id: client.to_string(),
+        organisation: "unknown".into(),
+        purpose_of_use: "unknown".into(),
+        ..entry_for(
+            &Principal::Operator {
+                subject: String::new(),
+            },
+            action,
+            outcome,
+            request_id,
+        )
+    }
+}
+
+/// Appends `entry` and waits until it is durable. A failure means the caller must not send
+/// patient data: it answers 503 instead.
+pub async fn record(state: &AppState, entry: AuditEntry) -> Result<u64, ApiError> {
+    state.audit.record(entry).await.map_err(|e| match e {
+        AuditError::Invalid(e) => ApiError::internal(format!("audit entry refused: {e}")),
+        other => {
+            tracing::error!(error = %other, "audit append failed");
+            ApiError::fhir(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "audit_unavailable",
+                "the audit log cannot record this request; retry shortly",
+            )
+        }
+    })
+}
+
+/// `GET /api/v1/audit/checkpoint`.
+#[get("/api/v1/audit/checkpoint")]
+pub async fn checkpoint(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let st = state.clone();
+    let latest = tokio::task::spawn_blocking(move || st.checkpoints.latest(&store))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match latest {
+        Some(row) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .insert_header(("Cache-Control", "no-cache"))
+            .body(row.note)),
+        None => Err(ApiError::fhir(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "empty_log",
+            "the audit log has no entries yet",
+        )
+        .as_problem()),
+    }
+}
+
+/// `GET /api/v1/audit/verifier-key`.
+#[get("/api/v1/audit/verifier-key")]
+pub async fn verifier_key(state: Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{}\n", state.checkpoints.verifier_key()))
+}
+
+/// Query of the inclusion proof endpoint.
+#[derive(Debug, Deserialize)]
+pub struct InclusionQuery {
+    index: u64,
+    tree_size: u64,
+}
+
+/// Query of the consistency proof endpoint.
+#[derive(Debug, Deserialize)]
+pub struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+fn bad_proof_request(message: &str) -> ApiError {
+    ApiError::fhir(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        "invalid_proof_request",
+        message.to_string(),
+    )
+    .as_problem()
+}
+
+/// `GET /api/v1/audit/proofs/inclusion?index=&tree_size=`.
+#[get("/api/v1/audit/proofs/inclusion")]
+pub async fn inclusion(
+    state: Data<AppState>,
+    query: Query<InclusionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let InclusionQuery { index, tree_size } = query.into_inner();
+    let proof = state
+        .store
+        .run(move |conn| {
+            if tree_size > rows::size(conn)? {
+                return Err(bad_proof_request("tree_size is larger than the log"));
+            }
+            if index >= tree_size {
+                return Err(bad_proof_request("index must be below tree_size"));
+            }
+            let nodes = DbNodes(RefCell::new(conn));
+            inclusion_proof(index, tree_size, &nodes).map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
+    Ok(HttpResponse::Ok().json(json!({"leaf_index": index, "tree_size": tree_size, "proof": proof})))
+}
+
+/// `GET /api/v1/audit/proofs/consistency?from=&to=`.
+#[get("/api/v1/audit/proofs/consistency")]
+pub async fn consistency(
+    state: Data<AppState>,
+    query: Query<ConsistencyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ConsistencyQuery { from, to } = query.into_inner();
+    let proof = state
+        .store
+        .run(move |conn| {
+            if to > rows::size(conn)? {
+                return Err(bad_proof_request("to is larger than the log"));
+            }
+            if from == 0 || from > to {
+                return Err(bad_proof_request("need 0 < from <= to"));
+            }
+            let nodes = DbNodes(RefCell::new(conn));
+            consistency_proof(from, to, &nodes).map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
+    Ok(HttpResponse::Ok().json(json!({"first": from, "second": to, "proof": proof})))
+}

@@ -1,0 +1,266 @@
+//! The durable log: a group-committing writer and the checkpoint signer.
+//!
+//! Every instance runs one writer thread. Requests hand it entries and wait; it takes all
+//! entries waiting at that moment (up to [`MAX_BATCH`]), and in one transaction locks the
+//! head row, assigns the next sequences, appends their leaf hashes to the Merkle frontier,
+//! and writes entries, completed tree nodes and the new size. One commit (one fsync) makes
+//! the whole batch durable; only then does any waiting request learn its sequence, so a
+//! response that carries patient data is never sent before its entry is durable.
+//!
+//! Checkpoints are signed by one instance at a time: the holder of a PostgreSQL advisory
+//! lock on a dedicated connection (released when that connection dies, so another instance
+//! takes over). SQLite has a single writer process, which always signs. The log's Ed25519 key
+//! lives apart from the token keys, in `{key_dir}/audit-log.pk8` (0600), and is not rotated:
+//! old checkpoints must stay verifiable.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use ring::rand::SystemRandom;
+use ring::signature::Ed25519KeyPair;
+use tokio::sync::oneshot;
+
+use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
+use crate::store::audit::{self as rows, CheckpointRow, DbNodes, EntryRow};
+use crate::store::{DbConn, Store, StoreError, write_tx};
+
+/// Most entries committed in one transaction.
+pub const MAX_BATCH: usize = 4096;
+/// Entries that may wait for the writer before callers are refused (back-pressure).
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// Why an entry could not be made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The entry breaks the id-only rules.
+    #[error(transparent)]
+    Invalid(#[from] super::EntryError),
+    /// The writer is overloaded or gone.
+    #[error("the audit writer is unavailable")]
+    Unavailable,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tree could not be extended.
+    #[error("audit tree: {0}")]
+    Tree(String),
+}
+
+struct Pending {
+    entry: AuditEntry,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// The handle requests use to append entries.
+pub struct AuditLog {
+    sender: SyncSender<Pending>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts the writer thread on `store`.
+    pub fn start(store: Store) -> std::io::Result<AuditLog> {
+        let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(store, receiver))?;
+        Ok(AuditLog { sender })
+    }
+
+    /// Appends an entry and waits until it is durable; returns its sequence.
+    pub async fn record(&self, mut entry: AuditEntry) -> Result<u64, AuditError> {
+        entry.sequence = 0;
+        entry.validate()?;
+        let (done, wait) = oneshot::channel();
+        match self.sender.try_send(Pending { entry, done }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                return Err(AuditError::Unavailable);
+            }
+        }
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(reason)) => {
+                tracing::error!(reason = %reason, "audit batch failed");
+                Err(AuditError::Unavailable)
+            }
+            Err(_) => Err(AuditError::Unavailable),
+        }
+    }
+}
+
+fn writer(store: Store, receiver: Receiver<Pending>) {
+    let mut frontier: Option<Frontier> = None;
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+        match commit(&store, frontier.take(), entries) {
+            Ok((next, first_seq)) => {
+                frontier = Some(next);
+                for (i, p) in batch.into_iter().enumerate() {
+                    let _ = p.done.send(Ok(first_seq + i as u64));
+                }
+            }
+            Err(e) => {
+                // The frontier is rebuilt from storage on the next batch.
+                let reason = e.to_string();
+                for p in batch {
+                    let _ = p.done.send(Err(reason.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn tree_error<E: std::fmt::Display>(e: TreeError<E>) -> AuditError {
+    AuditError::Tree(e.to_string())
+}
+
+/// Commits one batch; returns the new frontier and the first sequence assigned.
+fn commit(
+    store: &Store,
+    cached: Option<Frontier>,
+    entries: Vec<AuditEntry>,
+) -> Result<(Frontier, u64), AuditError> {
+    let mut conn = store.conn()?;
+    write_tx(&mut conn, |conn| {
+        let size = rows::lock_head(conn)?;
+        let mut frontier = match cached {
+            Some(f) if f.size() == size => f,
+            _ => frontier_at(conn, size)?,
+        };
+        let first = frontier.size();
+        let mut entry_rows = Vec::with_capacity(entries.len());
+        let mut nodes = Vec::with_capacity(entries.len() * 2);
+        for mut entry in entries {
+            entry.sequence = frontier.size();
+            let bytes = entry.canonical_bytes();
+            nodes.extend(
+                frontier
+                    .append(super::leaf_hash(&bytes))
+                    .map_err(|e| AuditError::Tree(e.to_string()))?,
+            );
+            entry_rows.push(EntryRow {
+                seq: entry.sequence as i64,
+                recorded: entry.recorded_micros,
+                action: entry.action.as_str().to_string(),
+                outcome: entry.outcome.as_str().to_string(),
+                client_id: entry.client_id.clone(),
+                patient_id: entry.patient_id.clone(),
+                body: String::from_utf8(bytes).map_err(|e| AuditError::Tree(e.to_string()))?,
+            });
+        }
+        rows::append(conn, &entry_rows, &nodes, frontier.size())?;
+        Ok((frontier, first))
+    })
+}
+
+/// The frontier of the stored tree at `size`.
+pub fn frontier_at(conn: &mut DbConn, size: u64) -> Result<Frontier, AuditError> {
+    let nodes = DbNodes(RefCell::new(conn));
+    Frontier::from_store(size, &nodes).map_err(tree_error)
+}
+
+/// Signs checkpoints with the log key; one instance at a time.
+pub struct CheckpointSigner {
+    signer: NoteSigner,
+    lock_conn: Mutex<Option<DbConn>>,
+}
+
+impl std::fmt::Debug for CheckpointSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointSigner")
+            .field("name", &self.signer.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointSigner {
+    /// Loads (or creates, mode 0600) the log key in `key_dir` and names the log `origin`.
+    pub fn open(key_dir: &Path, origin: &str) -> anyhow::Result<CheckpointSigner> {
+        let path = key_dir.join("audit-log.pk8");
+        if !path.exists() {
+            std::fs::create_dir_all(key_dir)?;
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("audit log key generation failed"))?;
+            crate::tls::write_private(&path, pkcs8.as_ref())?;
+        }
+        let bytes = std::fs::read(&path)?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&bytes)
+            .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
+        Ok(CheckpointSigner {
+            signer: NoteSigner::new(origin, pair)?,
+            lock_conn: Mutex::new(None),
+        })
+    }
+
+    /// The verifier key string third parties configure (`name+keyid+key`).
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// Whether this instance holds the signer role (taking it when free).
+    fn holds_role(&self, store: &Store) -> bool {
+        let Ok(mut slot) = self.lock_conn.lock() else {
+            return false;
+        };
+        if slot.is_none() {
+            *slot = store.dedicated().ok();
+        }
+        let Some(conn) = slot.as_mut() else {
+            return false;
+        };
+        match rows::try_signer_lock(conn) {
+            Ok(held) => held,
+            Err(_) => {
+                // The connection died (and its lock with it); reconnect next time.
+                *slot = None;
+                false
+            }
+        }
+    }
+
+    /// The newest checkpoint, signing one for the current size first when this instance is
+    /// the signer and the log has grown. Blocking.
+    pub fn latest(&self, store: &Store) -> Result<Option<CheckpointRow>, AuditError> {
+        let mut conn = store.conn()?;
+        let latest = rows::latest_checkpoint(&mut conn)?;
+        let size = rows::size(&mut conn)?;
+        let stale = latest.as_ref().is_none_or(|c| (c.size as u64) < size);
+        if !stale || size == 0 || !self.holds_role(store) {
+            return Ok(latest);
+        }
+        let root = {
+            let nodes = DbNodes(RefCell::new(&mut conn));
+            super::root(size, &nodes).map_err(tree_error)?
+        };
+        let checkpoint = Checkpoint::new(self.signer.name(), size, root)
+            .map_err(|e| AuditError::Tree(e.to_string()))?;
+        let row = CheckpointRow {
+            size: size as i64,
+            root: root.to_vec(),
+            note: super::sign(&checkpoint, &self.signer),
+            signed_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        rows::insert_checkpoint(&mut conn, &row)?;
+        Ok(Some(row))
+    }
+}

@@ -1,0 +1,249 @@
+//! Rows of the audit log: the head, entries, tree nodes and checkpoints.
+
+use std::cell::RefCell;
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::schema::{audit_checkpoints, audit_entries, audit_head, audit_nodes};
+use super::{DbConn, StoreError};
+use crate::audit::{Hash, NodeStore, TreeNode};
+
+/// One stored entry.
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = audit_entries)]
+pub struct EntryRow {
+    /// Sequence (leaf index).
+    pub seq: i64,
+    /// Microseconds since the epoch.
+    pub recorded: i64,
+    /// Action code.
+    pub action: String,
+    /// Outcome code.
+    pub outcome: String,
+    /// The client that acted.
+    pub client_id: String,
+    /// The patient concerned.
+    pub patient_id: Option<String>,
+    /// Canonical bytes (JSON).
+    pub body: String,
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = audit_checkpoints)]
+pub struct CheckpointRow {
+    /// Tree size.
+    pub size: i64,
+    /// Root hash.
+    pub root: Vec<u8>,
+    /// The signed note.
+    pub note: String,
+    /// Seconds since the epoch.
+    pub signed_at: i64,
+}
+
+#[derive(QueryableByName)]
+struct SizeRow {
+    #[diesel(sql_type = BigInt)]
+    size: i64,
+}
+
+/// Locks the head row for this transaction and returns the log size. On PostgreSQL the row
+/// lock serialises appends of every instance, so sequences are gapless and commit in order;
+/// on SQLite the `IMMEDIATE` transaction already holds the database's write lock.
+pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
+    let row = match conn {
+        DbConn::Postgresql(c) => {
+            diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
+                .get_result::<SizeRow>(c)?
+        }
+        DbConn::Sqlite(c) => {
+            diesel::sql_query("SELECT size FROM audit_head WHERE id = 1").get_result::<SizeRow>(c)?
+        }
+    };
+    Ok(u64::try_from(row.size).unwrap_or(0))
+}
+
+/// The log size as committed.
+pub fn size(conn: &mut DbConn) -> Result<u64, StoreError> {
+    let size: i64 = audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select(audit_head::size)
+        .first(conn)?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// Writes a batch of entries and the nodes they complete, and moves the head.
+pub fn append(
+    conn: &mut DbConn,
+    entries: &[EntryRow],
+    nodes: &[TreeNode],
+    new_size: u64,
+) -> Result<(), StoreError> {
+    let node_rows: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            (
+                audit_nodes::level.eq(i32::from(n.level)),
+                audit_nodes::idx.eq(n.index as i64),
+                audit_nodes::hash.eq(n.hash.to_vec()),
+            )
+        })
+        .collect();
+    // Multi-row inserts are backend-specific in diesel; chunks stay under SQLite's limit.
+    for chunk in entries.chunks(100) {
+        let statement = diesel::insert_into(audit_entries::table).values(chunk);
+        match conn {
+            DbConn::Sqlite(c) => statement.execute(c)?,
+            DbConn::Postgresql(c) => statement.execute(c)?,
+        };
+    }
+    for chunk in node_rows.chunks(300) {
+        let statement = diesel::insert_into(audit_nodes::table).values(chunk);
+        match conn {
+            DbConn::Sqlite(c) => statement.execute(c)?,
+            DbConn::Postgresql(c) => statement.execute(c)?,
+        };
+    }
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set(audit_head::size.eq(new_size as i64))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A [`NodeStore`] reading tree nodes through a connection.
+pub struct DbNodes<'c>(pub RefCell<&'c mut DbConn>);
+
+impl NodeStore for DbNodes<'_> {
+    type Error = StoreError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        let mut conn = self.0.borrow_mut();
+        let bytes: Option<Vec<u8>> = audit_nodes::table
+            .filter(audit_nodes::level.eq(i32::from(level)))
+            .filter(audit_nodes::idx.eq(index as i64))
+            .select(audit_nodes::hash)
+            .first(&mut **conn)
+            .optional()?;
+        Ok(bytes.and_then(|b| <Hash>::try_from(b.as_slice()).ok()))
+    }
+}
+
+/// Entries from `from` (inclusive), at most `limit`, in order.
+pub fn entries_from(conn: &mut DbConn, from: u64, limit: i64) -> Result<Vec<EntryRow>, StoreError> {
+    Ok(audit_entries::table
+        .filter(audit_entries::seq.ge(from as i64))
+        .order(audit_entries::seq.asc())
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Filters for the entries of one patient.
+#[derive(Debug, Clone, Default)]
+pub struct PatientEntries {
+    /// The patient.
+    pub patient_id: String,
+    /// Only these actions, when not empty.
+    pub actions: Vec<String>,
+    /// Only these outcomes, when not empty.
+    pub outcomes: Vec<String>,
+    /// Recorded at or after (micros).
+    pub since: Option<i64>,
+    /// Recorded before (micros).
+    pub until: Option<i64>,
+    /// Only this client.
+    pub client_id: Option<String>,
+    /// Keyset paging: sequences below this.
+    pub before_seq: Option<i64>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// A patient's entries, newest first.
+pub fn patient_entries(conn: &mut DbConn, f: &PatientEntries) -> Result<Vec<EntryRow>, StoreError> {
+    let mut q = audit_entries::table
+        .filter(audit_entries::patient_id.eq(f.patient_id.clone()))
+        .order(audit_entries::seq.desc())
+        .limit(f.limit)
+        .into_boxed();
+    if !f.actions.is_empty() {
+        q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
+    }
+    if !f.outcomes.is_empty() {
+        q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
+    }
+    if let Some(since) = f.since {
+        q = q.filter(audit_entries::recorded.ge(since));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(audit_entries::recorded.lt(until));
+    }
+    if let Some(client) = &f.client_id {
+        q = q.filter(audit_entries::client_id.eq(client.clone()));
+    }
+    if let Some(before) = f.before_seq {
+        q = q.filter(audit_entries::seq.lt(before));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// The newest checkpoint.
+pub fn latest_checkpoint(conn: &mut DbConn) -> Result<Option<CheckpointRow>, StoreError> {
+    Ok(audit_checkpoints::table
+        .order(audit_checkpoints::size.desc())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every checkpoint, oldest first.
+pub fn checkpoints(conn: &mut DbConn) -> Result<Vec<CheckpointRow>, StoreError> {
+    Ok(audit_checkpoints::table
+        .order(audit_checkpoints::size.asc())
+        .load(conn)?)
+}
+
+/// Stores a checkpoint unless one of that size exists.
+pub fn insert_checkpoint(conn: &mut DbConn, row: &CheckpointRow) -> Result<(), StoreError> {
+    let exists = audit_checkpoints::table
+        .filter(audit_checkpoints::size.eq(row.size))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if !exists {
+        diesel::insert_into(audit_checkpoints::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Stored leaf hashes (level-0 nodes) from `from`, at most `limit`, in order.
+pub fn leaf_hashes(conn: &mut DbConn, from: u64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    Ok(audit_nodes::table
+        .filter(audit_nodes::level.eq(0))
+        .filter(audit_nodes::idx.ge(from as i64))
+        .order(audit_nodes::idx.asc())
+        .limit(limit)
+        .select((audit_nodes::idx, audit_nodes::hash))
+        .load(conn)?)
+}
+
+/// Takes the checkpoint-signer role on PostgreSQL: a session advisory lock, released when
+/// the holding connection dies, so another instance takes over. SQLite has one writer
+/// process and always grants it.
+pub fn try_signer_lock(conn: &mut DbConn) -> Result<bool, StoreError> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    match conn {
+        DbConn::Postgresql(c) => Ok(diesel::sql_query(
+            "SELECT pg_try_advisory_lock(7406411520361) AS locked",
+        )
+        .get_result::<Locked>(c)?
+        .locked),
+        DbConn::Sqlite(_) => Ok(true),
+    }
+}
