@@ -1,5 +1,5 @@
 //! The `consentgate` command line: `serve`, `migrate`, `check-config`, `import`, `demo`,
-//! `client`, `token`, `keys`.
+//! `client`, `token`, `keys`, `audit verify`.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use crate::auth::purposes::PurposeCatalog;
 use crate::auth::tokens::{self, PersonClaims};
 use crate::auth::{issuer_for, jwt_ring, now_secs};
 use crate::config::{Profile, Settings};
+use crate::institution::Institution;
 use crate::demo::{self, DemoOptions};
 use crate::records::bundle;
 use crate::startup::Application;
@@ -78,6 +79,34 @@ pub enum Command {
     /// Manage the gateway's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check institution policies.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
+    /// Sensitivity labels.
+    #[command(subcommand)]
+    Labels(LabelsCommand),
+}
+
+/// `consentgate policies ...`.
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCommand {
+    /// Validate a policy folder (schema, every .cedar file, label value sets) strictly;
+    /// without DIR, the configured policies.
+    Check {
+        /// A folder holding schema.cedarschema and *.cedar.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `consentgate labels ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabelsCommand {
+    /// Re-apply the value sets to every stored resource, patient by patient (labels are only
+    /// added: a removed code never unlabels a record silently). Idempotent.
+    Apply,
 }
 
 /// `consentgate client ...`.
@@ -106,6 +135,9 @@ pub enum ClientCommand {
         /// A resource type the client may reach (repeatable; default: all).
         #[arg(long = "resource")]
         resources: Vec<String>,
+        /// A FHIR reference the client acts as, e.g. Organization/x or Group/study (repeatable).
+        #[arg(long = "acts-as")]
+        acts_as: Vec<String>,
     },
     /// List the registered clients.
     List,
@@ -132,6 +164,21 @@ pub enum TokenCommand {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         lifetime: i64,
+    },
+}
+
+/// `consentgate audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole log offline from the database: every entry's bytes and leaf hash,
+    /// the stored tree, and every signed checkpoint. Exits 0 when it verifies, 1 when a
+    /// problem is found (naming the first sequence that does not match), 2 when the log
+    /// cannot be read.
+    Verify {
+        /// Check checkpoint signatures with this published verifier key string instead of
+        /// the log key in the key directory.
+        #[arg(long)]
+        verifier_key: Option<String>,
     },
 }
 
@@ -162,7 +209,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Import { files, quiet } => {
             let store = open_migrated(&settings)?;
-            let summary = import::import_files(&store, &settings.limits, &files, quiet)?;
+            let institution = Institution::load(&settings)?;
+            let summary = import::import_files(
+                &store,
+                &settings.limits,
+                &institution.labeller,
+                &files,
+                quiet,
+            )?;
             println!("{} resources stored", summary.stored);
             for f in &summary.failures {
                 eprintln!("failed: {f}");
@@ -201,11 +255,44 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Audit(AuditCommand::Verify { verifier_key }) => {
+            crate::audit::verify::run(&settings, verifier_key.as_deref())
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let keyring = keyring(&settings)?;
             let kid = keyring.rotate()?;
             println!(
                 "new signing key {kid}; the previous key stays published until its tokens expire"
+            );
+            Ok(0)
+        }
+        Command::Policies(PoliciesCommand::Check { dir }) => {
+            let institution = match &dir {
+                Some(dir) => Institution::load_dir(dir),
+                None => Institution::load(&settings),
+            };
+            match institution {
+                Ok(i) => {
+                    println!(
+                        "policies valid: {} Cedar policies, label value sets {}",
+                        i.policies.policy_ids().len(),
+                        i.labeller.version_hash()
+                    );
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    Ok(1)
+                }
+            }
+        }
+        Command::Labels(LabelsCommand::Apply) => {
+            let store = open_migrated(&settings)?;
+            let institution = Institution::load(&settings)?;
+            let (patients, changed) = crate::records::relabel::apply_all(&store, &institution.labeller)?;
+            println!(
+                "labels applied with value sets {}: {patients} patients, {changed} resources gained labels",
+                institution.labeller.version_hash()
             );
             Ok(0)
         }
@@ -284,6 +371,7 @@ fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result
             jwks_url,
             purposes,
             resources,
+            acts_as,
         } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -305,6 +393,7 @@ fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result
                 jwks_url,
                 purposes,
                 resources,
+                acts_as,
             };
             let client =
                 api::clients::register(&mut conn, new, &settings.roles, PurposeCatalog::official())
@@ -365,6 +454,7 @@ fn fill_demo(
     opts: &DemoOptions,
     append: bool,
 ) -> anyhow::Result<()> {
+    let institution = Institution::load(settings)?;
     let mut conn = store.conn()?;
     let existing = resources::count(&mut conn)?;
     if existing > 0 && !append {
@@ -377,7 +467,7 @@ fn fill_demo(
     let mut stored = 0usize;
     let bundles = std::iter::once(demo::directory_bundle(opts)).chain(demo::patient_bundles(opts));
     for b in bundles {
-        let response = bundle::process(&mut conn, b, &settings.limits)
+        let response = bundle::process(&mut conn, b, &settings.limits, &institution.labeller)
             .map_err(|e| anyhow::anyhow!("demo bundle refused: {e}"))?;
         stored += response
             .get("entry")

@@ -35,8 +35,18 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The purposes each recipient role may ask for.
     pub roles: RolePurposes,
+    /// Institution policies and value sets.
+    pub policies: PolicySettings,
     /// Tracing output.
     pub log: LogSettings,
+}
+
+/// Where the institution's policies come from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// A folder with Cedar policies and label value sets; empty for the built-in copies.
+    pub dir: PathBuf,
 }
 
 /// Development relaxes what production refuses.

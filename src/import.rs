@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::config::Limits;
+use crate::labels::Labeller;
 use crate::records::outcome::describe;
 use crate::records::{RecordError, bundle, ingest, validate};
 use crate::store::{DbConn, Store, write_tx};
@@ -34,6 +35,7 @@ pub struct ImportSummary {
 pub fn import_files(
     store: &Store,
     limits: &Limits,
+    labeller: &Labeller,
     files: &[impl AsRef<Path>],
     quiet: bool,
 ) -> anyhow::Result<ImportSummary> {
@@ -68,9 +70,9 @@ pub fn import_files(
         let reader = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let reader = bar.wrap_read(reader);
         if is_ndjson {
-            import_ndjson(&mut conn, limits, reader, &name, &mut summary)?;
+            import_ndjson(&mut conn, limits, labeller, reader, &name, &mut summary)?;
         } else {
-            import_json(&mut conn, limits, reader, &name, &mut summary)?;
+            import_json(&mut conn, limits, labeller, reader, &name, &mut summary)?;
         }
     }
     bar.finish_and_clear();
@@ -85,6 +87,7 @@ fn failure(summary: &mut ImportSummary, place: String, e: &RecordError) {
 fn import_json(
     conn: &mut DbConn,
     limits: &Limits,
+    labeller: &Labeller,
     mut reader: impl Read,
     name: &str,
     summary: &mut ImportSummary,
@@ -104,12 +107,12 @@ fn import_json(
             Some("transaction" | "batch" | "collection")
         );
     if is_bundle {
-        match bundle::process(conn, value, limits) {
+        match bundle::process(conn, value, limits, labeller) {
             Ok(response) => count_bundle_response(&response, name, summary),
             Err(e) => failure(summary, name.to_string(), &e),
         }
     } else {
-        match write_tx(conn, |conn| store_one(conn, value)) {
+        match write_tx(conn, |conn| store_one(conn, labeller, value)) {
             Ok(()) => summary.stored += 1,
             Err(e) => failure(summary, name.to_string(), &e),
         }
@@ -142,18 +145,19 @@ fn count_bundle_response(response: &Value, name: &str, summary: &mut ImportSumma
 }
 
 /// Stores one resource under its own id, or a new one when it has none.
-fn store_one(conn: &mut DbConn, resource: Value) -> Result<(), RecordError> {
+fn store_one(conn: &mut DbConn, labeller: &Labeller, resource: Value) -> Result<(), RecordError> {
     let resource_type = validate::resource(&resource)?.to_string();
     let id = resource
         .get("id")
         .and_then(Value::as_str)
         .map_or_else(ingest::new_id, str::to_string);
-    ingest::put(conn, &resource_type, &id, resource).map(|_| ())
+    ingest::put_labelled(conn, labeller, &resource_type, &id, resource).map(|_| ())
 }
 
 fn import_ndjson(
     conn: &mut DbConn,
     limits: &Limits,
+    labeller: &Labeller,
     reader: impl Read,
     name: &str,
     summary: &mut ImportSummary,
@@ -172,7 +176,7 @@ fn import_ndjson(
                     continue;
                 }
                 let result = validate::parse_body(line.as_bytes(), limits)
-                    .and_then(|value| store_one(conn, value));
+                    .and_then(|value| store_one(conn, labeller, value));
                 match result {
                     Ok(()) => stored += 1,
                     // Storage failures abort the chunk; bad lines are reported and skipped.

@@ -13,6 +13,7 @@ use anyhow::Context;
 use crate::api::{self, AppState, observe};
 use crate::audit::log::{AuditLog, CheckpointSigner};
 use crate::auth::Authority;
+use crate::institution::Institution;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
 use crate::store::Store;
@@ -69,6 +70,9 @@ impl Application {
             CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
                 .context("loading the audit log key")?;
         let audit = AuditLog::start(store.clone()).context("starting the audit writer")?;
+        let notify_worker = crate::notify::DeliveryWorker::start(store.clone(), &settings.auth)
+            .context("starting the notification delivery worker")?;
+        let institution = Institution::load(&settings)?;
         let limits = settings.limits;
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -76,9 +80,11 @@ impl Application {
             auth,
             audit,
             checkpoints,
+            institution,
             purposes: PurposeCatalog::official(),
             metrics: observe::Metrics::new().context("setting up metrics")?,
             base_url: base_url.clone(),
+            notify_worker,
         });
         let mut server = HttpServer::new(move || {
             App::new()

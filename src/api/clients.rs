@@ -25,6 +25,7 @@ pub fn client_from_row(row: ClientRow) -> Result<Client, ApiError> {
         },
         purposes: serde_json::from_str(&row.purposes).map_err(|_| corrupt())?,
         resources: serde_json::from_str(&row.resources).map_err(|_| corrupt())?,
+        acts_as: serde_json::from_str(&row.acts_as).map_err(|_| corrupt())?,
         jwks_url: row.jwks_url,
         id: row.id,
         name: row.name,
@@ -46,6 +47,7 @@ pub fn client_to_row(client: &Client) -> ClientRow {
         resources: serde_json::Value::from(client.resources.clone()).to_string(),
         created_at: client.created_at,
         removed_at: None,
+        acts_as: serde_json::Value::from(client.acts_as.clone()).to_string(),
     }
 }
 

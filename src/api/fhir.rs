@@ -54,9 +54,10 @@ pub async fn post_bundle(
     FhirJson(bundle): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
     let limits = state.settings.limits;
+    let st = state.clone();
     let response = state
         .store
-        .run(move |conn| bundle::process(conn, bundle, &limits))
+        .run(move |conn| bundle::process(conn, bundle, &limits, &st.institution.labeller))
         .await?;
     Ok(fhir_ok(StatusCode::OK, &response))
 }
@@ -71,11 +72,18 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = path.into_inner();
     validate::resource_type(&resource_type)?;
+    let st = state.clone();
     let stored = state
         .store
         .run(move |conn| {
             write_tx(conn, |conn| {
-                ingest::put(conn, &resource_type, &ingest::new_id(), resource)
+                ingest::put_labelled(
+                    conn,
+                    &st.institution.labeller,
+                    &resource_type,
+                    &ingest::new_id(),
+                    resource,
+                )
             })
         })
         .await?;
@@ -102,11 +110,12 @@ pub async fn update(
         )
         .into());
     }
+    let st = state.clone();
     let stored = state
         .store
         .run(move |conn| {
             write_tx(conn, |conn| {
-                ingest::put(conn, &resource_type, &id, resource)
+                ingest::put_labelled(conn, &st.institution.labeller, &resource_type, &id, resource)
             })
         })
         .await?;

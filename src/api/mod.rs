@@ -5,13 +5,17 @@
 //! [`body::FhirJson`] (media type, size and depth limits), and every failure is an
 //! [`error::ApiError`] with a stable code.
 
+pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod capability;
 pub mod clients;
+pub mod consents;
+pub mod decisions;
 pub mod error;
 pub mod fhir;
+pub mod notifications;
 pub mod oauth;
 pub mod observe;
 pub mod ops;
@@ -41,12 +45,16 @@ pub struct AppState {
     pub audit: crate::audit::log::AuditLog,
     /// Signs audit checkpoints.
     pub checkpoints: crate::audit::log::CheckpointSigner,
+    /// Cedar policies and sensitivity value sets.
+    pub institution: crate::institution::Institution,
     /// The purposes of use and their hierarchy.
     pub purposes: &'static PurposeCatalog,
     /// Prometheus collectors.
     pub metrics: Metrics,
     /// The externally visible base URL, without a trailing slash.
     pub base_url: String,
+    /// The webhook delivery worker; it stops when the state is dropped with the server.
+    pub notify_worker: crate::notify::DeliveryWorker,
 }
 
 impl AppState {
@@ -71,13 +79,28 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(audit::verifier_key)
         .service(audit::inclusion)
         .service(audit::consistency)
+        .service(access_log::access_log)
+        .service(decisions::decide)
         .service(clients::create)
         .service(clients::list)
         .service(clients::show)
         .service(clients::remove)
+        .service(notifications::feed)
+        .service(notifications::mark_read)
+        .service(notifications::show_webhook)
+        .service(notifications::put_webhook)
+        .service(notifications::delete_webhook)
         .service(
             web::scope("/fhir")
+                // Before the generic `/{type}` routes, which would take AuditEvent.
+                .service(access_log::search_audit_events)
+                .service(access_log::read_audit_event)
                 .service(capability::metadata)
+                .service(consents::search)
+                .service(consents::create)
+                .service(consents::revoke)
+                .service(consents::read)
+                .service(consents::update)
                 .service(fhir::post_bundle)
                 .service(fhir::vread)
                 .service(fhir::read)

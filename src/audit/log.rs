@@ -145,6 +145,7 @@ fn commit(
         let first = frontier.size();
         let mut entry_rows = Vec::with_capacity(entries.len());
         let mut nodes = Vec::with_capacity(entries.len() * 2);
+        let mut notices = Vec::new();
         for mut entry in entries {
             entry.sequence = frontier.size();
             let bytes = entry.canonical_bytes();
@@ -153,6 +154,7 @@ fn commit(
                     .append(super::leaf_hash(&bytes))
                     .map_err(|e| AuditError::Tree(e.to_string()))?,
             );
+            notices.extend(crate::notify::for_audit_entry(&entry));
             entry_rows.push(EntryRow {
                 seq: entry.sequence as i64,
                 recorded: entry.recorded_micros,
@@ -164,6 +166,8 @@ fn commit(
             });
         }
         rows::append(conn, &entry_rows, &nodes, frontier.size())?;
+        // The patient's notifications commit with the entries they report, or neither does.
+        crate::notify::enqueue(conn, &notices)?;
         Ok((frontier, first))
     })
 }

@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod log;
 pub mod merkle;
+pub mod verify;
 
 pub use checkpoint::{
     Checkpoint, CheckpointError, NoteSigner, NoteVerifier, open_note, sign, verify_note,

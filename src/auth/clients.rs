@@ -83,6 +83,11 @@ pub struct NewClient {
     /// Resource types it may reach; empty means all (`*`).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// FHIR references the client acts as (`Organization/x`, `Practitioner/y`,
+    /// `Group/study`): what a patient's consent names as its actor. Its own `Device/{id}` is
+    /// always implied.
+    #[serde(default)]
+    pub acts_as: Vec<String>,
 }
 
 /// A stored client.
@@ -106,6 +111,9 @@ pub struct Client {
     pub resources: Vec<String>,
     /// Registration time, seconds since the epoch.
     pub created_at: i64,
+    /// References the client acts as.
+    #[serde(default)]
+    pub acts_as: Vec<String>,
 }
 
 /// Why a registration is refused; the message names the field.
@@ -184,7 +192,20 @@ impl NewClient {
             }
             self.resources
         };
+        for reference in &self.acts_as {
+            let valid = reference.split_once('/').is_some_and(|(ty, id)| {
+                matches!(ty, "Organization" | "Practitioner" | "PractitionerRole" | "Group" | "CareTeam" | "RelatedPerson")
+                    && crate::records::validate::is_valid_id(id)
+            });
+            if !valid {
+                return Err(refuse(
+                    "acts_as",
+                    "each entry must be Organization/, Practitioner/, PractitionerRole/, Group/, CareTeam/ or RelatedPerson/ and an id",
+                ));
+            }
+        }
         Ok(Client {
+            acts_as: self.acts_as,
             id: uuid::Uuid::now_v7().to_string(),
             name,
             organization,
@@ -288,6 +309,7 @@ mod tests {
             jwks_url: None,
             purposes: purposes.iter().map(|p| p.to_string()).collect(),
             resources: vec![],
+            acts_as: vec![],
         }
     }
 

@@ -41,15 +41,26 @@
 //!   - `authoredby`: [`ResourceFacts::author_references`] contains `X`.
 //!
 //! # What a matching provision decides
-//! Its effect is its `type`; an untyped nested provision has the opposite of its parent's
-//! effect (it is an exception). An untyped **root** is `deny`: R4 forbids `type` on the root
-//! and leaves the direction to `policyRule`, but the official examples use the same
-//! `policyRule` with an untyped root to mean both (consent-example-basic and -notTime are
-//! both OPTIN with only a period; one means permit, the other deny), so the gateway never
-//! reads a permission it was not told. Nested provisions are exceptions: if any child
-//! matches, the matching children decide (recursively) instead of the parent, deny winning
-//! among them; if none matches, the provision's own effect holds. Among applicable
-//! consents deny wins too. No applicable consent gives [`Decision::NotApplicable`].
+//! Its effect is its `type` when it states one. Without a `type`:
+//! - the **root** is `deny`, whatever `policyRule` says. R4 forbids `type` on the root and
+//!   leaves the direction to `policyRule` (`Consent.provision`: "Constraints to the base
+//!   Consent.policyRule"), but the official examples use one `policyRule` and one root shape
+//!   for opposite meanings (consent-example-basic and -notTime are both `OPTIN` with only a
+//!   period; one grants, the other withholds), so following `policyRule` would grant what
+//!   some consents withhold. A misread consent must withhold, never leak; the direction
+//!   `policyRule` states is kept only as information ([`Consent::base_policy`],
+//!   [`Consent::untyped_root_under_opt_in`]);
+//! - a **nested** provision has the opposite of its parent's effect: it is an exception
+//!   (`Consent.provision.provision`: "Rules which provide exceptions to the base rule or
+//!   subrules").
+//!
+//! An explicit root `type` wins (R4 forbids it, but consent-example-notOrg uses it, and it is
+//! unambiguous): consents written for the gateway always state it.
+//!
+//! Nested provisions are exceptions: if any child matches, the matching children decide
+//! (recursively) instead of the parent, deny winning among them; if none matches, the
+//! provision's own effect holds. Among applicable consents deny wins too. No applicable
+//! consent gives [`Decision::NotApplicable`].
 //!
 //! # What the result names
 //! [`ConsentResult::deciding`] lists every provision whose effect is the final decision

@@ -11,8 +11,10 @@
 //!    [`ConsentResult`] says permit, deny or not applicable, which provisions decided, and
 //!    which sensitive labels the permitting provisions named.
 //!
-//! The rules are written down in the [`mod@evaluate`] module doc; [`purpose`] holds the official
-//! v3 ActReason hierarchy they use for purposes of use.
+//! The rules are written down in the [`mod@evaluate`] module doc (and in docs/CONSENT.md, with
+//! what each of the twelve official R4 examples means to the gateway); [`purpose`] holds the
+//! official v3 ActReason hierarchy they use for purposes of use. An untyped root provision
+//! is `deny` whatever `policyRule` says (fail-safe); give the root an explicit `type`.
 //!
 //! Submodules: [`model`] (the kept Consent), [`parse`] (the R4 checks), [`defect`] (what can
 //! be wrong), [`mod@evaluate`] (the decision), [`purpose`] (ActReason), [`dates`] (FHIR dates).

@@ -133,7 +133,41 @@ impl ProvisionType {
             ProvisionType::Permit => ProvisionType::Deny,
         }
     }
+
+    /// The direction a `policyRule` states (see [`POLICY_RULE_DIRECTIONS`]), for information
+    /// only: an untyped root is `deny` whatever it says. `None` when no coding names one of
+    /// those codes, or when the codings disagree.
+    pub fn from_policy_rule(policy_rule: &[Coding]) -> Option<ProvisionType> {
+        let mut found = None;
+        for coding in policy_rule {
+            let direction = POLICY_RULE_DIRECTIONS
+                .iter()
+                .find(|&&(code, _)| coding.is(ACT_CODE_SYSTEM, code))
+                .map(|&(_, direction)| direction);
+            match (found, direction) {
+                (_, None) => {}
+                (None, Some(d)) => found = Some(d),
+                // Codings of one CodeableConcept are synonyms; a consent that says both
+                // opt-in and opt-out states no direction.
+                (Some(f), Some(d)) if f != d => return None,
+                (Some(_), Some(_)) => {}
+            }
+        }
+        found
+    }
 }
+
+/// The v3 ActCode consent directive codes (`_ActConsentDirective`) that state a direction, as
+/// `(code, direction)`; informational, the evaluator does not follow them. `OPTIN` "assent to the terms of an agreement" and `OPTINR` "opt-in
+/// with restrictions" permit; `OPTOUT` "dissent to the terms of agreement" and `OPTOUTE`
+/// "opt-out with exceptions" deny. The restrictions and exceptions are the nested provisions.
+/// The directive's other codes (`IMPLIED`, `EMRGONLY`, `NOPP` ...) state none.
+pub const POLICY_RULE_DIRECTIONS: &[(&str, ProvisionType)] = &[
+    ("OPTIN", ProvisionType::Permit),
+    ("OPTINR", ProvisionType::Permit),
+    ("OPTOUT", ProvisionType::Deny),
+    ("OPTOUTE", ProvisionType::Deny),
+];
 
 /// `Consent.provision.data.meaning`: how a data reference selects resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -290,7 +324,7 @@ impl Provision {
     }
 
     /// What the provision does when it matches: `type`, else the parent's effect flipped,
-    /// else (an untyped root) `deny`.
+    /// else (an untyped root) `deny`, whatever `policyRule` says.
     pub fn effect(&self) -> ProvisionType {
         self.effect
     }
@@ -357,6 +391,7 @@ pub struct Consent {
     pub(super) categories: Vec<Coding>,
     pub(super) policies: Vec<Policy>,
     pub(super) policy_rule: Option<Vec<Coding>>,
+    pub(super) base_policy: Option<ProvisionType>,
     pub(super) provision: Option<Provision>,
 }
 
@@ -399,6 +434,22 @@ impl Consent {
     /// The codings of `policyRule`, if present (possibly empty when it has only text).
     pub fn policy_rule(&self) -> Option<&[Coding]> {
         self.policy_rule.as_deref()
+    }
+
+    /// The direction `policyRule` states ([`ProvisionType::from_policy_rule`]), if any; for
+    /// information only, it never makes an untyped root permit.
+    pub fn base_policy(&self) -> Option<ProvisionType> {
+        self.base_policy
+    }
+
+    /// The root is untyped and `policyRule` says opt-in: the gateway reads the root as `deny`,
+    /// which may withhold what the author meant to grant. Worth a warning when it is stored.
+    pub fn untyped_root_under_opt_in(&self) -> bool {
+        self.base_policy == Some(ProvisionType::Permit)
+            && self
+                .provision
+                .as_ref()
+                .is_some_and(|root| root.declared_type.is_none())
     }
 
     /// The root provision, if any; a consent without one decides nothing.

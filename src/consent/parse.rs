@@ -19,8 +19,11 @@
 //!
 //! R4 says `type` is "not permitted in root rule, required in all nested rules"; the
 //! official examples break both halves (consent-example-notOrg types its root, pkb leaves
-//! nested rules untyped), so neither is a defect here: an untyped nested rule is the
-//! opposite of its parent, an untyped root is `deny` (see [`mod@super::evaluate`]).
+//! nested rules untyped), so neither is a defect here. An untyped root is `deny` whatever
+//! `policyRule` says (fail-safe: the official examples use one `policyRule` and one root shape
+//! for both a grant and a withholding); an explicit root `type` wins; an untyped nested rule
+//! is the opposite of its parent (see [`mod@super::evaluate`]). The direction `policyRule`
+//! states is kept only as information ([`Consent::base_policy`]).
 
 use serde_json::{Map, Value};
 
@@ -179,9 +182,13 @@ impl Parser {
             }
         }
 
+        let base_policy = policy_rule
+            .as_deref()
+            .and_then(ProvisionType::from_policy_rule);
+        // Fail-safe: an untyped root never permits, whatever `policyRule` says.
         let provision = obj
             .get("provision")
-            .and_then(|v| self.provision(v, "provision".to_owned(), 1, None, &[]));
+            .and_then(|v| self.provision(v, "provision".to_owned(), 1, ProvisionType::Deny, &[]));
 
         Some(Consent {
             id: id.map(str::to_owned),
@@ -192,6 +199,7 @@ impl Parser {
             categories,
             policies,
             policy_rule,
+            base_policy,
             provision,
         })
     }
@@ -211,12 +219,14 @@ impl Parser {
         }
     }
 
+    /// One provision; `untyped_effect` is what it does without a `type`: `deny` at the root,
+    /// the parent's effect flipped below it.
     fn provision(
         &mut self,
         value: &Value,
         path: String,
         depth: usize,
-        parent_effect: Option<ProvisionType>,
+        untyped_effect: ProvisionType,
         inherited_labels: &[Coding],
     ) -> Option<Provision> {
         if depth > MAX_PROVISION_DEPTH {
@@ -226,9 +236,7 @@ impl Parser {
         let obj = self.object(value, &path)?;
         self.no_modifier_extension(obj, &path);
         let declared_type = self.code(obj, "type", &path, ProvisionType::from_code);
-        let effect = declared_type
-            .or(parent_effect.map(ProvisionType::flipped))
-            .unwrap_or(ProvisionType::Deny);
+        let effect = declared_type.unwrap_or(untyped_effect);
         let period = self.period(obj, "period", &path);
 
         let mut actors = Vec::new();
@@ -320,7 +328,7 @@ impl Parser {
                 v,
                 format!("{path}.provision[{i}]"),
                 depth + 1,
-                Some(effect),
+                effect.flipped(),
                 &named_sensitive_labels,
             );
             provisions.extend(child);

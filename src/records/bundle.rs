@@ -24,6 +24,7 @@ use super::ingest::{self, Stored};
 use super::outcome::{self, reason_phrase};
 use super::{RecordError, dates, validate};
 use crate::config::Limits;
+use crate::labels::Labeller;
 use crate::store::resources::{self as rows, TokenFilter};
 use crate::store::{DbConn, write_tx};
 
@@ -67,8 +68,20 @@ struct Planned {
     resource: Value,
 }
 
-/// Processes a posted Bundle and returns the response Bundle.
-pub fn process(conn: &mut DbConn, bundle: Value, limits: &Limits) -> Result<Value, RecordError> {
+/// Processes a posted Bundle and returns the response Bundle. Sensitivity labels are added
+/// first, over the whole Bundle, so that labels follow references between its entries (a
+/// claim for an HIV visit is labelled HIV too).
+pub fn process(
+    conn: &mut DbConn,
+    mut bundle: Value,
+    limits: &Limits,
+    labeller: &Labeller,
+) -> Result<Value, RecordError> {
+    if bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+        labeller
+            .apply_bundle(&mut bundle)
+            .map_err(|e| RecordError::invalid(e.code(), e.to_string()))?;
+    }
     let (kind, entries) = plan(bundle, limits)?;
     let response_type = match kind {
         BundleKind::Batch => "batch-response",

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::index::{self, IndexTerms};
 use super::{RecordError, conflict_aware, dates, validate};
+use crate::labels::Labeller;
 use crate::store::DbConn;
 use crate::store::resources::{self as rows, ResourceWrite, TokenRow};
 
@@ -131,6 +132,22 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, last_updated: i64) {
     }
     ordered.append(object);
     *object = ordered;
+}
+
+/// Labels a resource with the sensitivity labels its codes call for, then stores it.
+pub fn put_labelled(
+    conn: &mut DbConn,
+    labeller: &Labeller,
+    resource_type: &str,
+    id: &str,
+    mut resource: Value,
+) -> Result<Stored, RecordError> {
+    if resource.is_object() {
+        labeller
+            .apply(&mut resource)
+            .map_err(|e| RecordError::invalid(e.code(), e.to_string()))?;
+    }
+    put(conn, resource_type, id, resource)
 }
 
 /// Reads the current version of a resource.

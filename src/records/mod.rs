@@ -12,10 +12,12 @@
 //! element names, never values from the record.
 
 pub mod bundle;
+pub mod consents;
 pub mod dates;
 pub mod index;
 pub mod ingest;
 pub mod outcome;
+pub mod relabel;
 pub mod resource_types;
 pub mod search;
 pub mod validate;

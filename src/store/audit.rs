@@ -247,3 +247,148 @@ pub fn try_signer_lock(conn: &mut DbConn) -> Result<bool, StoreError> {
         DbConn::Sqlite(_) => Ok(true),
     }
 }
+
+/// Filters for reading entries back, newest first (the access log, the AuditEvent view).
+/// Every filter left empty or `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// Only entries about this patient.
+    pub patient_id: Option<String>,
+    /// Only entries by this client.
+    pub client_id: Option<String>,
+    /// Leave out entries by these clients.
+    pub exclude_clients: Vec<String>,
+    /// Only these actions.
+    pub actions: Vec<String>,
+    /// Only these outcomes.
+    pub outcomes: Vec<String>,
+    /// Recorded at or after (micros).
+    pub since: Option<i64>,
+    /// Recorded at or before (micros, inclusive).
+    pub until: Option<i64>,
+    /// Keyset paging: sequences below this.
+    pub before_seq: Option<i64>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// Entries matching `f`, newest (highest sequence) first.
+pub fn find_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
+    let mut q = audit_entries::table
+        .order(audit_entries::seq.desc())
+        .limit(f.limit.max(0))
+        .into_boxed();
+    if let Some(patient) = &f.patient_id {
+        q = q.filter(audit_entries::patient_id.eq(patient.clone()));
+    }
+    if let Some(client) = &f.client_id {
+        q = q.filter(audit_entries::client_id.eq(client.clone()));
+    }
+    if !f.exclude_clients.is_empty() {
+        q = q.filter(audit_entries::client_id.ne_all(f.exclude_clients.clone()));
+    }
+    if !f.actions.is_empty() {
+        q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
+    }
+    if !f.outcomes.is_empty() {
+        q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
+    }
+    if let Some(since) = f.since {
+        q = q.filter(audit_entries::recorded.ge(since));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(audit_entries::recorded.le(until));
+    }
+    if let Some(before) = f.before_seq {
+        q = q.filter(audit_entries::seq.lt(before));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// The entry at sequence `seq`.
+pub fn entry_at(conn: &mut DbConn, seq: u64) -> Result<Option<EntryRow>, StoreError> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
+    Ok(audit_entries::table
+        .filter(audit_entries::seq.eq(seq))
+        .first(conn)
+        .optional()?)
+}
+
+/// The registered clients with these ids, removed ones included: an accounting of
+/// disclosures must still name a recipient after its registration ended.
+pub fn clients_named(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<Vec<super::identity::ClientRow>, StoreError> {
+    use super::schema::clients;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(clients::table
+        .filter(clients::id.eq_any(ids.to_vec()))
+        .load(conn)?)
+}
+
+/// Stored nodes of one tree level with indices in `[from, to)`, in index order.
+pub fn nodes_in_range(
+    conn: &mut DbConn,
+    level: u8,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let (from, to) = (
+        i64::try_from(from).unwrap_or(i64::MAX),
+        i64::try_from(to).unwrap_or(i64::MAX),
+    );
+    Ok(audit_nodes::table
+        .filter(audit_nodes::level.eq(i32::from(level)))
+        .filter(audit_nodes::idx.ge(from))
+        .filter(audit_nodes::idx.lt(to))
+        .order(audit_nodes::idx.asc())
+        .select((audit_nodes::idx, audit_nodes::hash))
+        .load(conn)?)
+}
+
+/// For each tree level stored, the highest node index: a tree of `n` leaves holds node
+/// `(level, i)` only for `i < n >> level`, so anything above betrays removed entries.
+pub fn highest_node_per_level(conn: &mut DbConn) -> Result<Vec<(i32, i64)>, StoreError> {
+    use diesel::dsl::max;
+    let rows: Vec<(i32, Option<i64>)> = audit_nodes::table
+        .group_by(audit_nodes::level)
+        .select((audit_nodes::level, max(audit_nodes::idx)))
+        .order(audit_nodes::level.asc())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(level, idx)| idx.map(|i| (level, i)))
+        .collect())
+}
+
+/// The highest stored sequence, if any entry is stored.
+pub fn highest_sequence(conn: &mut DbConn) -> Result<Option<i64>, StoreError> {
+    use diesel::dsl::max;
+    Ok(audit_entries::table
+        .select(max(audit_entries::seq))
+        .first::<Option<i64>>(conn)?)
+}
+
+/// Checkpoints with a size in `(after, up_to]`, oldest first, at most `limit`.
+pub fn checkpoints_between(
+    conn: &mut DbConn,
+    after: u64,
+    up_to: u64,
+    limit: i64,
+) -> Result<Vec<CheckpointRow>, StoreError> {
+    let (after, up_to) = (
+        i64::try_from(after).unwrap_or(i64::MAX),
+        i64::try_from(up_to).unwrap_or(i64::MAX),
+    );
+    Ok(audit_checkpoints::table
+        .filter(audit_checkpoints::size.gt(after))
+        .filter(audit_checkpoints::size.le(up_to))
+        .order(audit_checkpoints::size.asc())
+        .limit(limit)
+        .load(conn)?)
+}

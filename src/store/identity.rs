@@ -29,6 +29,8 @@ pub struct ClientRow {
     pub created_at: i64,
     /// Set when removed.
     pub removed_at: Option<i64>,
+    /// JSON array of the references the client acts as.
+    pub acts_as: String,
 }
 
 /// Stores a new client.

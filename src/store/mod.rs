@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod notifications;
 pub mod resources;
 pub mod schema;
 

@@ -325,3 +325,25 @@ pub fn ids_by_identifier(
 pub fn count(conn: &mut DbConn) -> Result<i64, StoreError> {
     Ok(resources::table.count().get_result(conn)?)
 }
+
+/// Every patient id that owns resources.
+pub fn patient_ids(conn: &mut DbConn) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<Option<String>> = resources::table
+        .select(resources::patient_id)
+        .filter(resources::patient_id.is_not_null())
+        .distinct()
+        .load(conn)?;
+    Ok(ids.into_iter().flatten().collect())
+}
+
+/// The current (type, id, body) of every resource of a patient.
+pub fn current_for_patient(
+    conn: &mut DbConn,
+    patient_id: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    Ok(resources::table
+        .filter(resources::patient_id.eq(patient_id))
+        .select((resources::resource_type, resources::id, resources::body))
+        .order((resources::resource_type, resources::id))
+        .load(conn)?)
+}

@@ -50,6 +50,7 @@ diesel::table! {
         resources -> Text,
         created_at -> BigInt,
         removed_at -> Nullable<BigInt>,
+        acts_as -> Text,
     }
 }
 
@@ -115,3 +116,45 @@ diesel::table! {
         signed_at -> BigInt,
     }
 }
+
+diesel::table! {
+    /// The patient notification outbox: break-glass access, disclosures, access requests.
+    notifications (id) {
+        id -> Text,
+        patient_id -> Text,
+        kind -> Text,
+        created -> BigInt,
+        audit_seq -> Nullable<BigInt>,
+        access_request_id -> Nullable<Text>,
+        summary -> Text,
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// At most one webhook per patient for pushed notifications.
+    notification_webhooks (patient_id) {
+        patient_id -> Text,
+        url -> Text,
+        secret -> Text,
+        created -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Webhook delivery state of each notification that had a webhook to go to.
+    notification_deliveries (notification_id) {
+        notification_id -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        delivered_at -> Nullable<BigInt>,
+        last_status -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(notification_deliveries -> notifications (notification_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    notifications,
+    notification_webhooks,
+    notification_deliveries
+);

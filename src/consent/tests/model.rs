@@ -23,10 +23,16 @@ fn from_fhir_keeps_what_deciding_needs() {
     assert_eq!(c.status(), ConsentStatus::Active);
     assert_eq!(c.patient_id(), "p1");
     assert_eq!(c.policy_rule(), Some(&[Coding::new(ACT_CODE, "OPTIN")][..]));
+    assert_eq!(c.base_policy(), Some(ProvisionType::Permit));
     let root = c.provision().unwrap();
     assert_eq!(root.path(), "provision");
     assert_eq!(root.declared_type(), None);
-    assert_eq!(root.effect(), ProvisionType::Deny);
+    assert_eq!(
+        root.effect(),
+        ProvisionType::Deny,
+        "an untyped root denies, even under OPTIN"
+    );
+    assert!(c.untyped_root_under_opt_in());
     assert_eq!(root.actors()[0].reference(), "Organization/o1");
     assert_eq!(root.actors()[0].roles(), &[Coding::new(PART, "PRCP")]);
     assert_eq!(root.period().unwrap().end(), Some("2030-01-01"));
@@ -37,7 +43,11 @@ fn from_fhir_keeps_what_deciding_needs() {
         first.provisions()[0].path(),
         "provision.provision[0].provision[0]"
     );
-    assert_eq!(first.provisions()[0].effect(), ProvisionType::Deny);
+    assert_eq!(
+        first.provisions()[0].effect(),
+        ProvisionType::Deny,
+        "explicit type wins over flipping"
+    );
     assert_eq!(
         first.provisions()[0].data()[0].meaning(),
         DataMeaning::Instance
@@ -47,6 +57,44 @@ fn from_fhir_keeps_what_deciding_needs() {
         ProvisionType::Deny,
         "explicit type wins"
     );
+}
+
+#[test]
+fn base_policy_is_read_from_the_act_code_codings_of_policy_rule_for_information() {
+    use ProvisionType::{Deny, Permit};
+    let act = |code: &str| Coding::new(ACT_CODE, code);
+    let other = |code: &str| Coding::new("urn:other", code);
+    let cases: Vec<(Vec<Coding>, Option<ProvisionType>)> = vec![
+        (vec![act("OPTIN")], Some(Permit)),
+        (vec![act("OPTINR")], Some(Permit)),
+        (vec![act("OPTOUT")], Some(Deny)),
+        (vec![act("OPTOUTE")], Some(Deny)),
+        (vec![], None),
+        (vec![act("IMPLIED")], None),
+        (vec![act("optin")], None),
+        (vec![other("OPTIN")], None),
+        (vec![other("x"), act("OPTOUTE")], Some(Deny)),
+        (vec![act("OPTOUT"), act("OPTOUTE")], Some(Deny)),
+        (vec![act("OPTINR"), act("OPTOUT")], None),
+    ];
+    for (codings, expect) in cases {
+        let got = ProvisionType::from_policy_rule(&codings);
+        assert_eq!(got, expect, "{codings:?}");
+    }
+    let mut v = consent_json("c1", json!({"type": "deny"}));
+    v["policyRule"] = json!({"coding": [{"system": ACT_CODE, "code": "OPTOUT"}]});
+    let c = Consent::from_fhir(&v).unwrap();
+    assert_eq!(c.base_policy(), Some(Deny));
+    assert!(!c.untyped_root_under_opt_in());
+    v["policyRule"] = json!({"coding": [{"system": ACT_CODE, "code": "OPTIN"}]});
+    let c = Consent::from_fhir(&v).unwrap();
+    assert_eq!(c.base_policy(), Some(Permit));
+    assert!(!c.untyped_root_under_opt_in(), "the root is typed");
+    v.as_object_mut().unwrap().remove("policyRule");
+    v["policy"] = json!([{"uri": "https://example.org/consent-policy"}]);
+    let c = Consent::from_fhir(&v).unwrap();
+    assert_eq!(c.base_policy(), None);
+    assert_eq!(c.policy_rule(), None);
 }
 
 /// A valid consent to mutate in the defect table.

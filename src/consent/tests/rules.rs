@@ -27,10 +27,11 @@ fn same(_: &mut Req) {}
 #[test]
 fn rules_of_section_4_step_1() {
     let rows = vec![
-        // Absent attributes match anything; an untyped root is deny.
+        // Absent attributes match anything; an untyped root denies, even under the OPTIN of
+        // these rows (every other policyRule is in `untyped_root_denies_whatever_the_policy_rule`).
         row("a bare permit covers everything", json!({"type": "permit"}), same, Permit),
         row("a bare deny covers everything", json!({"type": "deny"}), same, Deny),
-        row("an untyped root is deny", json!({"period": {"start": "2000"}}), same, Deny),
+        row("an untyped root denies under OPTIN", json!({"period": {"start": "2000"}}), same, Deny),
         // The consent's period is the root provision's.
         row("period in force", json!({"type": "permit", "period": {"start": "2023-01-01", "end": "2024-12-31"}}), same, Permit),
         row("now before the period", json!({"type": "permit", "period": {"start": "2025-01-01"}}), same, None_),
@@ -68,7 +69,7 @@ fn rules_of_section_4_step_1() {
         row("an explicit child type wins over flipping", json!({"type": "permit", "provision": [{"type": "permit", "class": [class("Observation")]}]}), same, Permit),
         row("an explicit deny child under deny", json!({"type": "deny", "provision": [{"type": "deny", "class": [class("Observation")]}]}), same, Deny),
         row("a child's own period must hold", json!({"type": "permit", "provision": [{"period": {"end": "2020-01-01"}}]}), same, Permit),
-        row("the child of an untyped root permits", json!({"class": [class("Observation")], "provision": [{"code": [concept(LOINC, "1234-5")]}]}), same, Permit),
+        row("the untyped child of an untyped root permits", json!({"class": [class("Observation")], "provision": [{"code": [concept(LOINC, "1234-5")]}]}), same, Permit),
         row("deny wins among matching siblings", json!({"type": "deny", "provision": [{"class": [class("Observation")]}, {"type": "deny", "code": [concept(LOINC, "1234-5")]}]}), same, Deny),
         row("deny wins among siblings in either order", json!({"type": "deny", "provision": [{"type": "deny", "code": [concept(LOINC, "1234-5")]}, {"class": [class("Observation")]}]}), same, Deny),
         // class, code, securityLabel.
@@ -117,6 +118,67 @@ fn rules_of_section_4_step_1() {
         let result = req.run(&consents);
         assert_eq!(result.decision, r.expect, "{}", r.rule);
         assert_eq!(result.deciding.is_empty(), r.expect == None_, "{}: deciding", r.rule);
+    }
+}
+
+/// Fail-safe: an untyped root denies whatever `policyRule` says; an explicit root `type`
+/// wins; nested provisions are exceptions that flip the root's effect.
+#[rustfmt::skip] // one row per rule reads better than rustfmt's vertical layout
+#[test]
+fn untyped_root_denies_whatever_the_policy_rule() {
+    fn act(code: &str) -> Value {
+        json!({"system": ACT_CODE, "code": code})
+    }
+    fn rule_of(codes: &[&str]) -> Option<Value> {
+        Some(json!({"coding": codes.iter().map(|c| act(c)).collect::<Vec<_>>()}))
+    }
+    let only_period = || json!({"period": {"start": "2000"}});
+    let exception = |class_code: &str| json!({"provision": [{"class": [class(class_code)]}]});
+    let rows: Vec<(&str, Option<Value>, Value, Decision)> = vec![
+        // The untyped root denies under every policyRule.
+        ("OPTIN: untyped root denies", rule_of(&["OPTIN"]), only_period(), Deny),
+        ("OPTINR: untyped root denies", rule_of(&["OPTINR"]), only_period(), Deny),
+        ("OPTOUT: untyped root denies", rule_of(&["OPTOUT"]), only_period(), Deny),
+        ("OPTOUTE: untyped root denies", rule_of(&["OPTOUTE"]), only_period(), Deny),
+        ("IMPLIED: untyped root denies", rule_of(&["IMPLIED"]), only_period(), Deny),
+        ("no policyRule (policy only): untyped root denies", None, only_period(), Deny),
+        ("policyRule text only: untyped root denies", Some(json!({"text": "opt-in"})), only_period(), Deny),
+        ("a regulation code: untyped root denies", Some(json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentpolicycodes", "code": "hipaa-auth"}]})), only_period(), Deny),
+        ("OPTIN and OPTINR: untyped root denies", rule_of(&["OPTIN", "OPTINR"]), only_period(), Deny),
+        ("OPTIN and OPTOUT: untyped root denies", rule_of(&["OPTIN", "OPTOUT"]), only_period(), Deny),
+        // An explicit root type wins, whatever policyRule says.
+        ("explicit root permit wins over OPTIN", rule_of(&["OPTIN"]), json!({"type": "permit"}), Permit),
+        ("explicit root permit wins over OPTOUT", rule_of(&["OPTOUT"]), json!({"type": "permit"}), Permit),
+        ("explicit root permit wins over no policyRule", None, json!({"type": "permit"}), Permit),
+        ("explicit root deny wins over OPTIN", rule_of(&["OPTIN"]), json!({"type": "deny"}), Deny),
+        ("explicit root deny wins over OPTOUT", rule_of(&["OPTOUT"]), json!({"type": "deny"}), Deny),
+        // Nested exceptions flip the root's effect, under every policyRule.
+        ("OPTIN: a matching untyped exception of the untyped root permits", rule_of(&["OPTIN"]), exception("Observation"), Permit),
+        ("OPTOUTE: a matching untyped exception of the untyped root permits", rule_of(&["OPTOUTE"]), exception("Observation"), Permit),
+        ("no policyRule: a matching untyped exception of the untyped root permits", None, exception("Observation"), Permit),
+        ("OPTIN: an exception that does not match leaves the deny", rule_of(&["OPTIN"]), exception("Condition"), Deny),
+        ("OPTOUTE: an exception that does not match leaves the deny", rule_of(&["OPTOUTE"]), exception("Condition"), Deny),
+        ("OPTOUT: an untyped exception of a root typed permit denies", rule_of(&["OPTOUT"]), json!({"type": "permit", "provision": [{"class": [class("Observation")]}]}), Deny),
+        ("OPTIN: an untyped exception of a root typed deny permits", rule_of(&["OPTIN"]), json!({"type": "deny", "provision": [{"class": [class("Observation")]}]}), Permit),
+        // A root that does not match decides nothing.
+        ("OPTIN: a root that does not match decides nothing", rule_of(&["OPTIN"]), json!({"actor": [actor("PRCP", "Organization/other")]}), None_),
+        ("OPTOUT: a root that does not match decides nothing", rule_of(&["OPTOUT"]), json!({"actor": [actor("PRCP", "Organization/other")]}), None_),
+    ];
+    for (rule, policy_rule, provision, expect) in rows {
+        let mut v = consent_json("c1", provision);
+        match policy_rule {
+            Some(p) => v["policyRule"] = p,
+            None => {
+                let o = v.as_object_mut().unwrap();
+                o.remove("policyRule");
+                o.insert("policy".into(), json!([{"uri": "https://example.org/consent-policy"}]));
+            }
+        }
+        let c = Consent::from_fhir(&v).unwrap_or_else(|e| panic!("{rule}: {:?}", e.defects));
+        let result = Req::new().run(&[c]);
+        assert_eq!(result.decision, expect, "{rule}");
+        assert_eq!(result.deciding.is_empty(), expect == None_, "{rule}: deciding");
+        assert!(result.deciding.iter().all(|d| d.effect == expect), "{rule}: effects");
     }
 }
 

@@ -1,0 +1,154 @@
+//! De-identification: profiles, the Safe Harbor de-identifier, the leak scan, and the
+//! Microsoft FHIR anonymizer's `cryptoHash`, `dateShift` and `redact` methods.
+//!
+//! Pure: no I/O except [`Profile::load`] reading a profile file. What leaves for a researcher
+//! is made like this (`today` judges ages; the key decides every pseudonym and date offset):
+//!
+//! ```text
+//! let profile = Profile::safe_harbor();                       // or Profile::load(path)?
+//! let key = StudyKey::for_study(master_secret, study_id)?;    // unlinkable across studies
+//! let deid = Deidentifier::new(&profile, &key, today);
+//! let sources = IdentifierSet::from_sources(&patient_resources);
+//! let out = deid.deidentify_checked(&resource, patient_id, &sources)?; // a leak is an error
+//! ```
+//!
+//! # Profiles (`policies/deid/<name>.json`)
+//!
+//! A profile is a default-deny allow-list: an element leaves only when the profile lists it.
+//!
+//! | field | meaning |
+//! | --- | --- |
+//! | `profile`, `version`, `description` | name, version and purpose |
+//! | `dateShiftMaxDays` | dates move by a per-patient offset in `[-n, -1] ∪ [1, n]` days |
+//! | `maxAge` | ages above it (89) become "90 or older" |
+//! | `restrictedZip3` | file (next to the profile) of ZIP3 prefixes that become `000`, with `version` and `source` |
+//! | `common` | paths allowed in every listed resource type (`id`, `meta`, `contained`) |
+//! | `resources` | resource type → allowed paths; a type not listed is refused |
+//! | `datatypes` | datatype → allowed paths inside it (e.g. `CodeableConcept: ["coding"]`); a datatype not listed keeps nothing |
+//! | `extensions` | extension URL → allowed nested-extension URLs; an extension not listed is dropped |
+//!
+//! Paths are relative to the resource or datatype and go through backbone elements only
+//! (`component.code`); what sits inside a datatype is decided by that datatype's list, so
+//! allow-lists compose. `name[x]` allows every type of a choice, `valueQuantity` one of them.
+//! Listing `a.b` also lets its parent `a` through. Every path is checked against the R4
+//! element table when the profile loads. `extension` elements are always examined and kept
+//! only for listed URLs; a `modifierExtension` with an unlisted URL is an error, because
+//! dropping it would change the meaning of what is left.
+//!
+//! # What the Safe Harbor de-identifier does
+//!
+//! The walk knows each value's type from the generated table of R4 element types
+//! (`element_types.rs`, generated from the official StructureDefinitions), then:
+//! - drops what the profile does not list: names, identifiers, telecom, narrative, notes,
+//!   free text (`CodeableConcept.text`, `*String` choices), attachment data, unknown extensions;
+//! - shifts every `date`, `dateTime` and `instant` of one patient by the same offset (see
+//!   [`StudyKey::date_offset_days`]), so intervals survive exactly; a time of day and its zone
+//!   are kept; a date with only a year (or year and month) is kept as the year alone;
+//! - treats ages over `maxAge`: a date that shows one (earlier than `maxAge` full years before
+//!   the reference date, shifted or not) is dropped, except `Patient.birthDate`, which is
+//!   replaced by `_birthDate` extensions `data-absent-reason = masked` and [`AGE_EXTENSION_URL`]
+//!   `valueAge >= 90 a`; an `Age` over the limit becomes `>= 90 a`;
+//! - keeps ZIP3 of `Address.postalCode` (`000` for restricted prefixes) and drops postal codes
+//!   that do not start with three digits; state and country stay;
+//! - replaces the resource id with [`StudyKey::pseudonym`] and every `Reference.reference` with
+//!   the pseudonym of its target (`Type/id`, absolute or versioned URLs become `Type/pseudonym`;
+//!   `#id` and `urn:uuid:` get their own pseudonyms; conditional and other references are dropped).
+//!
+//! The output carries no `meta.security` label of its own: the caller records which profile
+//! (name and version) shaped a disclosure in its audit entry.
+//!
+//! # Leak scan
+//!
+//! [`IdentifierSet`] gathers the identifying values of a patient's source records and
+//! [`IdentifierSet::scan`] reports where any of them shows up in an output; the matching rules
+//! are documented on [`leak`].
+//!
+//! # Errors
+//!
+//! [`DeidError`] carries a stable [`DeidError::code`]; messages name element paths, resource
+//! types, URLs and files, never patient values.
+
+mod dates;
+mod deidentifier;
+mod element_types;
+mod keys;
+pub mod leak;
+pub mod methods;
+mod profile;
+mod schema;
+
+#[cfg(test)]
+mod tests;
+
+pub use deidentifier::{AGE_EXTENSION_URL, Deidentifier};
+pub use keys::StudyKey;
+pub use leak::{IdentifierSet, Leak, LeakKind};
+pub use profile::Profile;
+
+/// Why de-identification (or loading its configuration) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeidError {
+    /// The input has no `resourceType`.
+    #[error("the input is not a FHIR resource")]
+    NotAResource,
+    /// The profile does not list the resource type.
+    #[error("resource type {resource_type} is not allowed by the de-identification profile")]
+    ResourceTypeNotInProfile {
+        /// The refused type.
+        resource_type: String,
+    },
+    /// A modifier extension the profile does not list.
+    #[error("modifier extension {url} is not allowed by the de-identification profile")]
+    ModifierExtensionNotAllowed {
+        /// The extension URL.
+        url: String,
+    },
+    /// The output still carries a value of the source records.
+    #[error("de-identified output still holds a {kind} of the source records at {path}")]
+    Leak {
+        /// Where, as a JSON path.
+        path: String,
+        /// What kind of value.
+        kind: LeakKind,
+    },
+    /// A profile file could not be read.
+    #[error("cannot read de-identification profile file {path}")]
+    ProfileUnreadable {
+        /// The file.
+        path: String,
+    },
+    /// A profile (or its ZIP3 list) is malformed or names elements that do not exist.
+    #[error("invalid de-identification profile: {reason}")]
+    ProfileInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A study key shorter than the minimum.
+    #[error("a study key needs at least {min} bytes")]
+    KeyTooShort {
+        /// The minimum length.
+        min: usize,
+    },
+    /// A Microsoft anonymizer configuration this module cannot interpret.
+    #[error("unsupported anonymizer configuration: {reason}")]
+    AnonymizerConfig {
+        /// What is not supported.
+        reason: String,
+    },
+}
+
+impl DeidError {
+    /// A stable snake_case code for clients and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeidError::NotAResource => "not_a_resource",
+            DeidError::ResourceTypeNotInProfile { .. } => "resource_type_not_in_profile",
+            DeidError::ModifierExtensionNotAllowed { .. } => "modifier_extension_not_allowed",
+            DeidError::Leak { .. } => "identifier_leak",
+            DeidError::ProfileUnreadable { .. } => "profile_unreadable",
+            DeidError::ProfileInvalid { .. } => "profile_invalid",
+            DeidError::KeyTooShort { .. } => "study_key_too_short",
+            DeidError::AnonymizerConfig { .. } => "anonymizer_config_unsupported",
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Which audit entries notify, the retry schedule, signatures and URL rules; no I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::webhook::{UrlError, hex, new_secret, signature, validate_url, verify};
+use super::worker::{MAX_ATTEMPTS, backoff, retry_at};
+use super::{Kind, for_audit_entry};
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
+
+fn entry(client: &str, action: AuditAction, outcome: AuditOutcome) -> AuditEntry {
+    AuditEntry {
+        sequence: 7,
+        recorded_micros: 1_767_225_600_000_000,
+        action,
+        outcome,
+        client_id: client.into(),
+        organisation: "northside".into(),
+        user: None,
+        purpose_of_use: "TREAT".into(),
+        patient_id: Some("pat-1".into()),
+        resources: vec![
+            "Observation/o1".into(),
+            "Condition/c1".into(),
+            "Observation/o2".into(),
+        ],
+        consents: vec!["consent-9".into()],
+        policies: vec!["baseline-permit".into()],
+        break_glass: None,
+        request_id: "req-1".into(),
+        detail: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn which_entries_notify() {
+    use AuditAction as A;
+    use AuditOutcome as O;
+    let cases: Vec<(&str, AuditAction, AuditOutcome, bool, Option<Kind>)> = vec![
+        ("clinic", A::Read, O::Success, false, Some(Kind::Disclosure)),
+        ("clinic", A::Search, O::Success, false, Some(Kind::Disclosure)),
+        ("clinic", A::Export, O::Success, false, Some(Kind::Disclosure)),
+        ("clinic", A::Disclose, O::Success, false, Some(Kind::Disclosure)),
+        ("clinic", A::Read, O::Success, true, Some(Kind::BreakGlass)),
+        ("clinic", A::Read, O::Denied, true, None),
+        ("clinic", A::Read, O::Denied, false, None),
+        ("clinic", A::Read, O::Error, false, None),
+        ("clinic", A::Decision, O::Success, false, None),
+        ("clinic", A::Token, O::Success, true, None),
+        ("clinic", A::Grant, O::Success, false, None),
+        ("clinic", A::Request, O::Success, false, None),
+        ("patient", A::Read, O::Success, false, None),
+        ("operator", A::Search, O::Success, false, None),
+    ];
+    for (client, action, outcome, break_glass, want) in cases {
+        let mut e = entry(client, action, outcome);
+        if break_glass {
+            e.break_glass = Some("unconscious in ER".into());
+        }
+        let got = for_audit_entry(&e).map(|n| n.kind);
+        assert_eq!(got, want, "{client} {action:?} {outcome:?} break_glass={break_glass}");
+    }
+    let mut no_patient = entry("clinic", A::Read, O::Success);
+    no_patient.patient_id = None;
+    assert!(for_audit_entry(&no_patient).is_none());
+}
+
+#[test]
+fn summaries_hold_ids_and_codes_only() {
+    let mut e = entry("clinic", AuditAction::Search, AuditOutcome::Success);
+    e.break_glass = Some("free text from a request".into());
+    e.user = Some("Practitioner/dr-lee".into());
+    let n = for_audit_entry(&e).unwrap();
+    assert_eq!(n.patient_id, "pat-1");
+    assert_eq!(n.audit_seq, Some(7));
+    assert_eq!(n.created, e.recorded_micros);
+    assert_eq!(
+        n.summary,
+        serde_json::json!({
+            "action": "search", "client_id": "clinic", "organisation": "northside",
+            "purpose_of_use": "TREAT", "resource_types": ["Condition", "Observation"],
+            "resource_count": 3, "consents": ["consent-9"], "user": "Practitioner/dr-lee",
+            "break_glass": true,
+        })
+    );
+    assert!(!n.summary.to_string().contains("free text"));
+}
+
+#[test]
+fn kinds_round_trip() {
+    for k in [Kind::BreakGlass, Kind::Disclosure, Kind::AccessRequest] {
+        assert_eq!(Kind::parse(k.as_str()), Some(k));
+    }
+    assert_eq!(Kind::parse("other"), None);
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let secs: Vec<u64> = (1..=14).map(|a| backoff(a).as_secs()).collect();
+    assert_eq!(
+        secs,
+        vec![2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600, 3600]
+    );
+    assert_eq!(backoff(0), Duration::from_secs(2));
+    assert_eq!(backoff(i32::MAX), Duration::from_secs(3600));
+    let total: u64 = (1..MAX_ATTEMPTS).map(|a| backoff(a).as_secs()).sum();
+    assert!(
+        (8 * 3600..10 * 3600).contains(&total),
+        "retries span about 9 hours, got {total} s"
+    );
+}
+
+#[test]
+fn the_last_attempt_is_not_retried() {
+    assert_eq!(retry_at(1, 1_000_000), Some(3_000_000));
+    assert_eq!(retry_at(MAX_ATTEMPTS - 1, 0).map(|t| t > 0), Some(true));
+    assert_eq!(retry_at(MAX_ATTEMPTS, 0), None);
+}
+
+#[test]
+fn signatures_are_hmac_sha256_hex() {
+    // RFC 4231, test case 2.
+    assert_eq!(
+        signature("Jefe", b"what do ya want for nothing?"),
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    let sig = signature("s3cret", b"{\"id\":1}");
+    assert!(verify("s3cret", b"{\"id\":1}", &sig));
+    assert!(!verify("other", b"{\"id\":1}", &sig));
+    assert!(!verify("s3cret", b"{\"id\":2}", &sig));
+    assert!(!verify("s3cret", b"{\"id\":1}", sig.trim_start_matches("sha256=")));
+    assert!(!verify("s3cret", b"{\"id\":1}", "sha256=zz"));
+    assert!(!verify("s3cret", b"{\"id\":1}", "sha256=+f"));
+}
+
+#[test]
+fn secrets_are_random_and_long() {
+    let a = new_secret().unwrap();
+    let b = new_secret().unwrap();
+    assert_ne!(a, b);
+    assert!(a.starts_with("cgwhsec_") && a.len() == 8 + 64, "{a}");
+    assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+}
+
+#[test]
+fn webhook_urls_are_https_without_credentials() {
+    let ok = [
+        ("https://hooks.example.org/cg", "https://hooks.example.org/cg"),
+        ("https://127.0.0.1:8443/x?y=1", "https://127.0.0.1:8443/x?y=1"),
+        ("https://EXAMPLE.org", "https://example.org/"),
+    ];
+    for (input, normalised) in ok {
+        assert_eq!(validate_url(input).as_deref(), Ok(normalised), "{input}");
+    }
+    let refused = [
+        ("http://hooks.example.org/cg", UrlError::NotHttps),
+        ("ftp://hooks.example.org/cg", UrlError::NotHttps),
+        ("hooks.example.org/cg", UrlError::Malformed),
+        ("", UrlError::Malformed),
+        ("https://", UrlError::Malformed),
+        ("https://user:pw@hooks.example.org/", UrlError::Credentials),
+        ("https://user@hooks.example.org/", UrlError::Credentials),
+        ("https://hooks.example.org/#frag", UrlError::Fragment),
+    ];
+    for (input, error) in refused {
+        assert_eq!(validate_url(input), Err(error), "{input}");
+    }
+    let long = format!("https://example.org/{}", "a".repeat(3000));
+    assert_eq!(validate_url(&long), Err(UrlError::TooLong));
+}

@@ -1,0 +1,263 @@
+//! The webhook delivery worker: one thread per gateway instance that sends due deliveries.
+//!
+//! Each round it leases up to [`BATCH`] due rows of `notification_deliveries`
+//! ([`claim_due`]: the attempt count goes up and the row is not due again for [`LEASE`]),
+//! POSTs each notification to its patient's webhook, signed (see [`super::webhook`]), and
+//! records the answer: a 2xx marks it delivered; anything else schedules the next attempt
+//! after [`backoff`], until [`MAX_ATTEMPTS`] attempts have failed. Every state change is a
+//! committed row, so a crash or restart at any point resumes from the database: at worst an
+//! attempt in flight is repeated after its lease, with the same delivery id, which receivers
+//! use to drop duplicates (at-least-once delivery). Several instances on one PostgreSQL
+//! share the work without sending a row twice at once (`FOR UPDATE SKIP LOCKED`).
+//!
+//! The worker runs on its own thread with a single-threaded tokio runtime, so a slow webhook
+//! never occupies the HTTP workers. It stops when its [`DeliveryWorker`] handle (held by the
+//! application state) is dropped, that is when the server stops.
+//!
+//! The settings are constants rather than configuration keys, chosen so that a receiver
+//! that is down for a few hours still gets everything:
+//!
+//! | constant | value |
+//! | --- | --- |
+//! | [`POLL_INTERVAL`] | 1 s between rounds when nothing was due |
+//! | [`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`] | 5 s, 10 s |
+//! | [`LEASE`] | 30 s (longer than a request can take) |
+//! | [`backoff`] | 2 s doubling per failed attempt, at most 1 h |
+//! | [`MAX_ATTEMPTS`] | 20 (about 9 h from the first to the last attempt) |
+//!
+//! Webhook URLs are https only, verified against the Mozilla roots plus the extra CA of
+//! `auth.jwks_ca_file` (the same trust the gateway gives JWKS URLs; reused rather than a new
+//! key so that one setting names the private CA of a deployment, or of the tests).
+//! Redirects are not followed and response bodies are never read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::watch;
+
+use super::webhook::{ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature};
+use crate::config::AuthSettings;
+use crate::records::dates::now_micros;
+use crate::store::notifications::{AttemptResult, Claimed, claim_due, record_attempt};
+use crate::store::{Store, StoreError};
+
+/// Pause between rounds when nothing was due.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Most deliveries leased, and sent concurrently, in one round.
+pub const BATCH: i64 = 16;
+/// Time allowed to open a connection to a webhook.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for a whole webhook request, answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a leased delivery stays with its worker before it is due again.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Delay after the first failed attempt; it doubles with each further one.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Longest delay between two attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+/// Attempts before a delivery is given up (the notification stays in the feed).
+pub const MAX_ATTEMPTS: i32 = 20;
+
+/// The delay after failed attempt `attempt` (1-based): [`BACKOFF_BASE`] doubled per earlier
+/// failure, at most [`BACKOFF_CAP`].
+pub fn backoff(attempt: i32) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(31);
+    BACKOFF_BASE
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_CAP)
+}
+
+/// When to try again after failed attempt `attempt` at `now` (micros); `None` when it was
+/// the last one.
+pub fn retry_at(attempt: i32, now: i64) -> Option<i64> {
+    (attempt < MAX_ATTEMPTS).then(|| now.saturating_add(micros(backoff(attempt))))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The running worker; dropping it stops the worker after its current round.
+pub struct DeliveryWorker {
+    _stop: watch::Sender<()>,
+}
+
+impl std::fmt::Debug for DeliveryWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryWorker").finish_non_exhaustive()
+    }
+}
+
+impl DeliveryWorker {
+    /// Starts the worker thread on `store`. Fails when the extra CA file cannot be read.
+    pub fn start(store: Store, auth: &AuthSettings) -> anyhow::Result<DeliveryWorker> {
+        let tls = client_tls(auth)?;
+        let (stop, stopped) = watch::channel(());
+        std::thread::Builder::new()
+            .name("notify-delivery".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "notification delivery worker cannot start");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match build_client(tls) {
+                        Ok(client) => run(store, client, stopped).await,
+                        Err(e) => {
+                            tracing::error!(error = %e.without_url(), "notification delivery worker cannot start");
+                        }
+                    }
+                });
+            })?;
+        Ok(DeliveryWorker { _stop: stop })
+    }
+}
+
+/// TLS for webhooks: rustls with ring, the Mozilla roots and `auth.jwks_ca_file`.
+fn client_tls(auth: &AuthSettings) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if !auth.jwks_ca_file.as_os_str().is_empty() {
+        for cert in CertificateDer::pem_file_iter(&auth.jwks_ca_file)? {
+            roots.add(cert?)?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+fn build_client(tls: rustls::ClientConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("consentgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+async fn run(store: Store, client: reqwest::Client, mut stopped: watch::Receiver<()>) {
+    loop {
+        let claimed = tokio::select! {
+            _ = stopped.changed() => return,
+            n = round(&store, &client) => n,
+        };
+        if claimed < BATCH as usize {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// Leases, sends and records one batch; returns how many deliveries were leased.
+async fn round(store: &Store, client: &reqwest::Client) -> usize {
+    let now = now_micros();
+    let lease_until = now.saturating_add(micros(LEASE));
+    let claimed = store
+        .run(move |conn| claim_due(conn, now, lease_until, BATCH, MAX_ATTEMPTS))
+        .await;
+    let claimed = match claimed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "notification deliveries could not be leased");
+            return 0;
+        }
+    };
+    let count = claimed.len();
+    let results = join_all(claimed.into_iter().map(|c| send(client, c))).await;
+    for (id, attempt, result) in results {
+        let delivered = result.delivered_at.is_some();
+        let gave_up = !delivered && result.next_attempt_at.is_none();
+        let status = result.status.clone();
+        let notification_id = id.clone();
+        let recorded = store
+            .run(move |conn| {
+                record_attempt(conn, &notification_id, attempt, &result).map_err(StoreError::from)
+            })
+            .await;
+        match recorded {
+            Err(e) => {
+                // The lease runs out and the delivery is tried again.
+                tracing::warn!(notification_id = %id, error = %e, "delivery outcome not recorded");
+            }
+            Ok(_) if delivered => {
+                tracing::info!(notification_id = %id, attempt, "notification delivered");
+            }
+            Ok(_) if gave_up => {
+                tracing::warn!(notification_id = %id, attempt, status = %status, "notification delivery given up");
+            }
+            Ok(_) => {
+                tracing::info!(notification_id = %id, attempt, status = %status, "notification delivery failed; will retry");
+            }
+        }
+    }
+    count
+}
+
+/// One attempt; returns the notification id, the attempt number and what to record.
+async fn send(client: &reqwest::Client, claimed: Claimed) -> (String, i32, AttemptResult) {
+    let Claimed {
+        notification,
+        webhook,
+        attempt,
+    } = claimed;
+    let body = super::view(&notification, false).to_string().into_bytes();
+    let answer = client
+        .post(&webhook.url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, signature(&webhook.secret, &body))
+        .header(DELIVERY_HEADER, &notification.id)
+        .header(EVENT_HEADER, &notification.kind)
+        .header(ATTEMPT_HEADER, attempt.to_string())
+        .body(body)
+        .send()
+        .await;
+    let now = now_micros();
+    let result = match answer {
+        Ok(response) if response.status().is_success() => AttemptResult {
+            status: format!("http_{}", response.status().as_u16()),
+            delivered_at: Some(now),
+            next_attempt_at: None,
+        },
+        Ok(response) => AttemptResult {
+            status: format!("http_{}", response.status().as_u16()),
+            delivered_at: None,
+            next_attempt_at: retry_at(attempt, now),
+        },
+        Err(e) => AttemptResult {
+            status: failure_code(&e).to_string(),
+            delivered_at: None,
+            next_attempt_at: retry_at(attempt, now),
+        },
+    };
+    (notification.id, attempt, result)
+}
+
+/// A stable code for a request that got no answer (the error text may name the URL).
+fn failure_code(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect_failed"
+    } else if e.is_builder() {
+        "invalid_url"
+    } else {
+        "request_failed"
+    }
+}

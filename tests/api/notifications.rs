@@ -1,0 +1,485 @@
+//! Patient notifications: the feed, marking read, webhook registration, signed delivery with
+//! retries, and delivery that survives a restart. Each case runs on SQLite and PostgreSQL.
+//!
+//! Recipients do not read records through the API yet, so the tests write recipient audit
+//! entries through the library's own audit writer on the test app's database: the same
+//! group commit that writes the notifications in production.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web::{self, Bytes, Data};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use consentgate::audit::log::AuditLog;
+use consentgate::audit::{AuditAction, AuditEntry, AuditOutcome};
+use consentgate::notify;
+use consentgate::store::notifications::{self as rows, DeliveryRow};
+use consentgate::store::{Store, write_tx};
+use consentgate::tls::{CertificateFiles, server_config};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, database_for, decode, spawn_app, spawn_app_with, spawn_on};
+use crate::identity::{ClientKey, client_token, register};
+
+/// An audit entry for what a recipient client did to one patient's records.
+fn recipient_entry(
+    client_id: &str,
+    patient: &str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    break_glass: Option<&str>,
+) -> AuditEntry {
+    AuditEntry {
+        sequence: 0,
+        recorded_micros: consentgate::records::dates::now_micros(),
+        action,
+        outcome,
+        client_id: client_id.into(),
+        organisation: "clinician-org".into(),
+        user: None,
+        purpose_of_use: if break_glass.is_some() { "ETREAT" } else { "TREAT" }.into(),
+        patient_id: Some(patient.into()),
+        resources: vec![format!("Patient/{patient}"), "Observation/o1".into()],
+        consents: vec!["consent-1".into()],
+        policies: vec!["baseline-permit".into()],
+        break_glass: break_glass.map(str::to_string),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        detail: BTreeMap::new(),
+    }
+}
+
+/// Records entries through a second audit writer on the app's database; returns their
+/// sequences.
+async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
+    let log = AuditLog::start(Store::open(&app.settings).expect("store opens")).expect("writer");
+    let mut seqs = Vec::new();
+    for entry in entries {
+        seqs.push(log.record(entry).await.expect("entry is durable"));
+    }
+    seqs
+}
+
+/// A request with a bearer token (and a JSON body); status, body and media type.
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("answered");
+    let media = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (status, body) = decode(resp).await;
+    (status, body, media)
+}
+
+/// Asserts a problem+json answer with this status and code.
+fn assert_problem(answer: &(u16, Value, String), status: u16, code: &str) {
+    assert_eq!(
+        (answer.0, answer.1["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        answer.1
+    );
+    assert_eq!(answer.2, "application/problem+json", "{}", answer.1);
+}
+
+fn kinds(feed: &Value) -> Vec<&str> {
+    feed["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect()
+}
+
+/// Waits up to 30 s for `check` to hold.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn delivery(store: &Store, notification_id: &str) -> Option<DeliveryRow> {
+    let mut conn = store.conn().expect("connection");
+    rows::delivery(&mut conn, notification_id).expect("delivery row reads")
+}
+
+/// What the webhook receiver saw of one request.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct HookState {
+    fail_first: usize,
+    seen: AtomicUsize,
+    received: Mutex<Vec<Received>>,
+}
+
+/// A tiny HTTPS webhook receiver with its own self-signed certificate, answering 500 to
+/// the first `fail_first` requests and 204 after.
+struct Hook {
+    url: String,
+    ca: PathBuf,
+    state: Data<HookState>,
+    handle: ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Hook {
+    fn start(fail_first: usize) -> Hook {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("certificate");
+        let files = CertificateFiles {
+            cert: dir.path().join("hook-cert.pem"),
+            key: dir.path().join("hook-key.pem"),
+            generated: true,
+        };
+        std::fs::write(&files.cert, generated.cert.pem()).unwrap();
+        std::fs::write(&files.key, generated.signing_key.serialize_pem()).unwrap();
+        let tls = server_config(&files).expect("TLS config");
+        let state = Data::new(HookState {
+            fail_first,
+            seen: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+        });
+        let app_state = state.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .route("/hook", web::post().to(receive))
+        })
+        .workers(1)
+        .listen_rustls_0_23(listener, tls)
+        .expect("hook listens")
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Hook {
+            url: format!("https://127.0.0.1:{port}/hook"),
+            ca: files.cert,
+            state,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    fn ca(&self) -> String {
+        self.ca.display().to_string()
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn receive(state: Data<HookState>, req: HttpRequest, body: Bytes) -> HttpResponse {
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    state.received.lock().unwrap().push(Received {
+        headers,
+        body: body.to_vec(),
+    });
+    if state.seen.fetch_add(1, Ordering::SeqCst) < state.fail_first {
+        HttpResponse::InternalServerError().finish()
+    } else {
+        HttpResponse::NoContent().finish()
+    }
+}
+
+/// The receiver's side of the signature check, written independently of the gateway's code.
+fn signed_by(secret: &str, received: &Received) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, &received.body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    received.headers.get("x-consentgate-signature") == Some(&format!("sha256={hex}"))
+}
+
+/// A recipient's read and break-glass access reach the patient's feed, and nothing else
+/// does; each patient sees only their own feed; marking read is the patient's.
+async fn feed_tells_the_patient(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = ClientKey::ed25519("k1");
+    let clinician = register(&app, "clinician", key.jwks(), json!({})).await;
+    let client = client_token(&app, &key, &clinician, "TREAT").await;
+    use AuditAction::{Read, Search};
+    use AuditOutcome::{Denied, Success};
+    let seqs = record(
+        &app,
+        vec![
+            recipient_entry(&clinician, "alice", Read, Success, None),
+            recipient_entry(&clinician, "alice", Read, Success, Some("unconscious in ER")),
+            recipient_entry("patient", "alice", Read, Success, None),
+            recipient_entry("operator", "alice", Search, Success, None),
+            recipient_entry(&clinician, "alice", Read, Denied, None),
+            recipient_entry(&clinician, "bob", Search, Success, None),
+        ],
+    )
+    .await;
+    let alice = app.patient_token("alice");
+    let bob = app.patient_token("bob");
+    let feed_path = "/api/v1/patients/alice/notifications";
+
+    let (status, feed, _) = call(&app, Method::GET, feed_path, &alice, None).await;
+    assert_eq!(status, 200, "{feed}");
+    assert_eq!(kinds(&feed), vec!["break_glass", "disclosure"], "newest first");
+    assert_eq!(feed["unread"], 2);
+    assert_eq!(feed["next"], Value::Null);
+    let break_glass = &feed["notifications"][0];
+    let disclosure = &feed["notifications"][1];
+    assert_eq!(disclosure["audit_seq"], seqs[0]);
+    assert_eq!(break_glass["audit_seq"], seqs[1]);
+    assert_eq!(disclosure["patient_id"], "alice");
+    assert_eq!(disclosure["read_at"], Value::Null);
+    assert_eq!(
+        disclosure["summary"],
+        json!({"action": "read", "client_id": clinician, "organisation": "clinician-org",
+               "purpose_of_use": "TREAT", "resource_types": ["Observation", "Patient"],
+               "resource_count": 2, "consents": ["consent-1"]})
+    );
+    assert_eq!(break_glass["summary"]["break_glass"], true);
+    assert!(
+        !feed.to_string().contains("unconscious"),
+        "no free text leaves in a notification: {feed}"
+    );
+
+    // Only alice and operators see alice's feed.
+    let (_, bobs, _) = call(&app, Method::GET, "/api/v1/patients/bob/notifications", &bob, None).await;
+    assert_eq!(kinds(&bobs), vec!["disclosure"]);
+    let refused = call(&app, Method::GET, feed_path, &bob, None).await;
+    assert_problem(&refused, 403, "forbidden");
+    assert_problem(&call(&app, Method::GET, feed_path, &client, None).await, 403, "forbidden");
+    let anonymous = app.client.get(app.url(feed_path)).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (status, as_operator, _) = call(&app, Method::GET, feed_path, &app.operator_token, None).await;
+    assert_eq!((status, kinds(&as_operator)), (200, vec!["break_glass", "disclosure"]));
+
+    // Paging by id.
+    let (_, first, _) = call(&app, Method::GET, &format!("{feed_path}?limit=1"), &alice, None).await;
+    assert_eq!(kinds(&first), vec!["break_glass"]);
+    let next = first["next"].as_str().expect("a next link").to_string();
+    let (_, second, _) = call(&app, Method::GET, &next, &alice, None).await;
+    assert_eq!(kinds(&second), vec!["disclosure"]);
+    assert_eq!(second["next"], Value::Null);
+    for bad in ["?unread=yes", "?limit=0", "?limit=500", "?before=nope", "?colour=red"] {
+        let answer = call(&app, Method::GET, &format!("{feed_path}{bad}"), &alice, None).await;
+        assert_problem(&answer, 400, "invalid_query");
+    }
+    let answer = call(&app, Method::GET, "/api/v1/patients/a%20b/notifications", &app.operator_token, None).await;
+    assert_problem(&answer, 400, "invalid_patient_id");
+
+    // Marking read: idempotent, the patient's own, and only theirs.
+    let nid = disclosure["id"].as_str().unwrap();
+    let read_path = format!("{feed_path}/{nid}/read");
+    let (status, marked, _) = call(&app, Method::POST, &read_path, &alice, None).await;
+    assert_eq!(status, 200, "{marked}");
+    assert!(marked["read_at"].is_string());
+    let (_, again, _) = call(&app, Method::POST, &read_path, &alice, None).await;
+    assert_eq!(again["read_at"], marked["read_at"], "the first read time stays");
+    let (_, unread, _) = call(&app, Method::GET, &format!("{feed_path}?unread=true"), &alice, None).await;
+    assert_eq!((kinds(&unread), &unread["unread"]), (vec!["break_glass"], &json!(1)));
+    assert_problem(&call(&app, Method::POST, &read_path, &bob, None).await, 403, "forbidden");
+    assert_problem(
+        &call(&app, Method::POST, &read_path, &app.operator_token, None).await,
+        403,
+        "patient_only",
+    );
+    let bobs_id = bobs["notifications"][0]["id"].as_str().unwrap();
+    let answer = call(&app, Method::POST, &format!("{feed_path}/{bobs_id}/read"), &alice, None).await;
+    assert_problem(&answer, 404, "unknown_notification");
+    let answer = call(&app, Method::POST, &format!("{feed_path}/not-an-id/read"), &alice, None).await;
+    assert_problem(&answer, 404, "unknown_notification");
+}
+
+/// A registered webhook gets each new notification, signed; a 500 is retried with the same
+/// delivery id until a 2xx; removal cancels what is pending.
+async fn webhook_is_signed_and_retried(backend: Backend) {
+    let hook = Hook::start(1);
+    let ca = hook.ca();
+    let Some(app) = spawn_app_with(backend, &[("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca)]).await else {
+        return;
+    };
+    let alice = app.patient_token("alice");
+    let webhook_path = "/api/v1/patients/alice/webhook";
+    assert_problem(&call(&app, Method::GET, webhook_path, &alice, None).await, 404, "no_webhook");
+    for url in ["http://127.0.0.1/hook", "hook", "https://user:pw@example.org/"] {
+        let answer = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"url": url}))).await;
+        assert_problem(&answer, 422, "invalid_webhook_url");
+    }
+    let answer = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"uri": hook.url}))).await;
+    assert_problem(&answer, 400, "invalid_json");
+    let answer = call(&app, Method::PUT, webhook_path, &app.operator_token, Some(json!({"url": hook.url}))).await;
+    assert_problem(&answer, 403, "patient_only");
+    let answer = call(&app, Method::PUT, "/api/v1/patients/bob/webhook", &alice, Some(json!({"url": hook.url}))).await;
+    assert_problem(&answer, 403, "forbidden");
+
+    let (status, registered, _) = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"url": hook.url}))).await;
+    assert_eq!(status, 201, "{registered}");
+    let secret = registered["secret"].as_str().expect("the secret, once").to_string();
+    let (status, shown, _) = call(&app, Method::GET, webhook_path, &app.operator_token, None).await;
+    assert_eq!((status, &shown["url"]), (200, &json!(hook.url)));
+    assert!(shown.get("secret").is_none(), "the secret is never shown again");
+
+    record(
+        &app,
+        vec![recipient_entry("clinic-1", "alice", AuditAction::Read, AuditOutcome::Success, None)],
+    )
+    .await;
+    let (_, feed, _) = call(&app, Method::GET, "/api/v1/patients/alice/notifications", &alice, None).await;
+    let nid = feed["notifications"][0]["id"].as_str().unwrap().to_string();
+
+    eventually("a retry after the 500", || hook.received().len() >= 2).await;
+    let store = Store::open(&app.settings).unwrap();
+    eventually("the delivery to be recorded", || {
+        delivery(&store, &nid).is_some_and(|d| d.delivered_at.is_some())
+    })
+    .await;
+    let attempts = hook.received();
+    assert_eq!(attempts.len(), 2, "delivered once it succeeded");
+    for (i, got) in attempts.iter().enumerate() {
+        assert!(signed_by(&secret, got), "attempt {i} carries a valid signature");
+        assert!(notify::webhook::verify(&secret, &got.body, &got.headers["x-consentgate-signature"]));
+        assert_eq!(got.headers["x-consentgate-delivery"], nid, "the same delivery id each time");
+        assert_eq!(got.headers["x-consentgate-event"], "disclosure");
+        assert_eq!(got.headers["x-consentgate-attempt"], (i + 1).to_string());
+        assert_eq!(got.headers["content-type"], "application/json");
+        let body: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!((&body["id"], &body["kind"]), (&json!(nid), &json!("disclosure")));
+        assert_eq!(body["summary"]["client_id"], "clinic-1");
+        assert!(body.get("read_at").is_none());
+    }
+    assert!(!signed_by("another secret", &attempts[0]));
+    let row = delivery(&store, &nid).unwrap();
+    assert_eq!(
+        (row.attempts, row.next_attempt_at, row.last_status.as_deref()),
+        (2, None, Some("http_204"))
+    );
+
+    // Removed: nothing more is queued for this patient.
+    let (status, _, _) = call(&app, Method::DELETE, webhook_path, &alice, None).await;
+    assert_eq!(status, 204);
+    assert_problem(&call(&app, Method::DELETE, webhook_path, &alice, None).await, 404, "no_webhook");
+    record(
+        &app,
+        vec![recipient_entry("clinic-1", "alice", AuditAction::Search, AuditOutcome::Success, None)],
+    )
+    .await;
+    let (_, feed, _) = call(&app, Method::GET, "/api/v1/patients/alice/notifications", &alice, None).await;
+    let newest = feed["notifications"][0]["id"].as_str().unwrap();
+    assert_ne!(newest, nid);
+    assert!(delivery(&store, newest).is_none(), "no webhook, no delivery");
+}
+
+/// A notification written while the gateway is down (here an access request, through the
+/// library) is delivered once it is back; the stopped instance sends nothing.
+async fn delivery_resumes_after_restart(backend: Backend) {
+    let hook = Hook::start(0);
+    let ca = hook.ca();
+    let extra = [("CONSENTGATE__AUTH__JWKS_CA_FILE", ca.as_str())];
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // The database outlives both runs of the gateway.
+    let Some((url, pg)) = database_for(backend, dir.path()) else {
+        return;
+    };
+    let mut first = spawn_on(dir, url.clone(), None, &extra);
+    let alice = first.patient_token("alice");
+    let (status, registered, _) = call(
+        &first,
+        Method::PUT,
+        "/api/v1/patients/alice/webhook",
+        &alice,
+        Some(json!({"url": hook.url})),
+    )
+    .await;
+    assert_eq!(status, 201, "{registered}");
+    let secret = registered["secret"].as_str().unwrap().to_string();
+    let settings = first.settings.clone();
+    first.stop();
+    let dir = std::mem::replace(&mut first.dir, tempfile::tempdir().unwrap());
+    drop(first);
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+
+    let store = Store::open(&settings).unwrap();
+    let enqueue = |request: &'static str| {
+        let mut conn = store.conn().unwrap();
+        write_tx(&mut conn, |c| notify::enqueue_access_request(c, "alice", request)).unwrap()
+    };
+    let nid = enqueue("req-1");
+    assert_eq!(enqueue("req-1"), nid, "one notification per access request");
+    let mut conn = store.conn().unwrap();
+    assert!(matches!(
+        write_tx(&mut conn, |c| notify::enqueue_access_request(c, "not an id", "req-2")),
+        Err(notify::NotifyError::InvalidId("patient_id"))
+    ));
+    drop(conn);
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert!(hook.received().is_empty(), "a stopped gateway delivers nothing");
+    assert_eq!(delivery(&store, &nid).unwrap().attempts, 0);
+
+    let second = spawn_on(dir, url, None, &extra);
+    eventually("delivery after the restart", || !hook.received().is_empty()).await;
+    let got = &hook.received()[0];
+    assert!(signed_by(&secret, got));
+    assert_eq!(got.headers["x-consentgate-delivery"], nid);
+    assert_eq!(got.headers["x-consentgate-event"], "access_request");
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(body["access_request_id"], "req-1");
+    assert_eq!(body["summary"], json!({"request_id": "req-1"}));
+    eventually("the delivery to be recorded", || {
+        delivery(&store, &nid).is_some_and(|d| d.delivered_at.is_some())
+    })
+    .await;
+    let (status, feed, _) = call(
+        &second,
+        Method::GET,
+        "/api/v1/patients/alice/notifications?unread=true",
+        &second.patient_token("alice"),
+        None,
+    )
+    .await;
+    assert_eq!((status, kinds(&feed)), (200, vec!["access_request"]), "{feed}");
+    drop(second);
+    drop(pg);
+}
+
+both_backends!(
+    feed_tells_the_patient,
+    webhook_is_signed_and_retried,
+    delivery_resumes_after_restart
+);
