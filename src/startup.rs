@@ -73,6 +73,8 @@ impl Application {
         let notify_worker = crate::notify::DeliveryWorker::start(store.clone(), &settings.auth)
             .context("starting the notification delivery worker")?;
         let institution = Institution::load(&settings)?;
+        let shaping = crate::api::broker::Shaping::open(&settings.data_path(&settings.auth.key_dir))
+            .context("loading the de-identification secret")?;
         let limits = settings.limits;
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -81,6 +83,7 @@ impl Application {
             audit,
             checkpoints,
             institution,
+            shaping,
             purposes: PurposeCatalog::official(),
             metrics: observe::Metrics::new().context("setting up metrics")?,
             base_url: base_url.clone(),

@@ -107,8 +107,7 @@ fn cursor(value: &str) -> Option<i64> {
 }
 
 fn is_token(value: &str) -> bool {
-    (1..=256).contains(&value.len())
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+    (1..=256).contains(&value.len()) && !value.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery, ApiError> {
@@ -122,7 +121,10 @@ fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery
         match name.as_str() {
             "since" | "until" => {
                 let (start, end) = dates::parse_range(&value).ok_or_else(|| {
-                    bad("invalid_date", "`since` and `until` must be FHIR dates or dateTimes")
+                    bad(
+                        "invalid_date",
+                        "`since` and `until` must be FHIR dates or dateTimes",
+                    )
                 })?;
                 if name == "since" {
                     q.since = Some(start);
@@ -269,7 +271,9 @@ pub async fn access_log(
         .as_problem());
     }
     if !crate::records::validate::is_valid_id(&patient) {
-        return Err(bad_query("invalid_patient_id", "the patient id is not a FHIR id").as_problem());
+        return Err(
+            bad_query("invalid_patient_id", "the patient id is not a FHIR id").as_problem(),
+        );
     }
     let q = parse_log_query(req.query_string(), &state.settings.limits)?;
     let csv = wants_csv(&req, q.format);
@@ -360,7 +364,10 @@ impl LogView<'_> {
         Some(url_with(
             self.base,
             "/api/v1/audit/proofs/inclusion",
-            &[("index", seq.to_string()), ("tree_size", cp.size.to_string())],
+            &[
+                ("index", seq.to_string()),
+                ("tree_size", cp.size.to_string()),
+            ],
         ))
     }
 
@@ -427,7 +434,9 @@ impl LogView<'_> {
                 d.row.seq.to_string(),
                 STANDARD.encode(leaf_hash(d.row.body.as_bytes())),
                 d.row.body.clone(),
-                self.checkpoint.map(|c| c.size.to_string()).unwrap_or_default(),
+                self.checkpoint
+                    .map(|c| c.size.to_string())
+                    .unwrap_or_default(),
                 self.checkpoint.map(|c| c.note.clone()).unwrap_or_default(),
                 self.proof_url(d.row.seq).unwrap_or_default(),
             ];
@@ -754,7 +763,11 @@ fn audit_event(base: &str, d: &Decoded<'_>, client: Option<&ClientRow>) -> Value
         action,
     )];
     if let Some(code) = restful_interaction(action) {
-        subtype.push(coding("http://hl7.org/fhir/restful-interaction", code, code));
+        subtype.push(coding(
+            "http://hl7.org/fhir/restful-interaction",
+            code,
+            code,
+        ));
     }
     let (outcome, outcome_desc) = match e.outcome {
         AuditOutcome::Success => ("0", None),
@@ -841,13 +854,17 @@ fn audit_event(base: &str, d: &Decoded<'_>, client: Option<&ClientRow>) -> Value
                "valueString": e.request_id}),
     ];
     if let Some(j) = &e.break_glass {
-        extensions.push(json!({"url": format!("{CANONICAL}/StructureDefinition/break-glass-justification"),
-                               "valueString": j}));
+        extensions.push(
+            json!({"url": format!("{CANONICAL}/StructureDefinition/break-glass-justification"),
+                               "valueString": j}),
+        );
     }
     for (k, v) in &e.detail {
-        extensions.push(json!({"url": format!("{CANONICAL}/StructureDefinition/audit-detail"),
+        extensions.push(
+            json!({"url": format!("{CANONICAL}/StructureDefinition/audit-detail"),
                                "extension": [{"url": "name", "valueString": k},
-                                             {"url": "value", "valueString": v}]}));
+                                             {"url": "value", "valueString": v}]}),
+        );
     }
 
     let mut event = json!({
@@ -966,8 +983,11 @@ mod tests {
         let limits = crate::config::Settings::load_from(None, Vec::<(String, String)>::new())
             .unwrap()
             .limits;
-        let q = parse_log_query("since=2026-01&until=2026-02-03&recipient=c1&_count=5000&before=9", &limits)
-            .unwrap();
+        let q = parse_log_query(
+            "since=2026-01&until=2026-02-03&recipient=c1&_count=5000&before=9",
+            &limits,
+        )
+        .unwrap();
         assert_eq!(q.count, limits.max_page_size);
         assert_eq!(q.before, Some(9));
         assert_eq!(q.since, Some(dates::parse_range("2026-01").unwrap().0));

@@ -12,10 +12,13 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::{AppState, audit};
-use super::auth::{Operator, Reader};
+use super::auth::{Caller, Operator, Reader};
+use super::broker;
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use crate::audit::{AuditAction, AuditOutcome};
+use crate::auth::Principal;
+use crate::auth::tokens::AccessClaims;
 use crate::records::ingest::{self, Stored};
 use crate::records::{RecordError, bundle, index, search, validate};
 use crate::store::write_tx;
@@ -126,11 +129,15 @@ pub async fn update(
 #[get("/{type}/{id}")]
 pub async fn read(
     state: Data<AppState>,
-    reader: Reader,
+    Caller(principal): Caller,
     path: Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id) = path.into_inner();
+    let reader = match reader_or_client(principal)? {
+        Ok(reader) => reader,
+        Err(claims) => return broker::read(&state, &claims, &req, resource_type, id).await,
+    };
     let only = reader.only_patient.clone();
     let body = state
         .store
@@ -164,6 +171,67 @@ pub async fn vread(
         .await?;
     audit_disclosure(&state, &reader, &req, AuditAction::Read, std::slice::from_ref(&body)).await?;
     Ok(with_version_headers(&body))
+}
+
+/// Operators and patients read directly; recipient clients go through the broker.
+fn reader_or_client(principal: Principal) -> Result<Result<Reader, AccessClaims>, ApiError> {
+    match principal {
+        Principal::Client(claims) if claims.role == "data_source" => Err(ApiError::fhir(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "forbidden",
+            "a data source sends records; it does not read them",
+        )),
+        Principal::Client(claims) => Ok(Err(*claims)),
+        Principal::Patient { ref patient_id, .. } => Ok(Ok(Reader {
+            only_patient: Some(patient_id.clone()),
+            principal,
+        })),
+        Principal::Operator { .. } => Ok(Ok(Reader {
+            principal,
+            only_patient: None,
+        })),
+    }
+}
+
+/// `GET /fhir/Patient/{id}/$everything`: every resource of the patient the caller may see.
+#[get("/Patient/{id}/$everything")]
+pub async fn everything(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    path: Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let patient = path.into_inner();
+    let reader = match reader_or_client(principal)? {
+        Ok(reader) => reader,
+        Err(claims) => return broker::everything(&state, &claims, &req, patient).await,
+    };
+    if reader.only_patient.as_ref().is_some_and(|own| *own != patient) || !validate::is_valid_id(&patient) {
+        return Err(RecordError::not_found("not_found", format!("Patient/{patient} is not known")).into());
+    }
+    let p = patient.clone();
+    let all = state
+        .store
+        .run(move |conn| crate::store::resources::current_for_patient(conn, &p))
+        .await?;
+    let resources: Vec<Value> = all
+        .into_iter()
+        .filter_map(|(_, _, body)| serde_json::from_str(&body).ok())
+        .collect();
+    audit_disclosure(&state, &reader, &req, AuditAction::Read, &resources).await?;
+    let base = state.fhir_base();
+    let entries: Vec<Value> = resources
+        .into_iter()
+        .map(|r| {
+            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+            serde_json::json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
+        })
+        .collect();
+    Ok(fhir_ok(
+        StatusCode::OK,
+        &serde_json::json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}),
+    ))
 }
 
 /// A patient sees only resources of their own compartment; others do not exist for them.
@@ -235,11 +303,15 @@ fn with_version_headers(body: &Value) -> HttpResponse {
 #[get("/{type}")]
 pub async fn search_type(
     state: Data<AppState>,
-    reader: Reader,
+    Caller(principal): Caller,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = path.into_inner();
+    let reader = match reader_or_client(principal)? {
+        Ok(reader) => reader,
+        Err(claims) => return broker::search_type(&state, &claims, &req, resource_type).await,
+    };
     let mut parsed = search::parse(&resource_type, req.query_string(), &state.settings.limits)?;
     if let Some(own) = &reader.only_patient {
         search::restrict_to_patient(&mut parsed, own);

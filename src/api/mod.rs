@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod broker;
 pub mod capability;
 pub mod clients;
 pub mod consents;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub audit: crate::audit::log::AuditLog,
     /// Signs audit checkpoints.
     pub checkpoints: crate::audit::log::CheckpointSigner,
+    /// De-identification secrets and profile.
+    pub shaping: broker::Shaping,
     /// Cedar policies and sensitivity value sets.
     pub institution: crate::institution::Institution,
     /// The purposes of use and their hierarchy.
@@ -102,6 +105,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(consents::read)
                 .service(consents::update)
                 .service(fhir::post_bundle)
+                .service(fhir::everything)
                 .service(fhir::vread)
                 .service(fhir::read)
                 .service(fhir::update)
