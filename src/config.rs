@@ -148,6 +148,8 @@ pub struct AuthSettings {
     pub jwks_ca_file: PathBuf,
     /// Longest break-glass justification.
     pub max_justification_chars: usize,
+    /// Lifetime of a break-glass token, in seconds (the time box).
+    pub break_glass_lifetime_secs: u64,
     /// Trusted OpenID Connect issuers for people.
     pub oidc_issuers: Vec<OidcIssuer>,
 }
@@ -353,6 +355,14 @@ impl Settings {
             return invalid(
                 "auth.assertion_max_lifetime_secs",
                 "must be between 1 and 300 seconds",
+            );
+        }
+        if self.auth.break_glass_lifetime_secs == 0
+            || self.auth.break_glass_lifetime_secs > self.auth.access_token_lifetime_secs
+        {
+            return invalid(
+                "auth.break_glass_lifetime_secs",
+                "must be between 1 and auth.access_token_lifetime_secs",
             );
         }
         if self.auth.clock_skew_secs > 300 {

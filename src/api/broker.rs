@@ -152,11 +152,36 @@ pub fn shape(
     sources: &[Value],
     permitted: Vec<(Value, Decision)>,
 ) -> Result<Vec<Value>, ApiError> {
+    let key_name = format!("client:{}", claims.client_id);
+    shape_under(state, claims, &key_name, patient, sources, permitted)
+}
+
+/// As [`shape`], de-identifying under the key of study Group `study` (a Bulk Data export):
+/// pseudonyms stable within the study, unlinkable across studies and clients.
+pub fn shape_for_study(
+    state: &AppState,
+    claims: &AccessClaims,
+    study: &str,
+    patient: &str,
+    sources: &[Value],
+    permitted: Vec<(Value, Decision)>,
+) -> Result<Vec<Value>, ApiError> {
+    shape_under(state, claims, &format!("group:{study}"), patient, sources, permitted)
+}
+
+fn shape_under(
+    state: &AppState,
+    claims: &AccessClaims,
+    key_name: &str,
+    patient: &str,
+    sources: &[Value],
+    permitted: Vec<(Value, Decision)>,
+) -> Result<Vec<Value>, ApiError> {
     let needs_deid = permitted
         .iter()
         .any(|(_, d)| d.obligations.iter().any(|o| o.starts_with("deidentify:")));
     let key = if needs_deid {
-        Some(state.shaping.study_key(&format!("client:{}", claims.client_id))?)
+        Some(state.shaping.study_key(key_name)?)
     } else {
         None
     };

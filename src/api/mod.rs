@@ -6,6 +6,7 @@
 //! [`error::ApiError`] with a stable code.
 
 pub mod access_log;
+pub mod access_requests;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -14,7 +15,9 @@ pub mod capability;
 pub mod clients;
 pub mod consents;
 pub mod decisions;
+pub mod disclosures;
 pub mod error;
+pub mod export;
 pub mod fhir;
 pub mod notifications;
 pub mod oauth;
@@ -84,6 +87,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(audit::consistency)
         .service(access_log::access_log)
         .service(decisions::decide)
+        .service(disclosures::create)
+        .service(disclosures::for_patient)
+        .service(disclosures::fetch_bundle)
+        .service(disclosures::fetch_signature)
+        .service(access_requests::create)
+        .service(access_requests::list)
+        .service(access_requests::show)
+        .service(access_requests::approve)
+        .service(access_requests::decline)
         .service(clients::create)
         .service(clients::list)
         .service(clients::show)
@@ -99,6 +111,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(access_log::search_audit_events)
                 .service(access_log::read_audit_event)
                 .service(capability::metadata)
+                // Bulk Data export, before the generic `/{type}/...` routes.
+                .service(export::kick_off)
+                .service(export::status)
+                .service(export::cancel)
+                .service(export::download)
                 .service(consents::search)
                 .service(consents::create)
                 .service(consents::revoke)

@@ -188,7 +188,9 @@ pub async fn feed(
         entry.patient_id = Some(patient_id.clone());
         entry.detail.insert("view".into(), "notifications".into());
         entry.detail.insert("count".into(), found.len().to_string());
-        audit::record(&state, entry).await.map_err(ApiError::as_problem)?;
+        audit::record(&state, entry)
+            .await
+            .map_err(ApiError::as_problem)?;
     }
     let items: Vec<_> = found.iter().map(|row| notify::view(row, true)).collect();
     Ok(HttpResponse::Ok()
@@ -271,7 +273,8 @@ pub async fn put_webhook(
             &e.to_string(),
         )
     })?;
-    let secret = webhook::new_secret().map_err(|_| ApiError::internal("secret generation failed"))?;
+    let secret =
+        webhook::new_secret().map_err(|_| ApiError::internal("secret generation failed"))?;
     let row = WebhookRow {
         patient_id: patient_id.clone(),
         url,
@@ -281,7 +284,11 @@ pub async fn put_webhook(
     let stored = row.clone();
     let replaced = state
         .store
-        .run(move |conn| write_tx(conn, |conn| Ok::<_, ApiError>(rows::put_webhook(conn, &stored)?)))
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                Ok::<_, ApiError>(rows::put_webhook(conn, &stored)?)
+            })
+        })
         .await
         .map_err(ApiError::as_problem)?;
     tracing::info!(patient_id = %patient_id, replaced, "notification webhook registered");
@@ -312,7 +319,11 @@ pub async fn delete_webhook(
     let target = patient_id.clone();
     let removed = state
         .store
-        .run(move |conn| write_tx(conn, |conn| Ok::<_, ApiError>(rows::delete_webhook(conn, &target)?)))
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                Ok::<_, ApiError>(rows::delete_webhook(conn, &target)?)
+            })
+        })
         .await
         .map_err(ApiError::as_problem)?;
     if !removed {

@@ -308,7 +308,11 @@ async fn issue(
         ));
     }
     let now = now_secs();
-    let lifetime = state.settings.auth.access_token_lifetime_secs as i64;
+    let lifetime = if break_glass {
+        state.settings.auth.break_glass_lifetime_secs as i64
+    } else {
+        state.settings.auth.access_token_lifetime_secs as i64
+    };
     let claims = AccessClaims {
         iss: state.auth.issuer.clone(),
         sub: client.id.clone(),

@@ -230,7 +230,9 @@ pub fn verify_log(
             Some(Problem::at(
                 ProblemKind::MissingEntry,
                 from,
-                format!("the head says the log holds {head} entries, but no entry from sequence {from} on is stored"),
+                format!(
+                    "the head says the log holds {head} entries, but no entry from sequence {from} on is stored"
+                ),
             ))
         } else {
             walk.chunk(conn, &batch)?
@@ -431,7 +433,11 @@ fn compare_nodes(
         if found.is_some_and(|h| h.as_slice() == node.hash.as_slice()) {
             continue;
         }
-        let what = if found.is_some() { "differs from" } else { "is missing, unlike" };
+        let what = if found.is_some() {
+            "differs from"
+        } else {
+            "is missing, unlike"
+        };
         let problem = if node.level == 0 {
             Problem::at(
                 ProblemKind::TamperedBytes,
@@ -690,7 +696,11 @@ mod tests {
     fn expect(conn: &mut DbConn, key: &CheckpointKey, kind: ProblemKind, seq: Option<u64>) {
         for chunk in [1, 4, CHUNK] {
             let found = problem(conn, key, chunk).expect("a problem is found");
-            assert_eq!((found.kind, found.sequence), (kind, seq), "chunk {chunk}: {found}");
+            assert_eq!(
+                (found.kind, found.sequence),
+                (kind, seq),
+                "chunk {chunk}: {found}"
+            );
         }
     }
 
@@ -765,7 +775,10 @@ mod tests {
         );
         // Node (2, 1) covers entries 4..=7 and is completed by entry 7.
         expect(&mut conn, &key, ProblemKind::TreeMismatch, Some(7));
-        exec(&mut conn, "DELETE FROM audit_nodes WHERE level = 0 AND idx = 2");
+        exec(
+            &mut conn,
+            "DELETE FROM audit_nodes WHERE level = 0 AND idx = 2",
+        );
         expect(&mut conn, &key, ProblemKind::TamperedBytes, Some(2));
     }
 

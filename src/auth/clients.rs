@@ -255,8 +255,11 @@ pub fn key_algorithm(key: &Jwk) -> Option<Algorithm> {
             let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(rsa.n.trim_end_matches('='))
                 .ok()?;
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if bits < 2048 {
+            let significant: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
+            let bits = significant.len() * 8
+                - significant.first().map_or(8, |b| b.leading_zeros() as usize);
+            // ring verifies RSA keys of 2048 to 8192 bits; refuse others at registration.
+            if !(2048..=8192).contains(&bits) {
                 return None;
             }
             Algorithm::RS384

@@ -28,7 +28,9 @@ pub struct FetchError(pub String);
 
 #[derive(Clone)]
 struct Cached {
-    set: Arc<JwkSet>,
+    /// The last good set, if any fetch ever succeeded.
+    set: Option<Arc<JwkSet>>,
+    /// When the last attempt (good or not) was made.
     fetched: Instant,
 }
 
@@ -85,23 +87,34 @@ impl JwksFetcher {
         let cached = self.cache.lock().ok().and_then(|c| c.get(url).cloned());
         if let Some(c) = &cached {
             let fresh = c.fetched.elapsed() < self.ttl;
-            let has_kid = want_kid.is_none_or(|k| c.set.find(k).is_some());
             let may_refetch = c.fetched.elapsed() >= Duration::from_secs(MIN_REFETCH_SECS);
-            if (fresh && has_kid) || !may_refetch {
-                return Ok(c.set.clone());
+            match &c.set {
+                Some(set) => {
+                    let has_kid = want_kid.is_none_or(|k| set.find(k).is_some());
+                    if (fresh && has_kid) || !may_refetch {
+                        return Ok(set.clone());
+                    }
+                }
+                // A failed attempt is remembered too, so a slow or broken URL costs one
+                // outbound request per interval, not one per token request.
+                None if !may_refetch => {
+                    return Err(FetchError("the last fetch failed; retrying later".into()));
+                }
+                None => {}
             }
         }
-        let set = Arc::new(self.fetch(url).await?);
+        let result = self.fetch(url).await.map(Arc::new);
         if let Ok(mut cache) = self.cache.lock() {
+            let previous = cached.and_then(|c| c.set);
             cache.insert(
                 url.to_string(),
                 Cached {
-                    set: set.clone(),
+                    set: result.as_ref().ok().cloned().or(previous),
                     fetched: Instant::now(),
                 },
             );
         }
-        Ok(set)
+        result
     }
 
     async fn fetch(&self, url: &str) -> Result<JwkSet, FetchError> {

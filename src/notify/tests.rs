@@ -38,9 +38,27 @@ fn which_entries_notify() {
     use AuditOutcome as O;
     let cases: Vec<(&str, AuditAction, AuditOutcome, bool, Option<Kind>)> = vec![
         ("clinic", A::Read, O::Success, false, Some(Kind::Disclosure)),
-        ("clinic", A::Search, O::Success, false, Some(Kind::Disclosure)),
-        ("clinic", A::Export, O::Success, false, Some(Kind::Disclosure)),
-        ("clinic", A::Disclose, O::Success, false, Some(Kind::Disclosure)),
+        (
+            "clinic",
+            A::Search,
+            O::Success,
+            false,
+            Some(Kind::Disclosure),
+        ),
+        (
+            "clinic",
+            A::Export,
+            O::Success,
+            false,
+            Some(Kind::Disclosure),
+        ),
+        (
+            "clinic",
+            A::Disclose,
+            O::Success,
+            false,
+            Some(Kind::Disclosure),
+        ),
         ("clinic", A::Read, O::Success, true, Some(Kind::BreakGlass)),
         ("clinic", A::Read, O::Denied, true, None),
         ("clinic", A::Read, O::Denied, false, None),
@@ -58,7 +76,10 @@ fn which_entries_notify() {
             e.break_glass = Some("unconscious in ER".into());
         }
         let got = for_audit_entry(&e).map(|n| n.kind);
-        assert_eq!(got, want, "{client} {action:?} {outcome:?} break_glass={break_glass}");
+        assert_eq!(
+            got, want,
+            "{client} {action:?} {outcome:?} break_glass={break_glass}"
+        );
     }
     let mut no_patient = entry("clinic", A::Read, O::Success);
     no_patient.patient_id = None;
@@ -99,7 +120,9 @@ fn backoff_doubles_up_to_the_cap() {
     let secs: Vec<u64> = (1..=14).map(|a| backoff(a).as_secs()).collect();
     assert_eq!(
         secs,
-        vec![2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600, 3600]
+        vec![
+            2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600, 3600
+        ]
     );
     assert_eq!(backoff(0), Duration::from_secs(2));
     assert_eq!(backoff(i32::MAX), Duration::from_secs(3600));
@@ -128,7 +151,11 @@ fn signatures_are_hmac_sha256_hex() {
     assert!(verify("s3cret", b"{\"id\":1}", &sig));
     assert!(!verify("other", b"{\"id\":1}", &sig));
     assert!(!verify("s3cret", b"{\"id\":2}", &sig));
-    assert!(!verify("s3cret", b"{\"id\":1}", sig.trim_start_matches("sha256=")));
+    assert!(!verify(
+        "s3cret",
+        b"{\"id\":1}",
+        sig.trim_start_matches("sha256=")
+    ));
     assert!(!verify("s3cret", b"{\"id\":1}", "sha256=zz"));
     assert!(!verify("s3cret", b"{\"id\":1}", "sha256=+f"));
 }
@@ -145,8 +172,14 @@ fn secrets_are_random_and_long() {
 #[test]
 fn webhook_urls_are_https_without_credentials() {
     let ok = [
-        ("https://hooks.example.org/cg", "https://hooks.example.org/cg"),
-        ("https://127.0.0.1:8443/x?y=1", "https://127.0.0.1:8443/x?y=1"),
+        (
+            "https://hooks.example.org/cg",
+            "https://hooks.example.org/cg",
+        ),
+        (
+            "https://127.0.0.1:8443/x?y=1",
+            "https://127.0.0.1:8443/x?y=1",
+        ),
         ("https://EXAMPLE.org", "https://example.org/"),
     ];
     for (input, normalised) in ok {

@@ -64,7 +64,9 @@ pub const MAX_ATTEMPTS: i32 = 20;
 /// The delay after failed attempt `attempt` (1-based): [`BACKOFF_BASE`] doubled per earlier
 /// failure, at most [`BACKOFF_CAP`].
 pub fn backoff(attempt: i32) -> Duration {
-    let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(31);
+    let doublings = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(31);
     BACKOFF_BASE
         .saturating_mul(1u32 << doublings)
         .min(BACKOFF_CAP)
@@ -187,8 +189,8 @@ async fn round(store: &Store, client: &reqwest::Client) -> usize {
         let status = result.status.clone();
         let notification_id = id.clone();
         let recorded = store
-            .run(move |conn| {
-                record_attempt(conn, &notification_id, attempt, &result).map_err(StoreError::from)
+            .run::<_, StoreError, _>(move |conn| {
+                record_attempt(conn, &notification_id, attempt, &result)
             })
             .await;
         match recorded {

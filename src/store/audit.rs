@@ -58,9 +58,8 @@ pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
             diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
                 .get_result::<SizeRow>(c)?
         }
-        DbConn::Sqlite(c) => {
-            diesel::sql_query("SELECT size FROM audit_head WHERE id = 1").get_result::<SizeRow>(c)?
-        }
+        DbConn::Sqlite(c) => diesel::sql_query("SELECT size FROM audit_head WHERE id = 1")
+            .get_result::<SizeRow>(c)?,
     };
     Ok(u64::try_from(row.size).unwrap_or(0))
 }
@@ -219,7 +218,11 @@ pub fn insert_checkpoint(conn: &mut DbConn, row: &CheckpointRow) -> Result<(), S
 }
 
 /// Stored leaf hashes (level-0 nodes) from `from`, at most `limit`, in order.
-pub fn leaf_hashes(conn: &mut DbConn, from: u64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+pub fn leaf_hashes(
+    conn: &mut DbConn,
+    from: u64,
+    limit: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
     Ok(audit_nodes::table
         .filter(audit_nodes::level.eq(0))
         .filter(audit_nodes::idx.ge(from as i64))

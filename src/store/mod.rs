@@ -10,7 +10,10 @@
 //! Write transactions on SQLite begin `IMMEDIATE` (see [`write_tx`]) so that two writers
 //! queue on the lock instead of one failing when it upgrades from reading to writing.
 
+pub mod access_requests;
 pub mod audit;
+pub mod disclosures;
+pub mod exports;
 pub mod identity;
 pub mod notifications;
 pub mod resources;

@@ -253,7 +253,10 @@ pub fn delete_webhook(conn: &mut DbConn, patient_id: &str) -> Result<bool, Store
 }
 
 /// The delivery state of a notification, if it had a webhook to go to.
-pub fn delivery(conn: &mut DbConn, notification_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+pub fn delivery(
+    conn: &mut DbConn,
+    notification_id: &str,
+) -> Result<Option<DeliveryRow>, StoreError> {
     Ok(notification_deliveries::table
         .filter(notification_deliveries::notification_id.eq(notification_id))
         .first(conn)
@@ -272,6 +275,16 @@ pub fn claim_due(
     limit: i64,
     max_attempts: i32,
 ) -> Result<Vec<Claimed>, StoreError> {
+    // A plain read first: an idle poll never takes SQLite's write lock from the audit writer.
+    let any_due = notification_deliveries::table
+        .filter(notification_deliveries::next_attempt_at.le(now))
+        .select(notification_deliveries::notification_id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    if !any_due {
+        return Ok(Vec::new());
+    }
     write_tx(conn, |conn| {
         let due = notification_deliveries::table
             .filter(notification_deliveries::next_attempt_at.le(now))

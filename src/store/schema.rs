@@ -158,3 +158,83 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_webhooks,
     notification_deliveries
 );
+
+diesel::table! {
+    /// Recipients' requests for access to a patient's records; `unmatched` ones have no patient.
+    access_requests (id) {
+        id -> Text,
+        client_id -> Text,
+        patient_id -> Nullable<Text>,
+        status -> Text,
+        identifier_system -> Text,
+        identifier_value -> Text,
+        purpose -> Text,
+        data_classes -> Text,
+        period_start -> Nullable<Text>,
+        period_end -> Nullable<Text>,
+        reason -> Text,
+        created -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+        consent_id -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(access_requests -> clients (client_id));
+diesel::allow_tables_to_appear_in_same_query!(access_requests, clients);
+
+diesel::table! {
+    /// Signed disclosure packages: a frozen FHIR Bundle for one recipient.
+    disclosures (id) {
+        id -> Text,
+        patient_id -> Text,
+        recipient -> Text,
+        purpose -> Text,
+        policy_uri -> Text,
+        consent_id -> Text,
+        created -> BigInt,
+        expires -> BigInt,
+        max_retrievals -> BigInt,
+        retrievals -> BigInt,
+        resources -> Text,
+        bundle -> Text,
+        bundle_sha256 -> Text,
+        signature -> Text,
+    }
+}
+
+diesel::table! {
+    /// Each retrieval of a disclosure package.
+    disclosure_retrievals (id) {
+        id -> Text,
+        disclosure_id -> Text,
+        fetched -> BigInt,
+        audit_seq -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(disclosure_retrievals -> disclosures (disclosure_id));
+diesel::allow_tables_to_appear_in_same_query!(disclosures, disclosure_retrievals);
+
+diesel::table! {
+    /// FHIR Bulk Data export jobs of study Groups (see `store::exports`).
+    export_jobs (id) {
+        id -> Text,
+        client_id -> Text,
+        study -> Text,
+        purpose -> Text,
+        request_url -> Text,
+        types -> Text,
+        since_micros -> Nullable<BigInt>,
+        status -> Text,
+        transaction_time -> BigInt,
+        heartbeat -> BigInt,
+        patients_done -> BigInt,
+        patients_total -> Nullable<BigInt>,
+        output_files -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        completed -> Nullable<BigInt>,
+        expires -> Nullable<BigInt>,
+    }
+}

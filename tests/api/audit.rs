@@ -72,7 +72,13 @@ fn rfc9162_inclusion(index: u64, size: u64, leaf_hash: Hash, path: &[Hash], root
 }
 
 /// RFC 9162 section 2.1.4.2.
-fn rfc9162_consistency(first: u64, second: u64, first_root: &Hash, second_root: &Hash, path: &[Hash]) -> bool {
+fn rfc9162_consistency(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    second_root: &Hash,
+    path: &[Hash],
+) -> bool {
     if first == second {
         return path.is_empty() && first_root == second_root;
     }
@@ -128,9 +134,15 @@ fn open_checkpoint(note: &str, vkey: &str) -> SignedCheckpoint {
     let public = &key[1..];
     assert_eq!(public.len(), 32);
     let key_id = &sha256(&[name.as_bytes(), b"\n", &[0x01], public])[..4];
-    assert_eq!(hex(key_id), id_hex, "the key id is derived from name and key");
+    assert_eq!(
+        hex(key_id),
+        id_hex,
+        "the key id is derived from name and key"
+    );
 
-    let split = note.find("\n\n").expect("a blank line before the signatures");
+    let split = note
+        .find("\n\n")
+        .expect("a blank line before the signatures");
     let body = &note[..=split];
     let mut verified = false;
     for line in note[split + 2..].lines() {
@@ -164,7 +176,13 @@ fn hashes(proof: &Value) -> Vec<Hash> {
         .as_array()
         .expect("a proof array")
         .iter()
-        .map(|h| STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -195,9 +213,7 @@ async fn seed_records(app: &TestApp) {
         resource["id"] = json!(id);
         json!({"resource": resource, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
     };
-    let obs = |patient: &str| {
-        json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{patient}")}})
-    };
+    let obs = |patient: &str| json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{patient}")}});
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         entry("Patient", "alice", json!({})),
         entry("Patient", "bob", json!({})),
@@ -216,7 +232,12 @@ fn micros(rfc3339: &str) -> i64 {
 }
 
 /// An entry as a recipient's consent-checked access would write it.
-fn recipient_entry(client_id: &str, patient: &str, action: AuditAction, recorded: &str) -> AuditEntry {
+fn recipient_entry(
+    client_id: &str,
+    patient: &str,
+    action: AuditAction,
+    recorded: &str,
+) -> AuditEntry {
     AuditEntry {
         sequence: 0,
         recorded_micros: micros(recorded),
@@ -298,12 +319,21 @@ async fn proofs_check_out_independently(backend: Backend) {
     client_token(&app, &key, &client, "TREAT").await;
     let stranger = ClientKey::ed25519("k1");
     let refused = stranger.sign(&assertion_claims(&app, &client), Some("k1"));
-    assert_eq!(request_token(&app, &refused, &[("purpose_of_use", "TREAT")]).await.0, 401);
+    assert_eq!(
+        request_token(&app, &refused, &[("purpose_of_use", "TREAT")])
+            .await
+            .0,
+        401
+    );
 
     let (status, log) = get_as(&app, &alice, "/api/v1/patients/alice/access-log").await;
     assert_eq!(status, 200, "{log}");
     let list = disclosures(&log);
-    assert_eq!(list.len(), 2, "the operator's read and search, not alice's own: {log}");
+    assert_eq!(
+        list.len(),
+        2,
+        "the operator's read and search, not alice's own: {log}"
+    );
     assert!(list.iter().all(|d| d["recipient"]["kind"] == "operator"));
     let vkey = text(&app, "/api/v1/audit/verifier-key").await;
     let first = open_checkpoint(log["checkpoint"]["note"].as_str().unwrap(), &vkey);
@@ -319,12 +349,17 @@ async fn proofs_check_out_independently(backend: Backend) {
         assert_eq!(entry["sequence"], inclusion["leaf_index"]);
         assert_eq!(entry["patient_id"], "alice");
         let index = inclusion["leaf_index"].as_u64().unwrap();
-        let (status, proof) =
-            get_as(&app, &alice, inclusion["proof_url"].as_str().unwrap()).await;
+        let (status, proof) = get_as(&app, &alice, inclusion["proof_url"].as_str().unwrap()).await;
         assert_eq!(status, 200, "{proof}");
         assert_eq!(proof["tree_size"], json!(first.size));
         let path = hashes(&proof["proof"]);
-        assert!(rfc9162_inclusion(index, first.size, leaf_hash, &path, &first.root));
+        assert!(rfc9162_inclusion(
+            index,
+            first.size,
+            leaf_hash,
+            &path,
+            &first.root
+        ));
         assert!(
             !rfc9162_inclusion(index, first.size, leaf(b"forged"), &path, &first.root),
             "the verifier refuses another leaf"
@@ -338,19 +373,43 @@ async fn proofs_check_out_independently(backend: Backend) {
     let later = open_checkpoint(&text(&app, "/api/v1/audit/checkpoint").await, &vkey);
     assert!(later.size >= first.size + 5);
     let (status, proof) = app
-        .get(&format!("/api/v1/audit/proofs/consistency?from={}&to={}", first.size, later.size))
+        .get(&format!(
+            "/api/v1/audit/proofs/consistency?from={}&to={}",
+            first.size, later.size
+        ))
         .await;
     assert_eq!(status, 200, "{proof}");
     let path = hashes(&proof["proof"]);
-    assert!(rfc9162_consistency(first.size, later.size, &first.root, &later.root, &path));
-    assert!(!rfc9162_consistency(first.size, later.size, &leaf(b"x"), &later.root, &path));
+    assert!(rfc9162_consistency(
+        first.size,
+        later.size,
+        &first.root,
+        &later.root,
+        &path
+    ));
+    assert!(!rfc9162_consistency(
+        first.size,
+        later.size,
+        &leaf(b"x"),
+        &later.root,
+        &path
+    ));
     // The earlier entry is in the later tree too.
     let index = list[0]["inclusion"]["leaf_index"].as_u64().unwrap();
     let bytes = list[0]["inclusion"]["entry"].as_str().unwrap().as_bytes();
     let (_, proof) = app
-        .get(&format!("/api/v1/audit/proofs/inclusion?index={index}&tree_size={}", later.size))
+        .get(&format!(
+            "/api/v1/audit/proofs/inclusion?index={index}&tree_size={}",
+            later.size
+        ))
         .await;
-    assert!(rfc9162_inclusion(index, later.size, leaf(bytes), &hashes(&proof["proof"]), &later.root));
+    assert!(rfc9162_inclusion(
+        index,
+        later.size,
+        leaf(bytes),
+        &hashes(&proof["proof"]),
+        &later.root
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,7 +436,10 @@ async fn verify_finds_tampering(backend: Backend) {
         async move {
             let (status, out) = run_verify(&dir, &url).await;
             assert_eq!(status, 1, "{out}");
-            assert!(out.contains(&format!("at sequence {seq}: ")), "names sequence {seq}: {out}");
+            assert!(
+                out.contains(&format!("at sequence {seq}: ")),
+                "names sequence {seq}: {out}"
+            );
             assert!(out.contains(code), "says {code}: {out}");
         }
     };
@@ -393,15 +455,21 @@ async fn verify_finds_tampering(backend: Backend) {
     assert_eq!(run_verify(&dir, &url).await.0, 0, "restored");
 
     // A deleted entry.
-    sql(&app, &[
-        "CREATE TABLE saved_entries AS SELECT * FROM audit_entries WHERE seq = 5".into(),
-        "DELETE FROM audit_entries WHERE seq = 5".into(),
-    ]);
+    sql(
+        &app,
+        &[
+            "CREATE TABLE saved_entries AS SELECT * FROM audit_entries WHERE seq = 5".into(),
+            "DELETE FROM audit_entries WHERE seq = 5".into(),
+        ],
+    );
     fails_at(5, "missing_entry").await;
-    sql(&app, &[
-        "INSERT INTO audit_entries SELECT * FROM saved_entries".into(),
-        "DROP TABLE saved_entries".into(),
-    ]);
+    sql(
+        &app,
+        &[
+            "INSERT INTO audit_entries SELECT * FROM saved_entries".into(),
+            "DROP TABLE saved_entries".into(),
+        ],
+    );
     assert_eq!(run_verify(&dir, &url).await.0, 0, "restored");
 
     // Two entries' bodies swapped.
@@ -434,6 +502,21 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client for plain HTTP on loopback (reqwest still wants a TLS provider configured).
+fn plain_http_client() -> reqwest::Client {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -492,8 +575,17 @@ async fn serve(dir: &Path, url: &str, client: &reqwest::Client, run: usize) -> S
 /// An operator token from the served gateway's key, with its base URL as issuer.
 fn operator_token_for(dir: &Path, url: &str, served: &Served) -> String {
     let settings = test_settings(dir, url, &[]);
-    person_token(&settings, &served.base, "crash-operator", None, vec!["operator".into()], 600)
-        .expect("operator token")
+    // The gateway names itself `localhost` on a loopback address, and issues as such.
+    let issuer = served.base.replace("127.0.0.1", "localhost");
+    person_token(
+        &settings,
+        &issuer,
+        "crash-operator",
+        None,
+        vec!["operator".into()],
+        600,
+    )
+    .expect("operator token")
 }
 
 async fn read_with_id(client: &reqwest::Client, base: &str, token: &str, id: &str) -> bool {
@@ -514,7 +606,7 @@ async fn acknowledged_entries_survive_sigkill(backend: Backend) {
     let Some((url, _pg)) = database_for(backend, dir.path()) else {
         return;
     };
-    let client = reqwest::Client::new();
+    let client = plain_http_client();
     let first = serve(dir.path(), &url, &client, 1).await;
     let token = operator_token_for(dir.path(), &url, &first);
     let resp = client
@@ -557,7 +649,11 @@ async fn acknowledged_entries_survive_sigkill(backend: Backend) {
         t.await.unwrap();
     }
     let acknowledged: BTreeSet<String> = acknowledged.lock().unwrap().iter().cloned().collect();
-    assert!(acknowledged.len() >= 80, "{} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 80,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     let second = serve(dir.path(), &url, &client, 2).await;
     let token = operator_token_for(dir.path(), &url, &second);
@@ -573,7 +669,9 @@ async fn acknowledged_entries_survive_sigkill(backend: Backend) {
         let (status, log) = decode(resp).await;
         assert_eq!(status, 200, "{log}");
         logged.extend(request_ids(&disclosures(&log)));
-        next = log["next"].as_str().map(str::to_string);
+        next = log["next"]
+            .as_str()
+            .map(|n| n.replace("localhost", "127.0.0.1"));
     }
     let lost: Vec<&String> = acknowledged.difference(&logged).collect();
     assert!(lost.is_empty(), "acknowledged but not in the log: {lost:?}");
@@ -594,23 +692,52 @@ async fn seed_disclosures(app: &TestApp) -> Seeded {
     let clinician = register(app, "clinician", ClientKey::ed25519("c").jwks(), json!({})).await;
     let researcher = register(app, "researcher", ClientKey::ed25519("r").jwks(), json!({})).await;
     let log = AuditLog::start(Store::open(&app.settings).unwrap()).unwrap();
-    let mut read = recipient_entry(&clinician, "alice", AuditAction::Read, "2025-03-10T10:00:00Z");
-    read.resources = vec!["Observation/a1".into(), "Observation/a2".into(), "Condition/c1".into()];
+    let mut read = recipient_entry(
+        &clinician,
+        "alice",
+        AuditAction::Read,
+        "2025-03-10T10:00:00Z",
+    );
+    read.resources = vec![
+        "Observation/a1".into(),
+        "Observation/a2".into(),
+        "Condition/c1".into(),
+    ];
     read.request_id = "req-clinician-read".into();
-    let mut glass = recipient_entry(&clinician, "alice", AuditAction::Search, "2025-06-01T08:30:00Z");
+    let mut glass = recipient_entry(
+        &clinician,
+        "alice",
+        AuditAction::Search,
+        "2025-06-01T08:30:00Z",
+    );
     glass.resources = vec!["Observation/a1".into()];
     glass.purpose_of_use = "ETREAT".into();
     glass.break_glass = Some("unconscious, \"critical\" in ER".into());
     glass.request_id = "req-break-glass".into();
-    let mut denied = recipient_entry(&clinician, "alice", AuditAction::Read, "2025-06-02T00:00:00Z");
+    let mut denied = recipient_entry(
+        &clinician,
+        "alice",
+        AuditAction::Read,
+        "2025-06-02T00:00:00Z",
+    );
     denied.outcome = AuditOutcome::Denied;
     denied.request_id = "req-denied".into();
     let mut other = recipient_entry(&clinician, "bob", AuditAction::Read, "2025-06-03T00:00:00Z");
     other.resources = vec!["Observation/b1".into()];
     other.request_id = "req-bob".into();
-    let mut decision = recipient_entry(&clinician, "alice", AuditAction::Decision, "2025-06-04T00:00:00Z");
+    let mut decision = recipient_entry(
+        &clinician,
+        "alice",
+        AuditAction::Decision,
+        "2025-06-04T00:00:00Z",
+    );
     decision.request_id = "req-decision".into();
-    let mut study = recipient_entry(&researcher, "alice", AuditAction::Export, "2025-09-01T12:00:00Z");
+    let mut study = recipient_entry(
+        &researcher,
+        "alice",
+        AuditAction::Export,
+        "2025-09-01T12:00:00Z",
+    );
     study.purpose_of_use = "HRESCH".into();
     study.organisation = "researcher-org".into();
     study.user = None;
@@ -631,7 +758,10 @@ async fn seed_disclosures(app: &TestApp) -> Seeded {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    Seeded { clinician, researcher }
+    Seeded {
+        clinician,
+        researcher,
+    }
 }
 
 /// A small RFC 4180 reader, independent of the gateway's writer.
@@ -666,14 +796,22 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let Seeded { clinician, researcher } = seed_disclosures(&app).await;
+    let Seeded {
+        clinician,
+        researcher,
+    } = seed_disclosures(&app).await;
     let alice = app.patient_token("alice");
     let (status, log) = get_as(&app, &alice, "/api/v1/patients/alice/access-log").await;
     assert_eq!(status, 200, "{log}");
     let list = disclosures(&log);
     assert_eq!(
         request_ids(&list),
-        ["req-operator", "req-export", "req-break-glass", "req-clinician-read"],
+        [
+            "req-operator",
+            "req-export",
+            "req-break-glass",
+            "req-clinician-read"
+        ],
         "newest first; no own reads, refusals, other patients or decisions"
     );
     let read = &list[3];
@@ -685,14 +823,20 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
                "organisation": "clinician org", "organisation_id": "clinician-org",
                "user": "Practitioner/dr-lee"})
     );
-    assert_eq!(read["disclosed"]["resource_types"], json!({"Condition": 1, "Observation": 2}));
+    assert_eq!(
+        read["disclosed"]["resource_types"],
+        json!({"Condition": 1, "Observation": 2})
+    );
     assert_eq!(
         read["disclosed"]["resources"],
         json!(["Observation/a1", "Observation/a2", "Condition/c1"])
     );
     assert_eq!(read["purpose_of_use"], "TREAT");
     assert_eq!(read["consents"], json!(["consent-1"]));
-    assert_eq!((read["break_glass"].as_bool(), &read["justification"]), (Some(false), &Value::Null));
+    assert_eq!(
+        (read["break_glass"].as_bool(), &read["justification"]),
+        (Some(false), &Value::Null)
+    );
     let glass = &list[2];
     assert_eq!(glass["break_glass"], true);
     assert_eq!(glass["justification"], "unconscious, \"critical\" in ER");
@@ -703,25 +847,46 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     for d in &list {
         let inclusion = &d["inclusion"];
         let bytes = inclusion["entry"].as_str().unwrap();
-        assert_eq!(inclusion["leaf_hash"], STANDARD.encode(leaf(bytes.as_bytes())));
+        assert_eq!(
+            inclusion["leaf_hash"],
+            STANDARD.encode(leaf(bytes.as_bytes()))
+        );
         assert_eq!(inclusion["tree_size"], json!(size));
         let seq = inclusion["leaf_index"].as_i64().unwrap();
         assert!(seq < size);
         assert_eq!(
             inclusion["proof_url"],
-            format!("{}/api/v1/audit/proofs/inclusion?index={seq}&tree_size={size}", app.base)
+            format!(
+                "{}/api/v1/audit/proofs/inclusion?index={seq}&tree_size={size}",
+                app.base
+            )
         );
     }
 
     // Filters.
     let filtered = [
-        ("since=2025-05&until=2025-12".to_string(), vec!["req-export", "req-break-glass"]),
-        ("until=2025-06-01".into(), vec!["req-break-glass", "req-clinician-read"]),
-        ("since=2025-06-01T08:30:01Z&until=2025".into(), vec!["req-export"]),
-        (format!("recipient={clinician}"), vec!["req-break-glass", "req-clinician-read"]),
+        (
+            "since=2025-05&until=2025-12".to_string(),
+            vec!["req-export", "req-break-glass"],
+        ),
+        (
+            "until=2025-06-01".into(),
+            vec!["req-break-glass", "req-clinician-read"],
+        ),
+        (
+            "since=2025-06-01T08:30:01Z&until=2025".into(),
+            vec!["req-export"],
+        ),
+        (
+            format!("recipient={clinician}"),
+            vec!["req-break-glass", "req-clinician-read"],
+        ),
         (format!("recipient={researcher}"), vec!["req-export"]),
         ("recipient=operator".into(), vec!["req-operator"]),
-        (format!("recipient={clinician}&since=2025-04"), vec!["req-break-glass"]),
+        (
+            format!("recipient={clinician}&since=2025-04"),
+            vec!["req-break-glass"],
+        ),
     ];
     for (query, want) in filtered {
         let path = format!("/api/v1/patients/alice/access-log?{query}");
@@ -735,8 +900,17 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     let mut next = Some(app.url("/api/v1/patients/alice/access-log?_count=3"));
     let mut pages = 0;
     while let Some(url) = next.take() {
-        let resp = app.client.get(&url).bearer_auth(&alice).send().await.unwrap();
-        let link = resp.headers().get("link").map(|l| l.to_str().unwrap().to_string());
+        let resp = app
+            .client
+            .get(&url)
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
         let (status, log) = decode(resp).await;
         assert_eq!(status, 200, "{log}");
         paged.extend(request_ids(&disclosures(&log)));
@@ -755,22 +929,45 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let csv = resp.text().await.unwrap();
     let records = parse_csv(&csv);
-    assert_eq!(records[0][..4], ["date", "action", "recipient_kind", "client_id"]);
+    assert_eq!(
+        records[0][..4],
+        ["date", "action", "recipient_kind", "client_id"]
+    );
     assert_eq!(records.len(), 1 + list.len());
     let column = |name: &str| records[0].iter().position(|h| h == name).unwrap();
     let glass_row = &records[3];
-    assert_eq!(glass_row[column("justification")], "unconscious, \"critical\" in ER");
+    assert_eq!(
+        glass_row[column("justification")],
+        "unconscious, \"critical\" in ER"
+    );
     assert_eq!(glass_row[column("client_name")], "clinician app");
     assert_eq!(glass_row[column("break_glass")], "true");
     assert_eq!(records[2][column("resource_types")], "Observation:1");
-    assert_eq!(records[4][column("resource_types")], "Condition:1 Observation:2");
+    assert_eq!(
+        records[4][column("resource_types")],
+        "Condition:1 Observation:2"
+    );
     for (row, d) in records[1..].iter().zip(&list) {
-        assert_eq!(row[column("entry")], d["inclusion"]["entry"].as_str().unwrap());
-        assert_eq!(row[column("leaf_hash")], d["inclusion"]["leaf_hash"].as_str().unwrap());
-        assert_eq!(row[column("checkpoint")], log["checkpoint"]["note"].as_str().unwrap());
+        assert_eq!(
+            row[column("entry")],
+            d["inclusion"]["entry"].as_str().unwrap()
+        );
+        assert_eq!(
+            row[column("leaf_hash")],
+            d["inclusion"]["leaf_hash"].as_str().unwrap()
+        );
+        assert_eq!(
+            row[column("checkpoint")],
+            log["checkpoint"]["note"].as_str().unwrap()
+        );
     }
     let resp = app
         .client
@@ -780,7 +977,12 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
 
     // The operator may read anyone's; a patient only their own; errors are problem+json.
     let (status, bobs) = app.get("/api/v1/patients/bob/access-log").await;
@@ -789,25 +991,65 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     let bob = app.patient_token("bob");
     for (token, path, want, code) in [
         (&bob, "/api/v1/patients/alice/access-log", 403, "forbidden"),
-        (&alice, "/api/v1/patients/alice/access-log?since=yesterday", 400, "invalid_date"),
-        (&alice, "/api/v1/patients/alice/access-log?before=x", 400, "invalid_cursor"),
-        (&alice, "/api/v1/patients/alice/access-log?format=xml", 400, "unsupported_format"),
-        (&alice, "/api/v1/patients/alice/access-log?who=me", 400, "unknown_parameter"),
-        (&"not-a-token".to_string(), "/api/v1/patients/alice/access-log", 401, "unauthorized"),
+        (
+            &alice,
+            "/api/v1/patients/alice/access-log?since=yesterday",
+            400,
+            "invalid_date",
+        ),
+        (
+            &alice,
+            "/api/v1/patients/alice/access-log?before=x",
+            400,
+            "invalid_cursor",
+        ),
+        (
+            &alice,
+            "/api/v1/patients/alice/access-log?format=xml",
+            400,
+            "unsupported_format",
+        ),
+        (
+            &alice,
+            "/api/v1/patients/alice/access-log?who=me",
+            400,
+            "unknown_parameter",
+        ),
+        (
+            &"not-a-token".to_string(),
+            "/api/v1/patients/alice/access-log",
+            401,
+            "unauthorized",
+        ),
     ] {
-        let resp = app.client.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+        let resp = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             resp.headers()["content-type"].to_str().unwrap(),
             "application/problem+json",
             "{path}"
         );
         let (status, body) = decode(resp).await;
-        assert_eq!((status, body["code"].as_str()), (want, Some(code)), "{path}: {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (want, Some(code)),
+            "{path}: {body}"
+        );
     }
     let key = ClientKey::ed25519("k");
     let client = register(&app, "clinician", key.jwks(), json!({})).await;
     let token = client_token(&app, &key, &client, "TREAT").await;
-    assert_eq!(get_as(&app, &token, "/api/v1/patients/alice/access-log").await.0, 403);
+    assert_eq!(
+        get_as(&app, &token, "/api/v1/patients/alice/access-log")
+            .await
+            .0,
+        403
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -833,7 +1075,10 @@ fn extension<'v>(event: &'v Value, name: &str) -> Option<&'v Value> {
 }
 
 fn request_id_of(event: &Value) -> String {
-    extension(event, "/request-id").unwrap()["valueString"].as_str().unwrap().to_string()
+    extension(event, "/request-id").unwrap()["valueString"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn audit_events_for_patients_and_operators(backend: Backend) {
@@ -846,21 +1091,41 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
     assert_eq!(status, 200, "{bundle}");
     let mine = events(&bundle);
     let ids: Vec<String> = mine.iter().map(request_id_of).collect();
-    for expected in ["req-operator", "req-export", "req-decision", "req-denied", "req-break-glass", "req-clinician-read"] {
+    for expected in [
+        "req-operator",
+        "req-export",
+        "req-decision",
+        "req-denied",
+        "req-break-glass",
+        "req-clinician-read",
+    ] {
         assert!(ids.contains(&expected.to_string()), "{expected} in {ids:?}");
     }
     assert!(!ids.contains(&"req-bob".to_string()));
     assert!(
-        mine.iter().all(|e| e["entity"][0]["what"]["reference"] == "Patient/alice"),
+        mine.iter()
+            .all(|e| e["entity"][0]["what"]["reference"] == "Patient/alice"),
         "alice sees only entries about her"
     );
     assert_eq!(mine.len(), 7, "six above and her own read: {ids:?}");
 
     // One event in detail.
-    let read = mine.iter().find(|e| request_id_of(e) == "req-clinician-read").unwrap();
-    assert_eq!(read["type"]["system"], "http://terminology.hl7.org/CodeSystem/audit-event-type");
+    let read = mine
+        .iter()
+        .find(|e| request_id_of(e) == "req-clinician-read")
+        .unwrap();
+    assert_eq!(
+        read["type"]["system"],
+        "http://terminology.hl7.org/CodeSystem/audit-event-type"
+    );
     assert_eq!(read["type"]["code"], "rest");
-    assert!(read["subtype"].as_array().unwrap().iter().any(|c| c["code"] == "read"));
+    assert!(
+        read["subtype"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "read")
+    );
     assert_eq!(read["action"], "R");
     assert_eq!(read["recorded"], "2025-03-10T10:00:00.000000Z");
     assert_eq!(read["outcome"], "0");
@@ -873,7 +1138,13 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
     assert_eq!(agent["who"]["identifier"]["value"], json!(clinician));
     assert_eq!(agent["who"]["display"], "clinician app");
     assert_eq!(agent["requestor"], true);
-    assert!(read["agent"].as_array().unwrap().iter().any(|a| a["who"]["display"] == "clinician org"));
+    assert!(
+        read["agent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["who"]["display"] == "clinician org")
+    );
     assert_eq!(read["source"]["type"][0]["code"], "4");
     let what: Vec<&str> = read["entity"]
         .as_array()
@@ -881,12 +1152,27 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
         .iter()
         .map(|e| e["what"]["reference"].as_str().unwrap())
         .collect();
-    assert_eq!(what, ["Patient/alice", "Observation/a1", "Observation/a2", "Condition/c1", "Consent/consent-1"]);
+    assert_eq!(
+        what,
+        [
+            "Patient/alice",
+            "Observation/a1",
+            "Observation/a2",
+            "Condition/c1",
+            "Consent/consent-1"
+        ]
+    );
     let seq = &extension(read, "/audit-log-entry").unwrap()["valueIdentifier"]["value"];
     assert_eq!(seq, &read["id"]);
-    let denied = mine.iter().find(|e| request_id_of(e) == "req-denied").unwrap();
+    let denied = mine
+        .iter()
+        .find(|e| request_id_of(e) == "req-denied")
+        .unwrap();
     assert_eq!(denied["outcome"], "4");
-    let glass = mine.iter().find(|e| request_id_of(e) == "req-break-glass").unwrap();
+    let glass = mine
+        .iter()
+        .find(|e| request_id_of(e) == "req-break-glass")
+        .unwrap();
     let purposes: Vec<&str> = glass["purposeOfEvent"]
         .as_array()
         .unwrap()
@@ -904,19 +1190,32 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
     assert!(events(&theirs).is_empty());
     let (_, bobs) = app.get("/fhir/AuditEvent?patient=Patient/bob").await;
     let bobs = events(&bobs);
-    assert_eq!(bobs.iter().map(request_id_of).collect::<Vec<_>>(), ["req-bob"]);
+    assert_eq!(
+        bobs.iter().map(request_id_of).collect::<Vec<_>>(),
+        ["req-bob"]
+    );
     let bob_event = bobs[0]["id"].as_str().unwrap();
-    assert_eq!(get_as(&app, &alice, &format!("/fhir/AuditEvent/{bob_event}")).await.0, 404);
+    assert_eq!(
+        get_as(&app, &alice, &format!("/fhir/AuditEvent/{bob_event}"))
+            .await
+            .0,
+        404
+    );
     let (status, one) = app.get(&format!("/fhir/AuditEvent/{bob_event}")).await;
     assert_eq!((status, request_id_of(&one)), (200, "req-bob".to_string()));
 
     // Operator searches by agent and date; paging with next links.
-    let (_, by_agent) = app.get(&format!("/fhir/AuditEvent?agent={clinician}&patient=alice")).await;
+    let (_, by_agent) = app
+        .get(&format!("/fhir/AuditEvent?agent={clinician}&patient=alice"))
+        .await;
     assert_eq!(events(&by_agent).len(), 4);
     let (_, dated) = app
         .get("/fhir/AuditEvent?patient=alice&date=ge2025-05&date=lt2025-06-02")
         .await;
-    assert_eq!(events(&dated).iter().map(request_id_of).collect::<Vec<_>>(), ["req-break-glass"]);
+    assert_eq!(
+        events(&dated).iter().map(request_id_of).collect::<Vec<_>>(),
+        ["req-break-glass"]
+    );
     let mut paged = Vec::new();
     let mut next = Some(app.url("/fhir/AuditEvent?patient=alice&_count=2"));
     while let Some(url) = next.take() {
@@ -933,7 +1232,10 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
     }
     assert_eq!(paged, ids);
     let (status, outcome) = app.get("/fhir/AuditEvent?date=sa2025").await;
-    assert_eq!((status, outcome["resourceType"].as_str()), (400, Some("OperationOutcome")));
+    assert_eq!(
+        (status, outcome["resourceType"].as_str()),
+        (400, Some("OperationOutcome"))
+    );
     let (status, _) = app.get("/fhir/AuditEvent?subtype=read").await;
     assert_eq!(status, 400);
 }

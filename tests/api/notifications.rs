@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, database_for, decode, spawn_app, spawn_app_with, spawn_on};
-use crate::identity::{ClientKey, client_token, register};
+use crate::identity::{ClientKey, assertion_claims, client_token, register, request_token};
 
 /// An audit entry for what a recipient client did to one patient's records.
 fn recipient_entry(
@@ -43,7 +43,12 @@ fn recipient_entry(
         client_id: client_id.into(),
         organisation: "clinician-org".into(),
         user: None,
-        purpose_of_use: if break_glass.is_some() { "ETREAT" } else { "TREAT" }.into(),
+        purpose_of_use: if break_glass.is_some() {
+            "ETREAT"
+        } else {
+            "TREAT"
+        }
+        .into(),
         patient_id: Some(patient.into()),
         resources: vec![format!("Patient/{patient}"), "Observation/o1".into()],
         consents: vec!["consent-1".into()],
@@ -208,7 +213,12 @@ async fn receive(state: Data<HookState>, req: HttpRequest, body: Bytes) -> HttpR
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     state.received.lock().unwrap().push(Received {
         headers,
@@ -244,7 +254,13 @@ async fn feed_tells_the_patient(backend: Backend) {
         &app,
         vec![
             recipient_entry(&clinician, "alice", Read, Success, None),
-            recipient_entry(&clinician, "alice", Read, Success, Some("unconscious in ER")),
+            recipient_entry(
+                &clinician,
+                "alice",
+                Read,
+                Success,
+                Some("unconscious in ER"),
+            ),
             recipient_entry("patient", "alice", Read, Success, None),
             recipient_entry("operator", "alice", Search, Success, None),
             recipient_entry(&clinician, "alice", Read, Denied, None),
@@ -258,7 +274,11 @@ async fn feed_tells_the_patient(backend: Backend) {
 
     let (status, feed, _) = call(&app, Method::GET, feed_path, &alice, None).await;
     assert_eq!(status, 200, "{feed}");
-    assert_eq!(kinds(&feed), vec!["break_glass", "disclosure"], "newest first");
+    assert_eq!(
+        kinds(&feed),
+        vec!["break_glass", "disclosure"],
+        "newest first"
+    );
     assert_eq!(feed["unread"], 2);
     assert_eq!(feed["next"], Value::Null);
     let break_glass = &feed["notifications"][0];
@@ -280,28 +300,70 @@ async fn feed_tells_the_patient(backend: Backend) {
     );
 
     // Only alice and operators see alice's feed.
-    let (_, bobs, _) = call(&app, Method::GET, "/api/v1/patients/bob/notifications", &bob, None).await;
+    let (_, bobs, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/patients/bob/notifications",
+        &bob,
+        None,
+    )
+    .await;
     assert_eq!(kinds(&bobs), vec!["disclosure"]);
     let refused = call(&app, Method::GET, feed_path, &bob, None).await;
     assert_problem(&refused, 403, "forbidden");
-    assert_problem(&call(&app, Method::GET, feed_path, &client, None).await, 403, "forbidden");
+    assert_problem(
+        &call(&app, Method::GET, feed_path, &client, None).await,
+        403,
+        "forbidden",
+    );
     let anonymous = app.client.get(app.url(feed_path)).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
-    let (status, as_operator, _) = call(&app, Method::GET, feed_path, &app.operator_token, None).await;
-    assert_eq!((status, kinds(&as_operator)), (200, vec!["break_glass", "disclosure"]));
+    let (status, as_operator, _) =
+        call(&app, Method::GET, feed_path, &app.operator_token, None).await;
+    assert_eq!(
+        (status, kinds(&as_operator)),
+        (200, vec!["break_glass", "disclosure"])
+    );
 
     // Paging by id.
-    let (_, first, _) = call(&app, Method::GET, &format!("{feed_path}?limit=1"), &alice, None).await;
+    let (_, first, _) = call(
+        &app,
+        Method::GET,
+        &format!("{feed_path}?limit=1"),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(kinds(&first), vec!["break_glass"]);
     let next = first["next"].as_str().expect("a next link").to_string();
     let (_, second, _) = call(&app, Method::GET, &next, &alice, None).await;
     assert_eq!(kinds(&second), vec!["disclosure"]);
     assert_eq!(second["next"], Value::Null);
-    for bad in ["?unread=yes", "?limit=0", "?limit=500", "?before=nope", "?colour=red"] {
-        let answer = call(&app, Method::GET, &format!("{feed_path}{bad}"), &alice, None).await;
+    for bad in [
+        "?unread=yes",
+        "?limit=0",
+        "?limit=500",
+        "?before=nope",
+        "?colour=red",
+    ] {
+        let answer = call(
+            &app,
+            Method::GET,
+            &format!("{feed_path}{bad}"),
+            &alice,
+            None,
+        )
+        .await;
         assert_problem(&answer, 400, "invalid_query");
     }
-    let answer = call(&app, Method::GET, "/api/v1/patients/a%20b/notifications", &app.operator_token, None).await;
+    let answer = call(
+        &app,
+        Method::GET,
+        "/api/v1/patients/a%20b/notifications",
+        &app.operator_token,
+        None,
+    )
+    .await;
     assert_problem(&answer, 400, "invalid_patient_id");
 
     // Marking read: idempotent, the patient's own, and only theirs.
@@ -311,19 +373,50 @@ async fn feed_tells_the_patient(backend: Backend) {
     assert_eq!(status, 200, "{marked}");
     assert!(marked["read_at"].is_string());
     let (_, again, _) = call(&app, Method::POST, &read_path, &alice, None).await;
-    assert_eq!(again["read_at"], marked["read_at"], "the first read time stays");
-    let (_, unread, _) = call(&app, Method::GET, &format!("{feed_path}?unread=true"), &alice, None).await;
-    assert_eq!((kinds(&unread), &unread["unread"]), (vec!["break_glass"], &json!(1)));
-    assert_problem(&call(&app, Method::POST, &read_path, &bob, None).await, 403, "forbidden");
+    assert_eq!(
+        again["read_at"], marked["read_at"],
+        "the first read time stays"
+    );
+    let (_, unread, _) = call(
+        &app,
+        Method::GET,
+        &format!("{feed_path}?unread=true"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (kinds(&unread), &unread["unread"]),
+        (vec!["break_glass"], &json!(1))
+    );
+    assert_problem(
+        &call(&app, Method::POST, &read_path, &bob, None).await,
+        403,
+        "forbidden",
+    );
     assert_problem(
         &call(&app, Method::POST, &read_path, &app.operator_token, None).await,
         403,
         "patient_only",
     );
     let bobs_id = bobs["notifications"][0]["id"].as_str().unwrap();
-    let answer = call(&app, Method::POST, &format!("{feed_path}/{bobs_id}/read"), &alice, None).await;
+    let answer = call(
+        &app,
+        Method::POST,
+        &format!("{feed_path}/{bobs_id}/read"),
+        &alice,
+        None,
+    )
+    .await;
     assert_problem(&answer, 404, "unknown_notification");
-    let answer = call(&app, Method::POST, &format!("{feed_path}/not-an-id/read"), &alice, None).await;
+    let answer = call(
+        &app,
+        Method::POST,
+        &format!("{feed_path}/not-an-id/read"),
+        &alice,
+        None,
+    )
+    .await;
     assert_problem(&answer, 404, "unknown_notification");
 }
 
@@ -332,36 +425,99 @@ async fn feed_tells_the_patient(backend: Backend) {
 async fn webhook_is_signed_and_retried(backend: Backend) {
     let hook = Hook::start(1);
     let ca = hook.ca();
-    let Some(app) = spawn_app_with(backend, &[("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca)]).await else {
+    let Some(app) = spawn_app_with(backend, &[("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca)]).await
+    else {
         return;
     };
     let alice = app.patient_token("alice");
     let webhook_path = "/api/v1/patients/alice/webhook";
-    assert_problem(&call(&app, Method::GET, webhook_path, &alice, None).await, 404, "no_webhook");
-    for url in ["http://127.0.0.1/hook", "hook", "https://user:pw@example.org/"] {
-        let answer = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"url": url}))).await;
+    assert_problem(
+        &call(&app, Method::GET, webhook_path, &alice, None).await,
+        404,
+        "no_webhook",
+    );
+    for url in [
+        "http://127.0.0.1/hook",
+        "hook",
+        "https://user:pw@example.org/",
+    ] {
+        let answer = call(
+            &app,
+            Method::PUT,
+            webhook_path,
+            &alice,
+            Some(json!({"url": url})),
+        )
+        .await;
         assert_problem(&answer, 422, "invalid_webhook_url");
     }
-    let answer = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"uri": hook.url}))).await;
+    let answer = call(
+        &app,
+        Method::PUT,
+        webhook_path,
+        &alice,
+        Some(json!({"uri": hook.url})),
+    )
+    .await;
     assert_problem(&answer, 400, "invalid_json");
-    let answer = call(&app, Method::PUT, webhook_path, &app.operator_token, Some(json!({"url": hook.url}))).await;
+    let answer = call(
+        &app,
+        Method::PUT,
+        webhook_path,
+        &app.operator_token,
+        Some(json!({"url": hook.url})),
+    )
+    .await;
     assert_problem(&answer, 403, "patient_only");
-    let answer = call(&app, Method::PUT, "/api/v1/patients/bob/webhook", &alice, Some(json!({"url": hook.url}))).await;
+    let answer = call(
+        &app,
+        Method::PUT,
+        "/api/v1/patients/bob/webhook",
+        &alice,
+        Some(json!({"url": hook.url})),
+    )
+    .await;
     assert_problem(&answer, 403, "forbidden");
 
-    let (status, registered, _) = call(&app, Method::PUT, webhook_path, &alice, Some(json!({"url": hook.url}))).await;
+    let (status, registered, _) = call(
+        &app,
+        Method::PUT,
+        webhook_path,
+        &alice,
+        Some(json!({"url": hook.url})),
+    )
+    .await;
     assert_eq!(status, 201, "{registered}");
-    let secret = registered["secret"].as_str().expect("the secret, once").to_string();
+    let secret = registered["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_string();
     let (status, shown, _) = call(&app, Method::GET, webhook_path, &app.operator_token, None).await;
     assert_eq!((status, &shown["url"]), (200, &json!(hook.url)));
-    assert!(shown.get("secret").is_none(), "the secret is never shown again");
+    assert!(
+        shown.get("secret").is_none(),
+        "the secret is never shown again"
+    );
 
     record(
         &app,
-        vec![recipient_entry("clinic-1", "alice", AuditAction::Read, AuditOutcome::Success, None)],
+        vec![recipient_entry(
+            "clinic-1",
+            "alice",
+            AuditAction::Read,
+            AuditOutcome::Success,
+            None,
+        )],
     )
     .await;
-    let (_, feed, _) = call(&app, Method::GET, "/api/v1/patients/alice/notifications", &alice, None).await;
+    let (_, feed, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/patients/alice/notifications",
+        &alice,
+        None,
+    )
+    .await;
     let nid = feed["notifications"][0]["id"].as_str().unwrap().to_string();
 
     eventually("a retry after the 500", || hook.received().len() >= 2).await;
@@ -373,37 +529,74 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
     let attempts = hook.received();
     assert_eq!(attempts.len(), 2, "delivered once it succeeded");
     for (i, got) in attempts.iter().enumerate() {
-        assert!(signed_by(&secret, got), "attempt {i} carries a valid signature");
-        assert!(notify::webhook::verify(&secret, &got.body, &got.headers["x-consentgate-signature"]));
-        assert_eq!(got.headers["x-consentgate-delivery"], nid, "the same delivery id each time");
+        assert!(
+            signed_by(&secret, got),
+            "attempt {i} carries a valid signature"
+        );
+        assert!(notify::webhook::verify(
+            &secret,
+            &got.body,
+            &got.headers["x-consentgate-signature"]
+        ));
+        assert_eq!(
+            got.headers["x-consentgate-delivery"], nid,
+            "the same delivery id each time"
+        );
         assert_eq!(got.headers["x-consentgate-event"], "disclosure");
         assert_eq!(got.headers["x-consentgate-attempt"], (i + 1).to_string());
         assert_eq!(got.headers["content-type"], "application/json");
         let body: Value = serde_json::from_slice(&got.body).unwrap();
-        assert_eq!((&body["id"], &body["kind"]), (&json!(nid), &json!("disclosure")));
+        assert_eq!(
+            (&body["id"], &body["kind"]),
+            (&json!(nid), &json!("disclosure"))
+        );
         assert_eq!(body["summary"]["client_id"], "clinic-1");
         assert!(body.get("read_at").is_none());
     }
     assert!(!signed_by("another secret", &attempts[0]));
     let row = delivery(&store, &nid).unwrap();
     assert_eq!(
-        (row.attempts, row.next_attempt_at, row.last_status.as_deref()),
+        (
+            row.attempts,
+            row.next_attempt_at,
+            row.last_status.as_deref()
+        ),
         (2, None, Some("http_204"))
     );
 
     // Removed: nothing more is queued for this patient.
     let (status, _, _) = call(&app, Method::DELETE, webhook_path, &alice, None).await;
     assert_eq!(status, 204);
-    assert_problem(&call(&app, Method::DELETE, webhook_path, &alice, None).await, 404, "no_webhook");
+    assert_problem(
+        &call(&app, Method::DELETE, webhook_path, &alice, None).await,
+        404,
+        "no_webhook",
+    );
     record(
         &app,
-        vec![recipient_entry("clinic-1", "alice", AuditAction::Search, AuditOutcome::Success, None)],
+        vec![recipient_entry(
+            "clinic-1",
+            "alice",
+            AuditAction::Search,
+            AuditOutcome::Success,
+            None,
+        )],
     )
     .await;
-    let (_, feed, _) = call(&app, Method::GET, "/api/v1/patients/alice/notifications", &alice, None).await;
+    let (_, feed, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/patients/alice/notifications",
+        &alice,
+        None,
+    )
+    .await;
     let newest = feed["notifications"][0]["id"].as_str().unwrap();
     assert_ne!(newest, nid);
-    assert!(delivery(&store, newest).is_none(), "no webhook, no delivery");
+    assert!(
+        delivery(&store, newest).is_none(),
+        "no webhook, no delivery"
+    );
 }
 
 /// A notification written while the gateway is down (here an access request, through the
@@ -438,18 +631,28 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     let store = Store::open(&settings).unwrap();
     let enqueue = |request: &'static str| {
         let mut conn = store.conn().unwrap();
-        write_tx(&mut conn, |c| notify::enqueue_access_request(c, "alice", request)).unwrap()
+        write_tx(&mut conn, |c| {
+            notify::enqueue_access_request(c, "alice", request)
+        })
+        .unwrap()
     };
     let nid = enqueue("req-1");
     assert_eq!(enqueue("req-1"), nid, "one notification per access request");
     let mut conn = store.conn().unwrap();
     assert!(matches!(
-        write_tx(&mut conn, |c| notify::enqueue_access_request(c, "not an id", "req-2")),
+        write_tx(&mut conn, |c| notify::enqueue_access_request(
+            c,
+            "not an id",
+            "req-2"
+        )),
         Err(notify::NotifyError::InvalidId("patient_id"))
     ));
     drop(conn);
     actix_web::rt::time::sleep(Duration::from_secs(3)).await;
-    assert!(hook.received().is_empty(), "a stopped gateway delivers nothing");
+    assert!(
+        hook.received().is_empty(),
+        "a stopped gateway delivers nothing"
+    );
     assert_eq!(delivery(&store, &nid).unwrap().attempts, 0);
 
     let second = spawn_on(dir, url, None, &extra);
@@ -473,12 +676,119 @@ async fn delivery_resumes_after_restart(backend: Backend) {
         None,
     )
     .await;
-    assert_eq!((status, kinds(&feed)), (200, vec!["access_request"]), "{feed}");
+    assert_eq!(
+        (status, kinds(&feed)),
+        (200, vec!["access_request"]),
+        "{feed}"
+    );
     drop(second);
     drop(pg);
 }
 
+/// A registered clinician acting for `acts_as` with a token for `purpose`.
+async fn clinician_token(
+    app: &TestApp,
+    acts_as: &str,
+    purpose: &str,
+    justification: Option<&str>,
+) -> (String, String) {
+    let key = ClientKey::ed25519("k");
+    let id = register(app, "clinician", key.jwks(), json!({"acts_as": [acts_as]})).await;
+    let assertion = key.sign(&assertion_claims(app, &id), Some("k"));
+    let mut form = vec![("scope", "system/*.rs"), ("purpose_of_use", purpose)];
+    if let Some(j) = justification {
+        form.push(("justification", j));
+    }
+    let (status, body) = request_token(app, &assertion, &form).await;
+    assert_eq!(status, 200, "{body}");
+    (id, body["access_token"].as_str().unwrap().to_string())
+}
+
+/// End to end through the API: a consented clinician's read and an emergency (break-glass)
+/// read of carol's record each reach carol's feed.
+async fn recipient_reads_reach_the_feed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let entry = |ty: &str, id: &str, body: Value| {
+        let mut resource = body;
+        resource["resourceType"] = json!(ty);
+        resource["id"] = json!(id);
+        json!({"resource": resource, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
+    };
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry("Patient", "carol", json!({})),
+        entry("Observation", "c1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/carol"}})),
+    ]});
+    assert_eq!(app.post("/fhir", &bundle).await.0, 200);
+    let carol = app.patient_token("carol");
+    let act_reason = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+    let consent = json!({
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/carol"},
+        "dateTime": "2026-11-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit",
+            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                       "reference": {"reference": "Organization/clinic"}}],
+            "purpose": [{"system": act_reason, "code": "TREAT"}]},
+    });
+    let resp = app
+        .client
+        .post(app.url("/fhir/Consent"))
+        .bearer_auth(&carol)
+        .header("content-type", "application/fhir+json")
+        .body(consent.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+
+    let (clinic, token) = clinician_token(&app, "Organization/clinic", "TREAT", None).await;
+    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &token, None).await;
+    assert_eq!(status, 200);
+    let (er, emergency) = clinician_token(
+        &app,
+        "Organization/er",
+        "ETREAT",
+        Some("unconscious, no ID"),
+    )
+    .await;
+    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &emergency, None).await;
+    assert_eq!(status, 200);
+    // A read the consent does not cover discloses nothing and tells nothing.
+    let (_, stranger) = clinician_token(&app, "Organization/elsewhere", "TREAT", None).await;
+    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &stranger, None).await;
+    assert_eq!(status, 404);
+
+    let (status, feed, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/patients/carol/notifications",
+        &carol,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{feed}");
+    assert_eq!(kinds(&feed), vec!["break_glass", "disclosure"], "{feed}");
+    let clients: Vec<&Value> = feed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["summary"]["client_id"])
+        .collect();
+    assert_eq!(clients, vec![&json!(er), &json!(clinic)]);
+    assert_eq!(
+        feed["notifications"][1]["summary"]["resource_types"],
+        json!(["Observation"])
+    );
+    assert!(!feed.to_string().contains("unconscious"));
+}
+
 both_backends!(
+    recipient_reads_reach_the_feed,
     feed_tells_the_patient,
     webhook_is_signed_and_retried,
     delivery_resumes_after_restart

@@ -65,6 +65,7 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
     assert_eq!(ids.len(), 168 + 190 + 212 + 230 + 38 + 38);
     let versions = occurrences(bundles);
     let mut checked = std::collections::HashSet::new();
+    let mut labelled = Vec::new();
     for bundle in bundles.iter().rev() {
         for entry in bundle["entry"].as_array().unwrap() {
             let mut sent = entry["resource"].clone();
@@ -79,6 +80,11 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
             assert!(got["meta"]["lastUpdated"].is_string());
             got["meta"].as_object_mut().unwrap().remove("versionId");
             got["meta"].as_object_mut().unwrap().remove("lastUpdated");
+            // Sensitivity labels are the gateway's own addition at ingest.
+            if let Some(security) = got["meta"].as_object_mut().unwrap().remove("security") {
+                let codes: Vec<String> = security.as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect();
+                labelled.push((format!("{ty}/{}", &id[..8]), codes));
+            }
             if got["meta"].as_object().unwrap().is_empty() {
                 got.as_object_mut().unwrap().remove("meta");
             }
@@ -86,6 +92,21 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
             assert_eq!(got, sent, "{ty}/{id} differs from what was sent");
         }
     }
+    // The labeller found the one sensitive episode of the fixtures (a miscarriage: sexual and
+    // reproductive health) and labelled its visit, diagnosis, notes and billing, nothing else.
+    labelled.sort();
+    let sex_and_restricted = vec!["R".to_string(), "SEX".to_string()];
+    let mut codes: Vec<Vec<String>> = labelled.iter().map(|(_, c)| { let mut c = c.clone(); c.sort(); c }).collect();
+    codes.dedup();
+    assert_eq!(codes, vec![sex_and_restricted], "{labelled:?}");
+    let ids: Vec<&str> = labelled.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "Claim/1185108a", "Condition/78dca8ed", "DiagnosticReport/8df690d0",
+            "DocumentReference/79251c25", "Encounter/da7a7973", "ExplanationOfBenefit/62258469",
+        ],
+    );
 }
 
 fn synthea_bundles() -> Vec<Value> {

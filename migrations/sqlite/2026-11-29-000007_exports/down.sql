@@ -1,0 +1,2 @@
+DROP INDEX resources_by_type_and_patient;
+DROP TABLE export_jobs;

@@ -1,0 +1,2 @@
+DROP TABLE disclosure_retrievals;
+DROP TABLE disclosures;
