@@ -5,10 +5,11 @@
 //! - `one_writer`: one request at a time; every entry is its own group commit (one fsync).
 //! - `64_writers`: 64 requests in flight, as under load; the writer commits whatever is
 //!   waiting as one batch.
-//! - `batch_phases/*`: the parts of one 64-entry group commit, timed apart (building the
-//!   rows and tree nodes, the inserts, the commit), to show what dominates a batch.
+//! - `batch_phases/*`: the parts of a group commit timed apart (building the rows and tree
+//!   nodes, the inserts, the commit with its flush), to show what dominates a batch.
 //!
-//! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`.
+//! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`. Set
+//! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -19,10 +20,23 @@ use consentgate::config::Settings;
 use consentgate::store::audit::{self as rows, DbNodes, EntryRow};
 use consentgate::store::{Store, write_tx};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use diesel::connection::SimpleConnection;
 use futures_util::future::join_all;
 
 /// Requests in flight in the concurrent case.
 const WRITERS: u64 = 64;
+/// Patients the entries are spread over.
+const PATIENTS: u64 = 1000;
+
+/// A temporary directory in `$AUDIT_BENCH_DIR` (say, a tmpfs, to take the disk flush out
+/// of the figures) or in the system's temporary directory.
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("AUDIT_BENCH_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("temporary directory")
+}
 
 /// A store on a fresh SQLite file in `dir`, migrated.
 fn sqlite_store(dir: &std::path::Path) -> Store {
@@ -57,7 +71,7 @@ fn entry(i: u64) -> AuditEntry {
         organisation: "Organization/northside-clinic".into(),
         user: Some("Practitioner/dr-lee".into()),
         purpose_of_use: "TREAT".into(),
-        patient_id: Some(format!("pat-{}", i % 1000)),
+        patient_id: Some(format!("pat-{}", i % PATIENTS)),
         resources: vec![
             format!("Observation/obs-{i}"),
             format!("Condition/c-{i}"),
@@ -79,9 +93,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn appends(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start(store).expect("writer starts");
+    let log = AuditLog::start(store.clone()).expect("writer starts");
     let rt = runtime();
 
     let mut group = c.benchmark_group("audit_append");
@@ -125,86 +139,175 @@ fn appends(c: &mut Criterion) {
         })
     });
     group.finish();
+    // After the measured runs, on the same (grown) log.
+    batch_sizes(&rt, &log, &store);
 }
 
-/// One 64-entry group commit taken apart, the way the writer does it.
+/// How full the group commits are under 64 writers: a second connection polls the head
+/// more often than the writer commits, so each change it sees is (nearly always) one commit.
+fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
+    const ENTRIES: u64 = 20_000;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sizes, elapsed) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut conn = store.conn().expect("connection");
+            let mut seen = vec![rows::size(&mut conn).expect("size")];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let size = rows::size(&mut conn).expect("size");
+                if Some(&size) != seen.last() {
+                    seen.push(size);
+                }
+                // Polls well within a commit's time, without taking a core of its own.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            seen.push(rows::size(&mut conn).expect("size"));
+            seen
+        });
+        let started = Instant::now();
+        rt.block_on(join_all((0..WRITERS).map(|w| async move {
+            for i in 0..ENTRIES / WRITERS {
+                log.record(entry(w * ENTRIES + i)).await.expect("durable");
+            }
+        })));
+        let elapsed = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sampler.join().expect("sampler"), elapsed)
+    });
+    let batches: Vec<u64> = sizes
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|n| *n > 0)
+        .collect();
+    let total: u64 = batches.iter().sum();
+    let mut sorted = batches.clone();
+    sorted.sort_unstable();
+    eprintln!(
+        "64 writers: {total} entries in {:.2} s = {:.0}/s; {} commits seen, mean batch {:.1}, \
+         median {}, largest {}",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        batches.len(),
+        total as f64 / batches.len().max(1) as f64,
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+        sorted.last().copied().unwrap_or(0),
+    );
+}
+
+/// One group commit taken apart, the way the writer does it.
 fn batch_phases(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = bench_dir();
     let store = sqlite_store(dir.path());
     let mut conn = store.conn().expect("connection");
     let mut group = c.benchmark_group("batch_phases");
     group
-        .throughput(Throughput::Elements(WRITERS))
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
 
     // Building rows: canonical bytes, leaf hashes, tree nodes (pure CPU).
-    group.bench_function("build_rows", |b| {
+    group.throughput(Throughput::Elements(WRITERS));
+    group.bench_function("build_64_rows", |b| {
         let mut frontier = Frontier::empty();
-        b.iter(|| build(&mut frontier, WRITERS))
+        b.iter(|| build(&mut frontier, WRITERS, PATIENTS))
     });
-    // Inserting the batch in a transaction that is rolled back: no fsync.
-    group.bench_function("inserts_no_commit", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let size = rows::size(&mut conn).expect("size");
-                let mut frontier = frontier_at(&mut conn, size);
-                let (entries, nodes) = build(&mut frontier, WRITERS);
-                let started = Instant::now();
-                let _ = write_tx(&mut conn, |conn| {
-                    rows::lock_head(conn)?;
-                    rows::append(conn, &entries, &nodes, frontier.size())?;
-                    Err::<(), _>(consentgate::store::StoreError::Task("roll back".into()))
-                });
-                spent += started.elapsed();
-            }
-            spent
-        })
+    // Inserting a batch in a transaction that is rolled back: everything but the flush.
+    group.bench_function("insert_64_no_commit", |b| {
+        b.iter_custom(|iters| timed_commits(&mut conn, iters, WRITERS, PATIENTS, false))
     });
-    // The whole group commit, fsync included.
-    group.bench_function("inserts_and_commit", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let size = rows::size(&mut conn).expect("size");
-                let mut frontier = frontier_at(&mut conn, size);
-                let (entries, nodes) = build(&mut frontier, WRITERS);
-                let started = Instant::now();
-                write_tx(&mut conn, |conn| {
-                    rows::lock_head(conn)?;
-                    rows::append(conn, &entries, &nodes, frontier.size())
-                })
-                .expect("committed");
-                spent += started.elapsed();
-            }
-            spent
-        })
+    // Whole group commits, flush included: 64 entries about 1000 patients, 64 entries
+    // about one patient (index locality), and a single entry (the fixed cost of a flush).
+    group.bench_function("commit_64", |b| {
+        b.iter_custom(|iters| timed_commits(&mut conn, iters, WRITERS, PATIENTS, true))
     });
-    // An empty write transaction: what a commit (WAL append + fsync) costs by itself.
+    group.bench_function("commit_64_one_patient", |b| {
+        b.iter_custom(|iters| timed_commits(&mut conn, iters, WRITERS, 1, true))
+    });
+    // The same with SQLite's automatic WAL checkpoints off: the share of checkpointing,
+    // which runs inside every ~1000th page's commit.
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0")
+        .expect("pragma");
+    group.bench_function("commit_64_no_autocheckpoint", |b| {
+        b.iter_custom(|iters| timed_commits(&mut conn, iters, WRITERS, PATIENTS, true))
+    });
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("pragma");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("empty_commit", |b| {
-        b.iter(|| {
-            write_tx(&mut conn, |conn| {
-                let size = rows::lock_head(conn)?;
-                rows::append(conn, &[], &[], size)
-            })
-            .expect("committed")
-        })
+    group.bench_function("commit_1", |b| {
+        b.iter_custom(|iters| timed_commits(&mut conn, iters, 1, PATIENTS, true))
     });
     group.finish();
+    for patients in [PATIENTS, 1] {
+        wal_pages_per_commit(&mut conn, dir.path(), patients);
+    }
+}
+
+/// Pages a 64-entry commit appends to the WAL (what its flush writes), measured from the
+/// growth of the WAL file with checkpoints off.
+fn wal_pages_per_commit(
+    conn: &mut consentgate::store::DbConn,
+    dir: &std::path::Path,
+    patients: u64,
+) {
+    const COMMITS: u64 = 50;
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("pragma");
+    let wal = dir.join("bench.db-wal");
+    let before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    timed_commits(conn, COMMITS, WRITERS, patients, true);
+    let after = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    // Each WAL frame is a 24-byte header and one 4096-byte page.
+    let pages = (after - before) as f64 / 4120.0 / COMMITS as f64;
+    eprintln!(
+        "64-entry commit about {patients} patient(s): {pages:.1} WAL pages ({:.0} KiB) per commit",
+        pages * 4.0
+    );
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("pragma");
+}
+
+/// Time spent in `iters` group commits of `n` entries (rolled back unless `commit`).
+fn timed_commits(
+    conn: &mut consentgate::store::DbConn,
+    iters: u64,
+    n: u64,
+    patients: u64,
+    commit: bool,
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        let size = rows::size(conn).expect("size");
+        let mut frontier = frontier_at(conn, size);
+        let (entries, nodes) = build(&mut frontier, n, patients);
+        let started = Instant::now();
+        let done = write_tx(conn, |conn| {
+            rows::lock_head(conn)?;
+            rows::append(conn, &entries, &nodes, frontier.size())?;
+            if commit {
+                Ok(())
+            } else {
+                Err(consentgate::store::StoreError::Task("roll back".into()))
+            }
+        });
+        spent += started.elapsed();
+        assert_eq!(done.is_ok(), commit);
+    }
+    spent
 }
 
 fn frontier_at(conn: &mut consentgate::store::DbConn, size: u64) -> Frontier {
     Frontier::from_store(size, &DbNodes(RefCell::new(conn))).expect("frontier")
 }
 
-fn build(frontier: &mut Frontier, n: u64) -> (Vec<EntryRow>, Vec<consentgate::audit::TreeNode>) {
+fn build(
+    frontier: &mut Frontier,
+    n: u64,
+    patients: u64,
+) -> (Vec<EntryRow>, Vec<consentgate::audit::TreeNode>) {
     let mut entries = Vec::with_capacity(n as usize);
     let mut nodes = Vec::with_capacity(2 * n as usize);
-    for i in 0..n {
-        let mut e = entry(i);
+    for _ in 0..n {
+        let mut e = entry(frontier.size());
+        e.patient_id = Some(format!("pat-{}", frontier.size() % patients));
         e.sequence = frontier.size();
         let bytes = e.canonical_bytes();
         nodes.extend(frontier.append(leaf_hash(&bytes)).expect("append"));

@@ -8,6 +8,8 @@
 //!   resource facts extracted beforehand).
 //! - `policy_decide/*`: step 2 alone ([`PolicyEngine::decide`], with the step-1 result).
 //! - `resource_facts/*`: extracting what step 1 matches on from the FHIR JSON.
+//! - `parts/*`: the other work `decide` does per call: the purpose's ancestors for the Cedar
+//!   context (`PurposeCatalog::family`) and the copy of the patient's consents it filters.
 //!
 //! The consents are parsed once with [`Consent::from_fhir`], outside the timed loops, as the
 //! gateway parses them when it loads them. Run with `cargo bench --bench decision`; the
@@ -54,7 +56,12 @@ fn purpose(code: &str) -> Value {
 }
 
 fn class(types: &[&str]) -> Value {
-    Value::Array(types.iter().map(|t| json!({"system": RESOURCE_TYPES, "code": t})).collect())
+    Value::Array(
+        types
+            .iter()
+            .map(|t| json!({"system": RESOURCE_TYPES, "code": t}))
+            .collect(),
+    )
 }
 
 fn label(system: &str, code: &str) -> Value {
@@ -67,37 +74,77 @@ fn consents() -> Vec<Consent> {
     let current = json!({"start": "2025-01-01", "end": "2030-12-31"});
     let fhir = [
         // The clinic may treat, except psychiatric records.
-        consent("c1", "active", json!({"type": "permit", "period": current, "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
-            "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "PSY")]}]})),
+        consent(
+            "c1",
+            "active",
+            json!({"type": "permit", "period": current, "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
+            "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "PSY")]}]}),
+        ),
         // The clinic may see the HIV record (named, restricted), except genetic results.
-        consent("c2", "active", json!({"type": "permit", "period": current, "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
+        consent(
+            "c2",
+            "active",
+            json!({"type": "permit", "period": current, "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
             "securityLabel": [label(ACT_CODE, "HIV"), label(CONFIDENTIALITY, "R")],
             "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "GDIS")]},
-                          {"type": "deny", "code": [{"system": "http://snomed.info/sct", "code": "165816005"}]}]})),
+                          {"type": "deny", "code": [{"coding": [{"system": "http://snomed.info/sct", "code": "165816005"}]}]}]}),
+        ),
         // A named practitioner, medications and allergies since 2020.
-        consent("c3", "active", json!({"type": "permit", "period": current, "actor": actor("Practitioner/dr-lee"), "purpose": purpose("TREAT"),
-            "class": class(&["MedicationRequest", "AllergyIntolerance"]), "dataPeriod": {"start": "2020-01-01"}})),
+        consent(
+            "c3",
+            "active",
+            json!({"type": "permit", "period": current, "actor": actor("Practitioner/dr-lee"), "purpose": purpose("TREAT"),
+            "class": class(&["MedicationRequest", "AllergyIntolerance"]), "dataPeriod": {"start": "2020-01-01"}}),
+        ),
         // No insurer, ever.
-        consent("c4", "active", json!({"type": "deny", "actor": actor("Organization/insurer")})),
+        consent(
+            "c4",
+            "active",
+            json!({"type": "deny", "actor": actor("Organization/insurer")}),
+        ),
         // A study: observations, de-identified, except genetics and psychotherapy notes.
-        consent("c5", "active", json!({"type": "permit", "period": current, "actor": actor("Group/study1"), "purpose": purpose("HRESCH"),
+        consent(
+            "c5",
+            "active",
+            json!({"type": "permit", "period": current, "actor": actor("Group/study1"), "purpose": purpose("HRESCH"),
             "class": class(&["Observation", "Condition"]),
             "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "GDIS"), label(ACT_CODE, "PSYTHPN")],
-                           "provision": [{"type": "permit", "class": class(&["Observation"]), "dataPeriod": {"end": "2015-12-31"}}]}]})),
+                           "provision": [{"type": "permit", "class": class(&["Observation"]), "dataPeriod": {"end": "2015-12-31"}}]}]}),
+        ),
         // A disability claim: conditions and procedures since 2021, no psychotherapy notes.
-        consent("c6", "active", json!({"type": "permit", "period": current, "actor": actor("Organization/disability-agency"), "purpose": purpose("CLMATTCH"),
+        consent(
+            "c6",
+            "active",
+            json!({"type": "permit", "period": current, "actor": actor("Organization/disability-agency"), "purpose": purpose("CLMATTCH"),
             "class": class(&["Condition", "Procedure"]), "dataPeriod": {"start": "2021-01-01"},
-            "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "PSYTHPN")]}]})),
+            "provision": [{"type": "deny", "securityLabel": [label(ACT_CODE, "PSYTHPN")]}]}),
+        ),
         // Revoked: the old clinic.
-        consent("c7", "inactive", json!({"type": "permit", "actor": actor("Organization/old-clinic"), "purpose": purpose("TREAT")})),
+        consent(
+            "c7",
+            "inactive",
+            json!({"type": "permit", "actor": actor("Organization/old-clinic"), "purpose": purpose("TREAT")}),
+        ),
         // Expired: a second opinion in 2022.
-        consent("c8", "active", json!({"type": "permit", "period": {"start": "2022-03-01", "end": "2022-06-30"},
-            "actor": actor("Organization/second-opinion"), "purpose": purpose("TREAT")})),
+        consent(
+            "c8",
+            "active",
+            json!({"type": "permit", "period": {"start": "2022-03-01", "end": "2022-06-30"},
+            "actor": actor("Organization/second-opinion"), "purpose": purpose("TREAT")}),
+        ),
         // The gateway client itself, from an approved access request: labs since 2020.
-        consent("c9", "active", json!({"type": "permit", "period": {"start": "2025-06-01T08:00:00Z"}, "actor": actor("Device/bench-client"),
-            "purpose": purpose("TREAT"), "class": class(&["Observation", "DiagnosticReport"]), "dataPeriod": {"start": "2020-01-01"}})),
+        consent(
+            "c9",
+            "active",
+            json!({"type": "permit", "period": {"start": "2025-06-01T08:00:00Z"}, "actor": actor("Device/bench-client"),
+            "purpose": purpose("TREAT"), "class": class(&["Observation", "DiagnosticReport"]), "dataPeriod": {"start": "2020-01-01"}}),
+        ),
         // Emergency access opt-out for sexual-health records only.
-        consent("c10", "active", json!({"type": "deny", "purpose": purpose("ETREAT"), "securityLabel": [label(ACT_CODE, "SEX")]})),
+        consent(
+            "c10",
+            "active",
+            json!({"type": "deny", "purpose": purpose("ETREAT"), "securityLabel": [label(ACT_CODE, "SEX")]}),
+        ),
     ];
     fhir.iter()
         .map(|c| Consent::from_fhir(c).unwrap_or_else(|d| panic!("{}: {d:?}", c["id"])))
@@ -142,10 +189,21 @@ fn bench(c: &mut Criterion) {
         client_id: "bench-client".into(),
         role: "clinician".into(),
         organization: "Northside Clinic".into(),
-        references: vec!["Device/bench-client".into(), "Organization/clinic".into(), "Practitioner/dr-lee".into()],
+        references: vec![
+            "Device/bench-client".into(),
+            "Organization/clinic".into(),
+            "Practitioner/dr-lee".into(),
+        ],
     };
     let catalog = PurposeCatalog::official();
     let family = catalog.family("TREAT");
+    // Two steps of `decide` outside consents and Cedar, timed to account for the rest.
+    c.bench_function("parts/purpose_family", |b| {
+        b.iter(|| catalog.family(black_box("TREAT")))
+    });
+    c.bench_function("parts/clone_consents", |b| {
+        b.iter(|| black_box(&consents).to_vec())
+    });
     for (name, resource) in [("unlabelled", unlabelled()), ("labelled", labelled())] {
         let question = Question {
             requester: &requester,
@@ -160,7 +218,13 @@ fn bench(c: &mut Criterion) {
         assert!(whole.permit, "{name}: {:?}", whole.explanation);
 
         c.bench_function(&format!("decide/{name}"), |b| {
-            b.iter(|| decision::decide(black_box(&engine), black_box(&consents), black_box(&question)))
+            b.iter(|| {
+                decision::decide(
+                    black_box(&engine),
+                    black_box(&consents),
+                    black_box(&question),
+                )
+            })
         });
 
         c.bench_function(&format!("resource_facts/{name}"), |b| {
@@ -184,8 +248,16 @@ fn bench(c: &mut Criterion) {
         });
 
         let result = consent::evaluate(&consents, &query);
-        let labels: Vec<String> = facts.security_labels.iter().map(|l| l.code.clone()).collect();
-        let consented: Vec<String> = result.consented_labels.iter().map(|l| l.code.clone()).collect();
+        let labels: Vec<String> = facts
+            .security_labels
+            .iter()
+            .map(|l| l.code.clone())
+            .collect();
+        let consented: Vec<String> = result
+            .consented_labels
+            .iter()
+            .map(|l| l.code.clone())
+            .collect();
         let request = PolicyRequest {
             client_id: &requester.client_id,
             role: &requester.role,

@@ -13,8 +13,8 @@ use crate::auth::purposes::PurposeCatalog;
 use crate::auth::tokens::{self, PersonClaims};
 use crate::auth::{issuer_for, jwt_ring, now_secs};
 use crate::config::{Profile, Settings};
-use crate::institution::Institution;
 use crate::demo::{self, DemoOptions};
+use crate::institution::Institution;
 use crate::records::bundle;
 use crate::startup::Application;
 use crate::store::identity;
@@ -289,7 +289,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Labels(LabelsCommand::Apply) => {
             let store = open_migrated(&settings)?;
             let institution = Institution::load(&settings)?;
-            let (patients, changed) = crate::records::relabel::apply_all(&store, &institution.labeller)?;
+            let (patients, changed) =
+                crate::records::relabel::apply_all(&store, &institution.labeller)?;
             println!(
                 "labels applied with value sets {}: {patients} patients, {changed} resources gained labels",
                 institution.labeller.version_hash()

@@ -7,7 +7,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::purposes::PurposeCatalog;
-use crate::consent::{self, ActorFacts, Coding, Consent, ConsentQuery, ConsentResult, ResourceFacts};
+use crate::consent::{
+    self, ActorFacts, Coding, Consent, ConsentQuery, ConsentResult, ResourceFacts,
+};
 use crate::policy::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyEngine, PolicyRequest};
 use crate::records::index;
 
@@ -68,7 +70,12 @@ fn codings(resource: &Value, element: &str) -> Vec<Coding> {
         None => vec![],
     };
     list.iter()
-        .flat_map(|c| c.get("coding").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| {
+            c.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|c| {
             Some(Coding::new(
                 c.get("system").and_then(Value::as_str).unwrap_or_default(),
@@ -93,7 +100,9 @@ fn references(resource: &Value, under: Option<&[&str]>) -> Vec<String> {
                         && let Some(r) = child.as_str()
                     {
                         let parts: Vec<&str> = r.split('/').collect();
-                        if let Some(i) = parts.iter().rposition(|p| p.chars().next().is_some_and(char::is_uppercase))
+                        if let Some(i) = parts
+                            .iter()
+                            .rposition(|p| p.chars().next().is_some_and(char::is_uppercase))
                             && let Some(id) = parts.get(i + 1)
                         {
                             out.push(format!("{}/{}", parts[i], id));
@@ -114,10 +123,19 @@ fn references(resource: &Value, under: Option<&[&str]>) -> Vec<String> {
 
 /// The facts of a resource the consent evaluator matches on.
 pub fn resource_facts(resource: &Value) -> ResourceFacts {
-    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let terms = index::extract(resource_type, id, resource);
-    let mut classes = vec![Coding::new("http://hl7.org/fhir/resource-types", resource_type)];
+    let mut classes = vec![Coding::new(
+        "http://hl7.org/fhir/resource-types",
+        resource_type,
+    )];
     classes.extend(codings(resource, "category"));
     let codes = terms
         .terms
@@ -147,7 +165,14 @@ pub fn resource_facts(resource: &Value) -> ResourceFacts {
         references: references(resource, None),
         author_references: references(
             resource,
-            Some(&["author", "recorder", "asserter", "performer", "requester", "informant"]),
+            Some(&[
+                "author",
+                "recorder",
+                "asserter",
+                "performer",
+                "requester",
+                "informant",
+            ]),
         ),
     }
 }
@@ -164,7 +189,11 @@ fn opted_out_of_emergency(consents: &[Consent], result: &ConsentResult, purpose:
             .iter()
             .filter(|c| c.id() == Some(d.consent_id.as_str()))
             .filter_map(|c| c.provision().and_then(|root| find_provision(root, &d.path)))
-            .any(|p| p.purposes().iter().any(|named| catalog.is_a(purpose, &named.code) && catalog.is_a(&named.code, "ETREAT")))
+            .any(|p| {
+                p.purposes().iter().any(|named| {
+                    catalog.is_a(purpose, &named.code) && catalog.is_a(&named.code, "ETREAT")
+                })
+            })
     })
 }
 
@@ -172,7 +201,9 @@ fn find_provision<'c>(root: &'c consent::Provision, path: &str) -> Option<&'c co
     if root.path() == path {
         return Some(root);
     }
-    root.provisions().iter().find_map(|p| find_provision(p, path))
+    root.provisions()
+        .iter()
+        .find_map(|p| find_provision(p, path))
 }
 
 /// Decides one resource.
@@ -187,13 +218,21 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
         PolicyAction::Export => "access",
         PolicyAction::Disclose => "disclose",
     };
-    let patient_consents: Vec<Consent> = consents
-        .iter()
-        .filter(|c| c.patient_id() == q.patient_id)
-        .cloned()
-        .collect();
+    // Callers pass the patient's own consents; anything else is filtered out (a copy only in
+    // that unusual case, since copying consents costs more than evaluating them).
+    let filtered: Vec<Consent>;
+    let patient_consents: &[Consent] = if consents.iter().all(|c| c.patient_id() == q.patient_id) {
+        consents
+    } else {
+        filtered = consents
+            .iter()
+            .filter(|c| c.patient_id() == q.patient_id)
+            .cloned()
+            .collect();
+        &filtered
+    };
     let result = consent::evaluate(
-        &patient_consents,
+        patient_consents,
         &ConsentQuery {
             actor: &actor,
             purpose: q.purpose,
@@ -204,10 +243,20 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
     );
     let catalog = PurposeCatalog::official();
     let break_glass = q.break_glass.is_some() && catalog.is_a(q.purpose, "ETREAT");
-    let emergency_opt_out = break_glass && opted_out_of_emergency(&patient_consents, &result, q.purpose);
-    let labels: Vec<String> = facts.security_labels.iter().map(|c| c.code.clone()).collect();
-    let consented: Vec<String> = result.consented_labels.iter().map(|c| c.code.clone()).collect();
+    let emergency_opt_out =
+        break_glass && opted_out_of_emergency(patient_consents, &result, q.purpose);
+    let labels: Vec<String> = facts
+        .security_labels
+        .iter()
+        .map(|c| c.code.clone())
+        .collect();
+    let consented: Vec<String> = result
+        .consented_labels
+        .iter()
+        .map(|c| c.code.clone())
+        .collect();
     let family = catalog.family(q.purpose);
+    let family: &[String] = &family;
     let identified_research = false;
     let outcome = match result.decision {
         consent::Decision::Permit => ConsentOutcome::Permit,
@@ -224,7 +273,7 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
         labels: &labels,
         patient: q.patient_id,
         purpose: q.purpose,
-        purpose_family: &family,
+        purpose_family: family,
         consent: outcome,
         consented_labels: &consented,
         break_glass,
@@ -235,7 +284,11 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
     let explanation = explain(&result, &policy, &facts, break_glass, emergency_opt_out);
     Decision {
         permit: policy.permit,
-        obligations: if policy.permit { policy.obligations.clone() } else { Vec::new() },
+        obligations: if policy.permit {
+            policy.obligations.clone()
+        } else {
+            Vec::new()
+        },
         consent: result,
         policies: policy.policies.clone(),
         emergency_opt_out,
@@ -286,7 +339,11 @@ fn explain(
     }
     out.push(format!(
         "Institution policy {}: {}.",
-        if policy.permit { "allows it" } else { "does not allow it" },
+        if policy.permit {
+            "allows it"
+        } else {
+            "does not allow it"
+        },
         if policy.policies.is_empty() {
             "no policy applied".to_string()
         } else {

@@ -13,9 +13,9 @@ use anyhow::Context;
 use crate::api::{self, AppState, observe};
 use crate::audit::log::{AuditLog, CheckpointSigner};
 use crate::auth::Authority;
-use crate::institution::Institution;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
+use crate::institution::Institution;
 use crate::store::Store;
 use crate::tls;
 
@@ -64,7 +64,9 @@ impl Application {
         let auth = Authority::new(&settings, &base_url).context("loading keys and issuers")?;
         let origin = format!(
             "{}/audit",
-            base_url.split_once("://").map_or(base_url.as_str(), |(_, rest)| rest)
+            base_url
+                .split_once("://")
+                .map_or(base_url.as_str(), |(_, rest)| rest)
         );
         let checkpoints =
             CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
@@ -73,8 +75,9 @@ impl Application {
         let notify_worker = crate::notify::DeliveryWorker::start(store.clone(), &settings.auth)
             .context("starting the notification delivery worker")?;
         let institution = Institution::load(&settings)?;
-        let shaping = crate::api::broker::Shaping::open(&settings.data_path(&settings.auth.key_dir))
-            .context("loading the de-identification secret")?;
+        let shaping =
+            crate::api::broker::Shaping::open(&settings.data_path(&settings.auth.key_dir))
+                .context("loading the de-identification secret")?;
         let limits = settings.limits;
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -47,7 +47,11 @@ fn organisation_token(name: &str) -> String {
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    if token.is_empty() { "unknown".into() } else { token }
+    if token.is_empty() {
+        "unknown".into()
+    } else {
+        token
+    }
 }
 
 /// A new entry for what `principal` did.
@@ -107,7 +111,11 @@ pub fn anonymous_entry(
     request_id: String,
 ) -> AuditEntry {
     let client = client_id
-        .filter(|c| !c.is_empty() && c.len() <= 256 && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+        .filter(|c| {
+            !c.is_empty()
+                && c.len() <= 256
+                && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        })
         .unwrap_or("unknown");
     AuditEntry {
         client_id: client.to_string(),
@@ -218,7 +226,8 @@ pub async fn inclusion(
         })
         .await?;
     let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
-    Ok(HttpResponse::Ok().json(json!({"leaf_index": index, "tree_size": tree_size, "proof": proof})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"leaf_index": index, "tree_size": tree_size, "proof": proof})))
 }
 
 /// `GET /api/v1/audit/proofs/consistency?from=&to=`.

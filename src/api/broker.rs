@@ -96,15 +96,19 @@ fn scope_allows(claims: &AccessClaims, resource: &Value, search: bool) -> bool {
         .scope
         .split_ascii_whitespace()
         .filter_map(scopes::Scope::parse)
-        .filter(|s| (s.resource == "*" || s.resource == ty) && if search { s.search } else { s.read })
+        .filter(|s| {
+            (s.resource == "*" || s.resource == ty) && if search { s.search } else { s.read }
+        })
         .any(|s| match &s.query {
             None => true,
             Some(q) => form_urlencoded::parse(q.as_bytes()).all(|(k, v)| {
                 k != "category"
-                    || index::extract(ty, "", resource)
-                        .terms
-                        .iter()
-                        .any(|t| t.kind == "category" && v.split(',').any(|want| want == t.code || want == format!("{}|{}", t.system, t.code)))
+                    || index::extract(ty, "", resource).terms.iter().any(|t| {
+                        t.kind == "category"
+                            && v.split(',').any(|want| {
+                                want == t.code || want == format!("{}|{}", t.system, t.code)
+                            })
+                    })
             }),
         })
 }
@@ -166,7 +170,14 @@ pub fn shape_for_study(
     sources: &[Value],
     permitted: Vec<(Value, Decision)>,
 ) -> Result<Vec<Value>, ApiError> {
-    shape_under(state, claims, &format!("group:{study}"), patient, sources, permitted)
+    shape_under(
+        state,
+        claims,
+        &format!("group:{study}"),
+        patient,
+        sources,
+        permitted,
+    )
 }
 
 fn shape_under(
@@ -193,7 +204,9 @@ fn shape_under(
         for obligation in &d.obligations {
             match obligation.as_str() {
                 "deidentify:safe-harbor" => {
-                    let (Some(key), Some(ids)) = (&key, &identifiers) else { continue };
+                    let (Some(key), Some(ids)) = (&key, &identifiers) else {
+                        continue;
+                    };
                     let deid = Deidentifier::new(state.shaping.profile(), key, today);
                     match deid.deidentify_checked(&shaped, patient, ids) {
                         Ok(v) => shaped = v,
@@ -227,7 +240,16 @@ fn shape_under(
 /// contained resources or a Patient's contact details.
 pub fn minimum_necessary(resource: &mut Value) {
     if let Some(object) = resource.as_object_mut() {
-        for element in ["text", "note", "contained", "telecom", "address", "contact", "photo", "communication"] {
+        for element in [
+            "text",
+            "note",
+            "contained",
+            "telecom",
+            "address",
+            "contact",
+            "photo",
+            "communication",
+        ] {
             object.remove(element);
         }
     }
@@ -258,16 +280,24 @@ async fn audit_release(
     consents.sort();
     consents.dedup();
     entry.consents = consents;
-    let mut policies: Vec<String> = released.iter().flat_map(|(_, d)| d.policies.clone()).collect();
+    let mut policies: Vec<String> = released
+        .iter()
+        .flat_map(|(_, d)| d.policies.clone())
+        .collect();
     policies.sort();
     policies.dedup();
     entry.policies = policies;
-    entry.detail.insert("count".into(), released.len().to_string());
+    entry
+        .detail
+        .insert("count".into(), released.len().to_string());
     audit::record(state, entry).await.map(|_| ())
 }
 
 /// Loads the consents of a patient and the patient's own resource (for the leak scan).
-pub async fn patient_context(state: &AppState, patient: &str) -> Result<(Vec<Consent>, Vec<Value>), ApiError> {
+pub async fn patient_context(
+    state: &AppState,
+    patient: &str,
+) -> Result<(Vec<Consent>, Vec<Value>), ApiError> {
     let p = patient.to_string();
     Ok(state
         .store
@@ -287,7 +317,11 @@ fn with_released_ids(permitted: &[(Value, Decision)]) -> Vec<(String, Decision)>
         .iter()
         .map(|(r, d)| {
             (
-                format!("{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default()),
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                ),
                 d.clone(),
             )
         })
@@ -314,20 +348,35 @@ pub async fn read(
         })
         .await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some(resource) = stored else { return Err(not_known(&resource_type, &id)) };
+    let Some(resource) = stored else {
+        return Err(not_known(&resource_type, &id));
+    };
     let Some(patient) = index::patient_of(&resource_type, &id, &resource) else {
         return Err(not_known(&resource_type, &id));
     };
     let (consents, sources) = patient_context(state, &patient).await?;
-    let permitted = decide_each(state, &requester, claims, &consents, &patient, vec![resource], PolicyAction::Read, false);
+    let permitted = decide_each(
+        state,
+        &requester,
+        claims,
+        &consents,
+        &patient,
+        vec![resource],
+        PolicyAction::Read,
+        false,
+    );
     if permitted.is_empty() {
         return Err(not_known(&resource_type, &id));
     }
     let released = with_released_ids(&permitted);
     let shaped = shape(state, claims, &patient, &sources, permitted)?;
-    let Some(body) = shaped.into_iter().next() else { return Err(not_known(&resource_type, &id)) };
+    let Some(body) = shaped.into_iter().next() else {
+        return Err(not_known(&resource_type, &id));
+    };
     audit_release(state, claims, req, AuditAction::Read, &patient, &released).await?;
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body.to_string()))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(body.to_string()))
 }
 
 /// `GET /fhir/{type}?patient=...` by a recipient: one patient at a time.
@@ -365,11 +414,23 @@ pub async fn search_type(
             .into_iter()
             .filter_map(|(_, body)| serde_json::from_str(&body).ok())
             .collect();
-        visible.extend(decide_each(state, &requester, claims, &consents, &patient, resources, PolicyAction::Read, true));
+        visible.extend(decide_each(
+            state,
+            &requester,
+            claims,
+            &consents,
+            &patient,
+            resources,
+            PolicyAction::Read,
+            true,
+        ));
     }
     let has_next = visible.len() > want;
     visible.truncate(want);
-    let next_cursor = visible.last().and_then(|(r, _)| r["id"].as_str()).map(str::to_string);
+    let next_cursor = visible
+        .last()
+        .and_then(|(r, _)| r["id"].as_str())
+        .map(str::to_string);
     let released = with_released_ids(&visible);
     let shaped = shape(state, claims, &patient, &sources, visible)?;
     audit_release(state, claims, req, AuditAction::Search, &patient, &released).await?;
@@ -392,12 +453,17 @@ pub async fn search_type(
     let entries: Vec<Value> = shaped
         .into_iter()
         .map(|r| {
-            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+            let url = format!(
+                "{base}/{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
             json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
         })
         .collect();
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(
-        json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}).to_string(),
+        json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries})
+            .to_string(),
     ))
 }
 
@@ -415,12 +481,24 @@ pub async fn everything(
     let requester = requester(state, claims).await?;
     let (consents, sources) = patient_context(state, &patient).await?;
     let p = patient.clone();
-    let all = state.store.run(move |conn| rows::current_for_patient(conn, &p)).await?;
+    let all = state
+        .store
+        .run(move |conn| rows::current_for_patient(conn, &p))
+        .await?;
     let resources: Vec<Value> = all
         .into_iter()
         .filter_map(|(_, _, body)| serde_json::from_str(&body).ok())
         .collect();
-    let visible = decide_each(state, &requester, claims, &consents, &patient, resources, PolicyAction::Read, true);
+    let visible = decide_each(
+        state,
+        &requester,
+        claims,
+        &consents,
+        &patient,
+        resources,
+        PolicyAction::Read,
+        true,
+    );
     if visible.is_empty() {
         return Err(not_known("Patient", &patient));
     }
@@ -431,16 +509,22 @@ pub async fn everything(
     let entries: Vec<Value> = shaped
         .into_iter()
         .map(|r| {
-            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+            let url = format!(
+                "{base}/{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
             json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
         })
         .collect();
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     for (r, _) in &released {
-        *by_type.entry(r.split('/').next().unwrap_or_default().to_string()).or_default() += 1;
+        *by_type
+            .entry(r.split('/').next().unwrap_or_default().to_string())
+            .or_default() += 1;
     }
     tracing::info!(client_id = %claims.client_id, types = by_type.len(), "everything released");
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(
-        json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}).to_string(),
-    ))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}).to_string()))
 }

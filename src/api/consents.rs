@@ -122,8 +122,20 @@ pub async fn create(
         .store
         .run(move |conn| write_tx(conn, |conn| ingest::put(conn, "Consent", &id, consent)))
         .await?;
-    audit_consent(&state, &reader, &req, AuditAction::Grant, &patient, &stored.id).await?;
-    Ok(stored_response(StatusCode::CREATED, &state.fhir_base(), &stored))
+    audit_consent(
+        &state,
+        &reader,
+        &req,
+        AuditAction::Grant,
+        &patient,
+        &stored.id,
+    )
+    .await?;
+    Ok(stored_response(
+        StatusCode::CREATED,
+        &state.fhir_base(),
+        &stored,
+    ))
 }
 
 /// `PUT /fhir/Consent/{id}`: a new version; the patient may not move a consent to another
@@ -138,8 +150,13 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     validate::id(&id)?;
-    if consent.get("id").is_some_and(|v| v.as_str() != Some(id.as_str())) {
-        return Err(RecordError::invalid("id_mismatch", "the body's `id` differs from the URL").into());
+    if consent
+        .get("id")
+        .is_some_and(|v| v.as_str() != Some(id.as_str()))
+    {
+        return Err(
+            RecordError::invalid("id_mismatch", "the body's `id` differs from the URL").into(),
+        );
     }
     let mut consent = consent;
     if let Some(object) = consent.as_object_mut() {
@@ -156,9 +173,15 @@ pub async fn update(
         .run(move |conn| {
             write_tx(conn, |conn| {
                 if let Ok(existing) = ingest::read(conn, "Consent", &key) {
-                    let previous = existing.pointer("/patient/reference").and_then(Value::as_str).unwrap_or_default();
+                    let previous = existing
+                        .pointer("/patient/reference")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if only.is_some() && previous != format!("Patient/{owner}") {
-                        return Err(RecordError::not_found("not_found", format!("Consent/{key} is not known")));
+                        return Err(RecordError::not_found(
+                            "not_found",
+                            format!("Consent/{key} is not known"),
+                        ));
                     }
                 }
                 ingest::put(conn, "Consent", &key, consent)
@@ -166,7 +189,11 @@ pub async fn update(
         })
         .await?;
     audit_consent(&state, &reader, &req, AuditAction::Grant, &patient, &id).await?;
-    let status = if stored.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(stored_response(status, &state.fhir_base(), &stored))
 }
 
@@ -177,11 +204,17 @@ async fn load(state: &AppState, reader: &Reader, id: String) -> Result<Value, Ap
         .store
         .run(move |conn| {
             let body = ingest::read(conn, "Consent", &id)?;
-            let patient = body.pointer("/patient/reference").and_then(Value::as_str).unwrap_or_default();
+            let patient = body
+                .pointer("/patient/reference")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if let Some(own) = only
                 && patient != format!("Patient/{own}")
             {
-                return Err(RecordError::not_found("not_found", format!("Consent/{id} is not known")));
+                return Err(RecordError::not_found(
+                    "not_found",
+                    format!("Consent/{id} is not known"),
+                ));
             }
             Ok::<_, RecordError>(body)
         })
@@ -196,7 +229,9 @@ pub async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let body = load(&state, &reader, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body.to_string()))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(body.to_string()))
 }
 
 /// `POST /fhir/Consent/{id}/$revoke`: status becomes `inactive`, as a new version.
@@ -221,7 +256,9 @@ pub async fn revoke(
         .run(move |conn| write_tx(conn, |conn| ingest::put(conn, "Consent", &key, body)))
         .await?;
     audit_consent(&state, &reader, &req, AuditAction::Revoke, &patient, &id).await?;
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(stored.body.to_string()))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(stored.body.to_string()))
 }
 
 /// `GET /fhir/Consent?patient=&status=&actor=&purpose=`: a patient's consents (a patient
@@ -252,14 +289,20 @@ pub async fn search(
             other => {
                 return Err(RecordError::invalid(
                     "unsupported_search_parameter",
-                    format!("search parameter `{}` is not supported on Consent", validate::printable(other, 40)),
+                    format!(
+                        "search parameter `{}` is not supported on Consent",
+                        validate::printable(other, 40)
+                    ),
                 )
                 .into());
             }
         }
     }
     let patient = patient.ok_or_else(|| {
-        ApiError::from(RecordError::invalid("missing_patient", "`patient` is required"))
+        ApiError::from(RecordError::invalid(
+            "missing_patient",
+            "`patient` is required",
+        ))
     })?;
     let stored = state
         .store
@@ -284,9 +327,9 @@ pub async fn search(
             json!({"fullUrl": format!("{base}/Consent/{id}"), "resource": v, "search": {"mode": "match"}})
         })
         .collect();
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(
-        json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}).to_string(),
-    ))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}).to_string()))
 }
 
 fn all_provisions(root: &crate::consent::Provision) -> Vec<&crate::consent::Provision> {

@@ -84,20 +84,38 @@ pub async fn decide(
         "read" => PolicyAction::Read,
         "export" => PolicyAction::Export,
         "disclose" => PolicyAction::Disclose,
-        _ => return Err(problem(StatusCode::BAD_REQUEST, "invalid_action", "action must be read, export or disclose")),
+        _ => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_action",
+                "action must be read, export or disclose",
+            ));
+        }
     };
     if !validate::is_valid_id(&ask.patient) {
-        return Err(problem(StatusCode::BAD_REQUEST, "invalid_patient", "patient must be a FHIR id"));
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_patient",
+            "patient must be a FHIR id",
+        ));
     }
     if !state.purposes.is_known(&ask.purpose) {
-        return Err(problem(StatusCode::BAD_REQUEST, "invalid_purpose", "purpose must be a v3 ActReason code"));
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_purpose",
+            "purpose must be a v3 ActReason code",
+        ));
     }
     match &principal {
         Principal::Operator { .. } => {}
         Principal::Patient { patient_id, .. } if *patient_id == ask.patient => {}
         Principal::Client(c) if c.client_id == ask.client_id => {}
         _ => {
-            return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this caller may not ask about this client or patient"));
+            return Err(problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this caller may not ask about this client or patient",
+            ));
         }
     }
     let client_id = ask.client_id.clone();
@@ -117,7 +135,10 @@ pub async fn decide(
                     })?;
                     let body = ingest::read(conn, ty, id)?;
                     if index::patient_of(ty, id, &body).as_deref() != Some(patient.as_str()) {
-                        return Err(RecordError::not_found("not_found", format!("{ty}/{id} is not a record of this patient")));
+                        return Err(RecordError::not_found(
+                            "not_found",
+                            format!("{ty}/{id} is not a record of this patient"),
+                        ));
                     }
                     body
                 }
@@ -156,20 +177,35 @@ pub async fn decide(
             action,
             patient_id: &ask.patient,
             resource: &resource,
-            break_glass: ask.justification.as_deref().filter(|j| !j.trim().is_empty()),
+            break_glass: ask
+                .justification
+                .as_deref()
+                .filter(|j| !j.trim().is_empty()),
             now: crate::records::dates::now_micros(),
         },
     );
     let mut entry = audit::entry_for(
         &principal,
         AuditAction::Decision,
-        if decision.permit { AuditOutcome::Success } else { AuditOutcome::Denied },
+        if decision.permit {
+            AuditOutcome::Success
+        } else {
+            AuditOutcome::Denied
+        },
         audit::request_id(&req),
     );
     entry.patient_id = Some(ask.patient.clone());
-    entry.consents = decision.consent.deciding.iter().map(|d| d.consent_id.clone()).filter(|c| validate::is_valid_id(c)).collect();
+    entry.consents = decision
+        .consent
+        .deciding
+        .iter()
+        .map(|d| d.consent_id.clone())
+        .filter(|c| validate::is_valid_id(c))
+        .collect();
     entry.policies = decision.policies.clone();
-    entry.detail.insert("asked_for_client".into(), client.id.clone());
+    entry
+        .detail
+        .insert("asked_for_client".into(), client.id.clone());
     if let (Some(ty), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) {
         entry.resources = vec![format!("{ty}/{id}")];
     }

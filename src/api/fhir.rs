@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
-use super::{AppState, audit};
 use super::auth::{Caller, Operator, Reader};
-use super::broker;
 use super::body::FhirJson;
+use super::broker;
 use super::error::{ApiError, FHIR_JSON};
+use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
@@ -118,7 +118,13 @@ pub async fn update(
         .store
         .run(move |conn| {
             write_tx(conn, |conn| {
-                ingest::put_labelled(conn, &st.institution.labeller, &resource_type, &id, resource)
+                ingest::put_labelled(
+                    conn,
+                    &st.institution.labeller,
+                    &resource_type,
+                    &id,
+                    resource,
+                )
             })
         })
         .await?;
@@ -147,7 +153,14 @@ pub async fn read(
             Ok::<_, RecordError>(body)
         })
         .await?;
-    audit_disclosure(&state, &reader, &req, AuditAction::Read, std::slice::from_ref(&body)).await?;
+    audit_disclosure(
+        &state,
+        &reader,
+        &req,
+        AuditAction::Read,
+        std::slice::from_ref(&body),
+    )
+    .await?;
     Ok(with_version_headers(&body))
 }
 
@@ -169,7 +182,14 @@ pub async fn vread(
             Ok::<_, RecordError>(body)
         })
         .await?;
-    audit_disclosure(&state, &reader, &req, AuditAction::Read, std::slice::from_ref(&body)).await?;
+    audit_disclosure(
+        &state,
+        &reader,
+        &req,
+        AuditAction::Read,
+        std::slice::from_ref(&body),
+    )
+    .await?;
     Ok(with_version_headers(&body))
 }
 
@@ -207,8 +227,15 @@ pub async fn everything(
         Ok(reader) => reader,
         Err(claims) => return broker::everything(&state, &claims, &req, patient).await,
     };
-    if reader.only_patient.as_ref().is_some_and(|own| *own != patient) || !validate::is_valid_id(&patient) {
-        return Err(RecordError::not_found("not_found", format!("Patient/{patient} is not known")).into());
+    if reader
+        .only_patient
+        .as_ref()
+        .is_some_and(|own| *own != patient)
+        || !validate::is_valid_id(&patient)
+    {
+        return Err(
+            RecordError::not_found("not_found", format!("Patient/{patient} is not known")).into(),
+        );
     }
     let p = patient.clone();
     let all = state
@@ -224,7 +251,11 @@ pub async fn everything(
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|r| {
-            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+            let url = format!(
+                "{base}/{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
             serde_json::json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
         })
         .collect();
@@ -278,7 +309,12 @@ async fn audit_disclosure(
     }
     let request_id = audit::request_id(req);
     for (patient, refs) in by_patient {
-        let mut entry = audit::entry_for(&reader.principal, action, AuditOutcome::Success, request_id.clone());
+        let mut entry = audit::entry_for(
+            &reader.principal,
+            action,
+            AuditOutcome::Success,
+            request_id.clone(),
+        );
         entry.detail.insert("count".into(), refs.len().to_string());
         entry.patient_id = patient;
         entry.resources = refs;

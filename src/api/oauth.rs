@@ -15,13 +15,13 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, audit};
 use super::auth::{authenticate, bearer};
 use super::error::ApiError;
+use super::{AppState, audit};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::assertion::{self, AssertionRules};
 use crate::auth::clients::{Client, Role, parse_jwks};
 use crate::auth::tokens::{self, AccessClaims, Expectation};
-use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{Principal, now_secs, scopes};
 use crate::store::identity;
 

@@ -26,6 +26,9 @@
 //! so. A log whose tail was cut together with its tree nodes and checkpoints looks like a
 //! shorter, valid log: only a checkpoint held outside the database (by a witness, a monitor
 //! or a patient) can reveal that, through a consistency proof.
+//!
+//! The file is longer than most because its tests build real logs (in-memory SQLite) and
+//! tamper with them in every way the walk must catch; the walk itself is about 450 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

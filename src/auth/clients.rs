@@ -194,8 +194,15 @@ impl NewClient {
         };
         for reference in &self.acts_as {
             let valid = reference.split_once('/').is_some_and(|(ty, id)| {
-                matches!(ty, "Organization" | "Practitioner" | "PractitionerRole" | "Group" | "CareTeam" | "RelatedPerson")
-                    && crate::records::validate::is_valid_id(id)
+                matches!(
+                    ty,
+                    "Organization"
+                        | "Practitioner"
+                        | "PractitionerRole"
+                        | "Group"
+                        | "CareTeam"
+                        | "RelatedPerson"
+                ) && crate::records::validate::is_valid_id(id)
             });
             if !valid {
                 return Err(refuse(
@@ -257,7 +264,9 @@ pub fn key_algorithm(key: &Jwk) -> Option<Algorithm> {
                 .ok()?;
             let significant: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
             let bits = significant.len() * 8
-                - significant.first().map_or(8, |b| b.leading_zeros() as usize);
+                - significant
+                    .first()
+                    .map_or(8, |b| b.leading_zeros() as usize);
             // ring verifies RSA keys of 2048 to 8192 bits; refuse others at registration.
             if !(2048..=8192).contains(&bits) {
                 return None;

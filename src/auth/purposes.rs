@@ -7,14 +7,32 @@ use crate::consent::purpose::PurposeHierarchy;
 #[derive(Debug)]
 pub struct PurposeCatalog {
     hierarchy: &'static PurposeHierarchy,
+    /// Each code's family (itself and its ancestors), computed once: every decision asks.
+    families: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl PurposeCatalog {
     /// The official v3 ActReason hierarchy.
     pub fn official() -> &'static PurposeCatalog {
         static CATALOG: std::sync::OnceLock<PurposeCatalog> = std::sync::OnceLock::new();
-        CATALOG.get_or_init(|| PurposeCatalog {
-            hierarchy: PurposeHierarchy::official(),
+        CATALOG.get_or_init(|| {
+            let hierarchy = PurposeHierarchy::official();
+            let families = hierarchy
+                .codes()
+                .map(|code| {
+                    let mut family: Vec<String> = hierarchy
+                        .codes()
+                        .filter(|general| hierarchy.is_a(code, general))
+                        .map(str::to_string)
+                        .collect();
+                    family.sort();
+                    (code.to_string(), family)
+                })
+                .collect();
+            PurposeCatalog {
+                hierarchy,
+                families,
+            }
         })
     }
 
@@ -30,14 +48,7 @@ impl PurposeCatalog {
 
     /// `code` and all its ancestors, for policies that ask "is this a kind of research?".
     pub fn family(&self, code: &str) -> Vec<String> {
-        let mut family: Vec<String> = self
-            .hierarchy
-            .codes()
-            .filter(|general| self.hierarchy.is_a(code, general))
-            .map(str::to_string)
-            .collect();
-        family.sort();
-        family
+        self.families.get(code).cloned().unwrap_or_default()
     }
 }
 

@@ -20,6 +20,7 @@ pub(super) const PURPOSE_FAMILIES: &[(&str, &[&str])] = &[
         &["ELIGDTRM", "COVERAGE", "HPAYMT", "PurposeOfUse"],
     ),
     ("PATRQT", &["PATRQT", "PurposeOfUse"]),
+    ("COVAUTH", &["COVAUTH", "HPAYMT", "PurposeOfUse"]),
     ("HMARKT", &["HMARKT", "PurposeOfUse"]),
 ];
 
@@ -396,9 +397,17 @@ pub(super) const CASES: &[Case] = &[
         ..BASE
     },
     Case {
-        name: "disability assessor, payment",
+        name: "disability assessor, claim attachment",
         role: "disability_assessor",
+        action: PolicyAction::Disclose,
         purpose: "CLMATTCH",
+        policies: &["disability-assessor-consented"],
+        ..BASE
+    },
+    Case {
+        name: "disability assessor, other payment purposes",
+        role: "disability_assessor",
+        purpose: "COVAUTH",
         permit: false,
         policies: &["role-purposes"],
         ..BASE

@@ -297,7 +297,9 @@ pub fn patient_resources(
         query = query.filter(
             resources::resource_type
                 .gt(ty.clone())
-                .or(resources::resource_type.eq(ty.clone()).and(resources::id.gt(id.clone()))),
+                .or(resources::resource_type
+                    .eq(ty.clone())
+                    .and(resources::id.gt(id.clone()))),
         );
     }
     Ok(query.load(conn)?)

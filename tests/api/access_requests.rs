@@ -20,7 +20,13 @@ async fn load_records(app: &TestApp) {
         r["id"] = json!(id);
         json!({"resource": r, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
     };
-    let patient = |id: &str, mrn: &str| entry("Patient", id, json!({"identifier": [{"system": MRN, "value": mrn}]}));
+    let patient = |id: &str, mrn: &str| {
+        entry(
+            "Patient",
+            id,
+            json!({"identifier": [{"system": MRN, "value": mrn}]}),
+        )
+    };
     let subject = json!({"reference": "Patient/pat"});
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         patient("pat", "MRN-1"),
@@ -47,19 +53,35 @@ async fn client(app: &TestApp, role: &str, extra: Value, purpose: &str) -> (Stri
 }
 
 /// A request with a bearer token and an optional JSON body; status, content type, raw body.
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<&Value>) -> (u16, String, Vec<u8>) {
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String, Vec<u8>) {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(b);
     }
     let resp = req.send().await.expect("answered");
     let status = resp.status().as_u16();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     (status, content_type, resp.bytes().await.unwrap().to_vec())
 }
 
 /// As [`call`], decoded.
-async fn call_json(app: &TestApp, token: &str, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+async fn call_json(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(b);
@@ -79,7 +101,14 @@ fn ask(mrn: &str, purpose: &str, classes: &[&str]) -> Value {
 
 /// Submits a request; returns its id.
 async fn submit(app: &TestApp, token: &str, body: &Value) -> String {
-    let (status, answer) = call_json(app, token, Method::POST, "/api/v1/access-requests", Some(body)).await;
+    let (status, answer) = call_json(
+        app,
+        token,
+        Method::POST,
+        "/api/v1/access-requests",
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 202, "{answer}");
     answer["id"].as_str().unwrap().to_string()
 }
@@ -98,13 +127,22 @@ fn pending_of(list: &Value) -> Vec<&Value> {
 }
 
 async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
     let (_, token) = client(&app, "clinician", json!({}), "TREAT").await;
 
     let mut answers = Vec::new();
     for mrn in ["MRN-1", "NO-SUCH-MRN", "MRN-DUP"] {
-        let (status, content_type, bytes) = call(&app, &token, Method::POST, "/api/v1/access-requests", Some(&ask(mrn, "TREAT", &["Observation"]))).await;
+        let (status, content_type, bytes) = call(
+            &app,
+            &token,
+            Method::POST,
+            "/api/v1/access-requests",
+            Some(&ask(mrn, "TREAT", &["Observation"])),
+        )
+        .await;
         assert_eq!(status, 202, "{mrn}: {}", String::from_utf8_lossy(&bytes));
         let mut value: Value = serde_json::from_slice(&bytes).unwrap();
         let id = value.as_object_mut().unwrap().remove("id").unwrap();
@@ -114,75 +152,170 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
     }
     let (_, known, ..) = &answers[0];
     for (mrn, _, content_type, value, text) in &answers[1..] {
-        assert_eq!((content_type, value, text), (&answers[0].2, &answers[0].3, &answers[0].4), "{mrn} answers differently");
+        assert_eq!(
+            (content_type, value, text),
+            (&answers[0].2, &answers[0].3, &answers[0].4),
+            "{mrn} answers differently"
+        );
     }
     assert_eq!(answers[0].3, json!({"status": "submitted"}));
 
     // The status the client can read is the same too.
     for (mrn, id, ..) in &answers {
-        let (status, body) = call_json(&app, &token, Method::GET, &format!("/api/v1/access-requests/{id}"), None).await;
-        assert_eq!((status, &body), (200, &json!({"id": id, "status": "submitted"})), "{mrn}");
+        let (status, body) = call_json(
+            &app,
+            &token,
+            Method::GET,
+            &format!("/api/v1/access-requests/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, &body),
+            (200, &json!({"id": id, "status": "submitted"})),
+            "{mrn}"
+        );
     }
 
     // Only the matched patient sees a request, and is told of it.
     let pat = app.patient_token("pat");
-    let (status, list) = call_json(&app, &pat, Method::GET, "/api/v1/access-requests?status=pending", None).await;
+    let (status, list) = call_json(
+        &app,
+        &pat,
+        Method::GET,
+        "/api/v1/access-requests?status=pending",
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{list}");
     let mine = pending_of(&list);
     assert_eq!(mine.len(), 1, "{list}");
     assert_eq!(mine[0]["id"], json!(known));
-    assert!(mine[0].get("identifier").is_none(), "the identifier is for operators");
-    let (_, feed) = call_json(&app, &pat, Method::GET, "/api/v1/patients/pat/notifications", None).await;
     assert!(
-        feed["notifications"].as_array().unwrap().iter().any(|n| n["kind"] == "access_request" && n["access_request_id"] == json!(known)),
+        mine[0].get("identifier").is_none(),
+        "the identifier is for operators"
+    );
+    let (_, feed) = call_json(
+        &app,
+        &pat,
+        Method::GET,
+        "/api/v1/patients/pat/notifications",
+        None,
+    )
+    .await;
+    assert!(
+        feed["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "access_request" && n["access_request_id"] == json!(known)),
         "{feed}"
     );
     for twin in ["twin-a", "twin-b", "other"] {
-        let (_, list) = call_json(&app, &app.patient_token(twin), Method::GET, "/api/v1/access-requests", None).await;
+        let (_, list) = call_json(
+            &app,
+            &app.patient_token(twin),
+            Method::GET,
+            "/api/v1/access-requests",
+            None,
+        )
+        .await;
         assert!(pending_of(&list).is_empty(), "{twin}: {list}");
     }
 
     // An operator sees the unmatched ones, with the identifier given.
     let (status, list) = app.get("/api/v1/access-requests?status=unmatched").await;
     assert_eq!(status, 200, "{list}");
-    let mut unmatched: Vec<&str> = pending_of(&list).iter().map(|r| r["identifier"]["value"].as_str().unwrap()).collect();
+    let mut unmatched: Vec<&str> = pending_of(&list)
+        .iter()
+        .map(|r| r["identifier"]["value"].as_str().unwrap())
+        .collect();
     unmatched.sort();
     assert_eq!(unmatched, ["MRN-DUP", "NO-SUCH-MRN"]);
     assert!(pending_of(&list).iter().all(|r| r["patient"].is_null()));
 }
 
 async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
     let (client_id, token) = client(&app, "clinician", json!({}), "TREAT").await;
     let id = submit(&app, &token, &ask("MRN-1", "TREAT", &["Observation"])).await;
-    assert_eq!(decision(&app, &client_id, "TREAT", "Observation/vitals").await, "deny", "nothing before approval");
+    assert_eq!(
+        decision(&app, &client_id, "TREAT", "Observation/vitals").await,
+        "deny",
+        "nothing before approval"
+    );
 
     // The patient lists it with who asks, for what and why.
     let pat = app.patient_token("pat");
-    let (status, list) = call_json(&app, &pat, Method::GET, "/api/v1/access-requests?status=pending", None).await;
+    let (status, list) = call_json(
+        &app,
+        &pat,
+        Method::GET,
+        "/api/v1/access-requests?status=pending",
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{list}");
     let pending = pending_of(&list);
     assert_eq!(pending.len(), 1, "{list}");
     let r = pending[0];
     assert_eq!(
-        (&r["id"], &r["status"], &r["client"]["id"], &r["client"]["name"], &r["client"]["organization"]),
-        (&json!(id), &json!("pending"), &json!(client_id), &json!("clinician app"), &json!("clinician org"))
+        (
+            &r["id"],
+            &r["status"],
+            &r["client"]["id"],
+            &r["client"]["name"],
+            &r["client"]["organization"]
+        ),
+        (
+            &json!(id),
+            &json!("pending"),
+            &json!(client_id),
+            &json!("clinician app"),
+            &json!("clinician org")
+        )
     );
-    assert_eq!((&r["purpose"], &r["data_classes"], &r["period"]["start"]), (&json!("TREAT"), &json!(["Observation"]), &json!("2020-01-01")));
+    assert_eq!(
+        (&r["purpose"], &r["data_classes"], &r["period"]["start"]),
+        (
+            &json!("TREAT"),
+            &json!(["Observation"]),
+            &json!("2020-01-01")
+        )
+    );
     assert!(r["reason"].as_str().unwrap().starts_with("Follow-up"));
     assert!(r["created"].as_str().unwrap().ends_with('Z'));
 
     // Only the patient (or an operator) decides, and only their own requests.
     let path = format!("/api/v1/access-requests/{id}/approve");
     let (status, _) = call_json(&app, &app.patient_token("other"), Method::POST, &path, None).await;
-    assert_eq!(status, 404, "another patient's request is not theirs to see");
-    let (status, _) = call_json(&app, &app.patient_token("other"), Method::GET, &format!("/api/v1/access-requests/{id}"), None).await;
+    assert_eq!(
+        status, 404,
+        "another patient's request is not theirs to see"
+    );
+    let (status, _) = call_json(
+        &app,
+        &app.patient_token("other"),
+        Method::GET,
+        &format!("/api/v1/access-requests/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _) = call_json(&app, &token, Method::POST, &path, None).await;
     assert_eq!(status, 403, "the recipient cannot approve its own request");
 
-    let (status, approved) = call_json(&app, &pat, Method::POST, &path, Some(&json!({"expires": "2099-01-01"}))).await;
+    let (status, approved) = call_json(
+        &app,
+        &pat,
+        Method::POST,
+        &path,
+        Some(&json!({"expires": "2099-01-01"})),
+    )
+    .await;
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["status"], "approved");
     let consent_ref = approved["consent"].as_str().unwrap().to_string();
@@ -191,13 +324,22 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
     // The consent is a valid R4 Consent for this client, purpose and class, linked back.
     let (status, consent) = app.get(&format!("/fhir/{consent_ref}")).await;
     assert_eq!(status, 200, "{consent}");
-    assert_eq!((&consent["status"], &consent["patient"]["reference"]), (&json!("active"), &json!("Patient/pat")));
+    assert_eq!(
+        (&consent["status"], &consent["patient"]["reference"]),
+        (&json!("active"), &json!("Patient/pat"))
+    );
     let provision = &consent["provision"];
     assert_eq!(provision["type"], "permit");
-    assert_eq!(provision["actor"][0]["reference"]["reference"], json!(format!("Device/{client_id}")));
+    assert_eq!(
+        provision["actor"][0]["reference"]["reference"],
+        json!(format!("Device/{client_id}"))
+    );
     assert_eq!(provision["actor"][0]["role"]["coding"][0]["code"], "IRCP");
     assert_eq!(provision["purpose"][0]["code"], "TREAT");
-    assert_eq!(provision["class"], json!([{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}]));
+    assert_eq!(
+        provision["class"],
+        json!([{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}])
+    );
     assert_eq!(provision["dataPeriod"], json!({"start": "2020-01-01"}));
     assert_eq!(provision["period"]["end"], "2099-01-01");
     assert_eq!(consent["identifier"][0]["value"], json!(id));
@@ -205,51 +347,152 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
     assert_eq!(search["entry"].as_array().unwrap().len(), 1);
 
     // The decision engine now permits the requested class, and only that.
-    assert_eq!(decision(&app, &client_id, "TREAT", "Observation/vitals").await, "permit");
-    assert_eq!(decision(&app, &client_id, "TREAT", "Condition/htn").await, "deny", "a class not asked for");
+    assert_eq!(
+        decision(&app, &client_id, "TREAT", "Observation/vitals").await,
+        "permit"
+    );
+    assert_eq!(
+        decision(&app, &client_id, "TREAT", "Condition/htn").await,
+        "deny",
+        "a class not asked for"
+    );
     let (other_client, _) = client(&app, "clinician", json!({}), "TREAT").await;
-    assert_eq!(decision(&app, &other_client, "TREAT", "Observation/vitals").await, "deny", "another client");
+    assert_eq!(
+        decision(&app, &other_client, "TREAT", "Observation/vitals").await,
+        "deny",
+        "another client"
+    );
 
     // Decided once only.
     for action in ["approve", "decline"] {
-        let (status, content_type, body) = call(&app, &pat, Method::POST, &format!("/api/v1/access-requests/{id}/{action}"), None).await;
-        assert_eq!((status, content_type.as_str()), (409, "application/problem+json"), "{action}");
+        let (status, content_type, body) = call(
+            &app,
+            &pat,
+            Method::POST,
+            &format!("/api/v1/access-requests/{id}/{action}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (409, "application/problem+json"),
+            "{action}"
+        );
         let problem: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(problem["code"], "access_request_not_pending");
     }
-    let (status, body) = call_json(&app, &token, Method::GET, &format!("/api/v1/access-requests/{id}"), None).await;
-    assert_eq!((status, body), (200, json!({"id": id, "status": "approved"})), "the client learns the status only");
-    let (_, list) = call_json(&app, &pat, Method::GET, "/api/v1/access-requests?status=pending", None).await;
+    let (status, body) = call_json(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/api/v1/access-requests/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"id": id, "status": "approved"})),
+        "the client learns the status only"
+    );
+    let (_, list) = call_json(
+        &app,
+        &pat,
+        Method::GET,
+        "/api/v1/access-requests?status=pending",
+        None,
+    )
+    .await;
     assert!(pending_of(&list).is_empty());
-    let (_, list) = call_json(&app, &pat, Method::GET, "/api/v1/access-requests?status=approved", None).await;
+    let (_, list) = call_json(
+        &app,
+        &pat,
+        Method::GET,
+        "/api/v1/access-requests?status=approved",
+        None,
+    )
+    .await;
     assert_eq!(pending_of(&list)[0]["consent"], json!(consent_ref));
 }
 
 async fn decline_flow(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
     let (client_id, token) = client(&app, "insurer", json!({}), "HPAYMT").await;
-    let id = submit(&app, &token, &ask("MRN-1", "COVERAGE", &["Observation", "Condition"])).await;
+    let id = submit(
+        &app,
+        &token,
+        &ask("MRN-1", "COVERAGE", &["Observation", "Condition"]),
+    )
+    .await;
     let pat = app.patient_token("pat");
-    let (status, declined) = call_json(&app, &pat, Method::POST, &format!("/api/v1/access-requests/{id}/decline"), None).await;
+    let (status, declined) = call_json(
+        &app,
+        &pat,
+        Method::POST,
+        &format!("/api/v1/access-requests/{id}/decline"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{declined}");
-    assert_eq!((&declined["status"], &declined["consent"], &declined["decided_by"]), (&json!("declined"), &Value::Null, &json!("patient")));
-    let (_, body) = call_json(&app, &token, Method::GET, &format!("/api/v1/access-requests/{id}"), None).await;
+    assert_eq!(
+        (
+            &declined["status"],
+            &declined["consent"],
+            &declined["decided_by"]
+        ),
+        (&json!("declined"), &Value::Null, &json!("patient"))
+    );
+    let (_, body) = call_json(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/api/v1/access-requests/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(body, json!({"id": id, "status": "declined"}));
-    let (status, _) = call_json(&app, &pat, Method::POST, &format!("/api/v1/access-requests/{id}/approve"), None).await;
+    let (status, _) = call_json(
+        &app,
+        &pat,
+        Method::POST,
+        &format!("/api/v1/access-requests/{id}/approve"),
+        None,
+    )
+    .await;
     assert_eq!(status, 409);
     let (_, search) = app.get("/fhir/Consent?patient=pat").await;
-    assert!(search["entry"].as_array().unwrap().is_empty(), "no consent: {search}");
-    assert_eq!(decision(&app, &client_id, "COVERAGE", "Observation/vitals").await, "deny");
+    assert!(
+        search["entry"].as_array().unwrap().is_empty(),
+        "no consent: {search}"
+    );
+    assert_eq!(
+        decision(&app, &client_id, "COVERAGE", "Observation/vitals").await,
+        "deny"
+    );
 
     // An operator may decide for the patient; an unmatched request cannot be decided.
     let id = submit(&app, &token, &ask("MRN-1", "HPAYMT", &["Observation"])).await;
-    let (status, approved) = app.post_json(&format!("/api/v1/access-requests/{id}/approve"), &json!({})).await;
-    assert_eq!((status, &approved["decided_by"]), (200, &json!("operator")), "{approved}");
-    assert_eq!(decision(&app, &client_id, "COVERAGE", "Observation/vitals").await, "permit", "HPAYMT covers COVERAGE");
+    let (status, approved) = app
+        .post_json(&format!("/api/v1/access-requests/{id}/approve"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, &approved["decided_by"]),
+        (200, &json!("operator")),
+        "{approved}"
+    );
+    assert_eq!(
+        decision(&app, &client_id, "COVERAGE", "Observation/vitals").await,
+        "permit",
+        "HPAYMT covers COVERAGE"
+    );
     // Two decisions at once: exactly one wins.
     let id = submit(&app, &token, &ask("MRN-1", "HPAYMT", &["Condition"])).await;
-    let (approve, decline) = (format!("/api/v1/access-requests/{id}/approve"), format!("/api/v1/access-requests/{id}/decline"));
+    let (approve, decline) = (
+        format!("/api/v1/access-requests/{id}/approve"),
+        format!("/api/v1/access-requests/{id}/decline"),
+    );
     let (a, b) = futures_util::future::join(
         call_json(&app, &pat, Method::POST, &approve, None),
         call_json(&app, &pat, Method::POST, &decline, None),
@@ -259,20 +502,49 @@ async fn decline_flow(backend: Backend) {
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
     let unmatched = submit(&app, &token, &ask("NOBODY", "HPAYMT", &["Observation"])).await;
-    let (status, _) = app.post_json(&format!("/api/v1/access-requests/{unmatched}/approve"), &json!({})).await;
+    let (status, _) = app
+        .post_json(
+            &format!("/api/v1/access-requests/{unmatched}/approve"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(status, 409);
 }
 
 async fn invalid_requests_are_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
-    let (_, token) = client(&app, "clinician", json!({"resources": ["Observation"]}), "TREAT").await;
+    let (_, token) = client(
+        &app,
+        "clinician",
+        json!({"resources": ["Observation"]}),
+        "TREAT",
+    )
+    .await;
     let long_reason = "x".repeat(1001);
     let mut cases: Vec<(Value, u16, &str)> = vec![
-        (ask("MRN-1", "HRESCH", &["Observation"]), 422, "purpose_not_allowed"),
-        (ask("MRN-1", "NOT-A-PURPOSE", &["Observation"]), 422, "unknown_purpose"),
-        (ask("MRN-1", "TREAT", &["Observations"]), 422, "unknown_data_class"),
-        (ask("MRN-1", "TREAT", &["Condition"]), 422, "data_class_not_allowed"),
+        (
+            ask("MRN-1", "HRESCH", &["Observation"]),
+            422,
+            "purpose_not_allowed",
+        ),
+        (
+            ask("MRN-1", "NOT-A-PURPOSE", &["Observation"]),
+            422,
+            "unknown_purpose",
+        ),
+        (
+            ask("MRN-1", "TREAT", &["Observations"]),
+            422,
+            "unknown_data_class",
+        ),
+        (
+            ask("MRN-1", "TREAT", &["Condition"]),
+            422,
+            "data_class_not_allowed",
+        ),
         (ask("MRN-1", "TREAT", &[]), 422, "invalid_data_classes"),
     ];
     let mut bad_period = ask("MRN-1", "TREAT", &["Observation"]);
@@ -297,17 +569,39 @@ async fn invalid_requests_are_refused(backend: Backend) {
             if body["patient"]["identifier"]["value"].is_string() {
                 body["patient"]["identifier"]["value"] = json!(mrn);
             }
-            let (status, content_type, bytes) = call(&app, &token, Method::POST, "/api/v1/access-requests", Some(&body)).await;
+            let (status, content_type, bytes) = call(
+                &app,
+                &token,
+                Method::POST,
+                "/api/v1/access-requests",
+                Some(&body),
+            )
+            .await;
             let problem: Value = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!((status, content_type.as_str(), problem["code"].as_str()), (*expected, "application/problem+json", Some(*code)), "{problem}");
+            assert_eq!(
+                (status, content_type.as_str(), problem["code"].as_str()),
+                (*expected, "application/problem+json", Some(*code)),
+                "{problem}"
+            );
         }
     }
 
     // Who may ask: recipient clients, not patients.
-    let (status, _) = call_json(&app, &app.patient_token("pat"), Method::POST, "/api/v1/access-requests", Some(&ask("MRN-1", "TREAT", &["Observation"]))).await;
+    let (status, _) = call_json(
+        &app,
+        &app.patient_token("pat"),
+        Method::POST,
+        "/api/v1/access-requests",
+        Some(&ask("MRN-1", "TREAT", &["Observation"])),
+    )
+    .await;
     assert_eq!(status, 403);
     let (status, list) = app.get("/api/v1/access-requests").await;
-    assert_eq!((status, pending_of(&list).len()), (200, 0), "nothing was stored: {list}");
+    assert_eq!(
+        (status, pending_of(&list).len()),
+        (200, 0),
+        "nothing was stored: {list}"
+    );
     let (status, _) = call_json(&app, &token, Method::GET, "/api/v1/access-requests", None).await;
     assert_eq!(status, 403, "a client does not list requests");
 }

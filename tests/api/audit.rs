@@ -1231,6 +1231,23 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
             .map(str::to_string);
     }
     assert_eq!(paged, ids);
+    // A stored AuditEvent (a data source's, or an official example) keeps its own read; the
+    // search shows the log only.
+    let stored = json!({"resourceType": "AuditEvent", "id": "from-an-ehr",
+        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110100"},
+        "recorded": "2025-01-01T00:00:00Z",
+        "agent": [{"requestor": false, "who": {"display": "EHR"}}],
+        "source": {"observer": {"display": "EHR"}}});
+    let (status, body) = app.put("/fhir/AuditEvent/from-an-ehr", &stored).await;
+    assert!((200..300).contains(&status), "{body}");
+    let (status, body) = app.get("/fhir/AuditEvent/from-an-ehr").await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (200, Some("from-an-ehr")),
+        "{body}"
+    );
+    let (_, all) = app.get("/fhir/AuditEvent?_count=1000").await;
+    assert!(events(&all).iter().all(|e| e["id"] != "from-an-ehr"));
     let (status, outcome) = app.get("/fhir/AuditEvent?date=sa2025").await;
     assert_eq!(
         (status, outcome["resourceType"].as_str()),

@@ -72,24 +72,49 @@ async fn post_consent(app: &TestApp, c: &Value) -> String {
 }
 
 /// Asks the decisions API; returns (decision, obligations, whole answer).
-async fn ask(app: &TestApp, client: &str, purpose: &str, resource: &str, justification: Option<&str>) -> (String, Vec<String>, Value) {
+async fn ask(
+    app: &TestApp,
+    client: &str,
+    purpose: &str,
+    resource: &str,
+    justification: Option<&str>,
+) -> (String, Vec<String>, Value) {
     let mut body = json!({"client_id": client, "purpose": purpose, "patient": "pat", "resource": {"reference": resource}});
     if let Some(j) = justification {
         body["justification"] = json!(j);
     }
     let (status, answer) = app.post_json("/api/v1/decisions", &body).await;
     assert_eq!(status, 200, "{answer}");
-    let obligations = answer["obligations"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_string()).collect();
-    (answer["decision"].as_str().unwrap().to_string(), obligations, answer)
+    let obligations = answer["obligations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect();
+    (
+        answer["decision"].as_str().unwrap().to_string(),
+        obligations,
+        answer,
+    )
 }
 
 async fn decision_scenarios(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
     // The labeller found the sensitive items at ingest.
     let (_, hiv) = app.get("/fhir/Condition/hiv").await;
-    let labels: Vec<&str> = hiv["meta"]["security"].as_array().unwrap().iter().map(|l| l["code"].as_str().unwrap()).collect();
-    assert!(labels.contains(&"HIV") && labels.contains(&"R"), "{labels:?}");
+    let labels: Vec<&str> = hiv["meta"]["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.contains(&"HIV") && labels.contains(&"R"),
+        "{labels:?}"
+    );
     let clinic = register(&app, "clinician", "Organization/clinic").await;
     let other_clinic = register(&app, "clinician", "Organization/elsewhere").await;
     let researcher = register(&app, "researcher", "Group/study1").await;
@@ -99,28 +124,61 @@ async fn decision_scenarios(backend: Backend) {
     let (d, _, answer) = ask(&app, &clinic, "TREAT", "Observation/vitals", None).await;
     assert_eq!(d, "deny");
     assert_eq!(answer["consent"]["decision"], "not_applicable");
-    assert!(answer["explanation"][0].as_str().unwrap().contains("None of your consents"));
+    assert!(
+        answer["explanation"][0]
+            .as_str()
+            .unwrap()
+            .contains("None of your consents")
+    );
 
     // A consent for the clinic to treat.
     let treat = post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}))).await;
-    assert_eq!(ask(&app, &clinic, "TREAT", "Observation/vitals", None).await.0, "permit");
-    assert_eq!(ask(&app, &other_clinic, "TREAT", "Observation/vitals", None).await.0, "deny", "another actor");
+    assert_eq!(
+        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "permit"
+    );
+    assert_eq!(
+        ask(&app, &other_clinic, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "deny",
+        "another actor"
+    );
     // Purpose hierarchy: consent to TREAT covers ETREAT, not the other way round.
-    assert_eq!(ask(&app, &clinic, "ETREAT", "Observation/vitals", None).await.0, "permit");
+    assert_eq!(
+        ask(&app, &clinic, "ETREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "permit"
+    );
     // A sensitive label leaves only when the consent names it.
     let (d, _, answer) = ask(&app, &clinic, "TREAT", "Condition/hiv", None).await;
     assert_eq!(d, "deny", "{answer}");
     assert!(answer["explanation"].to_string().contains("HIV"));
 
     // Revocation holds from the next request.
-    let (status, _) = app.post(&format!("/fhir/Consent/{treat}/$revoke"), &json!({})).await;
+    let (status, _) = app
+        .post(&format!("/fhir/Consent/{treat}/$revoke"), &json!({}))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(ask(&app, &clinic, "TREAT", "Observation/vitals", None).await.0, "deny");
+    assert_eq!(
+        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "deny"
+    );
 
     // An expired period does not apply.
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
         "period": {"start": "2020-01-01", "end": "2021-01-01"}}))).await;
-    assert_eq!(ask(&app, &clinic, "TREAT", "Observation/vitals", None).await.0, "deny");
+    assert_eq!(
+        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "deny"
+    );
 
     // A permit naming HIV, with a deny exception for GDIS (genetics).
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
@@ -128,91 +186,264 @@ async fn decision_scenarios(backend: Backend) {
         "provision": [{"type": "deny", "securityLabel": label("GDIS")}]}))).await;
     let (d, _, answer) = ask(&app, &clinic, "TREAT", "Condition/hiv", None).await;
     assert_eq!(d, "permit", "{answer}");
-    assert_eq!(ask(&app, &clinic, "TREAT", "Observation/brca", None).await.0, "deny", "the deny exception for the label");
+    assert_eq!(
+        ask(&app, &clinic, "TREAT", "Observation/brca", None)
+            .await
+            .0,
+        "deny",
+        "the deny exception for the label"
+    );
 
     // Two consents that disagree: deny wins.
-    post_consent(&app, &consent("pat", json!({"type": "deny", "actor": actor("Organization/clinic"),
-        "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}]}))).await;
-    assert_eq!(ask(&app, &clinic, "TREAT", "Condition/hiv", None).await.0, "deny");
+    post_consent(
+        &app,
+        &consent(
+            "pat",
+            json!({"type": "deny", "actor": actor("Organization/clinic"),
+        "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        ask(&app, &clinic, "TREAT", "Condition/hiv", None).await.0,
+        "deny"
+    );
 
     // Break-glass: a clinician with no consent at all, with and without a justification.
-    let (d, obligations, _) = ask(&app, &other_clinic, "ETREAT", "Observation/vitals", Some("unconscious in the ER")).await;
+    let (d, obligations, _) = ask(
+        &app,
+        &other_clinic,
+        "ETREAT",
+        "Observation/vitals",
+        Some("unconscious in the ER"),
+    )
+    .await;
     assert_eq!(d, "permit");
-    assert!(obligations.contains(&"audit:break-glass".to_string()) && obligations.contains(&"notify:patient".to_string()), "{obligations:?}");
-    assert_eq!(ask(&app, &other_clinic, "ETREAT", "Observation/vitals", None).await.0, "deny", "no justification, no break-glass");
+    assert!(
+        obligations.contains(&"audit:break-glass".to_string())
+            && obligations.contains(&"notify:patient".to_string()),
+        "{obligations:?}"
+    );
+    assert_eq!(
+        ask(&app, &other_clinic, "ETREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "deny",
+        "no justification, no break-glass"
+    );
     // ... and after the patient opts out of emergency access.
-    post_consent(&app, &consent("pat", json!({"type": "deny", "purpose": purpose("ETREAT")}))).await;
-    let (d, _, answer) = ask(&app, &other_clinic, "ETREAT", "Observation/vitals", Some("unconscious in the ER")).await;
+    post_consent(
+        &app,
+        &consent("pat", json!({"type": "deny", "purpose": purpose("ETREAT")})),
+    )
+    .await;
+    let (d, _, answer) = ask(
+        &app,
+        &other_clinic,
+        "ETREAT",
+        "Observation/vitals",
+        Some("unconscious in the ER"),
+    )
+    .await;
     assert_eq!(d, "deny", "{answer}");
     assert_eq!(answer["emergency_opt_out"], true);
 
     // Researchers get de-identified data.
-    post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Group/study1"), "purpose": purpose("HRESCH")}))).await;
+    post_consent(
+        &app,
+        &consent(
+            "pat",
+            json!({"type": "permit", "actor": actor("Group/study1"), "purpose": purpose("HRESCH")}),
+        ),
+    )
+    .await;
     let (d, obligations, _) = ask(&app, &researcher, "CLINTRCH", "Observation/vitals", None).await;
     assert_eq!(d, "permit", "HRESCH covers CLINTRCH");
-    assert!(obligations.contains(&"deidentify:safe-harbor".to_string()), "{obligations:?}");
-    assert_eq!(ask(&app, &researcher, "TREAT", "Observation/vitals", None).await.0, "deny", "a researcher may not treat");
+    assert!(
+        obligations.contains(&"deidentify:safe-harbor".to_string()),
+        "{obligations:?}"
+    );
+    assert_eq!(
+        ask(&app, &researcher, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
+        "deny",
+        "a researcher may not treat"
+    );
 
     // An insurer asking for a genetic test the consent does not name.
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/insurer"), "purpose": purpose("HPAYMT")}))).await;
     let (d, obligations, _) = ask(&app, &insurer, "COVERAGE", "Observation/vitals", None).await;
     assert_eq!(d, "permit");
-    assert!(obligations.contains(&"minimum-necessary".to_string()), "{obligations:?}");
-    assert_eq!(ask(&app, &insurer, "COVERAGE", "Observation/brca", None).await.0, "deny", "genetic test not named");
+    assert!(
+        obligations.contains(&"minimum-necessary".to_string()),
+        "{obligations:?}"
+    );
+    assert_eq!(
+        ask(&app, &insurer, "COVERAGE", "Observation/brca", None)
+            .await
+            .0,
+        "deny",
+        "genetic test not named"
+    );
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/insurer"), "purpose": purpose("HPAYMT"),
         "securityLabel": [{"system": ACT_CODE, "code": "GDIS"}, {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}))).await;
-    assert_eq!(ask(&app, &insurer, "COVERAGE", "Observation/brca", None).await.0, "permit", "genetic test named");
+    assert_eq!(
+        ask(&app, &insurer, "COVERAGE", "Observation/brca", None)
+            .await
+            .0,
+        "permit",
+        "genetic test named"
+    );
 
     // Attributes of a resource not yet stored are labelled and decided the same way.
     let (status, answer) = app.post_json("/api/v1/decisions", &json!({"client_id": clinic, "purpose": "TREAT", "patient": "pat",
         "resource": {"attributes": {"resourceType": "Condition", "id": "new", "subject": {"reference": "Patient/pat"},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F10.20"}]}}}})).await;
-    assert_eq!((status, answer["decision"].as_str()), (200, Some("deny")), "substance use (ETH) never named: {answer}");
+    assert_eq!(
+        (status, answer["decision"].as_str()),
+        (200, Some("deny")),
+        "substance use (ETH) never named: {answer}"
+    );
 }
 
 async fn consents_api(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     load_records(&app).await;
     // Each defect is one issue.
-    let mut bad = consent("pat", json!({"type": "sometimes", "period": {"start": "2022-01-01", "end": "2021-01-01"}}));
+    let mut bad = consent(
+        "pat",
+        json!({"type": "sometimes", "period": {"start": "2022-01-01", "end": "2021-01-01"}}),
+    );
     bad["status"] = json!("maybe");
     let (status, outcome) = app.post("/fhir/Consent", &bad).await;
     assert_eq!(status, 422, "{outcome}");
     assert!(outcome["issue"].as_array().unwrap().len() >= 3, "{outcome}");
-    assert!(outcome["issue"].as_array().unwrap().iter().all(|i| i["expression"][0].as_str().unwrap().starts_with("Consent")));
+    assert!(
+        outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["expression"][0].as_str().unwrap().starts_with("Consent"))
+    );
 
     // A patient manages their own consents only.
     let token = app.patient_token("pat");
     let as_patient = |method: reqwest::Method, path: &str, body: Option<&Value>| {
-        let mut req = app.client.request(method, app.url(path)).bearer_auth(&token);
+        let mut req = app
+            .client
+            .request(method, app.url(path))
+            .bearer_auth(&token);
         if let Some(b) = body {
-            req = req.header("content-type", "application/fhir+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
         }
         async move { decode(req.send().await.unwrap()).await }
     };
-    let mine = consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}));
+    let mine = consent(
+        "pat",
+        json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}),
+    );
     let (status, created) = as_patient(reqwest::Method::POST, "/fhir/Consent", Some(&mine)).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
-    let (status, _) = as_patient(reqwest::Method::POST, "/fhir/Consent", Some(&consent("someone-else", json!({"type": "permit"})))).await;
+    let (status, _) = as_patient(
+        reqwest::Method::POST,
+        "/fhir/Consent",
+        Some(&consent("someone-else", json!({"type": "permit"}))),
+    )
+    .await;
     assert_eq!(status, 403);
     // Versions are kept; revocation is a new version with status inactive.
     let mut changed = created.clone();
     changed["provision"]["purpose"] = purpose("ETREAT");
-    let (status, v2) = as_patient(reqwest::Method::PUT, &format!("/fhir/Consent/{id}"), Some(&changed)).await;
-    assert_eq!((status, v2["meta"]["versionId"].as_str()), (200, Some("2")), "{v2}");
-    let (status, revoked) = as_patient(reqwest::Method::POST, &format!("/fhir/Consent/{id}/$revoke"), None).await;
-    assert_eq!((status, revoked["status"].as_str(), revoked["meta"]["versionId"].as_str()), (200, Some("inactive"), Some("3")));
+    let (status, v2) = as_patient(
+        reqwest::Method::PUT,
+        &format!("/fhir/Consent/{id}"),
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(
+        (status, v2["meta"]["versionId"].as_str()),
+        (200, Some("2")),
+        "{v2}"
+    );
+    let (status, revoked) = as_patient(
+        reqwest::Method::POST,
+        &format!("/fhir/Consent/{id}/$revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            revoked["status"].as_str(),
+            revoked["meta"]["versionId"].as_str()
+        ),
+        (200, Some("inactive"), Some("3"))
+    );
     let (_, v1) = app.get(&format!("/fhir/Consent/{id}/_history/1")).await;
     assert_eq!(v1["status"], "active");
     // Search by status, actor and purpose.
-    post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Group/study1"), "purpose": purpose("HRESCH")}))).await;
+    post_consent(
+        &app,
+        &consent(
+            "pat",
+            json!({"type": "permit", "actor": actor("Group/study1"), "purpose": purpose("HRESCH")}),
+        ),
+    )
+    .await;
     let count = |bundle: Value| bundle["entry"].as_array().map_or(0, Vec::len);
-    assert_eq!(count(as_patient(reqwest::Method::GET, "/fhir/Consent?status=active", None).await.1), 1);
-    assert_eq!(count(as_patient(reqwest::Method::GET, "/fhir/Consent?actor=Group/study1", None).await.1), 1);
-    assert_eq!(count(as_patient(reqwest::Method::GET, "/fhir/Consent?purpose=CLINTRCH", None).await.1), 1, "HRESCH covers CLINTRCH");
-    assert_eq!(count(as_patient(reqwest::Method::GET, "/fhir/Consent", None).await.1), 2);
-    assert_eq!(as_patient(reqwest::Method::GET, "/fhir/Consent?patient=someone-else", None).await.0, 403);
+    assert_eq!(
+        count(
+            as_patient(reqwest::Method::GET, "/fhir/Consent?status=active", None)
+                .await
+                .1
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            as_patient(
+                reqwest::Method::GET,
+                "/fhir/Consent?actor=Group/study1",
+                None
+            )
+            .await
+            .1
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            as_patient(reqwest::Method::GET, "/fhir/Consent?purpose=CLINTRCH", None)
+                .await
+                .1
+        ),
+        1,
+        "HRESCH covers CLINTRCH"
+    );
+    assert_eq!(
+        count(
+            as_patient(reqwest::Method::GET, "/fhir/Consent", None)
+                .await
+                .1
+        ),
+        2
+    );
+    assert_eq!(
+        as_patient(
+            reqwest::Method::GET,
+            "/fhir/Consent?patient=someone-else",
+            None
+        )
+        .await
+        .0,
+        403
+    );
 
     // The twelve official examples load.
     for entry in std::fs::read_dir(fixtures().join("hl7-r4-examples")).unwrap() {
@@ -247,12 +478,22 @@ async fn startup_refuses_an_invalid_policy() {
     )
     .unwrap();
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let settings = test_settings(dir.path(), &url, &[("CONSENTGATE__POLICIES__DIR", policies.to_str().unwrap())]);
-    let err = consentgate::startup::Application::build(settings).err().expect("start-up must fail");
+    let settings = test_settings(
+        dir.path(),
+        &url,
+        &[("CONSENTGATE__POLICIES__DIR", policies.to_str().unwrap())],
+    );
+    let err = consentgate::startup::Application::build(settings)
+        .err()
+        .expect("start-up must fail");
     let text = format!("{err:#}");
     assert!(text.contains("broken.cedar:4"), "{text}");
     // The shipped folder itself is valid.
-    let ok = test_settings(dir.path(), &url, &[("CONSENTGATE__POLICIES__DIR", shipped.to_str().unwrap())]);
+    let ok = test_settings(
+        dir.path(),
+        &url,
+        &[("CONSENTGATE__POLICIES__DIR", shipped.to_str().unwrap())],
+    );
     assert!(consentgate::startup::Application::build(ok).is_ok());
 }
 

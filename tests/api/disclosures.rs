@@ -208,8 +208,6 @@ async fn disability_claim(backend: Backend) {
     )
     .await;
     let patient = app.patient_token(TODD);
-    eprintln!("DEBUG list {:?}", as_bearer(&app, &patient, reqwest::Method::GET, "/api/v1/disclosures", None).await);
-    eprintln!("DEBUG post {:?}", as_bearer(&app, &patient, reqwest::Method::POST, "/api/v1/disclosures", Some(&json!({}))).await);
     let post = |body: Value| {
         let patient = patient.clone();
         let app = &app;
@@ -369,6 +367,23 @@ async fn disability_claim(backend: Backend) {
     assert_eq!(mine["retrievals"].as_array().unwrap().len(), 2, "{mine}");
     assert_eq!(mine["recipient"]["id"], assessor.as_str());
     assert_eq!(mine["resources"].as_array().unwrap().len(), expected.len());
+    // ... and each fetch is in the accounting of disclosures, naming the assessor.
+    let (status, log) = as_bearer(
+        &app,
+        &patient,
+        reqwest::Method::GET,
+        &format!("/api/v1/patients/{TODD}/access-log"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let fetches = log["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "disclose" && e["recipient"]["client_id"] == assessor.as_str())
+        .count();
+    assert_eq!(fetches, 2, "{log}");
     let (status, _) = app
         .get(&format!("/api/v1/disclosures?patient={TODD}"))
         .await;

@@ -40,7 +40,12 @@ fn research_consent(patient: &str, group: &str) -> Value {
 fn bundles() -> Vec<Value> {
     synthea_files()
         .iter()
-        .map(|p| fixture(&format!("synthea/{}", p.file_name().unwrap().to_string_lossy())))
+        .map(|p| {
+            fixture(&format!(
+                "synthea/{}",
+                p.file_name().unwrap().to_string_lossy()
+            ))
+        })
         .collect()
 }
 
@@ -70,7 +75,10 @@ fn identifying(patient: &Value) -> Identifying {
     let strings = |v: &Value| -> Vec<String> {
         match v {
             Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         }
     };
@@ -89,14 +97,22 @@ fn identifying(patient: &Value) -> Identifying {
         if let Some(zip) = address["postalCode"].as_str() {
             out.numbers.push(zip[..5].to_string());
         }
-        for ext in address["extension"].as_array().into_iter().flatten().filter(|e| e["url"] == GEOLOCATION) {
+        for ext in address["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["url"] == GEOLOCATION)
+        {
             for part in ext["extension"].as_array().into_iter().flatten() {
                 out.coordinates.push(part["valueDecimal"].as_f64().unwrap());
             }
         }
     }
     out.texts.extend(strings(&patient["birthDate"]));
-    assert!(out.texts.len() >= 8 && out.numbers.len() == 1 && out.coordinates.len() == 2, "{out:?}");
+    assert!(
+        out.texts.len() >= 8 && out.numbers.len() == 1 && out.coordinates.len() == 2,
+        "{out:?}"
+    );
     out
 }
 
@@ -121,9 +137,23 @@ fn leaves<'a>(v: &'a Value, strings: &mut Vec<&'a str>, numbers: &mut Vec<f64>) 
 }
 
 /// A client's GET (or DELETE); returns status, headers and body text.
-async fn call(app: &TestApp, method: reqwest::Method, token: &str, url: &str, async_pref: bool) -> (u16, reqwest::header::HeaderMap, String) {
-    let url = if url.starts_with("https://") { url.to_string() } else { app.url(url) };
-    let mut req = app.client.request(method, url).bearer_auth(token).header("accept", "application/fhir+json");
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    token: &str,
+    url: &str,
+    async_pref: bool,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let url = if url.starts_with("https://") {
+        url.to_string()
+    } else {
+        app.url(url)
+    };
+    let mut req = app
+        .client
+        .request(method, url)
+        .bearer_auth(token)
+        .header("accept", "application/fhir+json");
     if async_pref {
         req = req.header("prefer", "respond-async");
     }
@@ -143,13 +173,21 @@ async fn kick_off(app: &TestApp, token: &str, path: &str) -> String {
 /// Polls a job to its end; returns the final status and body.
 async fn poll(app: &TestApp, token: &str, status_url: &str) -> (u16, Value) {
     for _ in 0..1200 {
-        let (status, headers, body) = call(app, reqwest::Method::GET, token, status_url, false).await;
+        let (status, headers, body) =
+            call(app, reqwest::Method::GET, token, status_url, false).await;
         if status != 202 {
             return (status, serde_json::from_str(&body).unwrap_or(Value::Null));
         }
         let progress = headers["x-progress"].to_str().unwrap();
-        let (done, total) = progress.strip_prefix("patients ").unwrap().split_once('/').unwrap();
-        assert!(done.parse::<u32>().is_ok() && (total == "?" || total.parse::<u32>().is_ok()), "{progress}");
+        let (done, total) = progress
+            .strip_prefix("patients ")
+            .unwrap()
+            .split_once('/')
+            .unwrap();
+        assert!(
+            done.parse::<u32>().is_ok() && (total == "?" || total.parse::<u32>().is_ok()),
+            "{progress}"
+        );
         assert!(headers.contains_key("retry-after"));
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
@@ -170,9 +208,21 @@ async fn export(app: &TestApp, token: &str, path: &str) -> BTreeMap<String, Vec<
         let url = file["url"].as_str().unwrap();
         let (status, headers, body) = call(app, reqwest::Method::GET, token, url, false).await;
         assert_eq!(status, 200, "{url}: {body}");
-        assert!(headers["content-type"].to_str().unwrap().starts_with("application/fhir+ndjson"));
-        let resources: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(resources.len() as u64, file["count"].as_u64().unwrap(), "{url}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/fhir+ndjson")
+        );
+        let resources: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            resources.len() as u64,
+            file["count"].as_u64().unwrap(),
+            "{url}"
+        );
         let ty = file["type"].as_str().unwrap();
         assert!(resources.iter().all(|r| r["resourceType"] == ty), "{url}");
         out.insert(ty.to_string(), resources);
@@ -181,18 +231,33 @@ async fn export(app: &TestApp, token: &str, path: &str) -> BTreeMap<String, Vec<
 }
 
 fn ids(output: &BTreeMap<String, Vec<Value>>, ty: &str) -> HashSet<String> {
-    output.get(ty).into_iter().flatten().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    output
+        .get(ty)
+        .into_iter()
+        .flatten()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The export entries in a patient's access log.
 async fn exports_logged(app: &TestApp, patient: &str) -> Vec<Value> {
-    let (status, log) = app.get(&format!("/api/v1/patients/{patient}/access-log?_count=100")).await;
+    let (status, log) = app
+        .get(&format!("/api/v1/patients/{patient}/access-log?_count=100"))
+        .await;
     assert_eq!(status, 200, "{log}");
-    log["disclosures"].as_array().unwrap().iter().filter(|d| d["action"] == "export").cloned().collect()
+    log["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "export")
+        .cloned()
+        .collect()
 }
 
 async fn research_export(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let bundles = bundles();
     for bundle in &bundles {
         let (status, body) = app.post("/fhir", bundle).await;
@@ -208,49 +273,131 @@ async fn research_export(backend: Backend) {
     // Lynwood and Todd consent. Their records begin years after every patient's birth, so no
     // date of theirs, however shifted (at most a year), can spell a birth date of the four.
     let name_of = |p: &Value| p["name"][0]["given"][0].as_str().unwrap().to_string();
-    let (consenting, others): (Vec<Value>, Vec<Value>) =
-        all.iter().cloned().partition(|p| ["Lynwood354", "Todd315"].contains(&name_of(p).as_str()));
+    let (consenting, others): (Vec<Value>, Vec<Value>) = all
+        .iter()
+        .cloned()
+        .partition(|p| ["Lynwood354", "Todd315"].contains(&name_of(p).as_str()));
     assert_eq!((consenting.len(), others.len()), (2, 2));
     let id_of = |p: &Value| p["id"].as_str().unwrap().to_string();
     for p in &consenting {
-        let (status, body) = app.post("/fhir/Consent", &research_consent(&id_of(p), "Group/study1")).await;
+        let (status, body) = app
+            .post(
+                "/fhir/Consent",
+                &research_consent(&id_of(p), "Group/study1"),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
-    let (status, body) = app.post("/fhir/Consent", &research_consent(&id_of(&consenting[0]), "Group/study2")).await;
+    let (status, body) = app
+        .post(
+            "/fhir/Consent",
+            &research_consent(&id_of(&consenting[0]), "Group/study2"),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     // Someone consents to another study only: a candidate, but not a member of study1.
-    let (status, body) = app.post("/fhir/Consent", &research_consent(&id_of(&others[0]), "Group/elsewhere")).await;
+    let (status, body) = app
+        .post(
+            "/fhir/Consent",
+            &research_consent(&id_of(&others[0]), "Group/elsewhere"),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
 
     let key = ClientKey::ed25519("r");
-    let researcher = register(&app, "researcher", key.jwks(), json!({"acts_as": ["Group/study1", "Group/study2"]})).await;
+    let researcher = register(
+        &app,
+        "researcher",
+        key.jwks(),
+        json!({"acts_as": ["Group/study1", "Group/study2"]}),
+    )
+    .await;
     let token = client_token(&app, &key, &researcher, "HRESCH").await;
 
     // Kick-off rules.
-    let (status, _, body) = call(&app, reqwest::Method::GET, &token, "/fhir/Group/study1/$export", false).await;
+    let (status, _, body) = call(
+        &app,
+        reqwest::Method::GET,
+        &token,
+        "/fhir/Group/study1/$export",
+        false,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("respond_async_required"), "{body}");
-    for bad in ["_type=Observation,Nonsense", "_since=yesterday", "_outputFormat=text/csv", "_typeFilter=Observation%3Fcode%3D1"] {
-        let (status, _, body) = call(&app, reqwest::Method::GET, &token, &format!("/fhir/Group/study1/$export?{bad}"), true).await;
+    for bad in [
+        "_type=Observation,Nonsense",
+        "_since=yesterday",
+        "_outputFormat=text/csv",
+        "_typeFilter=Observation%3Fcode%3D1",
+    ] {
+        let (status, _, body) = call(
+            &app,
+            reqwest::Method::GET,
+            &token,
+            &format!("/fhir/Group/study1/$export?{bad}"),
+            true,
+        )
+        .await;
         assert_eq!(status, 400, "{bad}: {body}");
-        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["resourceType"], "OperationOutcome");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["resourceType"],
+            "OperationOutcome"
+        );
     }
     // A study the client does not act for, and a clinician acting for study1: no such study.
-    let (status, _, _) = call(&app, reqwest::Method::GET, &token, "/fhir/Group/elsewhere/$export", true).await;
+    let (status, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &token,
+        "/fhir/Group/elsewhere/$export",
+        true,
+    )
+    .await;
     assert_eq!(status, 404);
     let clinic_key = ClientKey::ed25519("c");
-    let clinic = register(&app, "clinician", clinic_key.jwks(), json!({"acts_as": ["Group/study1"]})).await;
+    let clinic = register(
+        &app,
+        "clinician",
+        clinic_key.jwks(),
+        json!({"acts_as": ["Group/study1"]}),
+    )
+    .await;
     let clinic_token = client_token(&app, &clinic_key, &clinic, "TREAT").await;
-    let (status, _, _) = call(&app, reqwest::Method::GET, &clinic_token, "/fhir/Group/study1/$export", true).await;
+    let (status, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &clinic_token,
+        "/fhir/Group/study1/$export",
+        true,
+    )
+    .await;
     assert_eq!(status, 404);
 
     // The whole study.
-    let study1 = export(&app, &token, "/fhir/Group/study1/$export?_outputFormat=application%2Ffhir%2Bndjson").await;
+    let study1 = export(
+        &app,
+        &token,
+        "/fhir/Group/study1/$export?_outputFormat=application%2Ffhir%2Bndjson",
+    )
+    .await;
     let patient_ids = ids(&study1, "Patient");
     assert_eq!(patient_ids.len(), 2, "only the consenting patients");
-    assert!(study1.len() > 5 && study1["Observation"].len() > 50, "{:?}", study1.keys());
-    let pseudonym = |s: &str| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
-    let text: String = study1.values().flatten().map(|r| r.to_string().to_lowercase() + "\n").collect();
+    assert!(
+        study1.len() > 5 && study1["Observation"].len() > 50,
+        "{:?}",
+        study1.keys()
+    );
+    let pseudonym = |s: &str| {
+        s.len() == 32
+            && s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    };
+    let text: String = study1
+        .values()
+        .flatten()
+        .map(|r| r.to_string().to_lowercase() + "\n")
+        .collect();
     for resource in study1.values().flatten() {
         let id = resource["id"].as_str().unwrap();
         assert!(pseudonym(id) && !source_ids.contains(id), "{id}");
@@ -258,28 +405,50 @@ async fn research_export(backend: Backend) {
         leaves(resource, &mut strings, &mut numbers);
         for s in strings {
             for part in s.split(['/', ':', ' ', '|']) {
-                assert!(!source_ids.contains(part), "a source id left in {}", resource["resourceType"]);
+                assert!(
+                    !source_ids.contains(part),
+                    "a source id left in {}",
+                    resource["resourceType"]
+                );
             }
             // Every patient reference points at one of the two exported patients.
             if let Some(p) = s.strip_prefix("Patient/") {
-                assert!(patient_ids.contains(p), "a reference to a patient outside the export");
+                assert!(
+                    patient_ids.contains(p),
+                    "a reference to a patient outside the export"
+                );
             }
         }
         for p in &all {
             let found = identifying(p);
-            assert!(numbers.iter().all(|n| !found.coordinates.contains(n)), "a coordinate left");
+            assert!(
+                numbers.iter().all(|n| !found.coordinates.contains(n)),
+                "a coordinate left"
+            );
         }
     }
     for p in &all {
         let found = identifying(p);
         for value in &found.texts {
-            assert!(!text.contains(&value.to_lowercase()), "an identifying value of {} left", id_of(p));
+            assert!(
+                !text.contains(&value.to_lowercase()),
+                "an identifying value of {} left",
+                id_of(p)
+            );
         }
         for zip in &found.numbers {
-            assert!(!has_bounded_number(&text, zip), "a ZIP code of {} left", id_of(p));
+            assert!(
+                !has_bounded_number(&text, zip),
+                "a ZIP code of {} left",
+                id_of(p)
+            );
         }
         for c in &found.coordinates {
-            assert!(!text.contains(&c.to_string()), "a coordinate of {} left", id_of(p));
+            assert!(
+                !text.contains(&c.to_string()),
+                "a coordinate of {} left",
+                id_of(p)
+            );
         }
     }
 
@@ -287,15 +456,26 @@ async fn research_export(backend: Backend) {
     let study2 = export(&app, &token, "/fhir/Group/study2/$export").await;
     let study2_patients = ids(&study2, "Patient");
     assert_eq!(study2_patients.len(), 1);
-    assert!(study2_patients.is_disjoint(&patient_ids), "unlinkable across studies");
+    assert!(
+        study2_patients.is_disjoint(&patient_ids),
+        "unlinkable across studies"
+    );
     assert!(ids(&study2, "Observation").is_disjoint(&ids(&study1, "Observation")));
 
     // `_type` limits the output; pseudonyms are stable within the study.
     let observations = export(&app, &token, "/fhir/Group/study1/$export?_type=Observation").await;
     assert_eq!(observations.keys().collect::<Vec<_>>(), vec!["Observation"]);
-    assert_eq!(ids(&observations, "Observation"), ids(&study1, "Observation"));
+    assert_eq!(
+        ids(&observations, "Observation"),
+        ids(&study1, "Observation")
+    );
     // `_since` after every update: nothing to export.
-    let nothing = export(&app, &token, "/fhir/Group/study1/$export?_since=2999-01-01T00:00:00Z").await;
+    let nothing = export(
+        &app,
+        &token,
+        "/fhir/Group/study1/$export?_since=2999-01-01T00:00:00Z",
+    )
+    .await;
     assert!(nothing.is_empty(), "{:?}", nothing.keys());
 
     // Each consenting patient's access log shows the exports (study1 twice, study2 for the
@@ -307,30 +487,63 @@ async fn research_export(backend: Backend) {
             assert_eq!(entry["recipient"]["client_id"], researcher.as_str());
             assert_eq!(entry["purpose_of_use"], "HRESCH");
             assert!(!entry["consents"].as_array().unwrap().is_empty());
-            assert!(entry["inclusion"]["entry"].as_str().unwrap().contains("\"study\":\"study"));
+            assert!(
+                entry["inclusion"]["entry"]
+                    .as_str()
+                    .unwrap()
+                    .contains("\"study\":\"study")
+            );
         }
-        assert!(logged.iter().any(|e| e["disclosed"]["resources"].as_array().unwrap().contains(&json!(format!("Patient/{}", id_of(p))))));
+        assert!(logged.iter().any(|e| {
+            e["disclosed"]["resources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("Patient/{}", id_of(p))))
+        }));
     }
     for p in &others {
-        assert!(exports_logged(&app, &id_of(p)).await.is_empty(), "no export of {}", id_of(p));
+        assert!(
+            exports_logged(&app, &id_of(p)).await.is_empty(),
+            "no export of {}",
+            id_of(p)
+        );
     }
 }
 
 async fn jobs_are_private_and_cancellable(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     for bundle in bundles() {
         let (status, body) = app.post("/fhir", &bundle).await;
         assert_eq!(status, 200, "{body}");
     }
     for p in patients(&bundles()) {
-        let (status, body) = app.post("/fhir/Consent", &research_consent(p["id"].as_str().unwrap(), "Group/study1")).await;
+        let (status, body) = app
+            .post(
+                "/fhir/Consent",
+                &research_consent(p["id"].as_str().unwrap(), "Group/study1"),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let key = ClientKey::ed25519("r");
-    let researcher = register(&app, "researcher", key.jwks(), json!({"acts_as": ["Group/study1"]})).await;
+    let researcher = register(
+        &app,
+        "researcher",
+        key.jwks(),
+        json!({"acts_as": ["Group/study1"]}),
+    )
+    .await;
     let token = client_token(&app, &key, &researcher, "HRESCH").await;
     let other_key = ClientKey::ed25519("o");
-    let other = register(&app, "researcher", other_key.jwks(), json!({"acts_as": ["Group/study1"]})).await;
+    let other = register(
+        &app,
+        "researcher",
+        other_key.jwks(),
+        json!({"acts_as": ["Group/study1"]}),
+    )
+    .await;
     let other_token = client_token(&app, &other_key, &other, "HRESCH").await;
 
     // A finished job is its client's alone.
@@ -339,42 +552,173 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
     assert_eq!(status, 200, "{manifest}");
     assert_eq!(manifest["output"][0]["count"], 4);
     let file_url = manifest["output"][0]["url"].as_str().unwrap().to_string();
-    for (method, url) in [(reqwest::Method::GET, &status_url), (reqwest::Method::GET, &file_url), (reqwest::Method::DELETE, &status_url)] {
+    for (method, url) in [
+        (reqwest::Method::GET, &status_url),
+        (reqwest::Method::GET, &file_url),
+        (reqwest::Method::DELETE, &status_url),
+    ] {
         let (status, _, body) = call(&app, method.clone(), &other_token, url, false).await;
         assert_eq!(status, 404, "{method} {url}: {body}");
     }
-    let (status, _, _) = call(&app, reqwest::Method::GET, &app.operator_token, &status_url, false).await;
+    let (status, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &app.operator_token,
+        &status_url,
+        false,
+    )
+    .await;
     assert_eq!(status, 403, "an operator is not a client");
-    assert_eq!(call(&app, reqwest::Method::GET, &token, &status_url, false).await.0, 200);
+    assert_eq!(
+        call(&app, reqwest::Method::GET, &token, &status_url, false)
+            .await
+            .0,
+        200
+    );
     // Unknown files and jobs.
-    let (status, _, _) = call(&app, reqwest::Method::GET, &token, &file_url.replace("Patient.ndjson", "Observation.ndjson"), false).await;
+    let (status, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &token,
+        &file_url.replace("Patient.ndjson", "Observation.ndjson"),
+        false,
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _, _) = call(&app, reqwest::Method::GET, &token, "/fhir/$export-status/no-such-job", false).await;
+    let (status, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &token,
+        "/fhir/$export-status/no-such-job",
+        false,
+    )
+    .await;
     assert_eq!(status, 404);
 
     // Deleting a finished job removes it and its files.
     let job = status_url.rsplit('/').next().unwrap().to_string();
     let folder = app.dir.path().join("exports").join(&job);
     assert!(folder.join("Patient.ndjson").exists());
-    assert_eq!(call(&app, reqwest::Method::DELETE, &token, &status_url, false).await.0, 202);
-    assert_eq!(call(&app, reqwest::Method::GET, &token, &status_url, false).await.0, 404);
-    assert_eq!(call(&app, reqwest::Method::GET, &token, &file_url, false).await.0, 404);
-    assert_eq!(call(&app, reqwest::Method::DELETE, &token, &status_url, false).await.0, 404);
+    assert_eq!(
+        call(&app, reqwest::Method::DELETE, &token, &status_url, false)
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        call(&app, reqwest::Method::GET, &token, &status_url, false)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&app, reqwest::Method::GET, &token, &file_url, false)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&app, reqwest::Method::DELETE, &token, &status_url, false)
+            .await
+            .0,
+        404
+    );
     assert!(!folder.exists());
 
     // Cancelling a running job: gone at once, its folder removed by the worker.
     let status_url = kick_off(&app, &token, "/fhir/Group/study1/$export").await;
     let (status, _, body) = call(&app, reqwest::Method::DELETE, &token, &status_url, false).await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(call(&app, reqwest::Method::GET, &token, &status_url, false).await.0, 404);
-    let folder = app.dir.path().join("exports").join(status_url.rsplit('/').next().unwrap());
+    assert_eq!(
+        call(&app, reqwest::Method::GET, &token, &status_url, false)
+            .await
+            .0,
+        404
+    );
+    let folder = app
+        .dir
+        .path()
+        .join("exports")
+        .join(status_url.rsplit('/').next().unwrap());
     for _ in 0..100 {
         if !folder.exists() {
             break;
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!folder.exists(), "the worker removes a cancelled job's files");
+    assert!(
+        !folder.exists(),
+        "the worker removes a cancelled job's files"
+    );
 }
 
-both_backends!(research_export, jobs_are_private_and_cancellable);
+/// A record whose allowed element (a coding's display) carries the patient's name: the leak
+/// scan catches it and the whole job fails, audited, with no file served.
+async fn a_leak_fails_the_export(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let subject = json!({"reference": "Patient/pat"});
+    let entry = |r: Value| {
+        let url = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        json!({"resource": r, "request": {"method": "PUT", "url": url}})
+    };
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(json!({"resourceType": "Patient", "id": "pat", "name": [{"given": ["Zebulon"], "family": "Quixotefield"}], "gender": "male"})),
+        entry(json!({"resourceType": "Observation", "id": "note", "status": "final", "subject": subject,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "valueCodeableConcept": {"coding": [{"system": "urn:example", "code": "x", "display": "told by Zebulon Quixotefield"}]}})),
+    ]});
+    let (status, body) = app.post("/fhir", &bundle).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post("/fhir/Consent", &research_consent("pat", "Group/study1"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let key = ClientKey::ed25519("r");
+    let researcher = register(
+        &app,
+        "researcher",
+        key.jwks(),
+        json!({"acts_as": ["Group/study1"]}),
+    )
+    .await;
+    let token = client_token(&app, &key, &researcher, "HRESCH").await;
+
+    let status_url = kick_off(&app, &token, "/fhir/Group/study1/$export").await;
+    let (status, outcome) = poll(&app, &token, &status_url).await;
+    assert_eq!(status, 500, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(
+        outcome["issue"][0]["details"]["coding"][0]["code"], "deidentification_failed",
+        "{outcome}"
+    );
+    assert!(!outcome.to_string().contains("Quixotefield"));
+    let job = status_url.rsplit('/').next().unwrap();
+    assert!(
+        !app.dir.path().join("exports").join(job).exists(),
+        "nothing is kept"
+    );
+    // The failure is in the patient's audit trail; the access log lists no export.
+    assert!(exports_logged(&app, "pat").await.is_empty());
+    let (status, events) = app.get("/fhir/AuditEvent?patient=pat").await;
+    assert_eq!(status, 200, "{events}");
+    let failed: Vec<&Value> = events["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|e| e["subtype"][0]["code"] == "export" && e["outcome"] == "8")
+        .collect();
+    assert_eq!(failed.len(), 1, "{events}");
+}
+
+both_backends!(
+    research_export,
+    jobs_are_private_and_cancellable,
+    a_leak_fails_the_export
+);

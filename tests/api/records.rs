@@ -82,7 +82,12 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
             got["meta"].as_object_mut().unwrap().remove("lastUpdated");
             // Sensitivity labels are the gateway's own addition at ingest.
             if let Some(security) = got["meta"].as_object_mut().unwrap().remove("security") {
-                let codes: Vec<String> = security.as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect();
+                let codes: Vec<String> = security
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["code"].as_str().unwrap().to_string())
+                    .collect();
                 labelled.push((format!("{ty}/{}", &id[..8]), codes));
             }
             if got["meta"].as_object().unwrap().is_empty() {
@@ -96,15 +101,26 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
     // reproductive health) and labelled its visit, diagnosis, notes and billing, nothing else.
     labelled.sort();
     let sex_and_restricted = vec!["R".to_string(), "SEX".to_string()];
-    let mut codes: Vec<Vec<String>> = labelled.iter().map(|(_, c)| { let mut c = c.clone(); c.sort(); c }).collect();
+    let mut codes: Vec<Vec<String>> = labelled
+        .iter()
+        .map(|(_, c)| {
+            let mut c = c.clone();
+            c.sort();
+            c
+        })
+        .collect();
     codes.dedup();
     assert_eq!(codes, vec![sex_and_restricted], "{labelled:?}");
     let ids: Vec<&str> = labelled.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(
         ids,
         vec![
-            "Claim/1185108a", "Condition/78dca8ed", "DiagnosticReport/8df690d0",
-            "DocumentReference/79251c25", "Encounter/da7a7973", "ExplanationOfBenefit/62258469",
+            "Claim/1185108a",
+            "Condition/78dca8ed",
+            "DiagnosticReport/8df690d0",
+            "DocumentReference/79251c25",
+            "Encounter/da7a7973",
+            "ExplanationOfBenefit/62258469",
         ],
     );
 }
