@@ -75,13 +75,19 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Records in and out require the operator's bearer credential; searches return no total and page with `_cursor` links.",
+            "documentation": "Records in are the operator's; recipients read through consent checks (SMART Backend Services tokens), patients read their own records. Searches return no total and page with `_cursor` links; a resource the caller may not see answers exactly like a missing one.",
             "security": {
                 "cors": false,
-                "description": "Bearer tokens over TLS 1.2 or 1.3."
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients, OpenID Connect for patients and operators."
             },
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}]
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "operation": [
+                {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
+                {"name": "revoke", "definition": "https://consentgate.dev/fhir/OperationDefinition/consent-revoke"}
+            ]
         }]
     });
     HttpResponse::Ok()
