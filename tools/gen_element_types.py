@@ -100,7 +100,6 @@ def main():
         print(f'    ("{path}", "{code}", {"true" if choice else "false"}),')
     print("];")
     for name, doc, values in (
-        ("RESOURCE_TYPES", "Every concrete resource type", resources),
         ("DATATYPES", "Every complex datatype, abstract `Element` and `BackboneElement` included", datatypes),
         ("PRIMITIVE_TYPES", "Every primitive type", primitives),
     ):

@@ -452,14 +452,7 @@ pub async fn search_type(
     }
     let entries: Vec<Value> = shaped
         .into_iter()
-        .map(|r| {
-            let url = format!(
-                "{base}/{}/{}",
-                r["resourceType"].as_str().unwrap_or_default(),
-                r["id"].as_str().unwrap_or_default()
-            );
-            json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
-        })
+        .map(|r| search::match_entry(&base, r))
         .collect();
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(
         json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries})
@@ -508,14 +501,7 @@ pub async fn everything(
     let base = state.fhir_base();
     let entries: Vec<Value> = shaped
         .into_iter()
-        .map(|r| {
-            let url = format!(
-                "{base}/{}/{}",
-                r["resourceType"].as_str().unwrap_or_default(),
-                r["id"].as_str().unwrap_or_default()
-            );
-            json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
-        })
+        .map(|r| search::match_entry(&base, r))
         .collect();
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     for (r, _) in &released {

@@ -250,14 +250,7 @@ pub async fn everything(
     let base = state.fhir_base();
     let entries: Vec<Value> = resources
         .into_iter()
-        .map(|r| {
-            let url = format!(
-                "{base}/{}/{}",
-                r["resourceType"].as_str().unwrap_or_default(),
-                r["id"].as_str().unwrap_or_default()
-            );
-            serde_json::json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
-        })
+        .map(|r| search::match_entry(&base, r))
         .collect();
     Ok(fhir_ok(
         StatusCode::OK,

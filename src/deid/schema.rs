@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES, RESOURCE_TYPES};
+use super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES};
+use crate::records::resource_types::R4_RESOURCE_TYPES;
 
 /// How the children of an element are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +90,9 @@ pub(super) fn type_kind(type_code: &str) -> TypeKind {
     }
 }
 
-/// Whether `name` is a concrete FHIR R4 resource type.
+/// Whether `name` is a concrete FHIR R4 resource type (the gateway's one list of them).
 pub(super) fn is_resource_type(name: &str) -> bool {
-    RESOURCE_TYPES.binary_search(&name).is_ok()
+    R4_RESOURCE_TYPES.binary_search(&name).is_ok()
 }
 
 /// Whether `name` is a complex datatype of FHIR R4.

@@ -160,6 +160,16 @@ fn date_bounds(value: &str) -> Result<Vec<DateBound>, RecordError> {
     })
 }
 
+/// A searchset entry for a resource found by a search, its `fullUrl` under `base`.
+pub fn match_entry(base: &str, resource: Value) -> Value {
+    let url = format!(
+        "{base}/{}/{}",
+        resource["resourceType"].as_str().unwrap_or_default(),
+        resource["id"].as_str().unwrap_or_default()
+    );
+    json!({"fullUrl": url, "resource": resource, "search": {"mode": "match"}})
+}
+
 /// Runs a search and builds the searchset Bundle. `base` is the server's `/fhir` URL.
 /// The Bundle carries no `total`: counting is left out so that a count can never reveal
 /// more than the page shows.
@@ -192,11 +202,7 @@ pub fn run(conn: &mut DbConn, search: &Search, base: &str) -> Result<Value, Reco
                 search.query.resource_type
             )))
         })?;
-        entries.push(json!({
-            "fullUrl": format!("{base}/{}/{id}", search.query.resource_type),
-            "resource": resource,
-            "search": {"mode": "match"}
-        }));
+        entries.push(match_entry(base, resource));
     }
     Ok(json!({
         "resourceType": "Bundle",

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES, RESOURCE_TYPES};
+use super::super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES};
+use crate::records::resource_types::R4_RESOURCE_TYPES as RESOURCE_TYPES;
 
 const FHIR_TYPE_EXT: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
 const SYSTEM_PREFIX: &str = "http://hl7.org/fhirpath/System.";
