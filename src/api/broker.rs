@@ -182,7 +182,7 @@ fn shape_under(
                         }
                     }
                 }
-                Obligation::MinimumNecessary => minimum_necessary(&mut shaped),
+                Obligation::MinimumNecessary => crate::release::minimum_necessary(&mut shaped),
                 _ => {}
             }
         }
@@ -191,25 +191,6 @@ fn shape_under(
         }
     }
     Ok(out)
-}
-
-/// Minimum necessary for insurers: the coded facts, without narrative, free-text notes,
-/// contained resources or a Patient's contact details.
-pub fn minimum_necessary(resource: &mut Value) {
-    if let Some(object) = resource.as_object_mut() {
-        for element in [
-            "text",
-            "note",
-            "contained",
-            "telecom",
-            "address",
-            "contact",
-            "photo",
-            "communication",
-        ] {
-            object.remove(element);
-        }
-    }
 }
 
 /// Audits what leaves (one entry, this patient) and waits until it is durable.

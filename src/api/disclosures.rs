@@ -36,7 +36,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{ClientCaller, Reader};
-use super::broker::minimum_necessary;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
@@ -51,6 +50,7 @@ use crate::policy::Obligation;
 use crate::policy::PolicyAction;
 use crate::records::dates::{format_instant, now_micros};
 use crate::records::{consents, index, ingest, validate};
+use crate::release::minimum_necessary;
 use crate::store::disclosures::{self as rows, DisclosureRow};
 use crate::store::{DbConn, identity, resources, write_tx};
 

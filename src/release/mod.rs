@@ -5,6 +5,8 @@
 //! then the obligations of its decision shape it (de-identification, minimum necessary),
 //! and the audit entry lists exactly what left.
 
+mod minimum;
 mod shaping;
 
+pub use minimum::minimum_necessary;
 pub use shaping::Shaping;
