@@ -300,9 +300,9 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
-/// The shared fixtures folder.
+/// The repository's fixtures folder (`tests/fixtures/`, origins and licences in its README).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A fixture parsed as JSON (byte-order mark tolerated).
