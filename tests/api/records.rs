@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, database_for, fixture, spawn_app, spawn_on, synthea_files};
+use crate::helpers::{
+    Backend, TestApp, database_for, spawn_app, spawn_on, synthea_bundles, synthea_files,
+};
 
 /// `urn:uuid:X` -> `Type/X` across all the fixture bundles, as the gateway stores them.
 fn expected_ids(bundles: &[Value]) -> Vec<(String, String)> {
@@ -123,18 +125,6 @@ async fn assert_all_stored(app: &TestApp, bundles: &[Value]) {
             "ExplanationOfBenefit/62258469",
         ],
     );
-}
-
-fn synthea_bundles() -> Vec<Value> {
-    synthea_files()
-        .iter()
-        .map(|p| {
-            fixture(&format!(
-                "synthea/{}",
-                p.file_name().unwrap().to_string_lossy()
-            ))
-        })
-        .collect()
 }
 
 async fn synthea_through_the_api(backend: Backend) {
