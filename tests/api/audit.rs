@@ -1224,7 +1224,13 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
         "{body}"
     );
     let (_, all) = app.get("/fhir/AuditEvent?_count=1000").await;
-    assert!(events(&all).iter().all(|e| e["id"] != "from-an-ehr"));
+    let logged = events(&all);
+    let logged_ids: Vec<String> = logged.iter().map(request_id_of).collect();
+    assert!(
+        logged_ids.contains(&"req-clinician-read".to_string()),
+        "the view lists the log: {logged_ids:?}"
+    );
+    assert!(logged.iter().all(|e| e["id"] != "from-an-ehr"));
     let (status, outcome) = app.get("/fhir/AuditEvent?date=sa2025").await;
     assert_eq!(
         (status, outcome["resourceType"].as_str()),

@@ -399,6 +399,7 @@ async fn consents_api(backend: Backend) {
     );
 
     // The twelve official examples load.
+    let mut loaded = Vec::new();
     for entry in std::fs::read_dir(fixtures().join("hl7-r4-examples")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -409,7 +410,9 @@ async fn consents_api(backend: Backend) {
         example.as_object_mut().unwrap().remove("id");
         let (status, body) = app.post("/fhir/Consent", &example).await;
         assert_eq!(status, 201, "{name}: {body}");
+        loaded.push(name);
     }
+    assert_eq!(loaded.len(), 12, "{loaded:?}");
 }
 
 /// A policy that does not validate stops start-up, naming the file and line.
@@ -447,7 +450,9 @@ async fn startup_refuses_an_invalid_policy() {
         &url,
         &[("CONSENTGATE__POLICIES__DIR", shipped.to_str().unwrap())],
     );
-    assert!(consentgate::startup::Application::build(ok).is_ok());
+    if let Err(e) = consentgate::startup::Application::build(ok) {
+        panic!("the shipped policies start: {e:#}");
+    }
 }
 
 both_backends!(decision_scenarios, consents_api);

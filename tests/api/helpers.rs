@@ -313,6 +313,11 @@ pub fn synthea_files() -> Vec<PathBuf> {
         };
         (rank, name)
     });
+    assert_eq!(
+        files.len(),
+        6,
+        "four patients and two directory Bundles in {dir:?}"
+    );
     files
 }
 
