@@ -361,3 +361,6 @@ fn provisions(result: &ConsentResult) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests;
