@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::consent::Decision as Step1;
@@ -530,4 +530,64 @@ fn a_deny_carries_no_obligations_and_a_permit_its_deciding_provisions() {
         [("treat", "provision")],
         "only the consent that applies"
     );
+}
+
+#[test]
+fn gateway_records_never_leave_whatever_the_consents_say() {
+    type Build = fn() -> Value;
+    let resources: [(&str, Build); 3] = [
+        ("a Consent", consent_record),
+        ("an AuditEvent", audit_event),
+        ("a Provenance tagged as the gateway's", tagged_provenance),
+    ];
+    for (what, resource) in resources {
+        for (how, row) in [
+            (
+                "consented",
+                Row {
+                    consents: &["treat"],
+                    resource,
+                    ..BASE
+                },
+            ),
+            (
+                "break-glass",
+                Row {
+                    purpose: "ETREAT",
+                    break_glass: JUSTIFIED,
+                    resource,
+                    ..BASE
+                },
+            ),
+        ] {
+            let d = decide_row(&row);
+            assert!(!d.permit, "{what}, {how}");
+            assert_eq!(d.consent.decision, Step1::NotApplicable, "{what}, {how}");
+            assert!(
+                d.obligations.is_empty() && d.policies.is_empty(),
+                "{what}, {how}: {d:?}"
+            );
+            assert_eq!(
+                d.explanation,
+                [
+                    "Records about sharing (consents, audit events) are never shared with recipients."
+                ],
+                "{what}, {how}"
+            );
+        }
+    }
+    // An untagged Provenance is clinical: the consent decides as for any record.
+    check(&[Row {
+        rule: "an untagged Provenance is a clinical record",
+        consents: &["treat"],
+        resource: || {
+            let mut provenance = tagged_provenance();
+            provenance["meta"] = json!({});
+            provenance
+        },
+        consent: Step1::Permit,
+        permit: true,
+        policies: &["clinician-consented"],
+        ..BASE
+    }]);
 }

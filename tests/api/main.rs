@@ -14,3 +14,4 @@ mod interop;
 mod notifications;
 mod operations;
 mod records;
+mod security;

@@ -237,3 +237,37 @@ pub(super) fn assessor() -> Requester {
         "Organization/disability-agency",
     )
 }
+
+/// A Consent record of `pat`, as stored: the gateway's own record about sharing.
+pub(super) fn consent_record() -> Value {
+    json!({
+        "resourceType": "Consent", "id": "treat", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/pat"},
+        "provision": {"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}
+    })
+}
+
+/// An AuditEvent about `pat`.
+pub(super) fn audit_event() -> Value {
+    json!({
+        "resourceType": "AuditEvent", "id": "7",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "recorded": "2026-05-01T10:00:00Z",
+        "agent": [{"requestor": true, "who": {"reference": "Device/clin"}}],
+        "source": {"observer": {"display": "consentgate"}},
+        "entity": [{"what": {"reference": "Patient/pat"}}]
+    })
+}
+
+/// A Provenance the gateway wrote about sharing, tagged as its own.
+pub(super) fn tagged_provenance() -> Value {
+    json!({
+        "resourceType": "Provenance", "id": "amend-1",
+        "meta": {"tag": [{"system": "https://consentgate.dev/fhir/CodeSystem/tag", "code": "gateway-internal"}]},
+        "target": [{"reference": "Condition/htn-1"}],
+        "recorded": "2026-05-01T10:00:00Z",
+        "agent": [{"who": {"reference": "Patient/pat"}}]
+    })
+}
