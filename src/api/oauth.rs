@@ -127,7 +127,7 @@ async fn authenticate_client(
         .run(move |conn| identity::active_client(conn, &lookup))
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
-    let client = super::clients::client_from_row(row).map_err(|_| OAuthError::invalid_client())?;
+    let client = crate::auth::registry::from_row(row).map_err(|_| OAuthError::invalid_client())?;
     let jwks: Arc<JwkSet> =
         match (&client.jwks, &client.jwks_url) {
             (Some(inline), _) => {
