@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::super::Requester;
+use crate::auth::clients::Role;
 use crate::consent::Consent;
 
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -186,13 +187,13 @@ pub(super) fn psychotherapy_note() -> Value {
 /// A client acting as `acts_as`.
 pub(super) fn requester(
     client_id: &str,
-    role: &str,
+    role: Role,
     organization: &str,
     acts_as: &str,
 ) -> Requester {
     Requester {
         client_id: client_id.into(),
-        role: role.into(),
+        role,
         organization: organization.into(),
         references: vec![format!("Device/{client_id}"), acts_as.into()],
     }
@@ -202,7 +203,7 @@ pub(super) fn requester(
 pub(super) fn clinician() -> Requester {
     requester(
         "clin",
-        "clinician",
+        Role::Clinician,
         "Northside Clinic",
         "Organization/clinic",
     )
@@ -212,7 +213,7 @@ pub(super) fn clinician() -> Requester {
 pub(super) fn stranger() -> Requester {
     requester(
         "elsewhere",
-        "clinician",
+        Role::Clinician,
         "Far Clinic",
         "Organization/elsewhere",
     )
@@ -220,19 +221,19 @@ pub(super) fn stranger() -> Requester {
 
 /// A researcher of study 1.
 pub(super) fn researcher() -> Requester {
-    requester("res", "researcher", "University", "Group/study1")
+    requester("res", Role::Researcher, "University", "Group/study1")
 }
 
 /// An insurer.
 pub(super) fn insurer() -> Requester {
-    requester("ins", "insurer", "Insurer", "Organization/insurer")
+    requester("ins", Role::Insurer, "Insurer", "Organization/insurer")
 }
 
 /// A disability assessor of the agency.
 pub(super) fn assessor() -> Requester {
     requester(
         "dis",
-        "disability_assessor",
+        Role::DisabilityAssessor,
         "Disability Agency",
         "Organization/disability-agency",
     )
