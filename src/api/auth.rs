@@ -10,6 +10,10 @@
 //! registered, token not revoked), so a removal or revocation holds from the next request on
 //! every instance, even when the token's signature check comes from the cache. Failures answer
 //! 401 with `WWW-Authenticate` and say nothing about which check failed.
+//!
+//! Failed bearer tokens are counted per source address ([`crate::ratelimit`]); an address
+//! that spent its allowance gets 429 with `Retry-After` for every bearer request, before
+//! any verification, until the window passes.
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -23,6 +27,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::auth::tokens::{self, AccessClaims, Expectation, PersonClaims};
 use crate::auth::{Principal, now_secs, people};
+use crate::ratelimit::RateLimits;
 use crate::store::identity;
 
 /// Any verified caller.
@@ -160,6 +165,21 @@ async fn verify_fresh(state: &AppState, token: &str) -> Result<(Principal, i64),
         .map_err(|_| ApiError::unauthorized())
 }
 
+/// The rate limits of the application, when it has them.
+pub fn rate_limits(req: &HttpRequest) -> Option<Data<RateLimits>> {
+    req.app_data::<Data<RateLimits>>().cloned()
+}
+
+/// The client's address as the rate limits see it (the peer, or `X-Forwarded-For` from a
+/// trusted proxy).
+pub fn source_address(req: &HttpRequest, limits: &RateLimits) -> Option<std::net::IpAddr> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    limits.source(req.peer_addr().map(|a| a.ip()), forwarded)
+}
+
 fn state_of(req: &HttpRequest) -> Result<Data<AppState>, ApiError> {
     req.app_data::<Data<AppState>>()
         .cloned()
@@ -174,13 +194,27 @@ impl FromRequest for Caller {
         let state = state_of(req);
         let token = bearer(req);
         let path = req.path().to_string();
+        let limits = rate_limits(req);
+        let source = limits.as_ref().and_then(|l| source_address(req, l));
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(|| flavored(&path, ApiError::unauthorized()))?;
-            authenticate(&state, &token)
-                .await
-                .map(Caller)
-                .map_err(|e| flavored(&path, e))
+            let throttled = |t: crate::ratelimit::Throttled| {
+                flavored(&path, ApiError::too_many_requests(t.retry_after_secs()))
+            };
+            if let Some(limits) = &limits {
+                limits.check_bearer(source).map_err(throttled)?;
+            }
+            match authenticate(&state, &token).await {
+                Ok(principal) => Ok(Caller(principal)),
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                    if let Some(limits) = &limits {
+                        limits.record_failed_bearer(source).map_err(throttled)?;
+                    }
+                    Err(flavored(&path, e))
+                }
+                Err(e) => Err(flavored(&path, e)),
+            }
         })
     }
 }

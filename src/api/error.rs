@@ -4,6 +4,8 @@
 //! the management API (`/api/v1`, operations) with RFC 9457 `problem+json`; both carry a
 //! stable snake_case code. Internal failures answer 500 with a generic message while the
 //! detail goes to the log with the request id: clients never see internal causes.
+//! A 503 (storage or the audit writer unavailable) always carries `Retry-After`; so does a
+//! 429 from a rate limit, with the limiter's wait.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -17,6 +19,8 @@ use crate::records::outcome;
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 /// Media type of RFC 9457 problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// `Retry-After` of a 503: the pool reconnects and the audit writer retries within this.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// Which error body a failure is shown as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub struct ApiError {
     pub flavor: Flavor,
     /// Sets `WWW-Authenticate` on a 401.
     pub challenge: Option<&'static str>,
+    /// Seconds for `Retry-After` (a 503 without one gets [`UNAVAILABLE_RETRY_AFTER_SECS`]).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -60,6 +66,20 @@ impl ApiError {
             message: message.into(),
             flavor: Flavor::Fhir,
             challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 from a rate limit, with the wait in `Retry-After`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::fhir(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "too_many_requests",
+                format!("too many requests; retry after {retry_after_secs} seconds"),
+            )
         }
     }
 
@@ -138,6 +158,13 @@ impl ResponseError for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
             ));
+        }
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(UNAVAILABLE_RETRY_AFTER_SECS));
+        if let Some(secs) = retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         match self.flavor {
             Flavor::Fhir => response.content_type(FHIR_JSON).body(

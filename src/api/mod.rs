@@ -19,6 +19,7 @@ pub mod disclosures;
 pub mod error;
 pub mod export;
 pub mod fhir;
+pub mod intake;
 pub mod notifications;
 pub mod oauth;
 pub mod observe;

@@ -265,11 +265,13 @@ pub async fn put_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let patient_id = path.into_inner();
     authorize(&reader, &patient_id, Allowed::PatientOnly)?;
-    let url = webhook::validate_url(&body.url).map_err(|e| {
+    let guard = crate::net::OutboundGuard::from_settings(&state.settings.outbound)
+        .map_err(ApiError::internal)?;
+    let url = webhook::validate_url_with(&body.url, &guard).map_err(|e| {
         problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
-            "invalid_webhook_url",
+            e.code(),
             &e.to_string(),
         )
     })?;

@@ -15,7 +15,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{authenticate, bearer};
+use super::auth::{authenticate, bearer, rate_limits, source_address};
 use super::error::ApiError;
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
@@ -65,6 +65,12 @@ impl ResponseError for OAuthError {
         let mut response = HttpResponse::build(self.status_code());
         if self.error == "invalid_client" {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"consentgate\""));
+        }
+        if self.error == "temporarily_unavailable" {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                super::error::UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+            ));
         }
         response
             .insert_header((CACHE_CONTROL, "no-store"))
@@ -179,6 +185,32 @@ async fn authenticate_client(
     Ok((client, claims))
 }
 
+/// The 429 of a throttled token request: not audited one by one (a flood would flood the
+/// log), counted in `consentgate_rate_limited_total`.
+fn throttled(t: crate::ratelimit::Throttled) -> HttpResponse {
+    tracing::debug!(limit = t.limit, "token request throttled");
+    HttpResponse::TooManyRequests()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            t.retry_after_secs().to_string(),
+        ))
+        .json(json!({
+            "error": "too_many_requests",
+            "error_description": "too many token requests; retry later",
+        }))
+}
+
+/// The rate limits on token requests (per source address, per claimed client id).
+fn check_rate(req: &HttpRequest, claimed: Option<&str>) -> Result<(), HttpResponse> {
+    match rate_limits(req) {
+        Some(limits) => limits
+            .check_token_request(source_address(req, &limits), claimed)
+            .map_err(throttled),
+        None => Ok(()),
+    }
+}
+
 /// `POST /oauth/token`.
 #[post("/oauth/token")]
 pub async fn issue_token(
@@ -191,6 +223,9 @@ pub async fn issue_token(
         .client_assertion
         .as_deref()
         .and_then(assertion::claimed_client_id);
+    if let Err(response) = check_rate(&req, claimed.as_deref()) {
+        return Ok(response);
+    }
     let outcome = issue(&state, form).await;
     // Every issue and every refusal is on the record.
     let request_id = audit::request_id(&req);
@@ -406,6 +441,11 @@ pub async fn revoke(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
+    if let Some(assertion) = form.client_assertion.as_deref()
+        && let Err(response) = check_rate(&req, assertion::claimed_client_id(assertion).as_deref())
+    {
+        return Ok(response);
+    }
     let asker = asker(&state, &req, &form).await?;
     let token = form
         .token
@@ -448,6 +488,11 @@ pub async fn introspect(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
+    if let Some(assertion) = form.client_assertion.as_deref()
+        && let Err(response) = check_rate(&req, assertion::claimed_client_id(assertion).as_deref())
+    {
+        return Ok(response);
+    }
     let asker = asker(&state, &req, &form).await?;
     let token = form
         .token
