@@ -1,4 +1,5 @@
-//! Rate limits on authentication: the token endpoint per source address and per client id,
+//! Rate limits on authentication: the token endpoint per source address and per (verified)
+//! client id,
 //! failed bearer tokens per source address, and the patient page's sign-in per source
 //! address.
 //!
@@ -186,21 +187,21 @@ impl RateLimits {
         )
     }
 
-    /// A token request from `source` naming `client_id` (unverified: counted before the
-    /// assertion is checked, so a flood costs nothing but this check).
-    pub fn check_token_request(
-        &self,
-        source: Option<IpAddr>,
-        client_id: Option<&str>,
-    ) -> Result<(), Throttled> {
-        if let Some(ip) = source {
-            self.counted(self.token_per_address.check(&ip))?;
+    /// A token request (or a revocation or introspection by assertion) from `source`,
+    /// counted before anything is checked, so a flood costs nothing but this check.
+    pub fn check_token_address(&self, source: Option<IpAddr>) -> Result<(), Throttled> {
+        match source {
+            Some(ip) => self.counted(self.token_per_address.check(&ip)),
+            None => Ok(()),
         }
-        if let Some(id) = client_id {
-            let key: String = id.chars().take(MAX_KEY_CHARS).collect();
-            self.counted(self.token_per_client.check(&key))?;
-        }
-        Ok(())
+    }
+
+    /// A token for `client_id`, counted once the client has authenticated: only the holder
+    /// of a client's key can spend its allowance, so nobody can lock a client out by
+    /// sending assertions in its name (those count against their own address).
+    pub fn check_token_client(&self, client_id: &str) -> Result<(), Throttled> {
+        let key: String = client_id.chars().take(MAX_KEY_CHARS).collect();
+        self.counted(self.token_per_client.check(&key))
     }
 
     /// Before a bearer token is verified: refused while `source` is blocked for failures.
@@ -281,15 +282,13 @@ mod tests {
     fn a_burst_then_a_wait() {
         let limits = RateLimits::new(&settings(60, 3, &[])).unwrap();
         for _ in 0..3 {
-            assert!(limits.check_token_request(ip("10.0.0.1"), None).is_ok());
+            assert!(limits.check_token_address(ip("10.0.0.1")).is_ok());
         }
-        let t = limits
-            .check_token_request(ip("10.0.0.1"), None)
-            .unwrap_err();
+        let t = limits.check_token_address(ip("10.0.0.1")).unwrap_err();
         assert_eq!(t.limit, "token_per_address");
         assert!((1..=1).contains(&t.retry_after_secs()), "{t:?}");
         // Another address has its own allowance.
-        assert!(limits.check_token_request(ip("10.0.0.2"), None).is_ok());
+        assert!(limits.check_token_address(ip("10.0.0.2")).is_ok());
         assert_eq!(
             limits
                 .refusals
@@ -302,11 +301,11 @@ mod tests {
     #[test]
     fn per_client_independent_of_address() {
         let limits = RateLimits::new(&settings(60, 2, &[])).unwrap();
-        assert!(limits.check_token_request(None, Some("c1")).is_ok());
-        assert!(limits.check_token_request(None, Some("c1")).is_ok());
-        let t = limits.check_token_request(None, Some("c1")).unwrap_err();
+        assert!(limits.check_token_client("c1").is_ok());
+        assert!(limits.check_token_client("c1").is_ok());
+        let t = limits.check_token_client("c1").unwrap_err();
         assert_eq!(t.limit, "token_per_client");
-        assert!(limits.check_token_request(None, Some("c2")).is_ok());
+        assert!(limits.check_token_client("c2").is_ok());
     }
 
     #[test]

@@ -114,6 +114,10 @@ async fn next_chunk(mut state: BodyState) -> Option<(Result<Bytes, PayloadError>
         let error = PayloadError::Io(std::io::Error::new(kind, "request body refused"));
         Some((Err(error), state))
     };
+    if Instant::now() >= state.deadline {
+        // A trickle that never pauses long enough for the timeout below still ends here.
+        return fail(state, Trouble::TimedOut, std::io::ErrorKind::TimedOut);
+    }
     let next = tokio::time::timeout_at(state.deadline, state.inner.next()).await;
     match next {
         Err(_) => fail(state, Trouble::TimedOut, std::io::ErrorKind::TimedOut),

@@ -201,11 +201,11 @@ fn throttled(t: crate::ratelimit::Throttled) -> HttpResponse {
         }))
 }
 
-/// The rate limits on token requests (per source address, per claimed client id).
-fn check_rate(req: &HttpRequest, claimed: Option<&str>) -> Result<(), HttpResponse> {
+/// The rate limit on token requests per source address, before anything is checked.
+fn check_rate(req: &HttpRequest) -> Result<(), HttpResponse> {
     match rate_limits(req) {
         Some(limits) => limits
-            .check_token_request(source_address(req, &limits), claimed)
+            .check_token_address(source_address(req, &limits))
             .map_err(throttled),
         None => Ok(()),
     }
@@ -223,10 +223,16 @@ pub async fn issue_token(
         .client_assertion
         .as_deref()
         .and_then(assertion::claimed_client_id);
-    if let Err(response) = check_rate(&req, claimed.as_deref()) {
+    if let Err(response) = check_rate(&req) {
         return Ok(response);
     }
     let outcome = issue(&state, form).await;
+    // Per client once it has authenticated: a token over the allowance is dropped unsent.
+    if let (Ok((claims, _)), Some(limits)) = (&outcome, rate_limits(&req))
+        && let Err(t) = limits.check_token_client(&claims.client_id)
+    {
+        return Ok(throttled(t));
+    }
     // Every issue and every refusal is on the record.
     let request_id = audit::request_id(&req);
     let entry = match &outcome {
@@ -441,8 +447,8 @@ pub async fn revoke(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
-    if let Some(assertion) = form.client_assertion.as_deref()
-        && let Err(response) = check_rate(&req, assertion::claimed_client_id(assertion).as_deref())
+    if form.client_assertion.is_some()
+        && let Err(response) = check_rate(&req)
     {
         return Ok(response);
     }
@@ -488,8 +494,8 @@ pub async fn introspect(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
-    if let Some(assertion) = form.client_assertion.as_deref()
-        && let Err(response) = check_rate(&req, assertion::claimed_client_id(assertion).as_deref())
+    if form.client_assertion.is_some()
+        && let Err(response) = check_rate(&req)
     {
         return Ok(response);
     }
