@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod identity;
 mod interop;
+mod multi_instance;
 mod notifications;
 mod operations;
 mod records;
