@@ -104,8 +104,19 @@ fn base_env(dir: &Path, url: &str, port: u16) -> BTreeMap<String, String> {
 /// Starts `consentgate serve` on `dir` and `url` with `extra` settings and waits until it
 /// answers `/healthz`; `name` names its log file in `dir`.
 pub async fn serve(dir: &Path, url: &str, name: &str, extra: &[(&str, &str)]) -> Served {
+    serve_logging_to(dir, dir, url, name, extra).await
+}
+
+/// As [`serve`], with the log file in `log_dir`.
+pub async fn serve_logging_to(
+    dir: &Path,
+    log_dir: &Path,
+    url: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Served {
     let port = free_port();
-    let log = dir.join(format!("serve-{name}.log"));
+    let log = log_dir.join(format!("serve-{name}.log"));
     let mut env = base_env(dir, url, port);
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
