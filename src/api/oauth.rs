@@ -201,14 +201,14 @@ fn throttled(t: crate::ratelimit::Throttled) -> HttpResponse {
         }))
 }
 
-/// The rate limit on token requests per source address, before anything is checked.
-fn check_rate(req: &HttpRequest) -> Result<(), HttpResponse> {
-    match rate_limits(req) {
-        Some(limits) => limits
-            .check_token_address(source_address(req, &limits))
-            .map_err(throttled),
-        None => Ok(()),
-    }
+/// The rate limit on token requests per source address, before anything is checked: the
+/// 429 to send instead, if any.
+fn throttled_address(req: &HttpRequest) -> Option<HttpResponse> {
+    let limits = rate_limits(req)?;
+    limits
+        .check_token_address(source_address(req, &limits))
+        .err()
+        .map(throttled)
 }
 
 /// `POST /oauth/token`.
@@ -223,7 +223,7 @@ pub async fn issue_token(
         .client_assertion
         .as_deref()
         .and_then(assertion::claimed_client_id);
-    if let Err(response) = check_rate(&req) {
+    if let Some(response) = throttled_address(&req) {
         return Ok(response);
     }
     let outcome = issue(&state, form).await;
@@ -448,7 +448,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
     if form.client_assertion.is_some()
-        && let Err(response) = check_rate(&req)
+        && let Some(response) = throttled_address(&req)
     {
         return Ok(response);
     }
@@ -495,7 +495,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
     if form.client_assertion.is_some()
-        && let Err(response) = check_rate(&req)
+        && let Some(response) = throttled_address(&req)
     {
         return Ok(response);
     }

@@ -106,7 +106,7 @@ async fn loopback_urls_are_refused_without_a_connection(backend: Backend) {
         format!("https://[::1]:{port}/jwks.json"),
     ];
     for url in &jwks_urls {
-        let id = register_url(&app, &url).await;
+        let id = register_url(&app, url).await;
         let assertion = key.sign(&assertion_claims(&app, &id), Some("k"));
         let (status, body, _) = token_request(&app, &app.client, &assertion).await;
         assert_eq!(
@@ -419,7 +419,7 @@ async fn timed_rounds(
 /// asking for tokens: the good clients' latency stays within a generous bound of what it
 /// was without the burst, because the flood is turned away by the per-address limit.
 async fn bad_assertion_burst_does_not_slow_good_clients(backend: Backend) {
-    let _alone = served::exclusive();
+    let _alone = served::exclusive().await;
     let Some(limited) = burst(backend, &[]).await else {
         return;
     };
@@ -728,7 +728,7 @@ async fn upload(base: String, token: String, body: actix_web::web::Bytes) -> Opt
 /// is answered (400 for the unparseable body, 413 for one over the limit, 503 with room
 /// short), and the server's peak resident memory stays far below 100 x 64 MiB.
 async fn concurrent_large_bodies_stay_within_memory(backend: Backend) {
-    let _alone = served::exclusive();
+    let _alone = served::exclusive().await;
     let dir = tempfile::tempdir().unwrap();
     let Some((url, _pg)) = database_for(backend, dir.path()) else {
         return;
@@ -762,7 +762,7 @@ async fn concurrent_large_bodies_stay_within_memory(backend: Backend) {
         "{statuses:?}"
     );
     assert!(
-        statuses.get(&Some(400)).is_some(),
+        statuses.contains_key(&Some(400)),
         "some bodies were read whole: {statuses:?}"
     );
     // The in-flight budget is 256 MiB; parsing and buffers add some. 100 x 64 MiB is 6.4 GiB.

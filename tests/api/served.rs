@@ -248,11 +248,9 @@ pub async fn send_json(
 }
 
 /// Held by the tests that measure time or memory, so that they do not measure each other.
-pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 /// The peak resident memory of a process, in KiB (`VmHWM`).
