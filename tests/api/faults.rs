@@ -13,7 +13,9 @@
 //!   503 by the same classification, unit-tested in `store`.)
 //! - SIGKILL during a burst of disclosure fetches (both backends): every fetch the client
 //!   saw as 200 has its audit entry, the retrieval count covers them, the log verifies.
-//!   The read burst is `audit.rs`'s `acknowledged_entries_survive_sigkill`.
+//!   The same during research exports: every download answered 200 is in the log, and
+//!   exports run again after the restart. The read burst is `audit.rs`'s
+//!   `acknowledged_entries_survive_sigkill`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -652,3 +654,195 @@ async fn killed_during_disclosure_fetches(backend: Backend) {
 }
 
 both_backends!(killed_during_disclosure_fetches);
+
+// ---------------------------------------------------------------------------------------
+// SIGKILL during research exports.
+
+/// Kicks off an export, waits for it and downloads its files, each request with its own id;
+/// returns the ids of the downloads answered 200, or what it got so far when the server went.
+async fn export_round(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    round: usize,
+) -> (Vec<String>, bool) {
+    let mut acknowledged = Vec::new();
+    let send = |url: String, id: String| {
+        client
+            .get(url)
+            .bearer_auth(token)
+            .header("accept", "application/fhir+json")
+            .header("prefer", "respond-async")
+            .header("x-request-id", id)
+            .send()
+    };
+    let Ok(kick) = send(
+        format!("{base}/fhir/Group/study1/$export"),
+        format!("export-{round}"),
+    )
+    .await
+    else {
+        return (acknowledged, false);
+    };
+    assert_eq!(kick.status().as_u16(), 202);
+    let status_url = kick.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .replace(PUBLIC_BASE, base);
+    let manifest = loop {
+        let Ok(resp) = send(
+            status_url.clone(),
+            format!("status-{round}-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .await
+        else {
+            return (acknowledged, false);
+        };
+        match resp.status().as_u16() {
+            202 => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+            200 => break resp.json::<Value>().await.unwrap(),
+            other => panic!("export status {other}"),
+        }
+    };
+    for (i, file) in manifest["output"].as_array().unwrap().iter().enumerate() {
+        let url = file["url"].as_str().unwrap().replace(PUBLIC_BASE, base);
+        let id = format!("download-{round}-{i}");
+        match send(url, id.clone()).await {
+            Ok(resp) if resp.status().as_u16() == 200 => {
+                if resp.bytes().await.is_ok() {
+                    acknowledged.push(id);
+                }
+            }
+            Ok(resp) => panic!("download answered {}", resp.status()),
+            Err(_) => return (acknowledged, false),
+        }
+    }
+    (acknowledged, true)
+}
+
+async fn killed_during_exports(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, _pg)) = database_for(backend, dir.path()) else {
+        return;
+    };
+    let first = served::serve(dir.path(), &url, "export-1", &[]).await;
+    let client = served::plain_client();
+    let operator = served::operator(dir.path(), &url);
+    let mut entries = Vec::new();
+    for p in 0..6 {
+        entries.push(json!({"resource": {"resourceType": "Patient", "id": format!("s{p}"), "birthDate": "1970-01-01"},
+            "request": {"method": "PUT", "url": format!("Patient/s{p}")}}));
+        for o in 0..5 {
+            entries.push(json!({"resource": {"resourceType": "Observation", "id": format!("s{p}o{o}"), "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": format!("Patient/s{p}")}, "effectiveDateTime": "2020-01-01"},
+                "request": {"method": "PUT", "url": format!("Observation/s{p}o{o}")}}));
+        }
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let (status, body) = served::send_json(
+        &client,
+        reqwest::Method::POST,
+        &first.url("/fhir"),
+        &operator,
+        &bundle,
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for p in 0..6 {
+        let consent = json!({
+            "resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": format!("Patient/s{p}")},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+            "provision": {"type": "permit",
+                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                           "reference": {"reference": "Group/study1"}}],
+                "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}]},
+        });
+        let (status, body) = served::send_json(
+            &client,
+            reqwest::Method::POST,
+            &first.url("/fhir/Consent"),
+            &operator,
+            &consent,
+            "application/fhir+json",
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let key = ClientKey::ed25519("r");
+    let (status, registered) = served::send_json(&client, reqwest::Method::POST, &first.url("/api/v1/clients"), &operator,
+        &json!({"name": "study", "organization": "uni", "role": "researcher", "jwks": key.jwks(), "acts_as": ["Group/study1"]}), "application/json").await;
+    assert_eq!(status, 201, "{registered}");
+    let researcher = registered["id"].as_str().unwrap().to_string();
+    let claims = json!({"iss": researcher, "sub": researcher, "aud": format!("{PUBLIC_BASE}/oauth/token"),
+        "exp": now() + 240, "jti": uuid::Uuid::now_v7().to_string()});
+    let form = [
+        ("grant_type", "client_credentials".to_string()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+        ),
+        ("client_assertion", key.sign(&claims, Some("r"))),
+        ("purpose_of_use", "HRESCH".to_string()),
+        ("scope", "system/*.rs".to_string()),
+    ];
+    let (status, token) = decode(
+        client
+            .post(first.url("/oauth/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().unwrap().to_string();
+
+    // Exports back to back until a few downloads were acknowledged, then SIGKILL.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let runner = {
+        let (client, base, token, acknowledged) = (
+            client.clone(),
+            first.base.clone(),
+            token.clone(),
+            acknowledged.clone(),
+        );
+        actix_web::rt::spawn(async move {
+            for round in 0.. {
+                let (ids, alive) = export_round(&client, &base, &token, round).await;
+                acknowledged.lock().unwrap().extend(ids);
+                if !alive {
+                    break;
+                }
+            }
+        })
+    };
+    served::until(
+        "downloads before the kill",
+        Duration::from_secs(60),
+        || async { acknowledged.lock().unwrap().len() >= 4 },
+    )
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+    let mut first = first;
+    first.kill();
+    runner.await.unwrap();
+    let acknowledged: BTreeSet<String> = acknowledged.lock().unwrap().iter().cloned().collect();
+
+    let second = served::serve(dir.path(), &url, "export-2", &[]).await;
+    // A new export after the restart runs to the end.
+    let (ids, alive) = export_round(&client, &second.base, &token, 9999).await;
+    assert!(alive && !ids.is_empty(), "exports work after the restart");
+    let (code, out) = served::cli(dir.path(), &url, &["audit", "verify"], &[]).await;
+    assert_eq!(code, 0, "the log verifies after the kill: {out}");
+    assert_all_logged(&acknowledged, &logged_request_ids(dir.path(), &url));
+    eprintln!(
+        "exports ({backend:?}): {} downloads acknowledged before the kill, all logged",
+        acknowledged.len()
+    );
+}
+
+both_backends!(killed_during_exports);
