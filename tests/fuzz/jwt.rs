@@ -243,7 +243,7 @@ proptest! {
         if let Some(accepted) = verify_access(&access_token(&claims)) {
             prop_assert_eq!(accepted.iss.as_str(), ISSUER);
             prop_assert_eq!(accepted.aud.as_str(), AUDIENCE);
-            prop_assert!(accepted.exp + 30 >= now_secs());
+            prop_assert!(accepted.exp.saturating_add(30) >= now_secs());
             prop_assert!(accepted.nbf <= now_secs() + 30);
         }
     }
@@ -255,7 +255,7 @@ proptest! {
         if let Some(accepted) = verify_assertion(&token) {
             prop_assert_eq!(accepted.iss.as_str(), CLIENT);
             prop_assert_eq!(accepted.sub.as_str(), CLIENT);
-            prop_assert!(accepted.exp + 30 >= now_secs());
+            prop_assert!(accepted.exp.saturating_add(30) >= now_secs());
             prop_assert!(accepted.exp <= now_secs() + 330);
             prop_assert!(!accepted.jti.is_empty());
         }
