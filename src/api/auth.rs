@@ -25,9 +25,9 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
+use super::throttle::{rate_limits, source_address};
 use crate::auth::tokens::{self, AccessClaims, Expectation, PersonClaims};
 use crate::auth::{Principal, now_secs, people};
-use crate::ratelimit::RateLimits;
 use crate::store::identity;
 
 /// Any verified caller.
@@ -163,21 +163,6 @@ async fn verify_fresh(state: &AppState, token: &str) -> Result<(Principal, i64),
         .verify(&auth.fetcher, token, skew)
         .await
         .map_err(|_| ApiError::unauthorized())
-}
-
-/// The rate limits of the application, when it has them.
-pub fn rate_limits(req: &HttpRequest) -> Option<Data<RateLimits>> {
-    req.app_data::<Data<RateLimits>>().cloned()
-}
-
-/// The client's address as the rate limits see it (the peer, or `X-Forwarded-For` from a
-/// trusted proxy).
-pub fn source_address(req: &HttpRequest, limits: &RateLimits) -> Option<std::net::IpAddr> {
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    limits.source(req.peer_addr().map(|a| a.ip()), forwarded)
 }
 
 fn state_of(req: &HttpRequest) -> Result<Data<AppState>, ApiError> {

@@ -24,6 +24,7 @@ pub mod notifications;
 pub mod oauth;
 pub mod observe;
 pub mod ops;
+pub mod throttle;
 pub mod wellknown;
 
 use std::sync::Arc;

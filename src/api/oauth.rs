@@ -15,8 +15,9 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{authenticate, bearer, rate_limits, source_address};
+use super::auth::{authenticate, bearer};
 use super::error::ApiError;
+use super::throttle::{rate_limits, throttled_token, throttled_token_address};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::assertion::{self, AssertionRules};
@@ -185,32 +186,6 @@ async fn authenticate_client(
     Ok((client, claims))
 }
 
-/// The 429 of a throttled token request: not audited one by one (a flood would flood the
-/// log), counted in `consentgate_rate_limited_total`.
-fn throttled(t: crate::ratelimit::Throttled) -> HttpResponse {
-    tracing::debug!(limit = t.limit, "token request throttled");
-    HttpResponse::TooManyRequests()
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .insert_header((
-            actix_web::http::header::RETRY_AFTER,
-            t.retry_after_secs().to_string(),
-        ))
-        .json(json!({
-            "error": "too_many_requests",
-            "error_description": "too many token requests; retry later",
-        }))
-}
-
-/// The rate limit on token requests per source address, before anything is checked: the
-/// 429 to send instead, if any.
-fn throttled_address(req: &HttpRequest) -> Option<HttpResponse> {
-    let limits = rate_limits(req)?;
-    limits
-        .check_token_address(source_address(req, &limits))
-        .err()
-        .map(throttled)
-}
-
 /// `POST /oauth/token`.
 #[post("/oauth/token")]
 pub async fn issue_token(
@@ -223,7 +198,7 @@ pub async fn issue_token(
         .client_assertion
         .as_deref()
         .and_then(assertion::claimed_client_id);
-    if let Some(response) = throttled_address(&req) {
+    if let Some(response) = throttled_token_address(&req) {
         return Ok(response);
     }
     let outcome = issue(&state, form).await;
@@ -231,7 +206,7 @@ pub async fn issue_token(
     if let (Ok((claims, _)), Some(limits)) = (&outcome, rate_limits(&req))
         && let Err(t) = limits.check_token_client(&claims.client_id)
     {
-        return Ok(throttled(t));
+        return Ok(throttled_token(t));
     }
     // Every issue and every refusal is on the record.
     let request_id = audit::request_id(&req);
@@ -448,7 +423,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
     if form.client_assertion.is_some()
-        && let Some(response) = throttled_address(&req)
+        && let Some(response) = throttled_token_address(&req)
     {
         return Ok(response);
     }
@@ -495,7 +470,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
     if form.client_assertion.is_some()
-        && let Some(response) = throttled_address(&req)
+        && let Some(response) = throttled_token_address(&req)
     {
         return Ok(response);
     }

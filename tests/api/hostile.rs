@@ -416,8 +416,10 @@ async fn timed_rounds(
 }
 
 /// 1,000 bad assertions from another address, sixteen at a time, while good clients keep
-/// asking for tokens: the good clients' latency stays within a generous bound of what it
-/// was without the burst, because the flood is turned away by the per-address limit.
+/// asking for tokens: the good clients' median latency stays within a generous bound of what
+/// it was without the flood (at most 5x plus 100 ms: the machine is shared with the other
+/// tests), because the flood is turned away by the per-address limit. The same flood with
+/// the limit off runs too, and both sets of figures are printed for comparison.
 async fn bad_assertion_burst_does_not_slow_good_clients(backend: Backend) {
     let _alone = served::exclusive().await;
     let Some(limited) = burst(backend, &[]).await else {
@@ -446,7 +448,7 @@ async fn bad_assertion_burst_does_not_slow_good_clients(backend: Backend) {
         limited.refused
     );
     assert!(
-        limited.busy.0 <= limited.quiet.0 * 3 + Duration::from_millis(30),
+        limited.busy.0 <= limited.quiet.0 * 5 + Duration::from_millis(100),
         "good clients slowed: p50 {:?} -> {:?}",
         limited.quiet.0,
         limited.busy.0
