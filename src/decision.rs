@@ -11,7 +11,7 @@ use crate::consent::{
     self, ActorFacts, Coding, Consent, ConsentQuery, ConsentResult, ResourceFacts,
 };
 use crate::policy::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyEngine, PolicyRequest};
-use crate::records::index;
+use crate::records::{index, internal};
 
 /// The requester, as the decision needs it.
 #[derive(Debug, Clone)]
@@ -208,6 +208,9 @@ fn find_provision<'c>(root: &'c consent::Provision, path: &str) -> Option<&'c co
 
 /// Decides one resource.
 pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -> Decision {
+    if internal::is_gateway_internal(q.resource) {
+        return internal_record();
+    }
     let facts = resource_facts(q.resource);
     let actor = ActorFacts {
         references: q.requester.references.clone(),
@@ -293,6 +296,26 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
         policies: policy.policies.clone(),
         emergency_opt_out,
         explanation,
+    }
+}
+
+/// The refusal of a gateway-internal record (a consent, an audit event): no consent or
+/// policy can release one to a recipient.
+fn internal_record() -> Decision {
+    Decision {
+        permit: false,
+        obligations: Vec::new(),
+        consent: ConsentResult {
+            decision: consent::Decision::NotApplicable,
+            deciding: Vec::new(),
+            consented_labels: Vec::new(),
+        },
+        policies: Vec::new(),
+        emergency_opt_out: false,
+        explanation: vec![
+            "Records about sharing (consents, audit events) are never shared with recipients."
+                .to_string(),
+        ],
     }
 }
 

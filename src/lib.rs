@@ -10,9 +10,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consent;
+#[cfg(test)]
+mod date_proptests;
 pub mod decision;
 pub mod deid;
 pub mod demo;
+pub mod fhir_time;
 pub mod import;
 pub mod institution;
 pub mod labels;

@@ -56,7 +56,7 @@ const CANONICAL: &str = "https://consentgate.dev/fhir";
 
 /// Query of the access log, parsed.
 #[derive(Debug, Default)]
-struct LogQuery {
+pub(crate) struct LogQuery {
     since: Option<i64>,
     until: Option<i64>,
     recipient: Option<String>,
@@ -111,7 +111,10 @@ fn is_token(value: &str) -> bool {
     (1..=256).contains(&value.len()) && !value.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery, ApiError> {
+pub(crate) fn parse_log_query(
+    raw: &str,
+    limits: &crate::config::Limits,
+) -> Result<LogQuery, ApiError> {
     let params = single_params(raw).map_err(|(c, m)| bad_query(c, m).as_problem())?;
     let mut q = LogQuery {
         count: limits.default_page_size,
@@ -121,11 +124,12 @@ fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery
     for (name, value) in params {
         match name.as_str() {
             "since" | "until" => {
-                let (start, end) = dates::parse_range(&value).ok_or_else(|| {
-                    bad(
+                let (start, end) = dates::parse(&value).map_err(|e| match e {
+                    dates::DateError::Malformed => bad(
                         "invalid_date",
                         "`since` and `until` must be FHIR dates or dateTimes",
-                    )
+                    ),
+                    dates::DateError::OutOfRange => bad(e.code(), &e.to_string()),
                 })?;
                 if name == "since" {
                     q.since = Some(start);
@@ -580,16 +584,17 @@ fn parse_event_query(raw: &str, limits: &crate::config::Limits) -> Result<EventQ
 }
 
 /// `[since, until]` (inclusive micros) of one `date` value with FHIR's prefixes.
-fn date_bound(value: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
+pub(crate) fn date_bound(value: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let (prefix, date) = match value.get(..2) {
         Some(p) if p.bytes().all(|b| b.is_ascii_lowercase()) => (p, &value[2..]),
         _ => ("eq", value),
     };
-    let (start, end) = dates::parse_range(date).ok_or_else(|| {
-        bad_query(
+    let (start, end) = dates::parse(date).map_err(|e| match e {
+        dates::DateError::Malformed => bad_query(
             "invalid_search_value",
             "`date` must be a FHIR date or dateTime, optionally after eq, ge, gt, le or lt",
-        )
+        ),
+        dates::DateError::OutOfRange => bad_query(e.code(), e.to_string()),
     })?;
     Ok(match prefix {
         "eq" => (Some(start), Some(end)),

@@ -170,16 +170,7 @@ fn check(body: &NewAccessRequest, client: &Client, state: &AppState) -> Result<C
             "purpose must be a v3 ActReason purpose of use",
         ));
     }
-    let allowed = client
-        .purposes
-        .iter()
-        .any(|p| catalog.is_a(&body.purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(&body.purpose, p));
-    if !allowed {
+    if !client.may_use_purpose(&body.purpose, catalog, &state.settings.roles) {
         return Err(unprocessable(
             "purpose_not_allowed",
             "the purpose is not allowed for this client",

@@ -20,7 +20,7 @@ use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::purposes::PurposeCatalog;
 use crate::consent::Consent;
 use crate::records::outcome::ERROR_CODE_SYSTEM;
-use crate::records::{RecordError, consents, ingest, validate};
+use crate::records::{RecordError, consents, index, ingest, validate};
 use crate::store::write_tx;
 
 /// The OperationOutcome for a consent's defects, one issue each.
@@ -64,7 +64,15 @@ fn admit(reader: &Reader, consent: &Value) -> Result<Result<String, HttpResponse
         Ok(c) => c,
         Err(defects) => return Ok(Err(defects_outcome(&defects))),
     };
-    let patient = parsed.patient_id().to_string();
+    // The one ownership rule: a consent whose patient elements disagree is refused, so the
+    // patient checked here is the one the index files it under.
+    let id = consent
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let patient = index::owner("Consent", id, consent)
+        .map_err(|c| RecordError::unprocessable("conflicting_patient", c.to_string()))?
+        .unwrap_or_else(|| parsed.patient_id().to_string());
     if let Some(own) = &reader.only_patient
         && *own != patient
     {
@@ -173,11 +181,8 @@ pub async fn update(
         .run(move |conn| {
             write_tx(conn, |conn| {
                 if let Ok(existing) = ingest::read(conn, "Consent", &key) {
-                    let previous = existing
-                        .pointer("/patient/reference")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if only.is_some() && previous != format!("Patient/{owner}") {
+                    let previous = index::patient_of("Consent", &key, &existing);
+                    if only.is_some() && previous.as_deref() != Some(owner.as_str()) {
                         return Err(RecordError::not_found(
                             "not_found",
                             format!("Consent/{key} is not known"),
@@ -204,12 +209,9 @@ async fn load(state: &AppState, reader: &Reader, id: String) -> Result<Value, Ap
         .store
         .run(move |conn| {
             let body = ingest::read(conn, "Consent", &id)?;
-            let patient = body
-                .pointer("/patient/reference")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let patient = index::patient_of("Consent", &id, &body);
             if let Some(own) = only
-                && patient != format!("Patient/{own}")
+                && patient.as_deref() != Some(own.as_str())
             {
                 return Err(RecordError::not_found(
                     "not_found",
@@ -244,11 +246,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let mut body = load(&state, &reader, id.clone()).await?;
-    let patient = body
-        .pointer("/patient/reference")
-        .and_then(Value::as_str)
-        .and_then(crate::records::index::patient_id_from_reference)
-        .unwrap_or_default();
+    let patient = index::patient_of("Consent", &id, &body).unwrap_or_default();
     body["status"] = json!("inactive");
     let key = id.clone();
     let stored = state

@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::auth::clients::Client;
 use crate::decision::{self, Question, Requester};
 use crate::policy::PolicyAction;
+use crate::records::validate::is_resource_type;
 use crate::records::{RecordError, consents, index, ingest, validate};
 use crate::store::identity;
 
@@ -54,6 +55,11 @@ pub struct DecisionRequest {
     #[serde(default)]
     pub justification: Option<String>,
 }
+
+/// What a client learns when the answer is yes.
+const CLIENT_PERMIT: &str = "The gateway would share this record with you for this purpose.";
+/// What a client learns otherwise: the same words whether the record is hidden or missing.
+const CLIENT_DENY: &str = "The gateway would not share this record with you for this purpose, or there is no such record.";
 
 fn problem(status: StatusCode, code: &'static str, message: &str) -> ApiError {
     ApiError::fhir(status, "invalid", code, message.to_string()).as_problem()
@@ -106,10 +112,14 @@ pub async fn decide(
             "purpose must be a v3 ActReason code",
         ));
     }
-    match &principal {
-        Principal::Operator { .. } => {}
-        Principal::Patient { patient_id, .. } if *patient_id == ask.patient => {}
-        Principal::Client(c) if c.client_id == ask.client_id => {}
+    // A client asks only about itself, for a purpose it could get a token for, and learns
+    // only the answer: a hidden and a missing record answer alike, and nothing names the
+    // consents, labels or policies it cannot read. Patients and operators get the whole
+    // explanation.
+    let client_view = match &principal {
+        Principal::Operator { .. } => false,
+        Principal::Patient { patient_id, .. } if *patient_id == ask.patient => false,
+        Principal::Client(c) if c.client_id == ask.client_id => true,
         _ => {
             return Err(problem(
                 StatusCode::FORBIDDEN,
@@ -117,7 +127,7 @@ pub async fn decide(
                 "this caller may not ask about this client or patient",
             ));
         }
-    }
+    };
     let client_id = ask.client_id.clone();
     let patient = ask.patient.clone();
     let reference = ask.resource.reference.clone();
@@ -133,18 +143,27 @@ pub async fn decide(
                     let (ty, id) = r.split_once('/').ok_or_else(|| {
                         RecordError::invalid("invalid_reference", "reference must be Type/id")
                     })?;
-                    let body = ingest::read(conn, ty, id)?;
-                    if index::patient_of(ty, id, &body).as_deref() != Some(patient.as_str()) {
-                        return Err(RecordError::not_found(
-                            "not_found",
-                            format!("{ty}/{id} is not a record of this patient"),
-                        ));
+                    validate::resource_type(ty)?;
+                    match ingest::read(conn, ty, id) {
+                        Ok(body)
+                            if index::patient_of(ty, id, &body).as_deref()
+                                == Some(patient.as_str()) =>
+                        {
+                            Some(body)
+                        }
+                        Ok(_) | Err(RecordError::NotFound { .. }) if client_view => None,
+                        Ok(_) => {
+                            return Err(RecordError::not_found(
+                                "not_found",
+                                format!("{ty}/{id} is not a record of this patient"),
+                            ));
+                        }
+                        Err(e) => return Err(e),
                     }
-                    body
                 }
                 (None, Some(attrs)) => {
                     validate::resource(&attrs)?;
-                    attrs
+                    Some(attrs)
                 }
                 _ => {
                     return Err(RecordError::invalid(
@@ -158,36 +177,51 @@ pub async fn decide(
         .await
         .map_err(|e: RecordError| ApiError::from(e).as_problem())?;
     let client = client_from_row(client)?;
-    let mut resource = resource;
-    // Attributes of a resource not yet stored get the labels ingest would give it.
-    if ask.resource.attributes.is_some() {
-        state
-            .institution
-            .labeller
-            .apply(&mut resource)
-            .map_err(|e| problem(StatusCode::BAD_REQUEST, "invalid_resource", &e.to_string()))?;
+    if client_view && !client.may_use_purpose(&ask.purpose, state.purposes, &state.settings.roles) {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "purpose_not_allowed",
+            "the purpose of use is not allowed for this client",
+        ));
     }
     let requester = requester_of(&client);
-    let decision = decision::decide(
-        &state.institution.policies,
-        &consents,
-        &Question {
-            requester: &requester,
-            purpose: &ask.purpose,
-            action,
-            patient_id: &ask.patient,
-            resource: &resource,
-            break_glass: ask
-                .justification
-                .as_deref()
-                .filter(|j| !j.trim().is_empty()),
-            now: crate::records::dates::now_micros(),
-        },
-    );
+    let decision = match resource {
+        Some(mut resource) => {
+            // Attributes of a resource not yet stored get the labels ingest would give it.
+            if ask.resource.attributes.is_some() {
+                state
+                    .institution
+                    .labeller
+                    .apply(&mut resource)
+                    .map_err(|e| {
+                        problem(StatusCode::BAD_REQUEST, "invalid_resource", &e.to_string())
+                    })?;
+            }
+            let decision = decision::decide(
+                &state.institution.policies,
+                &consents,
+                &Question {
+                    requester: &requester,
+                    purpose: &ask.purpose,
+                    action,
+                    patient_id: &ask.patient,
+                    resource: &resource,
+                    break_glass: ask
+                        .justification
+                        .as_deref()
+                        .filter(|j| !j.trim().is_empty()),
+                    now: crate::records::dates::now_micros(),
+                },
+            );
+            Some((resource, decision))
+        }
+        None => None,
+    };
+    let permit = decision.as_ref().is_some_and(|(_, d)| d.permit);
     let mut entry = audit::entry_for(
         &principal,
         AuditAction::Decision,
-        if decision.permit {
+        if permit {
             AuditOutcome::Success
         } else {
             AuditOutcome::Denied
@@ -195,27 +229,50 @@ pub async fn decide(
         audit::request_id(&req),
     );
     entry.patient_id = Some(ask.patient.clone());
-    entry.consents = decision
-        .consent
-        .deciding
-        .iter()
-        .map(|d| d.consent_id.clone())
-        .filter(|c| validate::is_valid_id(c))
-        .collect();
-    entry.policies = decision.policies.clone();
     entry
         .detail
         .insert("asked_for_client".into(), client.id.clone());
-    if let (Some(ty), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) {
-        entry.resources = vec![format!("{ty}/{id}")];
+    if let Some(reference) = ask.resource.reference.as_deref().filter(|r| {
+        r.split_once('/')
+            .is_some_and(|(t, i)| is_resource_type(t) && validate::is_valid_id(i))
+    }) {
+        entry.resources = vec![reference.to_string()];
+    }
+    if let Some((resource, d)) = &decision {
+        entry.consents = d
+            .consent
+            .deciding
+            .iter()
+            .map(|p| p.consent_id.clone())
+            .filter(|c| validate::is_valid_id(c))
+            .collect();
+        entry.policies = d.policies.clone();
+        if let (Some(ty), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) {
+            entry.resources = vec![format!("{ty}/{id}")];
+        }
     }
     audit::record(&state, entry).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "decision": if decision.permit { "permit" } else { "deny" },
-        "obligations": decision.obligations,
-        "consent": decision.consent,
-        "policies": decision.policies,
-        "emergency_opt_out": decision.emergency_opt_out,
-        "explanation": decision.explanation,
-    })))
+    let body = match decision {
+        Some((_, d)) if !client_view => json!({
+            "decision": if d.permit { "permit" } else { "deny" },
+            "obligations": d.obligations,
+            "consent": d.consent,
+            "policies": d.policies,
+            "emergency_opt_out": d.emergency_opt_out,
+            "explanation": d.explanation,
+        }),
+        Some((_, d)) if d.permit => json!({
+            "decision": "permit",
+            "obligations": d.obligations,
+            "explanation": [CLIENT_PERMIT],
+        }),
+        // A client's "no", hidden or missing alike (only a client's question can name a
+        // record that is not there).
+        _ => json!({
+            "decision": "deny",
+            "obligations": [],
+            "explanation": [CLIENT_DENY],
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -466,15 +466,7 @@ fn check_recipient(state: &AppState, client: &Client, purpose: &str) -> Result<(
             "a disclosure goes to a disability assessor, an insurer or a clinician",
         ));
     }
-    let catalog = state.purposes;
-    let allowed = catalog.is_known(purpose)
-        && client.purposes.iter().any(|p| catalog.is_a(purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(purpose, p));
-    if !allowed {
+    if !client.may_use_purpose(purpose, state.purposes, &state.settings.roles) {
         return Err(invalid(
             "purpose_not_allowed",
             "the purpose is not one the recipient's registration allows",

@@ -83,6 +83,17 @@ impl ApiError {
         }
     }
 
+    /// The same error in the flavour of the route at `path`: OperationOutcome under `/fhir`,
+    /// problem+json everywhere else.
+    pub fn in_flavor_of(mut self, path: &str) -> Self {
+        self.flavor = if path == "/fhir" || path.starts_with("/fhir/") {
+            Flavor::Fhir
+        } else {
+            Flavor::Problem
+        };
+        self
+    }
+
     /// The same error shown as problem+json.
     pub fn as_problem(mut self) -> Self {
         self.flavor = Flavor::Problem;

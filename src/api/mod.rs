@@ -165,7 +165,18 @@ pub fn body_configs(cfg: &mut ServiceConfig, limits: &crate::config::Limits) {
                 .into()
             }),
     )
-    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::no_route().into()));
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::no_route().into()))
+    .app_data(web::QueryConfig::default().error_handler(|e, req| {
+        // serde's messages name the parameter and the expected type, never a value.
+        ApiError::fhir(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid",
+            "invalid_query",
+            format!("the query string is not what this endpoint takes: {e}"),
+        )
+        .in_flavor_of(req.path())
+        .into()
+    }));
 }
 
 /// A client-safe description of a JSON body error (serde's messages name fields, not values).

@@ -273,14 +273,7 @@ async fn issue(
             )
         })?;
     let catalog = &state.purposes;
-    let allowed = catalog.is_known(&purpose)
-        && client.purposes.iter().any(|p| catalog.is_a(&purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(&purpose, p));
-    if !allowed {
+    if !client.may_use_purpose(&purpose, catalog, &state.settings.roles) {
         return Err(OAuthError::new(
             "invalid_scope",
             "the purpose of use is not allowed for this client",

@@ -4,6 +4,7 @@
 //! The log line names the route pattern (`/fhir/{type}/{id}`), never the query string or
 //! the body, so no patient data reaches the logs through it.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -12,10 +13,12 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage};
+use futures_util::FutureExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 
 use super::AppState;
+use super::error::ApiError;
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -110,7 +113,22 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    // A panic in a handler answers 500 like any internal error, instead of closing the
+    // connection with no answer; the worker and every other request carry on.
+    let served = AssertUnwindSafe(next.call(req).instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    let Ok(served) = served else {
+        let error = span.in_scope(|| ApiError::internal("a request handler panicked"));
+        if let Some(metrics) = &metrics {
+            metrics
+                .requests
+                .with_label_values(&[route.as_str(), method.as_str(), "500"])
+                .inc();
+        }
+        return Err(error.into());
+    };
+    let mut response = served?;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| {

@@ -116,6 +116,27 @@ pub struct Client {
     pub acts_as: Vec<String>,
 }
 
+impl Client {
+    /// Whether this client may ask for `purpose`: a known v3 ActReason code that both its
+    /// registration and its role's configured purposes cover (the hierarchy counts: a
+    /// registration for `TREAT` covers `ETREAT`). The one rule for the token endpoint, the
+    /// decisions API, disclosures and access requests.
+    pub fn may_use_purpose(
+        &self,
+        purpose: &str,
+        catalog: &PurposeCatalog,
+        roles: &RolePurposes,
+    ) -> bool {
+        catalog.is_known(purpose)
+            && self.purposes.iter().any(|p| catalog.is_a(purpose, p))
+            && self
+                .role
+                .purposes(roles)
+                .iter()
+                .any(|p| catalog.is_a(purpose, p))
+    }
+}
+
 /// Why a registration is refused; the message names the field.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {reason}")]

@@ -17,4 +17,5 @@ mod multi_instance;
 mod notifications;
 mod operations;
 mod records;
+mod security;
 mod served;
