@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::api;
 use crate::auth::clients::{NewClient, Role};
 use crate::auth::keys::Keyring;
 use crate::auth::purposes::PurposeCatalog;
@@ -396,9 +395,13 @@ fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result
                 resources,
                 acts_as,
             };
-            let client =
-                api::clients::register(&mut conn, new, &settings.roles, PurposeCatalog::official())
-                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let client = crate::auth::registry::register(
+                &mut conn,
+                new,
+                &settings.roles,
+                PurposeCatalog::official(),
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("{}", client.id);
             Ok(0)
         }

@@ -15,6 +15,7 @@ use crate::audit::log::{AuditLog, CheckpointSigner};
 use crate::auth::Authority;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
+use crate::gateway::Gateway;
 use crate::institution::Institution;
 use crate::store::Store;
 use crate::tls;
@@ -77,9 +78,8 @@ impl Application {
             crate::notify::DeliveryWorker::start(store.clone(), &settings.auth, guard)
                 .context("starting the notification delivery worker")?;
         let institution = Institution::load(&settings)?;
-        let shaping =
-            crate::api::broker::Shaping::open(&settings.data_path(&settings.auth.key_dir))
-                .context("loading the de-identification secret")?;
+        let shaping = crate::release::Shaping::open(&settings.data_path(&settings.auth.key_dir))
+            .context("loading the de-identification secret")?;
         let limits = settings.limits;
         let metrics = observe::Metrics::new().context("setting up metrics")?;
         let rate_limits = web::Data::new(
@@ -93,7 +93,7 @@ impl Application {
             settings.server.max_inflight_body_bytes,
             Duration::from_secs(settings.server.client_body_timeout_secs),
         ));
-        let state = web::Data::new(AppState {
+        let gateway = Arc::new(Gateway {
             store: store.clone(),
             settings: Arc::new(settings.clone()),
             auth,
@@ -102,8 +102,11 @@ impl Application {
             institution,
             shaping,
             purposes: PurposeCatalog::official(),
-            metrics,
             base_url: base_url.clone(),
+        });
+        let state = web::Data::new(AppState {
+            gateway,
+            metrics,
             notify_worker,
         });
         let server_settings = &settings.server;

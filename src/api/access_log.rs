@@ -74,7 +74,7 @@ enum Format {
 }
 
 fn bad_query(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::fhir(StatusCode::BAD_REQUEST, "invalid", code, message)
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
 /// Each parameter at most once, so a request means one thing.
@@ -115,12 +115,12 @@ pub(crate) fn parse_log_query(
     raw: &str,
     limits: &crate::config::Limits,
 ) -> Result<LogQuery, ApiError> {
-    let params = single_params(raw).map_err(|(c, m)| bad_query(c, m).as_problem())?;
+    let params = single_params(raw).map_err(|(c, m)| bad_query(c, m))?;
     let mut q = LogQuery {
         count: limits.default_page_size,
         ..LogQuery::default()
     };
-    let bad = |code, message: &str| bad_query(code, message).as_problem();
+    let bad = |code, message: &str| bad_query(code, message);
     for (name, value) in params {
         match name.as_str() {
             "since" | "until" => {
@@ -170,8 +170,7 @@ pub(crate) fn parse_log_query(
                         "the parameter `{}` is not supported here",
                         crate::records::validate::printable(other, 40)
                     ),
-                )
-                .as_problem());
+                ));
             }
         }
     }
@@ -267,18 +266,17 @@ pub async fn access_log(
     if let Some(own) = &reader.only_patient
         && *own != patient
     {
-        return Err(ApiError::fhir(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "forbidden",
             "a patient may read only their own access log",
-        )
-        .as_problem());
+        ));
     }
     if !crate::records::validate::is_valid_id(&patient) {
-        return Err(
-            bad_query("invalid_patient_id", "the patient id is not a FHIR id").as_problem(),
-        );
+        return Err(bad_query(
+            "invalid_patient_id",
+            "the patient id is not a FHIR id",
+        ));
     }
     let q = parse_log_query(req.query_string(), &state.settings.limits)?;
     let csv = wants_csv(&req, q.format);
@@ -696,9 +694,8 @@ pub async fn read_audit_event(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let not_found = || {
-        ApiError::fhir(
+        ApiError::new(
             StatusCode::NOT_FOUND,
-            "not-found",
             "not_found",
             "AuditEvent is not known",
         )

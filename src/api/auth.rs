@@ -54,19 +54,9 @@ pub struct Reader {
 #[derive(Debug, Clone)]
 pub struct ClientCaller(pub AccessClaims);
 
-/// Errors shown as problem+json outside `/fhir`.
-fn flavored(req_path: &str, e: ApiError) -> ApiError {
-    if req_path.starts_with("/fhir") {
-        e
-    } else {
-        e.as_problem()
-    }
-}
-
 fn forbidden() -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
         "forbidden",
         "this caller may not use this endpoint",
     )
@@ -178,15 +168,13 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state_of(req);
         let token = bearer(req);
-        let path = req.path().to_string();
         let limits = rate_limits(req);
         let source = limits.as_ref().and_then(|l| source_address(req, l));
         Box::pin(async move {
             let state = state?;
-            let token = token.ok_or_else(|| flavored(&path, ApiError::unauthorized()))?;
-            let throttled = |t: crate::ratelimit::Throttled| {
-                flavored(&path, ApiError::too_many_requests(t.retry_after_secs()))
-            };
+            let token = token.ok_or_else(ApiError::unauthorized)?;
+            let throttled =
+                |t: crate::ratelimit::Throttled| ApiError::too_many_requests(t.retry_after_secs());
             if let Some(limits) = &limits {
                 limits.check_bearer(source).map_err(throttled)?;
             }
@@ -196,9 +184,9 @@ impl FromRequest for Caller {
                     if let Some(limits) = &limits {
                         limits.record_failed_bearer(source).map_err(throttled)?;
                     }
-                    Err(flavored(&path, e))
+                    Err(e)
                 }
-                Err(e) => Err(flavored(&path, e)),
+                Err(e) => Err(e),
             }
         })
     }
@@ -212,11 +200,10 @@ macro_rules! narrowed_extractor {
 
             fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
                 let caller = Caller::from_request(req, payload);
-                let path = req.path().to_string();
                 Box::pin(async move {
                     let Caller($p) = caller.await?;
                     let narrowed: Option<$ty> = $body;
-                    narrowed.ok_or_else(|| flavored(&path, forbidden()))
+                    narrowed.ok_or_else(forbidden)
                 })
             }
         }

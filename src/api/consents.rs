@@ -17,7 +17,6 @@ use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
-use crate::auth::purposes::PurposeCatalog;
 use crate::consent::Consent;
 use crate::records::outcome::ERROR_CODE_SYSTEM;
 use crate::records::{RecordError, consents, index, ingest, validate};
@@ -47,9 +46,8 @@ fn defects_outcome(defects: &crate::consent::ConsentDefects) -> HttpResponse {
 }
 
 fn forbidden_patient() -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
         "not_your_consent",
         "a patient manages only their own consents",
     )
@@ -306,7 +304,7 @@ pub async fn search(
         .store
         .run(move |conn| consents::stored_for_patient(conn, &patient))
         .await?;
-    let catalog = PurposeCatalog::official();
+    let catalog = state.purposes;
     let base = state.fhir_base();
     let entries: Vec<Value> = stored
         .into_iter()

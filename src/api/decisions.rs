@@ -12,12 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::clients::client_from_row;
 use super::error::ApiError;
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
-use crate::auth::clients::Client;
+use crate::auth::registry;
 use crate::decision::{self, Question, Requester};
 use crate::policy::PolicyAction;
 use crate::records::validate::is_resource_type;
@@ -62,19 +61,7 @@ const CLIENT_PERMIT: &str = "The gateway would share this record with you for th
 const CLIENT_DENY: &str = "The gateway would not share this record with you for this purpose, or there is no such record.";
 
 fn problem(status: StatusCode, code: &'static str, message: &str) -> ApiError {
-    ApiError::fhir(status, "invalid", code, message.to_string()).as_problem()
-}
-
-/// The requester facts of a registered client.
-pub fn requester_of(client: &Client) -> Requester {
-    let mut references = vec![format!("Device/{}", client.id)];
-    references.extend(client.acts_as.iter().cloned());
-    Requester {
-        client_id: client.id.clone(),
-        role: client.role.as_str().to_string(),
-        organization: client.organization.clone(),
-        references,
-    }
+    ApiError::new(status, code, message.to_string())
 }
 
 /// `POST /api/v1/decisions`.
@@ -175,8 +162,8 @@ pub async fn decide(
             Ok::<_, RecordError>((row, consents, resource))
         })
         .await
-        .map_err(|e: RecordError| ApiError::from(e).as_problem())?;
-    let client = client_from_row(client)?;
+        .map_err(|e: RecordError| ApiError::from(e))?;
+    let client = registry::from_row(client)?;
     if client_view && !client.may_use_purpose(&ask.purpose, state.purposes, &state.settings.roles) {
         return Err(problem(
             StatusCode::FORBIDDEN,
@@ -184,7 +171,7 @@ pub async fn decide(
             "the purpose of use is not allowed for this client",
         ));
     }
-    let requester = requester_of(&client);
+    let requester = Requester::of(&client);
     let decision = match resource {
         Some(mut resource) => {
             // Attributes of a resource not yet stored get the labels ingest would give it.
@@ -199,6 +186,7 @@ pub async fn decide(
             }
             let decision = decision::decide(
                 &state.institution.policies,
+                state.purposes,
                 &consents,
                 &Question {
                     requester: &requester,

@@ -27,12 +27,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, Data};
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{Error, HttpMessage};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::error::ApiError;
+use super::error::{ApiError, Flavor};
 
 /// Longest wait for room in the body budget before the request is answered 503.
 pub const ROOM_WAIT: Duration = Duration::from_secs(3);
@@ -206,25 +206,18 @@ fn refused_response<B>(
     trouble: Trouble,
 ) -> ServiceResponse<EitherBody<B>> {
     let error = match trouble {
-        Trouble::TimedOut => ApiError::fhir(
+        Trouble::TimedOut => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
             "body_timeout",
             "the request body did not arrive in time",
         ),
-        _ => ApiError::fhir(
+        _ => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "transient",
             "server_busy",
             "the server is receiving too many request bodies at once; retry shortly",
         ),
     };
-    let error = if request.path().starts_with("/fhir") {
-        error
-    } else {
-        error.as_problem()
-    };
-    let mut response = error.error_response();
+    let mut response = error.render(Flavor::for_path(request.path()));
     // The rest of the body is never read, so the connection cannot carry another request.
     response
         .headers_mut()

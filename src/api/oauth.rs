@@ -70,7 +70,7 @@ impl ResponseError for OAuthError {
         if self.error == "temporarily_unavailable" {
             response.insert_header((
                 actix_web::http::header::RETRY_AFTER,
-                super::error::UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+                super::error::RETRY_AFTER_SECS.to_string(),
             ));
         }
         response
@@ -134,7 +134,7 @@ async fn authenticate_client(
         .run(move |conn| identity::active_client(conn, &lookup))
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
-    let client = super::clients::client_from_row(row).map_err(|_| OAuthError::invalid_client())?;
+    let client = crate::auth::registry::from_row(row).map_err(|_| OAuthError::invalid_client())?;
     let jwks: Arc<JwkSet> =
         match (&client.jwks, &client.jwks_url) {
             (Some(inline), _) => {

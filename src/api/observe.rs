@@ -7,7 +7,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -18,7 +18,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Flavor};
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -99,10 +99,24 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// Re-renders an error response in the flavour of its route's scope ([`Flavor::for_path`]):
+/// whoever failed (extractor, handler, body config), the route decides the body.
+fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let rendered = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .map(|e| e.render(Flavor::for_path(response.request().path())));
+    match rendered {
+        Some(rendered) => response.into_response(rendered).map_into_right_body(),
+        None => response.map_into_left_body(),
+    }
+}
+
 /// The middleware function (`actix_web::middleware::from_fn(observe)`).
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -128,7 +142,7 @@ pub async fn observe(
         }
         return Err(error.into());
     };
-    let mut response = served?;
+    let mut response = in_route_flavor(served?);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| {

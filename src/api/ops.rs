@@ -81,7 +81,11 @@ pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
         Err(NotReady::AuditWriter(stalled)) => ("audit_writer_stalled", stalled.to_string()),
     };
     tracing::warn!(code, "readiness check failed");
-    Err(ApiError::fhir(StatusCode::SERVICE_UNAVAILABLE, "transient", code, message).as_problem())
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        message,
+    ))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -48,11 +48,14 @@ pub enum AuditError {
     /// The tree could not be extended.
     #[error("audit tree: {0}")]
     Tree(String),
+    /// The batch this entry was committed with failed (the cause, shared by the batch).
+    #[error("audit batch failed: {0}")]
+    Batch(Arc<AuditError>),
 }
 
 struct Pending {
     entry: AuditEntry,
-    done: oneshot::Sender<Result<u64, String>>,
+    done: oneshot::Sender<Result<u64, Arc<AuditError>>>,
 }
 
 /// The handle requests use to append entries.
@@ -138,9 +141,9 @@ impl AuditLog {
         }
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(reason)) => {
-                tracing::error!(reason = %reason, "audit batch failed");
-                Err(AuditError::Unavailable)
+            Ok(Err(cause)) => {
+                tracing::error!(error = %cause, "audit batch failed");
+                Err(AuditError::Batch(cause))
             }
             Err(_) => Err(AuditError::Unavailable),
         }
@@ -179,9 +182,9 @@ fn writer(store: Store, receiver: Receiver<Pending>, alive: AliveGuard) {
             }
             Err(e) => {
                 // The frontier is rebuilt from storage on the next batch.
-                let reason = e.to_string();
+                let cause = Arc::new(e);
                 for p in batch {
-                    let _ = p.done.send(Err(reason.clone()));
+                    let _ = p.done.send(Err(cause.clone()));
                 }
             }
         }

@@ -21,12 +21,14 @@ pub mod jwt_ring;
 pub mod keys;
 pub mod people;
 pub mod purposes;
+pub mod registry;
 pub mod scopes;
 pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::config::{Profile, Settings};
 use jwks_fetch::JwksFetcher;
 use keys::Keyring;
@@ -49,6 +51,49 @@ pub enum Principal {
         /// The account (`sub`) for the audit trail.
         subject: String,
     },
+}
+
+impl Principal {
+    /// A new audit entry for what this principal did: who (client id, organisation, person),
+    /// under which purpose of use, and the break-glass justification of an emergency token.
+    pub fn audit_entry(
+        &self,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        request_id: String,
+    ) -> AuditEntry {
+        let (client_id, organisation, user, purpose, break_glass) = match self {
+            Principal::Client(c) => (
+                c.client_id.clone(),
+                crate::audit::organisation_token(&c.organization),
+                None,
+                c.purpose_of_use.clone(),
+                c.justification.clone(),
+            ),
+            Principal::Patient { patient_id, .. } => (
+                crate::audit::PATIENT_CLIENT.to_string(),
+                "consentgate".to_string(),
+                Some(format!("Patient/{patient_id}")),
+                "PATRQT".to_string(),
+                None,
+            ),
+            Principal::Operator { .. } => (
+                crate::audit::OPERATOR_CLIENT.to_string(),
+                "consentgate".to_string(),
+                None,
+                "HSYSADMIN".to_string(),
+                None,
+            ),
+        };
+        AuditEntry {
+            client_id,
+            organisation,
+            user,
+            purpose_of_use: purpose,
+            break_glass,
+            ..AuditEntry::new(action, outcome, request_id)
+        }
+    }
 }
 
 /// Most verified tokens kept in the cache before it is cleared.

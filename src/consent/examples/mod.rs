@@ -156,6 +156,7 @@ impl<'a> Ask<'a> {
             action: self.action,
             resource,
             now: at(self.now),
+            purposes: crate::consent::purpose::PurposeHierarchy::official(),
         };
         evaluate(consents, &query)
     }
