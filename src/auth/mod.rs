@@ -15,6 +15,7 @@
 //! tokens say who asks and why; every request is decided afresh.
 
 pub mod assertion;
+pub mod bearer;
 pub mod clients;
 pub mod jwks_fetch;
 pub mod jwt_ring;
@@ -23,6 +24,7 @@ pub mod people;
 pub mod purposes;
 pub mod registry;
 pub mod scopes;
+pub mod token_endpoint;
 pub mod tokens;
 
 use std::collections::HashMap;

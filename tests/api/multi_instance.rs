@@ -17,8 +17,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::audit::{hashes, open_checkpoint, rfc9162_consistency};
-use crate::helpers::{PgDatabase, decode};
 use crate::helpers::{ClientKey, now};
+use crate::helpers::{PgDatabase, decode};
 use crate::served::{self, PUBLIC_BASE, Served};
 
 const FHIR: &str = "application/fhir+json";
