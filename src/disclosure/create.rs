@@ -61,7 +61,7 @@ pub async fn create(
     let now = now_micros();
     let ask = request::check(ask, now)?;
     let is_list = matches!(ask.chosen, Chosen::Listed(_));
-    let (recipient, chosen, p) = (ask.recipient.clone(), ask.chosen.clone(), patient.clone());
+    let (recipient, chosen, p) = (ask.recipient.clone(), ask.chosen, patient.clone());
     let (client, candidates, existing) = gateway
         .store
         .run(move |conn| {
