@@ -87,14 +87,23 @@ impl Principal {
                 None,
             ),
         };
-        AuditEntry {
+        let mut entry = AuditEntry {
             client_id,
             organisation,
             user,
             purpose_of_use: purpose,
             break_glass,
             ..AuditEntry::new(action, outcome, request_id)
+        };
+        // Whether the purpose was the client's registered default, not one it named.
+        if let Principal::Client(c) = self
+            && c.purpose_defaulted
+        {
+            entry
+                .detail
+                .insert("purpose_defaulted".into(), "true".into());
         }
+        entry
     }
 }
 
