@@ -56,6 +56,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The one patient this principal may act for: a patient's own id; `None` for an operator
+    /// (any patient) and for a client (which acts for no patient).
+    pub fn own_patient(&self) -> Option<&str> {
+        match self {
+            Principal::Patient { patient_id, .. } => Some(patient_id),
+            _ => None,
+        }
+    }
+
     /// A new audit entry for what this principal did: who (client id, organisation, person),
     /// under which purpose of use, and the break-glass justification of an emergency token.
     pub fn audit_entry(
