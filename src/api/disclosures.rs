@@ -33,7 +33,7 @@ pub async fn create(
     body: Json<NewDisclosure>,
 ) -> Result<HttpResponse, ApiError> {
     let mut ask = body.into_inner();
-    let patient = disclosure::patient_for(reader.only_patient.as_deref(), ask.patient.take())?;
+    let patient = disclosure::patient_for(&reader.principal, ask.patient.take())?;
     let created = disclosure::create(
         &state,
         &reader.principal,
@@ -75,7 +75,7 @@ pub async fn for_patient(
             }
         }
     }
-    let patient = disclosure::patient_for(reader.only_patient.as_deref(), named)?;
+    let patient = disclosure::patient_for(&reader.principal, named)?;
     let packages = disclosure::list(&state, &patient).await?;
     Ok(HttpResponse::Ok().json(json!({ "disclosures": packages })))
 }

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::selection::{self, Chosen, Selection};
+use crate::auth::Principal;
 use crate::auth::clients::{Client, Role};
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::RolePurposes;
@@ -62,10 +63,16 @@ pub struct Checked {
     pub max_retrievals: i64,
 }
 
-/// The patient whose records a caller discloses or lists: a patient (`own`) for themself, an
-/// operator (`own` is `None`) for the one named.
-pub fn patient_for(own: Option<&str>, named: Option<String>) -> Result<PatientId, DomainError> {
-    let patient = match (own, named) {
+/// The patient whose records `by` discloses or lists: a patient for themself, an operator
+/// for the one named. A recipient client acts for no patient.
+pub fn patient_for(by: &Principal, named: Option<String>) -> Result<PatientId, DomainError> {
+    if matches!(by, Principal::Client(_)) {
+        return Err(DomainError::forbidden(
+            "forbidden",
+            "this caller may not use this endpoint",
+        ));
+    }
+    let patient = match (by.own_patient(), named) {
         (Some(own), Some(named)) if own != named => {
             return Err(DomainError::forbidden(
                 "forbidden",
@@ -304,8 +311,16 @@ mod tests {
 
     #[test]
     fn a_patient_discloses_only_their_own_records() {
-        let p = |own: Option<&str>, named: Option<&str>| {
-            patient_for(own, named.map(str::to_string))
+        let patient = |id: &str| Principal::Patient {
+            patient_id: id.into(),
+            subject: "s".into(),
+        };
+        let operator = Principal::Operator {
+            subject: "o".into(),
+        };
+        let p = |by: Option<&str>, named: Option<&str>| {
+            let by = by.map_or(operator.clone(), patient);
+            patient_for(&by, named.map(str::to_string))
                 .map(|id| id.to_string())
                 .map_err(|e| (e.kind, e.code))
         };
@@ -320,6 +335,17 @@ mod tests {
         assert_eq!(
             p(None, Some("a/b")),
             Err((ErrorKind::Invalid, "invalid_patient"))
+        );
+        let client: crate::auth::tokens::AccessClaims = serde_json::from_value(serde_json::json!({
+            "iss": "gw", "sub": "c1", "aud": "gw/fhir", "exp": 0, "iat": 0, "nbf": 0, "jti": "j",
+            "client_id": "c1", "role": "insurer", "organization": "o", "scope": "",
+            "purpose_of_use": "PATRQT"}))
+        .unwrap();
+        let refused = patient_for(&Principal::Client(Box::new(client)), Some("p1".into()));
+        assert_eq!(
+            refused.map_err(|e| e.kind),
+            Err(ErrorKind::Forbidden),
+            "a client acts for no patient"
         );
     }
 }
