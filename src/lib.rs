@@ -15,6 +15,7 @@ mod date_proptests;
 pub mod decision;
 pub mod deid;
 pub mod demo;
+pub mod disclosure;
 pub mod error;
 pub mod fhir_time;
 pub mod gateway;

@@ -10,6 +10,7 @@
 //! - [`purposes`]: purposes of use and the v3 ActReason hierarchy.
 //! - [`people`]: tokens of people from trusted OpenID Connect issuers.
 //! - [`jwks_fetch`]: fetching JWKS URLs with timeouts, a size limit and a cache.
+//! - [`jws`]: detached JWS signatures over exact bytes (disclosure packages).
 //!
 //! [`Authority`] ties them together for the HTTP layer. Consent is never baked into a token:
 //! tokens say who asks and why; every request is decided afresh.
@@ -18,6 +19,7 @@ pub mod assertion;
 pub mod bearer;
 pub mod clients;
 pub mod jwks_fetch;
+pub mod jws;
 pub mod jwt_ring;
 pub mod keys;
 pub mod people;
