@@ -5,6 +5,7 @@
 //! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
 
 pub mod access_request;
+pub mod accounting;
 pub mod api;
 pub mod audit;
 pub mod auth;
