@@ -189,7 +189,6 @@ fn period(p: &PeriodBody) -> Result<(Option<String>, Option<String>), DomainErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clients::Role;
 
     fn roles() -> RolePurposes {
         RolePurposes {
@@ -202,18 +201,12 @@ mod tests {
     }
 
     fn client() -> Client {
-        Client {
-            id: "client-1".into(),
-            name: "clinic app".into(),
-            organization: "clinic".into(),
-            role: Role::Clinician,
-            jwks: None,
-            jwks_url: None,
-            purposes: vec!["TREAT".into()],
-            resources: vec!["Observation".into(), "Condition".into()],
-            created_at: 0,
-            acts_as: Vec::new(),
-        }
+        serde_json::from_value(serde_json::json!({
+            "id": "client-1", "name": "clinic app", "organization": "clinic",
+            "role": "clinician", "purposes": ["TREAT"],
+            "resources": ["Observation", "Condition"], "created_at": 0,
+        }))
+        .expect("a client")
     }
 
     fn request() -> NewRequest {
