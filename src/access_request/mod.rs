@@ -41,10 +41,10 @@ pub use view::{Audience, view};
 
 pub use crate::store::access_requests::RequestStatus;
 
+use crate::error::DomainError;
+
 /// The system of the Consent identifier that names the request it was created from.
 pub const REQUEST_IDENTIFIER_SYSTEM: &str = "https://consentgate.dev/fhir/access-request";
-
-use crate::error::DomainError;
 
 /// The answer for a request that does not exist or that the caller may not see.
 fn unknown_request() -> DomainError {
