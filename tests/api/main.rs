@@ -15,3 +15,4 @@ mod notifications;
 mod operations;
 mod records;
 mod security;
+mod standard_clients;
