@@ -4,6 +4,8 @@
 //! builds the server, [`api`] holds every HTTP handler, [`records`] turns FHIR bundles and
 //! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
 
+pub mod access_request;
+pub mod accounting;
 pub mod api;
 pub mod audit;
 pub mod auth;
