@@ -14,4 +14,5 @@ mod interop;
 mod notifications;
 mod operations;
 mod records;
+mod release;
 mod security;
