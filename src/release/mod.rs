@@ -32,7 +32,7 @@ mod released;
 mod shaping;
 
 pub use context::{PatientContext, Recipient, requester};
-pub use decide::{Interaction, Permitted, decide_each, scope_allows};
+pub use decide::{Interaction, Permitted, decide_each};
 pub use minimum::minimum_necessary;
 pub use recipient::{SearchPage, everything, read, search};
 pub use released::{Released, ReleasedResource, shape, shape_for_study};

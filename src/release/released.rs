@@ -87,8 +87,8 @@ impl Released {
         self.resources.into_iter().map(|r| r.body).collect()
     }
 
-    /// The audit entry of this release to `claims`' client, about `patient`: the resources
-    /// that leave, the consents and policies that let them, and their count.
+    /// The audit entry of this release to `principal`, about `patient`: the resources that
+    /// leave, the consents and policies that let them, and their count.
     pub fn audit_entry(
         &self,
         principal: &Principal,
