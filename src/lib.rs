@@ -26,6 +26,7 @@ pub mod notify;
 pub mod policy;
 pub mod records;
 pub mod release;
+pub mod sharing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

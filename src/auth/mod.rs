@@ -54,6 +54,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The one patient this principal may act for: a patient's own id; `None` for an operator
+    /// (any patient) and for a client (which acts for no patient).
+    pub fn own_patient(&self) -> Option<&str> {
+        match self {
+            Principal::Patient { patient_id, .. } => Some(patient_id),
+            _ => None,
+        }
+    }
+
     /// A new audit entry for what this principal did: who (client id, organisation, person),
     /// under which purpose of use, and the break-glass justification of an emergency token.
     pub fn audit_entry(
@@ -85,14 +94,23 @@ impl Principal {
                 None,
             ),
         };
-        AuditEntry {
+        let mut entry = AuditEntry {
             client_id,
             organisation,
             user,
             purpose_of_use: purpose,
             break_glass,
             ..AuditEntry::new(action, outcome, request_id)
+        };
+        // Whether the purpose was the client's registered default, not one it named.
+        if let Principal::Client(c) = self
+            && c.purpose_defaulted
+        {
+            entry
+                .detail
+                .insert("purpose_defaulted".into(), "true".into());
         }
+        entry
     }
 }
 

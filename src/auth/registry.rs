@@ -21,6 +21,7 @@ pub fn from_row(row: ClientRow) -> Result<Client, DomainError> {
         purposes: serde_json::from_str(&row.purposes).map_err(|_| corrupt())?,
         resources: serde_json::from_str(&row.resources).map_err(|_| corrupt())?,
         acts_as: serde_json::from_str(&row.acts_as).map_err(|_| corrupt())?,
+        default_purpose: row.default_purpose,
         jwks_url: row.jwks_url,
         id: row.id,
         name: row.name,
@@ -43,6 +44,7 @@ pub fn to_row(client: &Client) -> ClientRow {
         created_at: client.created_at,
         removed_at: None,
         acts_as: serde_json::Value::from(client.acts_as.clone()).to_string(),
+        default_purpose: client.default_purpose.clone(),
     }
 }
 

@@ -292,6 +292,9 @@ mod tests {
                 other => panic!("{q}: {other:?}"),
             }
         }
-        assert!(parse("Nope", "", &limits()).is_err());
+        match parse("Nope", "", &limits()) {
+            Err(RecordError::Invalid { code, .. }) => assert_eq!(code, "unknown_resource_type"),
+            other => panic!("an unknown type: {other:?}"),
+        }
     }
 }

@@ -16,3 +16,4 @@ mod operations;
 mod records;
 mod release;
 mod security;
+mod standard_clients;

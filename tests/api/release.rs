@@ -6,15 +6,16 @@
 
 use std::collections::BTreeSet;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, spawn_app};
-use crate::identity::{ClientKey, client_token, register};
+use crate::helpers::{
+    Backend, TestApp, acts_as, client, consent_in_scope, decode, permit, request, spawn_app,
+};
 
 const PATIENT: &str = "rel-pat";
 const STUDY: &str = "Group/rel-study";
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 /// The patient's records: types the Safe Harbor profile lists (Patient, Observation,
 /// Condition) and one it does not (FamilyMemberHistory), one resource of each type, so a
@@ -37,30 +38,9 @@ fn records() -> Vec<Value> {
     ]
 }
 
-/// The patient's consent: the study may use the records for healthcare research.
-fn research_consent() -> Value {
-    json!({
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{PATIENT}")},
-        "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": {
-            "type": "permit",
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                       "reference": {"reference": STUDY}}],
-            "purpose": [{"system": ACT_REASON, "code": "HRESCH"}],
-        },
-    })
-}
-
 /// A GET with `token`, tagged with `request_id` so its audit entry can be found.
 async fn get_tagged(app: &TestApp, token: &str, path: &str, request_id: &str) -> (u16, Value) {
-    let resp = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
+    let resp = request(app, token, Method::GET, path)
         .header("x-request-id", request_id)
         .send()
         .await
@@ -128,20 +108,21 @@ async fn access_log_lists_what_left(backend: Backend) {
         assert_eq!(status, 201, "{path}: {body}");
     }
     let patient = app.patient_token(PATIENT);
-    let resp = app
-        .client
-        .post(app.url("/fhir/Consent"))
-        .bearer_auth(&patient)
-        .header("content-type", "application/fhir+json")
-        .body(research_consent().to_string())
-        .send()
-        .await
-        .unwrap();
-    let (status, consent) = decode(resp).await;
+    // The patient consents: the study may use the records for healthcare research.
+    let (status, consent) = app
+        .send_as(
+            &patient,
+            Method::POST,
+            "/fhir/Consent",
+            Some(&consent_in_scope(
+                "research",
+                PATIENT,
+                permit(STUDY, "HRESCH"),
+            )),
+        )
+        .await;
     assert_eq!(status, 201, "{consent}");
-    let key = ClientKey::ed25519("r");
-    let researcher = register(&app, "researcher", key.jwks(), json!({"acts_as": [STUDY]})).await;
-    let token = client_token(&app, &key, &researcher, "HRESCH").await;
+    let (_, token) = client(&app, "researcher", acts_as(STUDY), "HRESCH", None).await;
 
     // $everything: the profile's types leave de-identified; FamilyMemberHistory does not.
     let (status, everything) = get_tagged(

@@ -7,31 +7,13 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, spawn_app, spawn_app_with};
-use crate::identity::{ClientKey, assertion_claims, register, request_token};
+use crate::helpers::{
+    ACT_REASON, Backend, TestApp, acts_as, client, consent, decode, get_as, permit, spawn_app,
+    spawn_app_with,
+};
 
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 const B: &str = "patient-b";
 const A: &str = "patient-a";
-
-fn consent(patient: &str, provision: Value) -> Value {
-    json!({
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "dateTime": "2026-11-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": provision,
-    })
-}
-
-fn permit(actor: &str, purpose: &str) -> Value {
-    json!({"type": "permit",
-        "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                   "reference": {"reference": actor}}],
-        "purpose": [{"system": ACT_REASON, "code": purpose}]})
-}
 
 /// Two patients; B has a plain observation and a condition labelled HIV-sensitive.
 async fn seed(app: &TestApp) {
@@ -60,49 +42,6 @@ async fn seed(app: &TestApp) {
     }
 }
 
-/// A client acting as `acts_as`, with a token for `purpose` (and a break-glass reason).
-async fn client(
-    app: &TestApp,
-    role: &str,
-    acts_as: &str,
-    purpose: &str,
-    justification: Option<&str>,
-) -> (String, String) {
-    let key = ClientKey::ed25519("k");
-    let id = register(app, role, key.jwks(), json!({"acts_as": [acts_as]})).await;
-    let assertion = key.sign(&assertion_claims(app, &id), Some("k"));
-    let mut form = vec![("scope", "system/*.rs"), ("purpose_of_use", purpose)];
-    if let Some(j) = justification {
-        form.push(("justification", j));
-    }
-    let (status, body) = request_token(app, &assertion, &form).await;
-    assert_eq!(status, 200, "{body}");
-    (
-        id,
-        body["access_token"].as_str().expect("token").to_string(),
-    )
-}
-
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    decode(req.send().await.expect("answered")).await
-}
-
-async fn get_as(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    call(app, token, reqwest::Method::GET, path, None).await
-}
-
 fn code_of(body: &Value) -> String {
     body["code"]
         .as_str()
@@ -119,16 +58,23 @@ fn code_of(body: &Value) -> String {
 /// answered, and readiness holds.
 async fn still_serves(app: &TestApp) {
     let patient_token = app.patient_token(B);
-    let (status, body) = call(
+    let (status, body) = app
+        .send_as(
+            &patient_token,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "a write after the probe: {body}");
+    let (_, token) = client(
         app,
-        &patient_token,
-        reqwest::Method::POST,
-        "/fhir/Consent",
-        Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
     )
     .await;
-    assert_eq!(status, 201, "a write after the probe: {body}");
-    let (_, token) = client(app, "clinician", "Organization/clinic", "TREAT", None).await;
     let (status, body) = get_as(app, &token, "/fhir/Observation/obs-b").await;
     assert_eq!(status, 200, "an audited read after the probe: {body}");
     let (status, body) = app.get("/readyz").await;
@@ -156,14 +102,14 @@ async fn extreme_dates_are_refused_and_nothing_wedges(backend: Backend) {
         ("dateTime", date_time),
         ("provision.period", period),
     ] {
-        let (status, answer) = call(
-            &app,
-            &patient,
-            reqwest::Method::POST,
-            "/fhir/Consent",
-            Some(&body),
-        )
-        .await;
+        let (status, answer) = app
+            .send_as(
+                &patient,
+                reqwest::Method::POST,
+                "/fhir/Consent",
+                Some(&body),
+            )
+            .await;
         assert_eq!(status, 422, "{what}: {answer}");
         assert!(
             answer.to_string().contains("date_out_of_range"),
@@ -212,16 +158,23 @@ async fn extreme_search_dates_answer_400(backend: Backend) {
     }
     // A recipient's consent-checked search takes the same path.
     let patient = app.patient_token(B);
-    let (status, _) = call(
+    let (status, _) = app
+        .send_as(
+            &patient,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, token) = client(
         &app,
-        &patient,
-        reqwest::Method::POST,
-        "/fhir/Consent",
-        Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
     )
     .await;
-    assert_eq!(status, 201);
-    let (_, token) = client(&app, "clinician", "Organization/clinic", "TREAT", None).await;
     let path = format!("/fhir/Observation?patient={B}&date=9999-12-31T23:59:59Z");
     let (status, body) = get_as(&app, &token, &path).await;
     assert_eq!(
@@ -256,21 +209,28 @@ async fn consents_stay_in_their_patients_record(backend: Backend) {
         ),
     ];
     for (id, provision) in choices {
-        let (status, body) = call(
-            &app,
-            &patient_b,
-            reqwest::Method::PUT,
-            &format!("/fhir/Consent/{id}"),
-            Some(&consent(B, provision)),
-        )
-        .await;
+        let (status, body) = app
+            .send_as(
+                &patient_b,
+                reqwest::Method::PUT,
+                &format!("/fhir/Consent/{id}"),
+                Some(&consent(B, provision)),
+            )
+            .await;
         assert_eq!(status, 201, "{id}: {body}");
     }
-    let (_, clinic) = client(&app, "clinician", "Organization/clinic", "TREAT", None).await;
+    let (_, clinic) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
     let (_, er) = client(
         &app,
         "clinician",
-        "Organization/er",
+        acts_as("Organization/er"),
         "ETREAT",
         Some("unconscious, allergy check"),
     )
@@ -286,14 +246,14 @@ async fn consents_stay_in_their_patients_record(backend: Backend) {
     let patient_a = app.patient_token(A);
     let mut smuggled = consent(A, permit("Organization/er", "ETREAT"));
     smuggled["subject"] = json!({"reference": format!("Patient/{B}")});
-    let (status, body) = call(
-        &app,
-        &patient_a,
-        reqwest::Method::PUT,
-        "/fhir/Consent/0-0000",
-        Some(&smuggled),
-    )
-    .await;
+    let (status, body) = app
+        .send_as(
+            &patient_a,
+            reqwest::Method::PUT,
+            "/fhir/Consent/0-0000",
+            Some(&smuggled),
+        )
+        .await;
     assert_eq!(
         (status, code_of(&body).as_str()),
         (422, "conflicting_patient"),
@@ -324,7 +284,9 @@ async fn consents_stay_in_their_patients_record(backend: Backend) {
                 // A busy database answers 503 (Retry-After); a client tries again.
                 let mut answer = (503, Value::Null);
                 for _ in 0..5 {
-                    answer = call(app, token, reqwest::Method::PUT, &path, Some(&body)).await;
+                    answer = app
+                        .send_as(token, reqwest::Method::PUT, &path, Some(&body))
+                        .await;
                     if answer.0 != 503 {
                         break;
                     }
@@ -372,7 +334,14 @@ async fn decisions_answer_a_client_no_more_than_a_read(backend: Backend) {
         return;
     };
     seed(&app).await;
-    let (clinic_id, clinic) = client(&app, "clinician", "Organization/clinic", "TREAT", None).await;
+    let (clinic_id, clinic) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
     let ask = |reference: &str, purpose: &str| {
         json!({"client_id": clinic_id, "purpose": purpose, "patient": B,
                "resource": {"reference": reference}})
@@ -428,14 +397,14 @@ async fn decisions_answer_a_client_no_more_than_a_read(backend: Backend) {
     assert_eq!(unknown.0, 404, "{}", unknown.1);
     // With B's consent, the client learns the permit and its obligations only.
     let patient_b = app.patient_token(B);
-    let (status, _) = call(
-        &app,
-        &patient_b,
-        reqwest::Method::POST,
-        "/fhir/Consent",
-        Some(&consent(B, permit("Organization/clinic", "TREAT"))),
-    )
-    .await;
+    let (status, _) = app
+        .send_as(
+            &patient_b,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
     assert_eq!(status, 201);
     let allowed = post(clinic.clone(), ask("Observation/obs-b", "TREAT")).await;
     assert_eq!(allowed.1["decision"], "permit", "{}", allowed.1);
@@ -448,16 +417,23 @@ async fn recipients_never_receive_gateway_records(backend: Backend) {
     };
     seed(&app).await;
     let patient_b = app.patient_token(B);
-    let (status, made) = call(
+    let (status, made) = app
+        .send_as(
+            &patient_b,
+            reqwest::Method::PUT,
+            "/fhir/Consent/b-shares",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (clinic_id, clinic) = client(
         &app,
-        &patient_b,
-        reqwest::Method::PUT,
-        "/fhir/Consent/b-shares",
-        Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
     )
     .await;
-    assert_eq!(status, 201, "{made}");
-    let (clinic_id, clinic) = client(&app, "clinician", "Organization/clinic", "TREAT", None).await;
     let (status, everything) =
         get_as(&app, &clinic, &format!("/fhir/Patient/{B}/$everything")).await;
     assert_eq!(status, 200, "{everything}");

@@ -409,3 +409,6 @@ fn provisions(result: &ConsentResult) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests;
