@@ -10,6 +10,10 @@
 //! registered, token not revoked), so a removal or revocation holds from the next request on
 //! every instance, even when the token's signature check comes from the cache. Failures answer
 //! 401 with `WWW-Authenticate` and say nothing about which check failed.
+//!
+//! Failed bearer tokens are counted per source address ([`crate::ratelimit`]); an address
+//! that spent its allowance gets 429 with `Retry-After` for every bearer request, before
+//! any verification, until the window passes.
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -21,6 +25,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
+use super::throttle::{rate_limits, source_address};
 use crate::auth::tokens::{self, AccessClaims, Expectation, PersonClaims};
 use crate::auth::{Principal, now_secs, people};
 use crate::store::identity;
@@ -163,10 +168,26 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state_of(req);
         let token = bearer(req);
+        let limits = rate_limits(req);
+        let source = limits.as_ref().and_then(|l| source_address(req, l));
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(ApiError::unauthorized)?;
-            authenticate(&state, &token).await.map(Caller)
+            let throttled =
+                |t: crate::ratelimit::Throttled| ApiError::too_many_requests(t.retry_after_secs());
+            if let Some(limits) = &limits {
+                limits.check_bearer(source).map_err(throttled)?;
+            }
+            match authenticate(&state, &token).await {
+                Ok(principal) => Ok(Caller(principal)),
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                    if let Some(limits) = &limits {
+                        limits.record_failed_bearer(source).map_err(throttled)?;
+                    }
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }

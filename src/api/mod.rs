@@ -18,10 +18,12 @@ pub mod disclosures;
 pub mod error;
 pub mod export;
 pub mod fhir;
+pub mod intake;
 pub mod notifications;
 pub mod oauth;
 pub mod observe;
 pub mod ops;
+pub mod throttle;
 pub mod wellknown;
 
 use std::sync::Arc;

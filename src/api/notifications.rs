@@ -255,13 +255,10 @@ pub async fn put_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let patient_id = path.into_inner();
     authorize(&reader, &patient_id, Allowed::PatientOnly)?;
-    let url = webhook::validate_url(&body.url).map_err(|e| {
-        problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_webhook_url",
-            &e.to_string(),
-        )
-    })?;
+    let guard = crate::net::OutboundGuard::from_settings(&state.settings.outbound)
+        .map_err(ApiError::internal)?;
+    let url = webhook::validate_url_with(&body.url, &guard)
+        .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, e.code(), &e.to_string()))?;
     let secret =
         webhook::new_secret().map_err(|_| ApiError::internal("secret generation failed"))?;
     let row = WebhookRow {

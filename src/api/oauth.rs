@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::auth::{authenticate, bearer};
 use super::error::ApiError;
+use super::throttle::{rate_limits, throttled_token, throttled_token_address};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::assertion::{self, AssertionRules};
@@ -70,6 +71,12 @@ impl ResponseError for OAuthError {
         let mut response = HttpResponse::build(self.status_code());
         if self.error == "invalid_client" {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"consentgate\""));
+        }
+        if self.error == "temporarily_unavailable" {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                super::error::RETRY_AFTER_SECS.to_string(),
+            ));
         }
         response
             .insert_header((CACHE_CONTROL, "no-store"))
@@ -196,7 +203,16 @@ pub async fn issue_token(
         .client_assertion
         .as_deref()
         .and_then(assertion::claimed_client_id);
+    if let Some(response) = throttled_token_address(&req) {
+        return Ok(response);
+    }
     let outcome = issue(&state, form).await;
+    // Per client once it has authenticated: a token over the allowance is dropped unsent.
+    if let (Ok((claims, _)), Some(limits)) = (&outcome, rate_limits(&req))
+        && let Err(t) = limits.check_token_client(&claims.client_id)
+    {
+        return Ok(throttled_token(t));
+    }
     // Every issue and every refusal is on the record.
     let request_id = audit::request_id(&req);
     let entry = match &outcome {
@@ -404,6 +420,11 @@ pub async fn revoke(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
+    if form.client_assertion.is_some()
+        && let Some(response) = throttled_token_address(&req)
+    {
+        return Ok(response);
+    }
     let asker = asker(&state, &req, &form).await?;
     let token = form
         .token
@@ -446,6 +467,11 @@ pub async fn introspect(
     form: Form<TokenQueryForm>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.into_inner();
+    if form.client_assertion.is_some()
+        && let Some(response) = throttled_token_address(&req)
+    {
+        return Ok(response);
+    }
     let asker = asker(&state, &req, &form).await?;
     let token = form
         .token

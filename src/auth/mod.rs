@@ -156,7 +156,10 @@ impl Authority {
         let issuer = issuer_for(settings, base_url);
         Ok(Authority {
             keyring,
-            fetcher: JwksFetcher::new(&settings.auth)?,
+            fetcher: JwksFetcher::new(
+                &settings.auth,
+                crate::net::OutboundGuard::from_settings(&settings.outbound)?,
+            )?,
             people: PersonIssuers::load(&settings.auth)?,
             fhir_audience: format!("{base_url}/fhir"),
             token_url: format!("{base_url}/oauth/token"),
