@@ -171,7 +171,12 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        ApiError::new(status_of(e.kind), e.code, e.message)
+        let mut error = ApiError::new(status_of(e.kind), e.code, e.message);
+        if e.kind == ErrorKind::Unauthorized {
+            // RFC 6750: every 401 carries the bearer challenge.
+            error.challenge = ApiError::unauthorized().challenge;
+        }
+        error
     }
 }
 

@@ -10,7 +10,6 @@ pub mod access_requests;
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod broker;
 pub mod capability;
 pub mod clients;
 pub mod consents;

@@ -17,6 +17,7 @@ mod multi_instance;
 mod notifications;
 mod operations;
 mod records;
+mod release;
 mod security;
 mod served;
 mod standard_clients;
