@@ -22,9 +22,9 @@ pub(super) fn project_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// `../shared/fixtures/` beside the project root (see its README).
+/// The repository's `tests/fixtures/` (see its README for origins and licences).
 pub(super) fn fixtures() -> PathBuf {
-    project_root().join("../shared/fixtures")
+    project_root().join("tests/fixtures")
 }
 
 /// Parses a fixture file (some start with a UTF-8 byte-order mark).
