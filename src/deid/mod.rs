@@ -82,34 +82,68 @@ mod tests;
 
 pub use deidentifier::{AGE_EXTENSION_URL, Deidentifier};
 pub use keys::StudyKey;
-pub use leak::{IdentifierSet, Leak, LeakKind};
+pub use leak::{IdentifierSet, Leak, LeakKind, ScanContext};
 pub use profile::Profile;
 
 /// Why de-identification (or loading its configuration) failed.
+///
+/// Two families, told apart by [`DeidError::location`]: a failure of one resource (a leak, an
+/// unlisted modifier extension, a method that cannot apply) names that resource by type and
+/// pseudonymous reference and the element path, so the caller can withhold just it and report
+/// where; everything else is about the configuration or the key, and stops the whole job.
+/// Messages and fields never carry a patient value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeidError {
     /// The input has no `resourceType`.
     #[error("the input is not a FHIR resource")]
     NotAResource,
-    /// The profile does not list the resource type.
+    /// The profile does not list the resource type (default deny: drop it, it is no failure).
     #[error("resource type {resource_type} is not allowed by the de-identification profile")]
     ResourceTypeNotInProfile {
         /// The refused type.
         resource_type: String,
     },
-    /// A modifier extension the profile does not list.
-    #[error("modifier extension {url} is not allowed by the de-identification profile")]
+    /// A modifier extension the profile does not list: dropping it would change the meaning
+    /// of what is left, so the resource is withheld.
+    #[error(
+        "{resource_type} {reference}: modifier extension {url} at {path} is not allowed by the de-identification profile"
+    )]
     ModifierExtensionNotAllowed {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
+        /// Where, as a JSON path.
+        path: String,
         /// The extension URL.
         url: String,
     },
     /// The output still carries a value of the source records.
-    #[error("de-identified output still holds a {kind} of the source records at {path}")]
+    #[error(
+        "{resource_type} {reference}: de-identified output still holds a {kind} of the source records at {path}"
+    )]
     Leak {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
         /// Where, as a JSON path.
         path: String,
         /// What kind of value.
         kind: LeakKind,
+    },
+    /// An anonymizer rule's method cannot apply to the element it selected (e.g. `perturb`
+    /// on a string), and the configuration says to raise processing errors.
+    #[error("{resource_type} {reference}: method {method} cannot apply at {path}")]
+    MethodNotApplicable {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
+        /// Where, as a JSON path.
+        path: String,
+        /// The anonymizer method.
+        method: &'static str,
     },
     /// A profile file could not be read.
     #[error("cannot read de-identification profile file {path}")]
@@ -130,11 +164,35 @@ pub enum DeidError {
         min: usize,
     },
     /// A Microsoft anonymizer configuration this module cannot interpret.
-    #[error("unsupported anonymizer configuration: {reason}")]
+    #[error("{}", anonymizer_config_message(file, *rule, reason))]
     AnonymizerConfig {
+        /// The configuration file (its name as given to the loader).
+        file: String,
+        /// The index in `fhirPathRules` of the rule at fault, when one is.
+        rule: Option<usize>,
         /// What is not supported.
         reason: String,
     },
+}
+
+fn anonymizer_config_message(file: &str, rule: Option<usize>, reason: &str) -> String {
+    match rule {
+        Some(index) => {
+            format!("unsupported anonymizer configuration {file}, fhirPathRules[{index}]: {reason}")
+        }
+        None => format!("unsupported anonymizer configuration {file}: {reason}"),
+    }
+}
+
+/// The resource a per-resource failure is about, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLocation<'e> {
+    /// The resource's type.
+    pub resource_type: &'e str,
+    /// `Type/pseudonym` of the resource in the study.
+    pub reference: &'e str,
+    /// The element's JSON path.
+    pub path: &'e str,
 }
 
 impl DeidError {
@@ -145,10 +203,73 @@ impl DeidError {
             DeidError::ResourceTypeNotInProfile { .. } => "resource_type_not_in_profile",
             DeidError::ModifierExtensionNotAllowed { .. } => "modifier_extension_not_allowed",
             DeidError::Leak { .. } => "identifier_leak",
+            DeidError::MethodNotApplicable { .. } => "method_not_applicable",
             DeidError::ProfileUnreadable { .. } => "profile_unreadable",
             DeidError::ProfileInvalid { .. } => "profile_invalid",
             DeidError::KeyTooShort { .. } => "study_key_too_short",
             DeidError::AnonymizerConfig { .. } => "anonymizer_config_unsupported",
         }
+    }
+
+    /// For a failure of one resource, which resource and where; `None` for everything else.
+    pub fn location(&self) -> Option<FailureLocation<'_>> {
+        match self {
+            DeidError::ModifierExtensionNotAllowed {
+                resource_type,
+                reference,
+                path,
+                ..
+            }
+            | DeidError::Leak {
+                resource_type,
+                reference,
+                path,
+                ..
+            }
+            | DeidError::MethodNotApplicable {
+                resource_type,
+                reference,
+                path,
+                ..
+            } => Some(FailureLocation {
+                resource_type,
+                reference,
+                path,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Prefixes the path of a per-resource failure with one more step (`.key` or `[i]`),
+    /// as the error travels up the walk that found it.
+    pub(crate) fn within(mut self, step: &str) -> Self {
+        if let DeidError::ModifierExtensionNotAllowed { path, .. }
+        | DeidError::MethodNotApplicable { path, .. } = &mut self
+        {
+            path.insert_str(0, step);
+        }
+        self
+    }
+
+    /// Names the resource of a per-resource failure found inside it.
+    pub(crate) fn in_resource(mut self, resource: &str, pseudonymous: &str) -> Self {
+        if let DeidError::ModifierExtensionNotAllowed {
+            resource_type,
+            reference,
+            path,
+            ..
+        }
+        | DeidError::MethodNotApplicable {
+            resource_type,
+            reference,
+            path,
+            ..
+        } = &mut self
+        {
+            *resource_type = resource.to_string();
+            *reference = pseudonymous.to_string();
+            path.insert_str(0, resource);
+        }
+        self
     }
 }

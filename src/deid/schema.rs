@@ -101,14 +101,17 @@ pub(super) fn is_datatype(name: &str) -> bool {
 }
 
 /// Looks up the child `name` (a JSON property name, without a leading `_`) of `base`.
+///
+/// Every walk calls this once per element, so it compares table paths with `base.name`
+/// piecewise instead of building the joined string.
 pub(super) fn child(base: &str, name: &str) -> Option<ElementDef> {
-    lookup(&format!("{base}.{name}"))
-}
-
-/// Looks up a full table path.
-pub(super) fn lookup(path: &str) -> Option<ElementDef> {
+    let joined = || {
+        base.bytes()
+            .chain(std::iter::once(b'.'))
+            .chain(name.bytes())
+    };
     let index = ELEMENT_TYPES
-        .binary_search_by(|(p, _, _)| (*p).cmp(path))
+        .binary_search_by(|(p, _, _)| p.bytes().cmp(joined()))
         .ok()?;
     let (path, type_code, choice) = ELEMENT_TYPES[index];
     Some(ElementDef {

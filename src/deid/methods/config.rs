@@ -140,6 +140,8 @@ impl AnonymizerConfig {
 
 fn unsupported(reason: impl Into<String>) -> DeidError {
     DeidError::AnonymizerConfig {
+        file: String::new(),
+        rule: None,
         reason: reason.into(),
     }
 }
