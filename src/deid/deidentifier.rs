@@ -149,8 +149,14 @@ impl<'a> Deidentifier<'a> {
         let mut parts = unversioned.rsplit('/');
         let id = parts.next()?;
         let resource_type = parts.next()?;
-        (schema::is_resource_type(resource_type) && is_fhir_id(id))
-            .then(|| format!("{resource_type}/{}", self.pseudonym(resource_type, id)))
+        if !(schema::is_resource_type(resource_type) && is_fhir_id(id)) {
+            return None;
+        }
+        let mut out = String::with_capacity(resource_type.len() + 33);
+        out.push_str(resource_type);
+        out.push('/');
+        self.key.push_pseudonym(&mut out, resource_type, id);
+        Some(out)
     }
 }
 
@@ -279,7 +285,7 @@ impl Walk<'_, '_> {
         let Some(def) = schema::child(scope.base, name) else {
             return Ok(());
         };
-        if !scope.rules.allows(scope.root, &def) {
+        if !scope.rules.allows(&def) {
             return Ok(());
         }
         if let (Some(contained), "id") = (scope.resource, name) {
@@ -296,7 +302,7 @@ impl Walk<'_, '_> {
         }
         match def.kind() {
             TypeKind::Primitive => {
-                let sibling = object.get(&format!("_{name}"));
+                let sibling = sibling_of(object, name);
                 self.primitive(name, value, sibling, &def, out)
             }
             TypeKind::Datatype => {
@@ -472,7 +478,11 @@ impl Walk<'_, '_> {
         };
         let (shifted, shifted_start) = match date.full_date() {
             Some(day) => match dates::shift(day, self.offset) {
-                Some(moved) => (format!("{}{}", dates::format_date(moved), date.rest), moved),
+                Some(moved) => {
+                    let mut text = dates::format_date(moved);
+                    text.push_str(date.rest);
+                    (text, moved)
+                }
                 None => return Primitive::Drop,
             },
             None => (date.year_text(), start),
@@ -607,7 +617,7 @@ impl Walk<'_, '_> {
             };
             match def.kind() {
                 TypeKind::Primitive => {
-                    let sibling = object.get(&format!("_{key}"));
+                    let sibling = sibling_of(object, key);
                     self.primitive(key, object.get(key), sibling, &def, &mut out)?;
                 }
                 _ => self.complex(key, object.get(key), &mut out, |item| {
@@ -616,6 +626,21 @@ impl Walk<'_, '_> {
             }
         }
         Ok((out.len() > 1).then_some(Value::Object(out)))
+    }
+}
+
+/// The `_name` sibling of a primitive element, found without allocating for the usual short
+/// names (the walk asks for one per primitive).
+fn sibling_of<'o>(object: &'o Map<String, Value>, name: &str) -> Option<&'o Value> {
+    let mut buffer = [0u8; 64];
+    match buffer.get_mut(1..=name.len()) {
+        Some(rest) => {
+            rest.copy_from_slice(name.as_bytes());
+            buffer[0] = b'_';
+            let key = std::str::from_utf8(&buffer[..=name.len()]).ok()?;
+            object.get(key)
+        }
+        None => object.get(&format!("_{name}")),
     }
 }
 

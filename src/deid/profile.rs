@@ -38,44 +38,44 @@ struct RestrictedZip3 {
     prefixes: BTreeSet<String>,
 }
 
-/// Allowed element paths relative to a resource or datatype (`component.value[x]`).
+/// Allowed elements of a resource or datatype.
+///
+/// Kept in the form the walk asks about, so that a question is one bit test: the element
+/// table rows of every listed path, with each `[x]` expanded to its concrete choices
+/// (`valueQuantity`, ...), and of every ancestor of a listed path (listing `a.b` lets `a`
+/// through).
 #[derive(Debug, Clone, Default)]
 pub(super) struct AllowList {
-    paths: BTreeSet<String>,
+    rows: Vec<u64>,
 }
 
 impl AllowList {
-    /// Whether `def`, an element of the type `root`, may leave: its path (or, for a choice,
-    /// its `[x]` form) is listed, or something inside it is.
-    pub fn allows(&self, root: &str, def: &ElementDef) -> bool {
-        let Some(relative) = def
-            .path
-            .strip_prefix(root)
-            .and_then(|p| p.strip_prefix('.'))
-        else {
-            return false;
-        };
-        if self.allows_relative(relative) {
-            return true;
-        }
-        match (def.choice_name(), relative.rsplit_once('.')) {
-            (Some(choice), Some((parent, _))) => {
-                self.allows_relative(&format!("{parent}.{choice}"))
-            }
-            (Some(choice), None) => self.allows_relative(&choice),
-            (None, _) => false,
-        }
+    /// Whether `def`, an element of the type this list is for, may leave: its path (or, for a
+    /// choice, its `[x]` form) is listed, or something inside it is.
+    pub fn allows(&self, def: &ElementDef) -> bool {
+        self.rows
+            .get(def.row / 64)
+            .is_some_and(|word| word & (1 << (def.row % 64)) != 0)
     }
 
-    fn allows_relative(&self, relative: &str) -> bool {
-        if self.paths.contains(relative) {
-            return true;
+    /// Adds the rows of `root.path` for each concrete form of a listed path (already checked
+    /// against the table) and of its ancestors.
+    fn add(&mut self, root: &str, concrete: &[String]) {
+        for path in concrete {
+            let mut end = path.len();
+            loop {
+                if let Some(row) = schema::row_of(&format!("{root}.{}", &path[..end])) {
+                    if self.rows.len() <= row / 64 {
+                        self.rows.resize(row / 64 + 1, 0);
+                    }
+                    self.rows[row / 64] |= 1 << (row % 64);
+                }
+                match path[..end].rfind('.') {
+                    Some(dot) => end = dot,
+                    None => break,
+                }
+            }
         }
-        let prefix = format!("{relative}.");
-        self.paths
-            .range(prefix.clone()..)
-            .next()
-            .is_some_and(|p| p.starts_with(&prefix))
     }
 }
 
@@ -274,6 +274,7 @@ fn allow_list<'p>(
     for path in paths {
         let mut base = root.to_string();
         let steps: Vec<&str> = path.split('.').collect();
+        let mut concrete = Vec::new();
         for (index, step) in steps.iter().enumerate() {
             let def = match step.strip_suffix("[x]") {
                 Some(stem) => schema::choice_of(&base, stem),
@@ -288,9 +289,17 @@ fn allow_list<'p>(
                     )));
                 }
                 base = def.child_base().to_string();
+            } else {
+                let parent = &path[..path.len() - step.len()];
+                concrete = match step.strip_suffix("[x]") {
+                    Some(stem) => schema::choices_of(&base, stem)
+                        .map(|name| format!("{parent}{name}"))
+                        .collect(),
+                    None => vec![path.clone()],
+                };
             }
         }
-        list.paths.insert(path.clone());
+        list.add(root, &concrete);
     }
     Ok(list)
 }

@@ -1,12 +1,12 @@
 //! Gathering a patient's identifying values from its source resources, and compiling them
 //! into the matchers of an [`IdentifierSet`].
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde_json::Value;
 use time::Date;
 
 use super::super::dates::{self, FhirDate};
-use super::super::schema::{self, Visited};
+use super::super::schema::{self, Tag, Visited};
 use super::text::{self, CharClass};
 use super::{Bounded, IdentifierSet, LeakKind};
 
@@ -19,6 +19,7 @@ pub(super) struct Counts {
     names: usize,
     places: usize,
     bounded: usize,
+    ids: usize,
     phones: usize,
     zip5: usize,
     birth_dates: usize,
@@ -31,6 +32,7 @@ impl Counts {
         self.names
             + self.places
             + self.bounded
+            + self.ids
             + self.phones
             + self.zip5
             + self.birth_dates
@@ -44,6 +46,7 @@ pub(super) struct Gathered {
     names: Vec<String>,
     places: Vec<String>,
     bounded: Vec<(String, LeakKind)>,
+    ids: Vec<String>,
     phones: Vec<Vec<u8>>,
     zip5: Vec<String>,
     birth_dates: Vec<Date>,
@@ -59,7 +62,7 @@ impl Gathered {
         let mut words = String::new();
         for resource in resources {
             if let Some(id) = resource.get("id").and_then(Value::as_str) {
-                gathered.add_bounded(id, LeakKind::Identifier);
+                gathered.add_id(id);
             }
             schema::visit_resource(resource, &mut |visited| {
                 gathered.gather(visited, &mut words);
@@ -71,8 +74,8 @@ impl Gathered {
     fn gather(&mut self, visited: &Visited<'_>, words: &mut String) {
         let value = visited.value;
         let text = |name: &str| value.get(name).and_then(Value::as_str);
-        match visited.def.type_code {
-            "HumanName" => {
+        match visited.def.tag {
+            Tag::HumanName => {
                 for part in ["family", "given", "text"] {
                     for item in value.get(part).map(schema::items).into_iter().flatten() {
                         if let Some(s) = item.as_str() {
@@ -81,12 +84,12 @@ impl Gathered {
                     }
                 }
             }
-            "Identifier" => {
+            Tag::Identifier => {
                 if let Some(v) = text("value") {
                     self.add_bounded(v, LeakKind::Identifier);
                 }
             }
-            "ContactPoint" => {
+            Tag::ContactPoint => {
                 let system = text("system").unwrap_or("");
                 if let Some(v) = text("value") {
                     let phone_like = matches!(system, "phone" | "fax" | "sms" | "pager")
@@ -97,9 +100,9 @@ impl Gathered {
                     }
                 }
             }
-            "Address" => self.gather_address(value, words),
-            "Extension" => self.gather_extension(value, words),
-            "date" | "dateTime" | "instant" => {
+            Tag::Address => self.gather_address(value, words),
+            Tag::Extension => self.gather_extension(value, words),
+            Tag::Date => {
                 let day = value
                     .as_str()
                     .and_then(FhirDate::parse_prefix)
@@ -186,6 +189,13 @@ impl Gathered {
         self.bounded.push((us, LeakKind::BirthDate));
     }
 
+    /// A source resource id, looked for as a whole token (see [`text::has_id`]).
+    fn add_id(&mut self, id: &str) {
+        if (text::MIN_VALUE_CHARS..=text::MAX_ID_CHARS).contains(&id.len()) {
+            self.ids.push(id.to_ascii_lowercase());
+        }
+    }
+
     fn add_bounded(&mut self, value: &str, kind: LeakKind) {
         let value = value.trim();
         if value.chars().count() >= text::MIN_VALUE_CHARS {
@@ -198,7 +208,12 @@ impl Gathered {
         for (_, written) in &self.coordinates {
             self.bounded.push((written.clone(), LeakKind::Geolocation));
         }
-        for list in [&mut self.names, &mut self.places, &mut self.kept_places] {
+        for list in [
+            &mut self.names,
+            &mut self.places,
+            &mut self.kept_places,
+            &mut self.ids,
+        ] {
             list.sort_unstable();
             list.dedup();
         }
@@ -218,6 +233,7 @@ impl Gathered {
             names: self.names.len(),
             places: self.places.len(),
             bounded: self.bounded.len(),
+            ids: self.ids.len(),
             phones: self.phones.len(),
             zip5: self.zip5.len(),
             birth_dates: self.birth_dates.len(),
@@ -247,6 +263,7 @@ impl Gathered {
             bounded: bounded.ok().flatten(),
             incomplete,
             bounded_info,
+            ids: self.ids.into_iter().collect(),
             phones: self.phones,
             zip5: self.zip5,
             birth_dates: self.birth_dates,
@@ -268,6 +285,9 @@ fn add_words(list: &mut Vec<String>, value: &str, scratch: &mut String) {
 
 /// An automaton over `patterns` (all matches reported, overlapping ones too); `Ok(None)` when
 /// there is nothing to look for, `Err(())` when the patterns exceed the automaton's limits.
+///
+/// A contiguous NFA rather than a DFA: one patient's set is searched a few thousand times at
+/// most, and a DFA over its ~100 values costs more to build than it saves in searching.
 fn automaton<I, P>(patterns: I, ascii_case_insensitive: bool) -> Result<Option<AhoCorasick>, ()>
 where
     I: IntoIterator<Item = P>,
@@ -279,6 +299,7 @@ where
     }
     AhoCorasickBuilder::new()
         .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .ascii_case_insensitive(ascii_case_insensitive)
         .build(&patterns)
         .map(Some)

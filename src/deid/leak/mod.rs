@@ -13,7 +13,8 @@
 //! | --- | --- | --- |
 //! | person names | `HumanName.family`, `given` and `text`; the mother's maiden name word by word | word sequence |
 //! | places | `Address.city`, `district` | word sequence |
-//! | identifiers | `Identifier.value`, every source resource id | bounded value |
+//! | identifiers | `Identifier.value` | bounded value |
+//! | resource ids | every source resource's id (6 to 64 characters) | token |
 //! | contacts | e-mails and other non-phone `ContactPoint.value`s | bounded value |
 //! | street | `Address.line`, `Address.text` | bounded value |
 //! | phones | phone, fax, sms and pager `ContactPoint.value`s with at least 7 digits | digits |
@@ -35,6 +36,12 @@
 //!   side of the hit must not continue the value's edge (no digit next to an edge digit, no
 //!   letter next to an edge letter): `999-33-5538` is found in "SSN 999-33-5538." but not in
 //!   "1999-33-55381". Values shorter than 6 characters are not looked for (they collide with codes).
+//! - **Tokens** (resource ids): the output is cut at every character a FHIR id cannot hold
+//!   (anything but letters, digits, `-` and `.`) and a piece equal to a source id, ASCII
+//!   case-insensitively, is a hit: `Patient/d88f...`, `urn:uuid:d88f...` and "see d88f..." all
+//!   carry the id `d88f...`. Ids are kept apart from the automata because a patient has
+//!   dozens of them and building an automaton over them would cost more than every scan of
+//!   that patient's outputs.
 //! - **Phones**: the output is cut into runs of digits and phone punctuation (` ()+-./`); a run
 //!   matches when its digits are the number's last 10 digits, possibly after a country code of
 //!   up to 3 digits. A LOINC code such as `8302-2` has too few digits to be a phone run.
@@ -55,6 +62,8 @@
 //! | codes: `code` elements, `Coding.display`, `Coding.version` | - | - | identifiers and contacts only | - | - | - |
 //! | dates: `date`, `dateTime`, `instant` | - | - | - | - | - | the date rule below |
 //! | free text: every other string (narrative, notes, `CodeableConcept.text`, descriptions, `valueString`), and anything the table does not know | yes | yes | yes | yes | yes | text forms |
+//!
+//! Resource ids are looked for as tokens in every string but dates.
 //!
 //! So a kept clinic name that mentions the patient's town, a race display "White" of a patient
 //! called White, or an RxNorm code equal to the ZIP code is not a leak; the same words in a
@@ -99,6 +108,7 @@ mod gather;
 mod scan;
 mod text;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use aho_corasick::AhoCorasick;
@@ -178,6 +188,8 @@ pub struct IdentifierSet {
     bounded: Option<AhoCorasick>,
     /// What each bounded pattern is, by pattern index.
     bounded_info: Vec<Bounded>,
+    /// Source resource ids, lower case, looked for as whole tokens.
+    ids: HashSet<String>,
     /// Phone digits (the last 10 at most), at least 7.
     phones: Vec<Vec<u8>>,
     zip5: Vec<String>,

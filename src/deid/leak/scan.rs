@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use time::{Date, Duration};
 
 use super::super::dates::FhirDate;
-use super::super::schema::{self, ElementDef, TypeKind};
+use super::super::schema::{self, ElementDef, Tag, TypeKind};
 use super::text;
 use super::{IdentifierSet, Leak, LeakKind};
 
@@ -193,6 +193,9 @@ impl<'s, 'v> Scanner<'s, 'v> {
     /// The kind of the first value found in `text`, an element of class `class`.
     fn check(&mut self, text: &str, class: Class, def: &ElementDef) -> Option<LeakKind> {
         let set = self.set;
+        if !matches!(class, Class::Kept | Class::Date) && text::has_id(text, &set.ids) {
+            return Some(LeakKind::Identifier);
+        }
         match class {
             Class::Kept => None,
             Class::Date => self.date(text, def),
@@ -209,11 +212,19 @@ impl<'s, 'v> Scanner<'s, 'v> {
                 .words(text, set.places.as_ref(), LeakKind::Address)
                 .or_else(|| self.bounded(text, |_| true))
                 .or_else(|| text::has_zip(text, &set.zip5).then_some(LeakKind::PostalCode)),
-            Class::FreeText => self.free_text(text),
+            Class::FreeText => self.free_text_without_ids(text),
         }
     }
 
     fn free_text(&mut self, text: &str) -> Option<LeakKind> {
+        let set = self.set;
+        if text::has_id(text, &set.ids) {
+            return Some(LeakKind::Identifier);
+        }
+        self.free_text_without_ids(text)
+    }
+
+    fn free_text_without_ids(&mut self, text: &str) -> Option<LeakKind> {
         let set = self.set;
         self.words(text, set.names.as_ref(), LeakKind::Name)
             .or_else(|| self.words(text, set.places.as_ref(), LeakKind::Address))
@@ -270,16 +281,19 @@ impl<'s, 'v> Scanner<'s, 'v> {
 
 /// The class of a string in element `def` (see the table in [`super`]).
 fn classify(set: &IdentifierSet, def: &ElementDef, value: &str) -> Class {
-    let type_code = def.type_code;
-    if matches!(type_code, "date" | "dateTime" | "instant") {
-        return Class::Date;
+    match def.tag {
+        Tag::Date => return Class::Date,
+        Tag::Code => return Class::Code,
+        Tag::IdLike => return Class::Identifier,
+        _ => {}
     }
     match def.path {
         "Address.state" | "Address.country" => {
+            let value = value.trim();
             let kept = set
                 .kept_places
                 .iter()
-                .any(|p| p.as_str() == value.trim().to_lowercase());
+                .any(|p| p.as_str() == value || *p == value.to_lowercase());
             return if kept { Class::Kept } else { Class::Address };
         }
         "Address.postalCode" if text::is_zip3_form(value) => return Class::Kept,
@@ -288,13 +302,6 @@ fn classify(set: &IdentifierSet, def: &ElementDef, value: &str) -> Class {
         }
         "Coding.display" | "Coding.version" => return Class::Code,
         "Reference.display" => return Class::Name,
-        _ => {}
-    }
-    match type_code {
-        "code" => return Class::Code,
-        "id" | "uri" | "url" | "canonical" | "oid" | "uuid" | "base64Binary" => {
-            return Class::Identifier;
-        }
         _ => {}
     }
     if def.path.starts_with("HumanName.") {

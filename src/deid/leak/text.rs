@@ -1,10 +1,14 @@
 //! The string-level matching primitives of the leak scan (the rules are documented on
 //! [`super`]); none of them allocates per call.
 
+use std::collections::HashSet;
+
 /// The shortest word sequence looked for, in letters and digits.
 pub(super) const MIN_NAME_CHARS: usize = 3;
 /// The shortest bounded value looked for, in characters.
 pub(super) const MIN_VALUE_CHARS: usize = 6;
+/// The longest FHIR id.
+pub(super) const MAX_ID_CHARS: usize = 64;
 /// The fewest digits a phone number needs to be looked for.
 pub(super) const MIN_PHONE_DIGITS: usize = 7;
 /// A phone is compared on this many trailing digits at most.
@@ -73,6 +77,24 @@ pub(super) fn is_bounded(
     let before = haystack.get(..start).and_then(|h| h.chars().next_back());
     let after = haystack.get(end..).and_then(|h| h.chars().next());
     open(first, before) && open(last, after)
+}
+
+/// Whether a token of `text` (a run of FHIR id characters) is one of `ids` (lower case).
+pub(super) fn has_id(text: &str, ids: &HashSet<String>) -> bool {
+    if ids.is_empty() {
+        return false;
+    }
+    let mut lower = [0u8; MAX_ID_CHARS];
+    text.as_bytes()
+        .split(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+        .filter(|token| (MIN_VALUE_CHARS..=MAX_ID_CHARS).contains(&token.len()))
+        .any(|token| {
+            let lower = &mut lower[..token.len()];
+            for (slot, byte) in lower.iter_mut().zip(token) {
+                *slot = byte.to_ascii_lowercase();
+            }
+            std::str::from_utf8(lower).is_ok_and(|token| ids.contains(token))
+        })
 }
 
 /// The last [`PHONE_DIGITS`] digits of `value`, when it has at least [`MIN_PHONE_DIGITS`].
