@@ -96,6 +96,14 @@ impl<'a> Deidentifier<'a> {
         offset: i64,
     ) -> Result<(Value, ScanContext), DeidError> {
         let _ = patient_id;
+        if let Some(config) = self.profile.anonymizer() {
+            let keys = config.keys_for(self.key);
+            let output = config.anonymize_with(resource, &keys, self.reference_date)?;
+            let context = ScanContext {
+                date_shift_days: config.date_shift_days(&keys, resource),
+            };
+            return Ok((output, context));
+        }
         let walk = Walk { deid: self, offset };
         let output = walk.resource(resource, false)?;
         Ok((

@@ -110,6 +110,12 @@ impl StudyKey {
         }
     }
 
+    /// A secret derived from the study key for another use (e.g. an anonymizer configuration's
+    /// empty `cryptoHashKey`): HMAC-SHA256(key, `label`) in hex.
+    pub fn derived_text(&self, label: &str) -> String {
+        hex(self.mac(label).as_ref())
+    }
+
     fn hex_prefix(&self, message: &str) -> String {
         let mut text = hex(self.mac(message).as_ref());
         text.truncate(PSEUDONYM_HEX_DIGITS);

@@ -69,11 +69,89 @@ enum Step {
     Where { child: String, literal: String },
 }
 
+/// The keys an anonymizer run uses: the configuration's own, or, where it leaves one empty,
+/// one derived from the study key (see [`AnonymizerConfig::keys_for`]).
+#[derive(Clone)]
+pub struct AnonymizerKeys {
+    date_shift: String,
+    crypto_hash: String,
+}
+
+impl std::fmt::Debug for AnonymizerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnonymizerKeys(..)")
+    }
+}
+
 impl AnonymizerConfig {
-    /// Parses a configuration file's text (a UTF-8 byte-order mark is allowed).
+    /// Parses a configuration file's text (a UTF-8 byte-order mark is allowed); errors name
+    /// the configuration `<inline>`.
     pub fn from_json(text: &str) -> Result<AnonymizerConfig, DeidError> {
+        AnonymizerConfig::parse(text, "<inline>")
+    }
+
+    /// Parses the text of the configuration file `file`; anything this module cannot
+    /// interpret is refused here, with the file and the index of the rule at fault.
+    pub fn parse(text: &str, file: &str) -> Result<AnonymizerConfig, DeidError> {
+        AnonymizerConfig::parse_unnamed(text).map_err(|e| match e {
+            DeidError::AnonymizerConfig { rule, reason, .. } => DeidError::AnonymizerConfig {
+                file: file.to_string(),
+                rule,
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// The keys for a run under `study`: a key the configuration leaves empty (or out) is
+    /// HMAC(study key, `anonymizer:{parameter}`) in hex, so that studies sharing one
+    /// configuration file stay unlinkable; a key written in the file is used as it is.
+    pub fn keys_for(&self, study: &crate::deid::StudyKey) -> AnonymizerKeys {
+        let key = |given: &str, parameter: &str| {
+            if given.is_empty() {
+                study.derived_text(&format!("anonymizer:{parameter}"))
+            } else {
+                given.to_string()
+            }
+        };
+        AnonymizerKeys {
+            date_shift: key(&self.date_shift_key, "dateShiftKey"),
+            crypto_hash: key(&self.crypto_hash_key, "cryptoHashKey"),
+        }
+    }
+
+    /// Whether a rule shifts dates, so that the leak scan knows every full date moved.
+    pub fn shifts_dates(&self) -> bool {
+        self.rules.iter().any(|r| r.method == Method::DateShift)
+    }
+
+    /// The days the dates of `resource` move under `keys`, when the configuration shifts
+    /// dates (the anonymizer's offset depends on the resource's id).
+    pub fn date_shift_days(&self, keys: &AnonymizerKeys, resource: &Value) -> Option<i64> {
+        let id = resource.get("id").and_then(Value::as_str).unwrap_or("");
+        self.shifts_dates()
+            .then(|| super::date_shift_offset(&keys.date_shift, id))
+    }
+
+    fn parse_unnamed(text: &str) -> Result<AnonymizerConfig, DeidError> {
         let config: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
             .map_err(|e| unsupported(format!("not JSON: {e}")))?;
+        match config.get("fhirVersion") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) if v.is_empty() || v.eq_ignore_ascii_case("R4") => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "fhirVersion {other} (this gateway holds FHIR R4)"
+                )));
+            }
+        }
+        for name in ["processingError", "processingErrors"] {
+            match config.get(name).and_then(Value::as_str) {
+                None => {}
+                Some(v) if v.eq_ignore_ascii_case("raise") || v.eq_ignore_ascii_case("skip") => {}
+                Some(v) => return Err(unsupported(format!("{name} {v}"))),
+            }
+        }
         let parameters = config.get("parameters").cloned().unwrap_or(Value::Null);
         let text_of = |name: &str| {
             parameters
@@ -107,7 +185,19 @@ impl AnonymizerConfig {
             .and_then(Value::as_array)
             .ok_or_else(|| unsupported("no fhirPathRules"))?
             .iter()
-            .map(parse_rule)
+            .enumerate()
+            .map(|(index, rule)| {
+                parse_rule(rule).map_err(|e| match e {
+                    DeidError::AnonymizerConfig { file, reason, .. } => {
+                        DeidError::AnonymizerConfig {
+                            file,
+                            rule: Some(index),
+                            reason,
+                        }
+                    }
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AnonymizerConfig {
             rules,
@@ -125,10 +215,25 @@ impl AnonymizerConfig {
     /// Anonymizes one resource (a Bundle's entries and contained resources included), judging
     /// ages on `today`.
     pub fn anonymize(&self, resource: &Value, today: Date) -> Result<Value, DeidError> {
+        let keys = AnonymizerKeys {
+            date_shift: self.date_shift_key.clone(),
+            crypto_hash: self.crypto_hash_key.clone(),
+        };
+        self.anonymize_with(resource, &keys, today)
+    }
+
+    /// [`Self::anonymize`] with the keys of a study ([`Self::keys_for`]).
+    pub fn anonymize_with(
+        &self,
+        resource: &Value,
+        keys: &AnonymizerKeys,
+        today: Date,
+    ) -> Result<Value, DeidError> {
         let mut tree = Tree::from_resource(resource)?;
         let visited = vec![false; tree.nodes.len()];
         let mut run = Run {
             config: self,
+            keys,
             tree: &mut tree,
             visited,
             today,
@@ -263,6 +368,7 @@ fn label(operation: Operation) -> (Option<&'static str>, &'static str, &'static 
 
 struct Run<'c, 't> {
     config: &'c AnonymizerConfig,
+    keys: &'c AnonymizerKeys,
     tree: &'t mut Tree,
     visited: Vec<bool>,
     today: Date,
@@ -396,7 +502,7 @@ impl Run<'_, '_> {
             Method::DateShift if is_date => {
                 let resource_id = self.root_id();
                 date_shift(
-                    &self.config.date_shift_key,
+                    &self.keys.date_shift,
                     &resource_id,
                     &text,
                     self.config.redact.partial_dates,
@@ -405,7 +511,7 @@ impl Run<'_, '_> {
             }
             Method::DateShift => return None,
             Method::CryptoHash => {
-                let key = &self.config.crypto_hash_key;
+                let key = &self.keys.crypto_hash;
                 let hashed = if node.name == "reference" && parent_type == "Reference" {
                     crypto_hash_reference(key, &text)
                 } else {

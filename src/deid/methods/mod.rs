@@ -17,7 +17,7 @@
 mod config;
 mod tree;
 
-pub use config::AnonymizerConfig;
+pub use config::{AnonymizerConfig, AnonymizerKeys};
 
 use time::Date;
 

@@ -322,3 +322,75 @@ fn a_careless_profile_is_stopped_by_the_scan_and_only_the_leaking_resource_fails
         );
     }
 }
+
+#[test]
+fn an_anonymizer_configuration_is_used_through_the_same_checked_entry_point() {
+    let path = super::project_root().join("policies/deid/anonymizer-example.json");
+    let profile = Profile::load(&path).expect("the example configuration loads");
+    assert_eq!(profile.name(), "anonymizer-example");
+    assert_eq!(profile.version().len(), 12);
+    assert!(profile.allows_resource_type("Patient") && profile.allows_resource_type("Basic"));
+    let key = study_key(&[9u8; 32]);
+    let deid = Deidentifier::new(&profile, &key, TODAY);
+    let mut population = population::demo(2026, 12);
+    let mut shaped = 0;
+    for patient in &mut population {
+        let sources = IdentifierSet::from_sources(&patient.resources);
+        let checked = deid.patient(&patient.id, &sources);
+        for resource in &patient.resources {
+            let output = checked
+                .deidentify_checked(resource)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(output["id"], resource["id"]);
+            shaped += 1;
+        }
+        // A note the configuration does not redact (it is not an Annotation here) is caught.
+        let given = patient.patient()["name"][0]["given"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut leaky = patient
+            .resources
+            .iter()
+            .find(|r| r["resourceType"] == "Observation")
+            .expect("an observation")
+            .clone();
+        leaky["valueString"] = json!(format!("{given} feels fine"));
+        match checked.deidentify_checked(&leaky) {
+            Err(DeidError::Leak { kind, path, .. }) => {
+                assert_eq!(kind, LeakKind::Name);
+                assert!(path.ends_with(".valueString"), "{path}");
+            }
+            other => panic!("the planted name was not caught: {other:?}"),
+        }
+    }
+    assert!(shaped > 500, "{shaped}");
+    // Different studies get different keys from the one file.
+    let other_key = study_key(&[10u8; 32]);
+    let other = Deidentifier::new(&profile, &other_key, TODAY);
+    let patient = &population[0];
+    assert_ne!(
+        deid.deidentify(patient.patient(), &patient.id).expect("a")["id"],
+        other.deidentify(patient.patient(), &patient.id).expect("b")["id"]
+    );
+}
+
+#[test]
+fn an_unsupported_anonymizer_rule_is_refused_at_load_with_file_and_rule_index() {
+    let text = r#"{"fhirPathRules": [
+        {"path": "Patient.id", "method": "cryptoHash"},
+        {"path": "Patient.name", "method": "redact"},
+        {"path": "Patient.name.descendants()", "method": "redact"}
+    ]}"#;
+    match Profile::from_anonymizer_config(text, "study-7.json") {
+        Err(DeidError::AnonymizerConfig { file, rule, .. }) => {
+            assert_eq!((file.as_str(), rule), ("study-7.json", Some(2)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let stu3 = r#"{"fhirVersion": "Stu3", "fhirPathRules": []}"#;
+    assert!(matches!(
+        Profile::from_anonymizer_config(stu3, "old.json"),
+        Err(DeidError::AnonymizerConfig { rule: None, .. })
+    ));
+}
