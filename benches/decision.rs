@@ -17,6 +17,7 @@
 
 use std::hint::black_box;
 
+use consentgate::auth::clients::Role;
 use consentgate::auth::purposes::PurposeCatalog;
 use consentgate::consent::{self, ActorFacts, Consent, ConsentQuery};
 use consentgate::decision::{self, Question, Requester};
@@ -187,7 +188,7 @@ fn bench(c: &mut Criterion) {
     let consents = consents();
     let requester = Requester {
         client_id: "bench-client".into(),
-        role: "clinician".into(),
+        role: Role::Clinician,
         organization: "Northside Clinic".into(),
         references: vec![
             "Device/bench-client".into(),
@@ -214,13 +215,14 @@ fn bench(c: &mut Criterion) {
             break_glass: None,
             now: NOW,
         };
-        let whole = decision::decide(&engine, &consents, &question);
+        let whole = decision::decide(&engine, catalog, &consents, &question);
         assert!(whole.permit, "{name}: {:?}", whole.explanation);
 
         c.bench_function(&format!("decide/{name}"), |b| {
             b.iter(|| {
                 decision::decide(
                     black_box(&engine),
+                    catalog,
                     black_box(&consents),
                     black_box(&question),
                 )
@@ -242,6 +244,7 @@ fn bench(c: &mut Criterion) {
             action: Some("access"),
             resource: &facts,
             now: NOW,
+            purposes: catalog.hierarchy(),
         };
         c.bench_function(&format!("consent_evaluate/{name}"), |b| {
             b.iter(|| consent::evaluate(black_box(&consents), black_box(&query)))
@@ -260,7 +263,7 @@ fn bench(c: &mut Criterion) {
             .collect();
         let request = PolicyRequest {
             client_id: &requester.client_id,
-            role: &requester.role,
+            role: requester.role.as_str(),
             organization: &requester.organization,
             action: PolicyAction::Read,
             resource_type: &facts.resource_type,

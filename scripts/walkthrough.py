@@ -37,7 +37,9 @@ except ImportError:
 BASE = os.environ.get("CG_BASE", "https://localhost:8443")
 CA = os.environ.get("CG_CA", "data/tls/dev-cert.pem")
 BIN = os.environ.get("CG_BIN", "target/release/consentgate")
-FIXTURES = os.environ.get("CG_FIXTURES", "../shared/fixtures/synthea")
+# The repository's own copy, found from this file so the walkthrough runs from any folder.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.environ.get("CG_FIXTURES", os.path.join(ROOT, "tests", "fixtures", "synthea"))
 PATIENT = "d88f994a-5efa-421d-9c40-5f116d2114a6"  # Carolee Sanford, a Synthea patient
 
 TLS = ssl.create_default_context(cafile=CA)

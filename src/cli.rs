@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::api;
 use crate::auth::clients::{NewClient, Role};
 use crate::auth::keys::Keyring;
 use crate::auth::purposes::PurposeCatalog;
@@ -138,6 +137,10 @@ pub enum ClientCommand {
         /// A FHIR reference the client acts as, e.g. Organization/x or Group/study (repeatable).
         #[arg(long = "acts-as")]
         acts_as: Vec<String>,
+        /// The purpose of use its tokens get when a token request names none (standard SMART
+        /// Backend Services clients send none).
+        #[arg(long = "default-purpose")]
+        default_purpose: Option<String>,
     },
     /// List the registered clients.
     List,
@@ -373,6 +376,7 @@ fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result
             purposes,
             resources,
             acts_as,
+            default_purpose,
         } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -395,10 +399,15 @@ fn client_command(settings: &Settings, command: ClientCommand) -> anyhow::Result
                 purposes,
                 resources,
                 acts_as,
+                default_purpose,
             };
-            let client =
-                api::clients::register(&mut conn, new, &settings.roles, PurposeCatalog::official())
-                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let client = crate::auth::registry::register(
+                &mut conn,
+                new,
+                &settings.roles,
+                PurposeCatalog::official(),
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("{}", client.id);
             Ok(0)
         }

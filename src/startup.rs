@@ -15,6 +15,7 @@ use crate::audit::log::{AuditLog, CheckpointSigner};
 use crate::auth::Authority;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
+use crate::gateway::Gateway;
 use crate::institution::Institution;
 use crate::store::Store;
 use crate::tls;
@@ -75,11 +76,10 @@ impl Application {
         let notify_worker = crate::notify::DeliveryWorker::start(store.clone(), &settings.auth)
             .context("starting the notification delivery worker")?;
         let institution = Institution::load(&settings)?;
-        let shaping =
-            crate::api::broker::Shaping::open(&settings.data_path(&settings.auth.key_dir))
-                .context("loading the de-identification secret")?;
+        let shaping = crate::release::Shaping::open(&settings.data_path(&settings.auth.key_dir))
+            .context("loading the de-identification secret")?;
         let limits = settings.limits;
-        let state = web::Data::new(AppState {
+        let gateway = Arc::new(Gateway {
             store: store.clone(),
             settings: Arc::new(settings.clone()),
             auth,
@@ -88,8 +88,11 @@ impl Application {
             institution,
             shaping,
             purposes: PurposeCatalog::official(),
-            metrics: observe::Metrics::new().context("setting up metrics")?,
             base_url: base_url.clone(),
+        });
+        let state = web::Data::new(AppState {
+            gateway,
+            metrics: observe::Metrics::new().context("setting up metrics")?,
             notify_worker,
         });
         let mut server = HttpServer::new(move || {

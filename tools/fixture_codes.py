@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """List every coding the Synthea fixtures use, with where it occurs, to review the label value sets.
 
-    python3 tools/fixture_codes.py ../shared/fixtures/synthea
+    python3 tools/fixture_codes.py [tests/fixtures/synthea]
 
 Prints one line per (system, code): the display, then the resource types and elements that
 carry it. The labeller's fixture test (src/labels/fixture_tests.rs) lists the resources these
@@ -29,7 +29,8 @@ def walk(value, path, resource_type, found):
 
 
 def main():
-    folder = sys.argv[1] if len(sys.argv) > 1 else "../shared/fixtures/synthea"
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "synthea")
+    folder = sys.argv[1] if len(sys.argv) > 1 else default
     found = collections.defaultdict(set)
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
         with open(path, encoding="utf-8-sig") as f:

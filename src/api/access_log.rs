@@ -56,7 +56,7 @@ const CANONICAL: &str = "https://consentgate.dev/fhir";
 
 /// Query of the access log, parsed.
 #[derive(Debug, Default)]
-struct LogQuery {
+pub(crate) struct LogQuery {
     since: Option<i64>,
     until: Option<i64>,
     recipient: Option<String>,
@@ -74,7 +74,7 @@ enum Format {
 }
 
 fn bad_query(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::fhir(StatusCode::BAD_REQUEST, "invalid", code, message)
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
 /// Each parameter at most once, so a request means one thing.
@@ -111,21 +111,25 @@ fn is_token(value: &str) -> bool {
     (1..=256).contains(&value.len()) && !value.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery, ApiError> {
-    let params = single_params(raw).map_err(|(c, m)| bad_query(c, m).as_problem())?;
+pub(crate) fn parse_log_query(
+    raw: &str,
+    limits: &crate::config::Limits,
+) -> Result<LogQuery, ApiError> {
+    let params = single_params(raw).map_err(|(c, m)| bad_query(c, m))?;
     let mut q = LogQuery {
         count: limits.default_page_size,
         ..LogQuery::default()
     };
-    let bad = |code, message: &str| bad_query(code, message).as_problem();
+    let bad = |code, message: &str| bad_query(code, message);
     for (name, value) in params {
         match name.as_str() {
             "since" | "until" => {
-                let (start, end) = dates::parse_range(&value).ok_or_else(|| {
-                    bad(
+                let (start, end) = dates::parse(&value).map_err(|e| match e {
+                    dates::DateError::Malformed => bad(
                         "invalid_date",
                         "`since` and `until` must be FHIR dates or dateTimes",
-                    )
+                    ),
+                    dates::DateError::OutOfRange => bad(e.code(), &e.to_string()),
                 })?;
                 if name == "since" {
                     q.since = Some(start);
@@ -166,8 +170,7 @@ fn parse_log_query(raw: &str, limits: &crate::config::Limits) -> Result<LogQuery
                         "the parameter `{}` is not supported here",
                         crate::records::validate::printable(other, 40)
                     ),
-                )
-                .as_problem());
+                ));
             }
         }
     }
@@ -263,18 +266,17 @@ pub async fn access_log(
     if let Some(own) = &reader.only_patient
         && *own != patient
     {
-        return Err(ApiError::fhir(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "forbidden",
             "a patient may read only their own access log",
-        )
-        .as_problem());
+        ));
     }
     if !crate::records::validate::is_valid_id(&patient) {
-        return Err(
-            bad_query("invalid_patient_id", "the patient id is not a FHIR id").as_problem(),
-        );
+        return Err(bad_query(
+            "invalid_patient_id",
+            "the patient id is not a FHIR id",
+        ));
     }
     let q = parse_log_query(req.query_string(), &state.settings.limits)?;
     let csv = wants_csv(&req, q.format);
@@ -580,16 +582,17 @@ fn parse_event_query(raw: &str, limits: &crate::config::Limits) -> Result<EventQ
 }
 
 /// `[since, until]` (inclusive micros) of one `date` value with FHIR's prefixes.
-fn date_bound(value: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
+pub(crate) fn date_bound(value: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let (prefix, date) = match value.get(..2) {
         Some(p) if p.bytes().all(|b| b.is_ascii_lowercase()) => (p, &value[2..]),
         _ => ("eq", value),
     };
-    let (start, end) = dates::parse_range(date).ok_or_else(|| {
-        bad_query(
+    let (start, end) = dates::parse(date).map_err(|e| match e {
+        dates::DateError::Malformed => bad_query(
             "invalid_search_value",
             "`date` must be a FHIR date or dateTime, optionally after eq, ge, gt, le or lt",
-        )
+        ),
+        dates::DateError::OutOfRange => bad_query(e.code(), e.to_string()),
     })?;
     Ok(match prefix {
         "eq" => (Some(start), Some(end)),
@@ -691,9 +694,8 @@ pub async fn read_audit_event(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let not_found = || {
-        ApiError::fhir(
+        ApiError::new(
             StatusCode::NOT_FOUND,
-            "not-found",
             "not_found",
             "AuditEvent is not known",
         )

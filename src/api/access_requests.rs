@@ -32,12 +32,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Caller, ClientCaller, Reader};
-use super::clients::client_from_row;
 use super::error::ApiError;
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
 use crate::auth::clients::{Client, Role};
+use crate::auth::registry;
 use crate::consent::Consent;
 use crate::consent::dates::parse_date_time;
 use crate::consent::model::{ACT_CODE_SYSTEM, RESOURCE_TYPES_SYSTEM};
@@ -122,13 +122,7 @@ pub struct Approval {
 }
 
 fn problem(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    let issue = match status {
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::FORBIDDEN => "forbidden",
-        _ => "invalid",
-    };
-    ApiError::fhir(status, issue, code, message).as_problem()
+    ApiError::new(status, code, message)
 }
 
 fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -170,16 +164,7 @@ fn check(body: &NewAccessRequest, client: &Client, state: &AppState) -> Result<C
             "purpose must be a v3 ActReason purpose of use",
         ));
     }
-    let allowed = client
-        .purposes
-        .iter()
-        .any(|p| catalog.is_a(&body.purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(&body.purpose, p));
-    if !allowed {
+    if !client.may_use_purpose(&body.purpose, catalog, &state.settings.roles) {
         return Err(unprocessable(
             "purpose_not_allowed",
             "the purpose is not allowed for this client",
@@ -262,10 +247,9 @@ pub async fn create(
         .store
         .run(move |conn| identity::active_client(conn, &client_id))
         .await
-        .map_err(|e| ApiError::from(e).as_problem())?
-        .ok_or_else(ApiError::unauthorized)
-        .map_err(ApiError::as_problem)?;
-    let client = client_from_row(row).map_err(ApiError::as_problem)?;
+        .map_err(ApiError::from)?
+        .ok_or_else(ApiError::unauthorized)?;
+    let client = registry::from_row(row)?;
     if client.role == Role::DataSource {
         return Err(problem(
             StatusCode::FORBIDDEN,
@@ -321,8 +305,7 @@ pub async fn create(
                 Ok::<_, ApiError>((row.patient_id.clone(), row))
             })
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     let mut entry = audit::entry_for(
         &Principal::Client(Box::new(claims)),
         AuditAction::Request,
@@ -337,9 +320,7 @@ pub async fn create(
     entry
         .detail
         .insert("data_classes".into(), checked.classes.join(","));
-    audit::record(&state, entry)
-        .await
-        .map_err(ApiError::as_problem)?;
+    audit::record(&state, entry).await?;
     tracing::info!(access_request = %id, client_id = %row.client_id, matched = patient.is_some(), "access request received");
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/access-requests/{id}")))
@@ -457,10 +438,7 @@ async fn audit_operator_view(
     entry.patient_id = patient;
     entry.detail.insert("view".into(), "access_requests".into());
     entry.detail.insert("count".into(), count.to_string());
-    audit::record(state, entry)
-        .await
-        .map(|_| ())
-        .map_err(ApiError::as_problem)
+    audit::record(state, entry).await.map(|_| ())
 }
 
 /// `GET /api/v1/access-requests`.
@@ -479,7 +457,7 @@ pub async fn list(
         .store
         .run(move |conn| rows::list(conn, &page))
         .await
-        .map_err(|e| ApiError::from(e).as_problem())?;
+        .map_err(ApiError::from)?;
     let more = found.len() as i64 > query.limit;
     found.truncate(query.limit as usize);
     let next = match found.last() {
@@ -515,7 +493,7 @@ async fn load(state: &AppState, id: &str) -> Result<Option<Listed>, ApiError> {
         .store
         .run(move |conn| rows::find(conn, &id))
         .await
-        .map_err(|e| ApiError::from(e).as_problem())
+        .map_err(ApiError::from)
 }
 
 /// `GET /api/v1/access-requests/{id}`.
@@ -682,10 +660,7 @@ async fn audit_decision(
     entry
         .detail
         .insert("requesting_client".into(), row.client_id.clone());
-    audit::record(state, entry)
-        .await
-        .map(|_| ())
-        .map_err(ApiError::as_problem)
+    audit::record(state, entry).await.map(|_| ())
 }
 
 /// `POST /api/v1/access-requests/{id}/approve`.
@@ -736,8 +711,7 @@ pub async fn approve(
                 Ok(())
             })
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     row.status = RequestStatus::Approved.as_str().into();
     row.decided_at = Some(now);
     row.decided_by = Some(by.into());
@@ -791,7 +765,7 @@ pub async fn decline(
             rows::decide(conn, &d)
         })
         .await
-        .map_err(|e| ApiError::from(e).as_problem())?;
+        .map_err(ApiError::from)?;
     if !decided {
         return Err(already_decided());
     }

@@ -11,7 +11,6 @@
 //! to check the log without an account.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Query};
@@ -24,7 +23,6 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::observe::RequestId;
-use crate::audit::log::AuditError;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome, consistency_proof, inclusion_proof};
 use crate::auth::Principal;
 use crate::store::audit::{self as rows, DbNodes};
@@ -37,23 +35,6 @@ pub fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// An organisation name as an audit token (the display name stays in the client registry).
-fn organisation_token(name: &str) -> String {
-    let token: String = name
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join("-")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    if token.is_empty() {
-        "unknown".into()
-    } else {
-        token
-    }
-}
-
 /// A new entry for what `principal` did.
 pub fn entry_for(
     principal: &Principal,
@@ -61,46 +42,7 @@ pub fn entry_for(
     outcome: AuditOutcome,
     request_id: String,
 ) -> AuditEntry {
-    let (client_id, organisation, user, purpose, break_glass) = match principal {
-        Principal::Client(c) => (
-            c.client_id.clone(),
-            organisation_token(&c.organization),
-            None,
-            c.purpose_of_use.clone(),
-            c.justification.clone(),
-        ),
-        Principal::Patient { patient_id, .. } => (
-            "patient".to_string(),
-            "consentgate".to_string(),
-            Some(format!("Patient/{patient_id}")),
-            "PATRQT".to_string(),
-            None,
-        ),
-        Principal::Operator { .. } => (
-            "operator".to_string(),
-            "consentgate".to_string(),
-            None,
-            "HSYSADMIN".to_string(),
-            None,
-        ),
-    };
-    AuditEntry {
-        sequence: 0,
-        recorded_micros: crate::records::dates::now_micros(),
-        action,
-        outcome,
-        client_id,
-        organisation,
-        user,
-        purpose_of_use: purpose,
-        patient_id: None,
-        resources: Vec::new(),
-        consents: Vec::new(),
-        policies: Vec::new(),
-        break_glass,
-        request_id,
-        detail: BTreeMap::new(),
-    }
+    principal.audit_entry(action, outcome, request_id)
 }
 
 /// An entry for an event with no authenticated principal (a refused token request).
@@ -110,43 +52,13 @@ pub fn anonymous_entry(
     outcome: AuditOutcome,
     request_id: String,
 ) -> AuditEntry {
-    let client = client_id
-        .filter(|c| {
-            !c.is_empty()
-                && c.len() <= 256
-                && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control())
-        })
-        .unwrap_or("unknown");
-    AuditEntry {
-        client_id: client.to_string(),
-        organisation: "unknown".into(),
-        purpose_of_use: "unknown".into(),
-        ..entry_for(
-            &Principal::Operator {
-                subject: String::new(),
-            },
-            action,
-            outcome,
-            request_id,
-        )
-    }
+    AuditEntry::anonymous(client_id, action, outcome, request_id)
 }
 
 /// Appends `entry` and waits until it is durable. A failure means the caller must not send
 /// patient data: it answers 503 instead.
 pub async fn record(state: &AppState, entry: AuditEntry) -> Result<u64, ApiError> {
-    state.audit.record(entry).await.map_err(|e| match e {
-        AuditError::Invalid(e) => ApiError::internal(format!("audit entry refused: {e}")),
-        other => {
-            tracing::error!(error = %other, "audit append failed");
-            ApiError::fhir(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "audit_unavailable",
-                "the audit log cannot record this request; retry shortly",
-            )
-        }
-    })
+    Ok(state.record(entry).await?)
 }
 
 /// `GET /api/v1/audit/checkpoint`.
@@ -163,13 +75,11 @@ pub async fn checkpoint(state: Data<AppState>) -> Result<HttpResponse, ApiError>
             .content_type("text/plain; charset=utf-8")
             .insert_header(("Cache-Control", "no-cache"))
             .body(row.note)),
-        None => Err(ApiError::fhir(
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not-found",
             "empty_log",
             "the audit log has no entries yet",
-        )
-        .as_problem()),
+        )),
     }
 }
 
@@ -196,13 +106,11 @@ pub struct ConsistencyQuery {
 }
 
 fn bad_proof_request(message: &str) -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::BAD_REQUEST,
-        "invalid",
         "invalid_proof_request",
         message.to_string(),
     )
-    .as_problem()
 }
 
 /// `GET /api/v1/audit/proofs/inclusion?index=&tree_size=`.

@@ -49,19 +49,9 @@ pub struct Reader {
 #[derive(Debug, Clone)]
 pub struct ClientCaller(pub AccessClaims);
 
-/// Errors shown as problem+json outside `/fhir`.
-fn flavored(req_path: &str, e: ApiError) -> ApiError {
-    if req_path.starts_with("/fhir") {
-        e
-    } else {
-        e.as_problem()
-    }
-}
-
 fn forbidden() -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
         "forbidden",
         "this caller may not use this endpoint",
     )
@@ -173,14 +163,10 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state_of(req);
         let token = bearer(req);
-        let path = req.path().to_string();
         Box::pin(async move {
             let state = state?;
-            let token = token.ok_or_else(|| flavored(&path, ApiError::unauthorized()))?;
-            authenticate(&state, &token)
-                .await
-                .map(Caller)
-                .map_err(|e| flavored(&path, e))
+            let token = token.ok_or_else(ApiError::unauthorized)?;
+            authenticate(&state, &token).await.map(Caller)
         })
     }
 }
@@ -193,11 +179,10 @@ macro_rules! narrowed_extractor {
 
             fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
                 let caller = Caller::from_request(req, payload);
-                let path = req.path().to_string();
                 Box::pin(async move {
                     let Caller($p) = caller.await?;
                     let narrowed: Option<$ty> = $body;
-                    narrowed.ok_or_else(|| flavored(&path, forbidden()))
+                    narrowed.ok_or_else(forbidden)
                 })
             }
         }

@@ -19,18 +19,16 @@ use crate::records::validate;
 pub struct FhirJson(pub Value);
 
 fn unsupported_media_type() -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "not-supported",
         "unsupported_media_type",
         "send the body as application/fhir+json (or application/json)",
     )
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::fhir(
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too-costly",
         "body_too_large",
         format!("the request body exceeds the limit of {limit} bytes"),
     )
@@ -74,9 +72,8 @@ impl FromRequest for FhirJson {
             let mut body = BytesMut::with_capacity(declared_length.unwrap_or(8192).min(limit));
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|_| {
-                    ApiError::fhir(
+                    ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        "structure",
                         "incomplete_body",
                         "the request body could not be read to its end",
                     )

@@ -17,62 +17,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
-use super::clients::client_from_row;
-use super::decisions::requester_of;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
+use crate::auth::registry;
 use crate::auth::tokens::AccessClaims;
 use crate::auth::{Principal, scopes};
 use crate::consent::Consent;
 use crate::decision::{self, Decision, Question, Requester};
-use crate::deid::{Deidentifier, IdentifierSet, Profile, StudyKey};
-use crate::policy::PolicyAction;
+use crate::deid::{DeidError, Deidentifier, IdentifierSet};
+use crate::policy::{Obligation, PolicyAction};
 use crate::records::{RecordError, consents, index, ingest, search, validate};
 use crate::store::identity;
 use crate::store::resources as rows;
-
-/// The secrets and profile that shape what leaves.
-pub struct Shaping {
-    master: Vec<u8>,
-    profile: Profile,
-}
-
-impl std::fmt::Debug for Shaping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shaping").finish_non_exhaustive()
-    }
-}
-
-impl Shaping {
-    /// Loads (or creates, mode 0600) the de-identification master secret in `key_dir`. Each
-    /// study's key derives from it and the study id, so pseudonyms are stable within a study
-    /// and unlinkable across studies.
-    pub fn open(key_dir: &std::path::Path) -> anyhow::Result<Shaping> {
-        let path = key_dir.join("deid-master.key");
-        if !path.exists() {
-            std::fs::create_dir_all(key_dir)?;
-            let mut secret = [0u8; 32];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-                .map_err(|_| anyhow::anyhow!("random generator failed"))?;
-            crate::tls::write_private(&path, &secret)?;
-        }
-        Ok(Shaping {
-            master: std::fs::read(&path)?,
-            profile: Profile::safe_harbor(),
-        })
-    }
-
-    /// The key of one study (a research client's study, or a Group being exported).
-    pub fn study_key(&self, study: &str) -> Result<StudyKey, ApiError> {
-        StudyKey::for_study(&self.master, study).map_err(|e| ApiError::internal(e.to_string()))
-    }
-
-    /// The Safe Harbor profile.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
-    }
-}
 
 fn not_known(resource_type: &str, id: &str) -> ApiError {
     RecordError::not_found("not_found", format!("{resource_type}/{id} is not known")).into()
@@ -86,7 +43,7 @@ pub async fn requester(state: &AppState, claims: &AccessClaims) -> Result<Reques
         .run(move |conn| identity::active_client(conn, &id))
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    Ok(requester_of(&client_from_row(row)?))
+    Ok(Requester::of(&registry::from_row(row)?))
 }
 
 /// Whether the granted scopes reach this resource (type, permission and `?category=`).
@@ -132,6 +89,7 @@ pub fn decide_each(
         .filter_map(|r| {
             let d = decision::decide(
                 &state.institution.policies,
+                state.purposes,
                 consents,
                 &Question {
                     requester,
@@ -190,7 +148,7 @@ fn shape_under(
 ) -> Result<Vec<Value>, ApiError> {
     let needs_deid = permitted
         .iter()
-        .any(|(_, d)| d.obligations.iter().any(|o| o.starts_with("deidentify:")));
+        .any(|(_, d)| d.obligations.iter().any(Obligation::deidentifies));
     let key = if needs_deid {
         Some(state.shaping.study_key(key_name)?)
     } else {
@@ -202,30 +160,29 @@ fn shape_under(
     for (resource, d) in permitted {
         let mut shaped = resource;
         for obligation in &d.obligations {
-            match obligation.as_str() {
-                "deidentify:safe-harbor" => {
+            match obligation {
+                Obligation::Deidentify(_) => {
                     let (Some(key), Some(ids)) = (&key, &identifiers) else {
                         continue;
                     };
                     let deid = Deidentifier::new(state.shaping.profile(), key, today);
                     match deid.deidentify_checked(&shaped, patient, ids) {
                         Ok(v) => shaped = v,
-                        Err(e) if e.code() == "resource_type_not_in_profile" => {
+                        Err(DeidError::ResourceTypeNotInProfile { .. }) => {
                             // Default-deny: a type the profile does not allow never leaves.
                             shaped = Value::Null;
                         }
                         Err(e) => {
                             tracing::error!(code = e.code(), client_id = %claims.client_id, "de-identified output failed its leak scan");
-                            return Err(ApiError::fhir(
+                            return Err(ApiError::new(
                                 StatusCode::INTERNAL_SERVER_ERROR,
-                                "exception",
                                 "deidentification_failed",
                                 "the de-identified output failed its identifier scan; nothing was sent",
                             ));
                         }
                     }
                 }
-                "minimum-necessary" => minimum_necessary(&mut shaped),
+                Obligation::MinimumNecessary => crate::release::minimum_necessary(&mut shaped),
                 _ => {}
             }
         }
@@ -234,25 +191,6 @@ fn shape_under(
         }
     }
     Ok(out)
-}
-
-/// Minimum necessary for insurers: the coded facts, without narrative, free-text notes,
-/// contained resources or a Patient's contact details.
-pub fn minimum_necessary(resource: &mut Value) {
-    if let Some(object) = resource.as_object_mut() {
-        for element in [
-            "text",
-            "note",
-            "contained",
-            "telecom",
-            "address",
-            "contact",
-            "photo",
-            "communication",
-        ] {
-            object.remove(element);
-        }
-    }
 }
 
 /// Audits what leaves (one entry, this patient) and waits until it is durable.

@@ -10,66 +10,10 @@ use serde_json::json;
 use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
-use crate::auth::clients::{Client, NewClient, Role};
+use crate::auth::clients::NewClient;
 use crate::auth::now_secs;
-use crate::store::identity::{self, ClientRow};
-
-/// A stored row back into a client.
-pub fn client_from_row(row: ClientRow) -> Result<Client, ApiError> {
-    let corrupt = || ApiError::internal(format!("client {} is stored malformed", row.id));
-    Ok(Client {
-        role: Role::parse(&row.role).ok_or_else(corrupt)?,
-        jwks: match &row.jwks {
-            Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt())?),
-            None => None,
-        },
-        purposes: serde_json::from_str(&row.purposes).map_err(|_| corrupt())?,
-        resources: serde_json::from_str(&row.resources).map_err(|_| corrupt())?,
-        acts_as: serde_json::from_str(&row.acts_as).map_err(|_| corrupt())?,
-        jwks_url: row.jwks_url,
-        id: row.id,
-        name: row.name,
-        organization: row.organization,
-        created_at: row.created_at,
-    })
-}
-
-/// A client into a row.
-pub fn client_to_row(client: &Client) -> ClientRow {
-    ClientRow {
-        id: client.id.clone(),
-        name: client.name.clone(),
-        organization: client.organization.clone(),
-        role: client.role.as_str().to_string(),
-        jwks: client.jwks.as_ref().map(|j| j.to_string()),
-        jwks_url: client.jwks_url.clone(),
-        purposes: serde_json::Value::from(client.purposes.clone()).to_string(),
-        resources: serde_json::Value::from(client.resources.clone()).to_string(),
-        created_at: client.created_at,
-        removed_at: None,
-        acts_as: serde_json::Value::from(client.acts_as.clone()).to_string(),
-    }
-}
-
-/// Registers a client; shared by the API and the CLI.
-pub fn register(
-    conn: &mut crate::store::DbConn,
-    new: NewClient,
-    state_roles: &crate::config::RolePurposes,
-    catalog: &crate::auth::purposes::PurposeCatalog,
-) -> Result<Client, ApiError> {
-    let client = new.validate(state_roles, catalog).map_err(|e| {
-        ApiError::fhir(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "invalid_client_registration",
-            e.to_string(),
-        )
-        .as_problem()
-    })?;
-    identity::insert_client(conn, &client_to_row(&client))?;
-    Ok(client)
-}
+use crate::auth::registry;
+use crate::store::identity;
 
 /// `POST /api/v1/clients`.
 #[post("/api/v1/clients")]
@@ -83,7 +27,7 @@ pub async fn create(
     let catalog = state.purposes;
     let client = state
         .store
-        .run(move |conn| register(conn, new, &roles, catalog))
+        .run(move |conn| registry::register(conn, new, &roles, catalog))
         .await?;
     tracing::info!(client_id = %client.id, role = client.role.as_str(), operator = %operator.subject, "client registered");
     Ok(HttpResponse::Created()
@@ -97,19 +41,13 @@ pub async fn list(state: Data<AppState>, _operator: Operator) -> Result<HttpResp
     let rows = state.store.run(identity::list_clients).await?;
     let clients = rows
         .into_iter()
-        .map(client_from_row)
+        .map(registry::from_row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(json!({ "clients": clients })))
 }
 
 fn unknown_client() -> ApiError {
-    ApiError::fhir(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "unknown_client",
-        "no such client",
-    )
-    .as_problem()
+    ApiError::new(StatusCode::NOT_FOUND, "unknown_client", "no such client")
 }
 
 /// `GET /api/v1/clients/{id}`.
@@ -125,7 +63,7 @@ pub async fn show(
         .run(move |conn| identity::active_client(conn, &id))
         .await?
         .ok_or_else(unknown_client)?;
-    Ok(HttpResponse::Ok().json(client_from_row(row)?))
+    Ok(HttpResponse::Ok().json(registry::from_row(row)?))
 }
 
 /// `DELETE /api/v1/clients/{id}`: removal; its tokens stop working at the next request.

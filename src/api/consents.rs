@@ -1,10 +1,7 @@
 //! Consents: `POST /fhir/Consent`, `GET /fhir/Consent?patient=&status=&actor=&purpose=`,
-//! `GET/PUT /fhir/Consent/{id}`, `POST /fhir/Consent/{id}/$revoke`.
-//!
-//! The patient manages their own consents (an operator may act for them). Every consent is
-//! validated as FHIR R4 on the way in, with one OperationOutcome issue per defect; every
-//! version is kept; a revocation (status `inactive`) holds from the next request, because
-//! consents are read afresh for every decision and never baked into a token.
+//! `GET/PUT /fhir/Consent/{id}`, `POST /fhir/Consent/{id}/$revoke`. The workflow (who may,
+//! ownership, versions, audit) is [`crate::sharing::consents`]; these handlers parse and
+//! render.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, LOCATION};
@@ -16,12 +13,12 @@ use super::auth::Reader;
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
-use crate::audit::{AuditAction, AuditOutcome};
-use crate::auth::purposes::PurposeCatalog;
-use crate::consent::Consent;
+use crate::ids::PatientId;
+use crate::records::RecordError;
+use crate::records::ingest::Stored;
 use crate::records::outcome::ERROR_CODE_SYSTEM;
-use crate::records::{RecordError, consents, ingest, validate};
-use crate::store::write_tx;
+use crate::records::validate;
+use crate::sharing::consents::{self, ConsentFilter, WriteError};
 
 /// The OperationOutcome for a consent's defects, one issue each.
 fn defects_outcome(defects: &crate::consent::ConsentDefects) -> HttpResponse {
@@ -46,54 +43,15 @@ fn defects_outcome(defects: &crate::consent::ConsentDefects) -> HttpResponse {
         .body(json!({"resourceType": "OperationOutcome", "issue": issues}).to_string())
 }
 
-fn forbidden_patient() -> ApiError {
-    ApiError::fhir(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "not_your_consent",
-        "a patient manages only their own consents",
-    )
-}
-
-/// Checks the consent and who may write it; returns its patient id.
-fn admit(reader: &Reader, consent: &Value) -> Result<Result<String, HttpResponse>, ApiError> {
-    if validate::resource(consent)? != "Consent" {
-        return Err(RecordError::invalid("type_mismatch", "the body is not a Consent").into());
+/// A refused write: every defect of an invalid consent, or the error.
+fn refused(e: WriteError) -> Result<HttpResponse, ApiError> {
+    match e {
+        WriteError::Defects(defects) => Ok(defects_outcome(&defects)),
+        WriteError::Failed(e) => Err(e.into()),
     }
-    let parsed = match Consent::from_fhir(consent) {
-        Ok(c) => c,
-        Err(defects) => return Ok(Err(defects_outcome(&defects))),
-    };
-    let patient = parsed.patient_id().to_string();
-    if let Some(own) = &reader.only_patient
-        && *own != patient
-    {
-        return Err(forbidden_patient());
-    }
-    Ok(Ok(patient))
 }
 
-async fn audit_consent(
-    state: &AppState,
-    reader: &Reader,
-    req: &HttpRequest,
-    action: AuditAction,
-    patient: &str,
-    id: &str,
-) -> Result<(), ApiError> {
-    let mut entry = audit::entry_for(
-        &reader.principal,
-        action,
-        AuditOutcome::Success,
-        audit::request_id(req),
-    );
-    entry.patient_id = Some(patient.to_string());
-    entry.consents = vec![id.to_string()];
-    entry.resources = vec![format!("Consent/{id}")];
-    audit::record(state, entry).await.map(|_| ())
-}
-
-fn stored_response(status: StatusCode, base: &str, stored: &ingest::Stored) -> HttpResponse {
+fn stored_response(status: StatusCode, base: &str, stored: &Stored) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(FHIR_JSON)
         .insert_header((LOCATION, format!("{base}/{}", stored.location())))
@@ -109,33 +67,15 @@ pub async fn create(
     req: HttpRequest,
     FhirJson(consent): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
-    let mut consent = consent;
-    let id = ingest::new_id();
-    if let Some(object) = consent.as_object_mut() {
-        object.insert("id".into(), Value::String(id.clone()));
+    let request_id = audit::request_id(&req);
+    match consents::grant(&state, &reader.principal, &request_id, consent).await {
+        Ok(stored) => Ok(stored_response(
+            StatusCode::CREATED,
+            &state.fhir_base(),
+            &stored,
+        )),
+        Err(e) => refused(e),
     }
-    let patient = match admit(&reader, &consent)? {
-        Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
-    };
-    let stored = state
-        .store
-        .run(move |conn| write_tx(conn, |conn| ingest::put(conn, "Consent", &id, consent)))
-        .await?;
-    audit_consent(
-        &state,
-        &reader,
-        &req,
-        AuditAction::Grant,
-        &patient,
-        &stored.id,
-    )
-    .await?;
-    Ok(stored_response(
-        StatusCode::CREATED,
-        &state.fhir_base(),
-        &stored,
-    ))
 }
 
 /// `PUT /fhir/Consent/{id}`: a new version; the patient may not move a consent to another
@@ -148,77 +88,18 @@ pub async fn update(
     path: Path<String>,
     FhirJson(consent): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    validate::id(&id)?;
-    if consent
-        .get("id")
-        .is_some_and(|v| v.as_str() != Some(id.as_str()))
-    {
-        return Err(
-            RecordError::invalid("id_mismatch", "the body's `id` differs from the URL").into(),
-        );
+    let request_id = audit::request_id(&req);
+    match consents::revise(&state, &reader.principal, &request_id, &path, consent).await {
+        Ok(stored) => {
+            let status = if stored.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(stored_response(status, &state.fhir_base(), &stored))
+        }
+        Err(e) => refused(e),
     }
-    let mut consent = consent;
-    if let Some(object) = consent.as_object_mut() {
-        object.insert("id".into(), Value::String(id.clone()));
-    }
-    let patient = match admit(&reader, &consent)? {
-        Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
-    };
-    let only = reader.only_patient.clone();
-    let (key, owner) = (id.clone(), patient.clone());
-    let stored = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                if let Ok(existing) = ingest::read(conn, "Consent", &key) {
-                    let previous = existing
-                        .pointer("/patient/reference")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if only.is_some() && previous != format!("Patient/{owner}") {
-                        return Err(RecordError::not_found(
-                            "not_found",
-                            format!("Consent/{key} is not known"),
-                        ));
-                    }
-                }
-                ingest::put(conn, "Consent", &key, consent)
-            })
-        })
-        .await?;
-    audit_consent(&state, &reader, &req, AuditAction::Grant, &patient, &id).await?;
-    let status = if stored.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(stored_response(status, &state.fhir_base(), &stored))
-}
-
-/// Reads a consent the reader may see.
-async fn load(state: &AppState, reader: &Reader, id: String) -> Result<Value, ApiError> {
-    let only = reader.only_patient.clone();
-    Ok(state
-        .store
-        .run(move |conn| {
-            let body = ingest::read(conn, "Consent", &id)?;
-            let patient = body
-                .pointer("/patient/reference")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if let Some(own) = only
-                && patient != format!("Patient/{own}")
-            {
-                return Err(RecordError::not_found(
-                    "not_found",
-                    format!("Consent/{id} is not known"),
-                ));
-            }
-            Ok::<_, RecordError>(body)
-        })
-        .await?)
 }
 
 /// `GET /fhir/Consent/{id}`.
@@ -228,7 +109,7 @@ pub async fn read(
     reader: Reader,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = load(&state, &reader, path.into_inner()).await?;
+    let body = consents::read(&state, &reader.principal, &path).await?;
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)
         .body(body.to_string()))
@@ -242,28 +123,15 @@ pub async fn revoke(
     req: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let mut body = load(&state, &reader, id.clone()).await?;
-    let patient = body
-        .pointer("/patient/reference")
-        .and_then(Value::as_str)
-        .and_then(crate::records::index::patient_id_from_reference)
-        .unwrap_or_default();
-    body["status"] = json!("inactive");
-    let key = id.clone();
-    let stored = state
-        .store
-        .run(move |conn| write_tx(conn, |conn| ingest::put(conn, "Consent", &key, body)))
-        .await?;
-    audit_consent(&state, &reader, &req, AuditAction::Revoke, &patient, &id).await?;
+    let request_id = audit::request_id(&req);
+    let stored = consents::revoke(&state, &reader.principal, &request_id, &path).await?;
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)
         .body(stored.body.to_string()))
 }
 
 /// `GET /fhir/Consent?patient=&status=&actor=&purpose=`: a patient's consents (a patient
-/// token implies its own patient). Patients hold few consents, so the filters run in memory
-/// over the parsed model.
+/// token implies its own patient).
 #[get("/Consent")]
 pub async fn search(
     state: Data<AppState>,
@@ -271,20 +139,17 @@ pub async fn search(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let mut patient = reader.only_patient.clone();
-    let (mut status, mut actor, mut purpose) = (None, None, None);
+    let mut filter = ConsentFilter::default();
     for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
             "patient" => {
-                let id = crate::records::index::patient_id_from_reference(&value).unwrap_or(value);
-                if reader.only_patient.as_ref().is_some_and(|own| *own != id) {
-                    return Err(forbidden_patient());
-                }
-                patient = Some(id);
+                patient =
+                    Some(crate::records::index::patient_id_from_reference(&value).unwrap_or(value));
             }
-            "status" => status = Some(value),
-            "actor" => actor = Some(value),
-            "purpose" => purpose = Some(value),
+            "status" => filter.status = Some(value),
+            "actor" => filter.actor = Some(value),
+            "purpose" => filter.purpose = Some(value),
             "_count" | "_format" => {}
             other => {
                 return Err(RecordError::invalid(
@@ -298,30 +163,14 @@ pub async fn search(
             }
         }
     }
-    let patient = patient.ok_or_else(|| {
-        ApiError::from(RecordError::invalid(
-            "missing_patient",
-            "`patient` is required",
-        ))
-    })?;
-    let stored = state
-        .store
-        .run(move |conn| consents::stored_for_patient(conn, &patient))
-        .await?;
-    let catalog = PurposeCatalog::official();
+    let patient =
+        patient.ok_or_else(|| RecordError::invalid("missing_patient", "`patient` is required"))?;
+    let patient = PatientId::parse(&patient)
+        .map_err(|_| RecordError::invalid("invalid_patient", "`patient` must be a FHIR id"))?;
+    let found = consents::search(&state, &reader.principal, &patient, &filter).await?;
     let base = state.fhir_base();
-    let entries: Vec<Value> = stored
+    let entries: Vec<Value> = found
         .into_iter()
-        .filter(|v| status.as_deref().is_none_or(|s| v["status"] == s))
-        .filter(|v| {
-            let Ok(c) = Consent::from_fhir(v) else { return false };
-            let provisions = c.provision().map(all_provisions).unwrap_or_default();
-            actor.as_deref().is_none_or(|a| {
-                provisions.iter().any(|p| p.actors().iter().any(|x| x.reference() == a))
-            }) && purpose.as_deref().is_none_or(|want| {
-                provisions.iter().any(|p| p.purposes().iter().any(|c| catalog.is_a(want, &c.code)))
-            })
-        })
         .map(|v| {
             let id = v["id"].as_str().unwrap_or_default().to_string();
             json!({"fullUrl": format!("{base}/Consent/{id}"), "resource": v, "search": {"mode": "match"}})
@@ -330,14 +179,4 @@ pub async fn search(
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)
         .body(json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}).to_string()))
-}
-
-fn all_provisions(root: &crate::consent::Provision) -> Vec<&crate::consent::Provision> {
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        out.extend(out[i].provisions().iter());
-        i += 1;
-    }
-    out
 }

@@ -1,9 +1,5 @@
 //! `POST /api/v1/decisions`: what the gateway would decide for one client, purpose, patient
-//! and resource, with the obligations and an explanation a patient can read. It runs the same
-//! [`crate::decision::decide`] every read runs; it is audited like any other decision.
-//!
-//! Who may ask: an operator (any client, any patient), a patient (about their own records),
-//! or a client (about itself, with a purpose its registration allows).
+//! and resource ([`crate::sharing::question`] decides who may ask and what they learn).
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
@@ -12,16 +8,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::clients::client_from_row;
 use super::error::ApiError;
 use super::{AppState, audit};
-use crate::audit::{AuditAction, AuditOutcome};
-use crate::auth::Principal;
-use crate::auth::clients::Client;
-use crate::decision::{self, Question, Requester};
+use crate::ids::{ClientId, PatientId};
 use crate::policy::PolicyAction;
-use crate::records::{RecordError, consents, index, ingest, validate};
-use crate::store::identity;
+use crate::sharing::question::{self, Answer, Asked, DecisionQuestion};
 
 /// The resource asked about: a stored one, or the attributes of one not yet stored.
 #[derive(Debug, Deserialize)]
@@ -55,21 +46,10 @@ pub struct DecisionRequest {
     pub justification: Option<String>,
 }
 
-fn problem(status: StatusCode, code: &'static str, message: &str) -> ApiError {
-    ApiError::fhir(status, "invalid", code, message.to_string()).as_problem()
-}
-
-/// The requester facts of a registered client.
-pub fn requester_of(client: &Client) -> Requester {
-    let mut references = vec![format!("Device/{}", client.id)];
-    references.extend(client.acts_as.iter().cloned());
-    Requester {
-        client_id: client.id.clone(),
-        role: client.role.as_str().to_string(),
-        organization: client.organization.clone(),
-        references,
-    }
-}
+/// What a client learns when the answer is yes.
+const CLIENT_PERMIT: &str = "The gateway would share this record with you for this purpose.";
+/// What a client learns otherwise: the same words whether the record is hidden or missing.
+const CLIENT_DENY: &str = "The gateway would not share this record with you for this purpose, or there is no such record.";
 
 /// `POST /api/v1/decisions`.
 #[post("/api/v1/decisions")]
@@ -80,142 +60,71 @@ pub async fn decide(
     body: Json<DecisionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ask = body.into_inner();
+    let bad = |code, message: &str| ApiError::new(StatusCode::BAD_REQUEST, code, message);
     let action = match ask.action.as_deref().unwrap_or("read") {
         "read" => PolicyAction::Read,
         "export" => PolicyAction::Export,
         "disclose" => PolicyAction::Disclose,
         _ => {
-            return Err(problem(
-                StatusCode::BAD_REQUEST,
+            return Err(bad(
                 "invalid_action",
                 "action must be read, export or disclose",
             ));
         }
     };
-    if !validate::is_valid_id(&ask.patient) {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_patient",
-            "patient must be a FHIR id",
-        ));
-    }
-    if !state.purposes.is_known(&ask.purpose) {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_purpose",
-            "purpose must be a v3 ActReason code",
-        ));
-    }
-    match &principal {
-        Principal::Operator { .. } => {}
-        Principal::Patient { patient_id, .. } if *patient_id == ask.patient => {}
-        Principal::Client(c) if c.client_id == ask.client_id => {}
+    let patient = PatientId::parse(&ask.patient)
+        .map_err(|_| bad("invalid_patient", "patient must be a FHIR id"))?;
+    let client_id = ClientId::parse(&ask.client_id)
+        .map_err(|_| bad("invalid_client_id", "client_id must be a client id"))?;
+    let resource = match (ask.resource.reference, ask.resource.attributes) {
+        (Some(reference), None) => {
+            let (resource_type, id) = reference
+                .split_once('/')
+                .ok_or_else(|| bad("invalid_reference", "reference must be Type/id"))?;
+            Asked::Stored {
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
+            }
+        }
+        (None, Some(attributes)) => Asked::Attributes(attributes),
         _ => {
-            return Err(problem(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this caller may not ask about this client or patient",
+            return Err(bad(
+                "invalid_resource",
+                "give exactly one of resource.reference and resource.attributes",
             ));
         }
-    }
-    let client_id = ask.client_id.clone();
-    let patient = ask.patient.clone();
-    let reference = ask.resource.reference.clone();
-    let attributes = ask.resource.attributes.clone();
-    let (client, consents, resource) = state
-        .store
-        .run(move |conn| {
-            let row = identity::active_client(conn, &client_id)?
-                .ok_or_else(|| RecordError::not_found("unknown_client", "no such client"))?;
-            let consents = consents::for_patient(conn, &patient)?;
-            let resource = match (reference, attributes) {
-                (Some(r), None) => {
-                    let (ty, id) = r.split_once('/').ok_or_else(|| {
-                        RecordError::invalid("invalid_reference", "reference must be Type/id")
-                    })?;
-                    let body = ingest::read(conn, ty, id)?;
-                    if index::patient_of(ty, id, &body).as_deref() != Some(patient.as_str()) {
-                        return Err(RecordError::not_found(
-                            "not_found",
-                            format!("{ty}/{id} is not a record of this patient"),
-                        ));
-                    }
-                    body
-                }
-                (None, Some(attrs)) => {
-                    validate::resource(&attrs)?;
-                    attrs
-                }
-                _ => {
-                    return Err(RecordError::invalid(
-                        "invalid_resource",
-                        "give exactly one of resource.reference and resource.attributes",
-                    ));
-                }
-            };
-            Ok::<_, RecordError>((row, consents, resource))
-        })
-        .await
-        .map_err(|e: RecordError| ApiError::from(e).as_problem())?;
-    let client = client_from_row(client)?;
-    let mut resource = resource;
-    // Attributes of a resource not yet stored get the labels ingest would give it.
-    if ask.resource.attributes.is_some() {
-        state
-            .institution
-            .labeller
-            .apply(&mut resource)
-            .map_err(|e| problem(StatusCode::BAD_REQUEST, "invalid_resource", &e.to_string()))?;
-    }
-    let requester = requester_of(&client);
-    let decision = decision::decide(
-        &state.institution.policies,
-        &consents,
-        &Question {
-            requester: &requester,
-            purpose: &ask.purpose,
-            action,
-            patient_id: &ask.patient,
-            resource: &resource,
-            break_glass: ask
-                .justification
-                .as_deref()
-                .filter(|j| !j.trim().is_empty()),
-            now: crate::records::dates::now_micros(),
-        },
-    );
-    let mut entry = audit::entry_for(
-        &principal,
-        AuditAction::Decision,
-        if decision.permit {
-            AuditOutcome::Success
-        } else {
-            AuditOutcome::Denied
-        },
-        audit::request_id(&req),
-    );
-    entry.patient_id = Some(ask.patient.clone());
-    entry.consents = decision
-        .consent
-        .deciding
-        .iter()
-        .map(|d| d.consent_id.clone())
-        .filter(|c| validate::is_valid_id(c))
-        .collect();
-    entry.policies = decision.policies.clone();
-    entry
-        .detail
-        .insert("asked_for_client".into(), client.id.clone());
-    if let (Some(ty), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) {
-        entry.resources = vec![format!("{ty}/{id}")];
-    }
-    audit::record(&state, entry).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "decision": if decision.permit { "permit" } else { "deny" },
-        "obligations": decision.obligations,
-        "consent": decision.consent,
-        "policies": decision.policies,
-        "emergency_opt_out": decision.emergency_opt_out,
-        "explanation": decision.explanation,
-    })))
+    };
+    let question = DecisionQuestion {
+        client_id,
+        purpose: ask.purpose,
+        patient,
+        action,
+        resource,
+        justification: ask.justification,
+    };
+    let answer = question::ask(&state, &principal, &audit::request_id(&req), question).await?;
+    let body = match answer {
+        Answer::Full(d) => json!({
+            "decision": if d.permit { "permit" } else { "deny" },
+            "obligations": d.obligations,
+            "consent": d.consent,
+            "policies": d.policies,
+            "emergency_opt_out": d.emergency_opt_out,
+            "explanation": d.explanation,
+        }),
+        Answer::ForClient {
+            permit: true,
+            obligations,
+        } => json!({
+            "decision": "permit",
+            "obligations": obligations,
+            "explanation": [CLIENT_PERMIT],
+        }),
+        Answer::ForClient { permit: false, .. } => json!({
+            "decision": "deny",
+            "obligations": [],
+            "explanation": [CLIENT_DENY],
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -36,21 +36,21 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{ClientCaller, Reader};
-use super::broker::minimum_necessary;
-use super::clients::client_from_row;
-use super::decisions::requester_of;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
 use crate::auth::clients::{Client, Role};
+use crate::auth::registry;
 use crate::auth::tokens::AccessClaims;
 use crate::consent::model::CONSENT_ACTION_SYSTEM;
 use crate::consent::{Coding, Consent};
 use crate::decision::{self, Decision, Question, Requester};
+use crate::policy::Obligation;
 use crate::policy::PolicyAction;
 use crate::records::dates::{format_instant, now_micros};
 use crate::records::{consents, index, ingest, validate};
+use crate::release::minimum_necessary;
 use crate::store::disclosures::{self as rows, DisclosureRow};
 use crate::store::{DbConn, identity, resources, write_tx};
 
@@ -123,13 +123,7 @@ enum Chosen {
 }
 
 fn problem(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    let issue = match status {
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::GONE => "deleted",
-        StatusCode::FORBIDDEN => "forbidden",
-        _ => "invalid",
-    };
-    ApiError::fhir(status, issue, code, message).as_problem()
+    ApiError::new(status, code, message)
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -150,7 +144,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
 {
-    state.store.run(work).await.map_err(ApiError::as_problem)
+    state.store.run(work).await
 }
 
 /// The patient a reader acts for: a patient for themself, an operator for the one named.
@@ -385,6 +379,7 @@ fn decide_all(
         .map(|r| {
             decision::decide(
                 &state.institution.policies,
+                state.purposes,
                 consents,
                 &Question {
                     requester,
@@ -403,7 +398,10 @@ fn decide_all(
 /// A permit whose obligations a package can honour (only minimum necessary; anything else,
 /// such as de-identification, cannot go into an identified evidence package).
 fn releasable(d: &Decision) -> bool {
-    d.permit && d.obligations.iter().all(|o| o == "minimum-necessary")
+    d.permit
+        && d.obligations
+            .iter()
+            .all(|o| *o == Obligation::MinimumNecessary)
 }
 
 /// The frozen Bundle's exact bytes.
@@ -466,15 +464,7 @@ fn check_recipient(state: &AppState, client: &Client, purpose: &str) -> Result<(
             "a disclosure goes to a disability assessor, an insurer or a clinician",
         ));
     }
-    let catalog = state.purposes;
-    let allowed = catalog.is_known(purpose)
-        && client.purposes.iter().any(|p| catalog.is_a(purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(purpose, p));
-    if !allowed {
+    if !client.may_use_purpose(purpose, state.purposes, &state.settings.roles) {
         return Err(invalid(
             "purpose_not_allowed",
             "the purpose is not one the recipient's registration allows",
@@ -491,9 +481,7 @@ pub async fn create(
     req: HttpRequest,
     body: Json<NewDisclosure>,
 ) -> Result<HttpResponse, ApiError> {
-    create_package(&state, &reader, &req, body.into_inner())
-        .await
-        .map_err(ApiError::as_problem)
+    create_package(&state, &reader, &req, body.into_inner()).await
 }
 
 async fn create_package(
@@ -576,7 +564,7 @@ async fn create_package(
             Ok::<_, ApiError>((client, candidates, consents::for_patient(conn, &p)?))
         })
         .await?;
-    let client = client_from_row(client)?;
+    let client = registry::from_row(client)?;
     check_recipient(state, &client, &ask.purpose)?;
     if candidates.is_empty() {
         return Err(invalid(
@@ -590,7 +578,7 @@ async fn create_package(
             format!("a disclosure holds at most {MAX_SELECTED} resources"),
         ));
     }
-    let requester = requester_of(&client);
+    let requester = Requester::of(&client);
     let terms = Terms {
         consent_id: ingest::new_id(),
         patient: patient.clone(),
@@ -637,7 +625,7 @@ async fn create_package(
         .into_iter()
         .zip(&decisions)
         .map(|(mut r, d)| {
-            if d.obligations.iter().any(|o| o == "minimum-necessary") {
+            if d.obligations.contains(&Obligation::MinimumNecessary) {
                 minimum_necessary(&mut r);
             }
             r
@@ -781,8 +769,7 @@ pub async fn for_patient(
             }
             Ok::<_, ApiError>((packages, retrievals, statuses, names))
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     let now = now_micros();
     let out: Vec<Value> = packages
         .iter()
@@ -879,7 +866,7 @@ async fn still_permitted(state: &AppState, row: &DisclosureRow) -> Result<Vec<De
         .collect();
     let decisions = decide_all(
         state,
-        &requester_of(&client_from_row(client)?),
+        &Requester::of(&registry::from_row(client)?),
         &consents,
         &row.patient_id,
         &row.purpose,
@@ -904,9 +891,7 @@ pub async fn fetch_bundle(
     req: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    serve_bundle(&state, claims, &req, path.into_inner())
-        .await
-        .map_err(ApiError::as_problem)
+    serve_bundle(&state, claims, &req, path.into_inner()).await
 }
 
 async fn serve_bundle(
@@ -1013,12 +998,8 @@ pub async fn fetch_signature(
     ClientCaller(claims): ClientCaller,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = recipients_package(&state, &claims, path.into_inner())
-        .await
-        .map_err(ApiError::as_problem)?;
-    let signature = current_signature(&state, &row)
-        .await
-        .map_err(ApiError::as_problem)?;
+    let row = recipients_package(&state, &claims, path.into_inner()).await?;
+    let signature = current_signature(&state, &row).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(signature))

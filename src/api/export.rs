@@ -43,8 +43,10 @@ use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit, broker};
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::Principal;
+use crate::auth::clients::Role;
 use crate::auth::tokens::AccessClaims;
 use crate::decision::Requester;
+use crate::policy::Obligation;
 use crate::policy::PolicyAction;
 use crate::records::dates::{self, now_micros};
 use crate::records::{RecordError, outcome, validate};
@@ -84,7 +86,7 @@ fn not_known(what: &str) -> ApiError {
 }
 
 fn bad_request(code: &'static str, message: &str) -> ApiError {
-    ApiError::fhir(StatusCode::BAD_REQUEST, "invalid", code, message)
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
 /// What a kick-off asks for.
@@ -191,7 +193,7 @@ fn prefers_async(req: &HttpRequest) -> bool {
 /// Whether this client is a researcher acting as the study's Group.
 fn may_export(requester: &Requester, study: &str) -> bool {
     let group = format!("Group/{study}");
-    requester.role == "researcher" && requester.references.contains(&group)
+    requester.role == Role::Researcher && requester.references.contains(&group)
 }
 
 /// The requester as an export of `study` presents it to the decision engine: acting as this
@@ -297,9 +299,8 @@ pub async fn kick_off(
         })
         .await?;
     if !accepted {
-        let mut busy = ApiError::fhir(
+        let mut busy = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
             "too_many_exports",
             "too many exports are running; retry later",
         )
@@ -873,12 +874,8 @@ async fn export_patient(
         let mut ids = Vec::with_capacity(permitted.len());
         for (resource, decision) in &mut permitted {
             // An export is de-identified whatever the policies ask for.
-            if !decision
-                .obligations
-                .iter()
-                .any(|o| o == "deidentify:safe-harbor")
-            {
-                decision.obligations.push("deidentify:safe-harbor".into());
+            if !decision.obligations.iter().any(Obligation::deidentifies) {
+                decision.obligations.push(Obligation::safe_harbor());
             }
             ids.push(format!(
                 "{}/{}",
@@ -1023,7 +1020,7 @@ mod tests {
     fn only_a_researcher_of_the_study_may_export() {
         let requester = |role: &str, refs: &[&str]| Requester {
             client_id: "c".into(),
-            role: role.into(),
+            role: Role::parse(role).expect("a role"),
             organization: "o".into(),
             references: refs.iter().map(|r| r.to_string()).collect(),
         };

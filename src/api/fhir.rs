@@ -196,9 +196,8 @@ pub async fn vread(
 /// Operators and patients read directly; recipient clients go through the broker.
 fn reader_or_client(principal: Principal) -> Result<Result<Reader, AccessClaims>, ApiError> {
     match principal {
-        Principal::Client(claims) if claims.role == "data_source" => Err(ApiError::fhir(
+        Principal::Client(claims) if claims.role == "data_source" => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
             "forbidden",
             "a data source sends records; it does not read them",
         )),

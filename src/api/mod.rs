@@ -30,43 +30,26 @@ use std::sync::Arc;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::auth::Authority;
-use crate::auth::purposes::PurposeCatalog;
-use crate::config::Settings;
-use crate::store::Store;
+use crate::gateway::Gateway;
 use error::ApiError;
 use observe::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach: the gateway's services ([`Gateway`], through `Deref`), and
+/// what only the HTTP layer has.
 pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The effective configuration.
-    pub settings: Arc<Settings>,
-    /// Keys, tokens and trusted issuers.
-    pub auth: Authority,
-    /// The durable audit log (group commit).
-    pub audit: crate::audit::log::AuditLog,
-    /// Signs audit checkpoints.
-    pub checkpoints: crate::audit::log::CheckpointSigner,
-    /// De-identification secrets and profile.
-    pub shaping: broker::Shaping,
-    /// Cedar policies and sensitivity value sets.
-    pub institution: crate::institution::Institution,
-    /// The purposes of use and their hierarchy.
-    pub purposes: &'static PurposeCatalog,
+    /// The services domain workflows use.
+    pub gateway: Arc<Gateway>,
     /// Prometheus collectors.
     pub metrics: Metrics,
-    /// The externally visible base URL, without a trailing slash.
-    pub base_url: String,
     /// The webhook delivery worker; it stops when the state is dropped with the server.
     pub notify_worker: crate::notify::DeliveryWorker,
 }
 
-impl AppState {
-    /// The base of FHIR URLs, `{base_url}/fhir`.
-    pub fn fhir_base(&self) -> String {
-        format!("{}/fhir", self.base_url)
+impl std::ops::Deref for AppState {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        &self.gateway
     }
 }
 
@@ -130,7 +113,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(fhir::create)
                 .default_service(web::to(no_route)),
         )
-        .default_service(web::to(no_route_problem));
+        .default_service(web::to(no_route));
 }
 
 /// Bad form and JSON bodies answer like every other error, not with actix's plain text.
@@ -150,20 +133,27 @@ pub fn body_configs(cfg: &mut ServiceConfig, limits: &crate::config::Limits) {
         web::JsonConfig::default()
             .limit(limits.max_body_bytes.min(1 << 20))
             .error_handler(|e, _| {
-                ApiError::fhir(
+                ApiError::new(
                     actix_web::http::StatusCode::BAD_REQUEST,
-                    "invalid",
                     "invalid_json",
                     format!(
                         "the body is not the JSON this endpoint takes: {}",
                         json_error_kind(&e)
                     ),
                 )
-                .as_problem()
                 .into()
             }),
     )
-    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::no_route().into()));
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::no_route().into()))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+        // serde's messages name the parameter and the expected type, never a value.
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("the query string is not what this endpoint takes: {e}"),
+        )
+        .into()
+    }));
 }
 
 /// A client-safe description of a JSON body error (serde's messages name fields, not values).
@@ -179,8 +169,4 @@ fn json_error_kind(e: &actix_web::error::JsonPayloadError) -> String {
 
 async fn no_route(_: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::no_route())
-}
-
-async fn no_route_problem(_: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::no_route().as_problem())
 }

@@ -35,8 +35,8 @@ const DEFAULT_LIMIT: i64 = 50;
 /// Largest honoured `limit`.
 const MAX_LIMIT: i64 = 200;
 
-fn problem(status: StatusCode, issue: &'static str, code: &'static str, msg: &str) -> ApiError {
-    ApiError::fhir(status, issue, code, msg.to_string()).as_problem()
+fn problem(status: StatusCode, code: &'static str, msg: &str) -> ApiError {
+    ApiError::new(status, code, msg.to_string())
 }
 
 /// Who may act on patient `patient_id`'s notifications.
@@ -53,7 +53,6 @@ fn authorize(reader: &Reader, patient_id: &str, allowed: Allowed) -> Result<(), 
     if !notify::is_fhir_id(patient_id) {
         return Err(problem(
             StatusCode::BAD_REQUEST,
-            "invalid",
             "invalid_patient_id",
             "the patient id must be a FHIR id",
         ));
@@ -63,13 +62,11 @@ fn authorize(reader: &Reader, patient_id: &str, allowed: Allowed) -> Result<(), 
         (Some(_), _) => Err(problem(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "forbidden",
             "a patient reaches only their own notifications",
         )),
         (None, Allowed::PatientOrOperator) => Ok(()),
         (None, Allowed::PatientOnly) => Err(problem(
             StatusCode::FORBIDDEN,
-            "forbidden",
             "patient_only",
             "only the patient may do this",
         )),
@@ -77,13 +74,12 @@ fn authorize(reader: &Reader, patient_id: &str, allowed: Allowed) -> Result<(), 
 }
 
 fn bad_query(message: &str) -> ApiError {
-    problem(StatusCode::BAD_REQUEST, "invalid", "invalid_query", message)
+    problem(StatusCode::BAD_REQUEST, "invalid_query", message)
 }
 
 fn unknown_notification() -> ApiError {
     problem(
         StatusCode::NOT_FOUND,
-        "not-found",
         "unknown_notification",
         "the patient has no such notification",
     )
@@ -92,7 +88,6 @@ fn unknown_notification() -> ApiError {
 fn no_webhook() -> ApiError {
     problem(
         StatusCode::NOT_FOUND,
-        "not-found",
         "no_webhook",
         "the patient has no webhook registered",
     )
@@ -170,8 +165,7 @@ pub async fn feed(
             let unread = rows::unread_count(conn, &page.patient_id)?;
             Ok::<_, ApiError>((found, unread))
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     let more = found.len() as i64 > query.limit;
     found.truncate(query.limit as usize);
     let next = match found.last() {
@@ -188,9 +182,7 @@ pub async fn feed(
         entry.patient_id = Some(patient_id.clone());
         entry.detail.insert("view".into(), "notifications".into());
         entry.detail.insert("count".into(), found.len().to_string());
-        audit::record(&state, entry)
-            .await
-            .map_err(ApiError::as_problem)?;
+        audit::record(&state, entry).await?;
     }
     let items: Vec<_> = found.iter().map(|row| notify::view(row, true)).collect();
     Ok(HttpResponse::Ok()
@@ -218,8 +210,7 @@ pub async fn mark_read(
                 Ok::<_, ApiError>(rows::mark_read(conn, &patient_id, &nid, now_micros())?)
             })
         })
-        .await
-        .map_err(ApiError::as_problem)?
+        .await?
         .ok_or_else(unknown_notification)?;
     Ok(HttpResponse::Ok().json(notify::view(&row, true)))
 }
@@ -244,8 +235,7 @@ pub async fn show_webhook(
     let row = state
         .store
         .run(move |conn| Ok::<_, ApiError>(rows::webhook(conn, &patient_id)?))
-        .await
-        .map_err(ApiError::as_problem)?
+        .await?
         .ok_or_else(no_webhook)?;
     Ok(HttpResponse::Ok().json(json!({
         "patient_id": row.patient_id,
@@ -268,7 +258,6 @@ pub async fn put_webhook(
     let url = webhook::validate_url(&body.url).map_err(|e| {
         problem(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
             "invalid_webhook_url",
             &e.to_string(),
         )
@@ -289,8 +278,7 @@ pub async fn put_webhook(
                 Ok::<_, ApiError>(rows::put_webhook(conn, &stored)?)
             })
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     tracing::info!(patient_id = %patient_id, replaced, "notification webhook registered");
     let status = if replaced {
         StatusCode::OK
@@ -324,8 +312,7 @@ pub async fn delete_webhook(
                 Ok::<_, ApiError>(rows::delete_webhook(conn, &target)?)
             })
         })
-        .await
-        .map_err(ApiError::as_problem)?;
+        .await?;
     if !removed {
         return Err(no_webhook());
     }

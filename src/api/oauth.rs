@@ -20,10 +20,15 @@ use super::error::ApiError;
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::assertion::{self, AssertionRules};
-use crate::auth::clients::{Client, Role, parse_jwks};
+use crate::auth::clients::{Client, PurposeRefusal, Role, parse_jwks};
 use crate::auth::tokens::{self, AccessClaims, Expectation};
 use crate::auth::{Principal, now_secs, scopes};
 use crate::store::identity;
+
+/// What a token request without a purpose is told (RFC 6749 descriptions are plain text).
+const PURPOSE_REQUIRED: &str = "a purpose of use is required: send purpose_of_use=<v3 ActReason \
+     code> with the token request or the hl7-b2b extension in the assertion; or ask the operator \
+     to register a default_purpose for this client";
 
 /// The client-assertion type RFC 7523 defines.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -127,7 +132,7 @@ async fn authenticate_client(
         .run(move |conn| identity::active_client(conn, &lookup))
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
-    let client = super::clients::client_from_row(row).map_err(|_| OAuthError::invalid_client())?;
+    let client = crate::auth::registry::from_row(row).map_err(|_| OAuthError::invalid_client())?;
     let jwks: Arc<JwkSet> =
         match (&client.jwks, &client.jwks_url) {
             (Some(inline), _) => {
@@ -245,31 +250,22 @@ async fn issue(
         form.client_assertion.as_deref(),
     )
     .await?;
-    let purpose = form
+    let asked = form
         .purpose_of_use
         .clone()
         .filter(|p| !p.is_empty())
-        .or_else(|| assertion.b2b_purpose())
-        .ok_or_else(|| {
-            OAuthError::new(
-                "invalid_request",
-                "a purpose of use is required (purpose_of_use, or the hl7-b2b extension)",
-            )
-        })?;
+        .or_else(|| assertion.b2b_purpose());
     let catalog = &state.purposes;
-    let allowed = catalog.is_known(&purpose)
-        && client.purposes.iter().any(|p| catalog.is_a(&purpose, p))
-        && client
-            .role
-            .purposes(&state.settings.roles)
-            .iter()
-            .any(|p| catalog.is_a(&purpose, p));
-    if !allowed {
-        return Err(OAuthError::new(
-            "invalid_scope",
-            "the purpose of use is not allowed for this client",
-        ));
-    }
+    let chosen = client
+        .purpose_for_token(asked.as_deref(), catalog, &state.settings.roles)
+        .map_err(|refusal| match refusal {
+            PurposeRefusal::Missing => OAuthError::new("invalid_request", PURPOSE_REQUIRED),
+            PurposeRefusal::NotAllowed => OAuthError::new(
+                "invalid_scope",
+                "the purpose of use is not allowed for this client",
+            ),
+        })?;
+    let purpose = chosen.code;
     let break_glass = catalog.is_a(&purpose, "ETREAT");
     let justification = form
         .justification
@@ -326,6 +322,7 @@ async fn issue(
         organization: client.organization.clone(),
         scope: granted.join(" "),
         purpose_of_use: purpose,
+        purpose_defaulted: chosen.defaulted,
         justification: if break_glass { justification } else { None },
     };
     let token = tokens::sign(&state.auth.keyring, tokens::ACCESS_TOKEN_TYP, &claims)
@@ -340,6 +337,7 @@ async fn issue(
             "expires_in": lifetime,
             "scope": claims.scope,
             "purpose_of_use": claims.purpose_of_use,
+            "purpose_of_use_defaulted": claims.purpose_defaulted,
         }));
     Ok((claims, response))
 }
@@ -479,6 +477,7 @@ pub async fn introspect(
         "jti": claims.jti,
         "role": claims.role,
         "purpose_of_use": claims.purpose_of_use,
+        "purpose_of_use_defaulted": claims.purpose_defaulted,
     });
     if let Some(j) = &claims.justification {
         body["justification"] = json!(j);

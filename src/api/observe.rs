@@ -4,18 +4,21 @@
 //! The log line names the route pattern (`/fhir/{type}/{id}`), never the query string or
 //! the body, so no patient data reaches the logs through it.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage};
+use futures_util::FutureExt;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tracing::Instrument;
 
 use super::AppState;
+use super::error::{ApiError, Flavor};
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -88,10 +91,24 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// Re-renders an error response in the flavour of its route's scope ([`Flavor::for_path`]):
+/// whoever failed (extractor, handler, body config), the route decides the body.
+fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let rendered = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .map(|e| e.render(Flavor::for_path(response.request().path())));
+    match rendered {
+        Some(rendered) => response.into_response(rendered).map_into_right_body(),
+        None => response.map_into_left_body(),
+    }
+}
+
 /// The middleware function (`actix_web::middleware::from_fn(observe)`).
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -102,7 +119,22 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    // A panic in a handler answers 500 like any internal error, instead of closing the
+    // connection with no answer; the worker and every other request carry on.
+    let served = AssertUnwindSafe(next.call(req).instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    let Ok(served) = served else {
+        let error = span.in_scope(|| ApiError::internal("a request handler panicked"));
+        if let Some(metrics) = &metrics {
+            metrics
+                .requests
+                .with_label_values(&[route.as_str(), method.as_str(), "500"])
+                .inc();
+        }
+        return Err(error.into());
+    };
+    let mut response = in_route_flavor(served?);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| {

@@ -46,6 +46,7 @@ pub async fn whoami(Caller(principal): Caller) -> HttpResponse {
             "organization": c.organization,
             "scope": c.scope,
             "purpose_of_use": c.purpose_of_use,
+            "purpose_of_use_defaulted": c.purpose_defaulted,
             "break_glass": c.justification.is_some(),
             "expires_at": c.exp,
         }),

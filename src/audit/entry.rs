@@ -186,6 +186,73 @@ pub struct AuditEntry {
     pub detail: BTreeMap<String, String>,
 }
 
+/// The client id the gateway writes for a patient acting for themself.
+pub const PATIENT_CLIENT: &str = "patient";
+/// The client id the gateway writes for an operator.
+pub const OPERATOR_CLIENT: &str = "operator";
+
+/// An organisation name as an audit token (the display name stays in the client registry).
+pub fn organisation_token(name: &str) -> String {
+    let token: String = name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if token.is_empty() {
+        "unknown".into()
+    } else {
+        token
+    }
+}
+
+impl AuditEntry {
+    /// An entry recorded now, with nothing filled in beyond what happened: the caller sets
+    /// who (see `auth::Principal::audit_entry`), about whom and what.
+    pub fn new(action: AuditAction, outcome: AuditOutcome, request_id: String) -> AuditEntry {
+        AuditEntry {
+            sequence: 0,
+            recorded_micros: crate::fhir_time::now_micros(),
+            action,
+            outcome,
+            client_id: "unknown".into(),
+            organisation: "unknown".into(),
+            user: None,
+            purpose_of_use: "unknown".into(),
+            patient_id: None,
+            resources: Vec::new(),
+            consents: Vec::new(),
+            policies: Vec::new(),
+            break_glass: None,
+            request_id,
+            detail: BTreeMap::new(),
+        }
+    }
+
+    /// An entry for an event with no authenticated principal (a refused token request): the
+    /// client id it claimed when that is a plain token, else `unknown`.
+    pub fn anonymous(
+        client_id: Option<&str>,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        request_id: String,
+    ) -> AuditEntry {
+        let client = client_id
+            .filter(|c| {
+                !c.is_empty()
+                    && c.len() <= 256
+                    && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+            })
+            .unwrap_or("unknown");
+        AuditEntry {
+            client_id: client.to_string(),
+            ..AuditEntry::new(action, outcome, request_id)
+        }
+    }
+}
+
 /// Why an entry was refused by [`AuditEntry::validate`]; never carries the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {

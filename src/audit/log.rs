@@ -15,8 +15,10 @@
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
@@ -46,16 +48,49 @@ pub enum AuditError {
     /// The tree could not be extended.
     #[error("audit tree: {0}")]
     Tree(String),
+    /// The batch this entry was committed with failed (the cause, shared by the batch).
+    #[error("audit batch failed: {0}")]
+    Batch(Arc<AuditError>),
 }
 
 struct Pending {
     entry: AuditEntry,
-    done: oneshot::Sender<Result<u64, String>>,
+    done: oneshot::Sender<Result<u64, Arc<AuditError>>>,
 }
 
 /// The handle requests use to append entries.
 pub struct AuditLog {
     sender: SyncSender<Pending>,
+    health: Arc<WriterHealth>,
+}
+
+/// What the writer thread reports of itself, for readiness.
+#[derive(Debug, Default)]
+struct WriterHealth {
+    /// Cleared when the thread ends, however it ends.
+    alive: AtomicBool,
+    /// When the batch being committed started (microseconds), 0 while idle.
+    busy_since: AtomicI64,
+}
+
+/// Clears [`WriterHealth::alive`] when the writer thread ends, by return or by panic.
+struct AliveGuard(Arc<WriterHealth>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Why the writer cannot make progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stalled {
+    /// The writer thread has ended.
+    #[error("the audit writer has stopped")]
+    Stopped,
+    /// One batch has been committing for longer than allowed.
+    #[error("the audit writer has been committing one batch for too long")]
+    Stuck,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -68,10 +103,29 @@ impl AuditLog {
     /// Starts the writer thread on `store`.
     pub fn start(store: Store) -> std::io::Result<AuditLog> {
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
+        let health = Arc::new(WriterHealth {
+            alive: AtomicBool::new(true),
+            busy_since: AtomicI64::new(0),
+        });
+        let guard = AliveGuard(health.clone());
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(store, receiver))?;
-        Ok(AuditLog { sender })
+            .spawn(move || writer(store, receiver, guard))?;
+        Ok(AuditLog { sender, health })
+    }
+
+    /// Whether the writer can make progress: its thread runs and no batch has been committing
+    /// for longer than `stuck_after`.
+    pub fn progress(&self, stuck_after: Duration) -> Result<(), Stalled> {
+        if !self.health.alive.load(Ordering::SeqCst) {
+            return Err(Stalled::Stopped);
+        }
+        let since = self.health.busy_since.load(Ordering::SeqCst);
+        let limit = i64::try_from(stuck_after.as_micros()).unwrap_or(i64::MAX);
+        if since > 0 && crate::fhir_time::now_micros().saturating_sub(since) > limit {
+            return Err(Stalled::Stuck);
+        }
+        Ok(())
     }
 
     /// Appends an entry and waits until it is durable; returns its sequence.
@@ -87,16 +141,17 @@ impl AuditLog {
         }
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(reason)) => {
-                tracing::error!(reason = %reason, "audit batch failed");
-                Err(AuditError::Unavailable)
+            Ok(Err(cause)) => {
+                tracing::error!(error = %cause, "audit batch failed");
+                Err(AuditError::Batch(cause))
             }
             Err(_) => Err(AuditError::Unavailable),
         }
     }
 }
 
-fn writer(store: Store, receiver: Receiver<Pending>) {
+fn writer(store: Store, receiver: Receiver<Pending>, alive: AliveGuard) {
+    let health = alive.0.clone();
     let mut frontier: Option<Frontier> = None;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -107,7 +162,18 @@ fn writer(store: Store, receiver: Receiver<Pending>) {
             }
         }
         let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-        match commit(&store, frontier.take(), entries) {
+        health
+            .busy_since
+            .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
+        // A bug that panics inside one batch fails that batch, not the writer: the
+        // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
+        let cached = frontier.take();
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit(&store, cached, entries)
+        }))
+        .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
+        health.busy_since.store(0, Ordering::SeqCst);
+        match committed {
             Ok((next, first_seq)) => {
                 frontier = Some(next);
                 for (i, p) in batch.into_iter().enumerate() {
@@ -116,9 +182,9 @@ fn writer(store: Store, receiver: Receiver<Pending>) {
             }
             Err(e) => {
                 // The frontier is rebuilt from storage on the next batch.
-                let reason = e.to_string();
+                let cause = Arc::new(e);
                 for p in batch {
-                    let _ = p.done.send(Err(reason.clone()));
+                    let _ = p.done.send(Err(cause.clone()));
                 }
             }
         }

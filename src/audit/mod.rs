@@ -46,7 +46,10 @@ pub mod verify;
 pub use checkpoint::{
     Checkpoint, CheckpointError, NoteSigner, NoteVerifier, open_note, sign, verify_note,
 };
-pub use entry::{AuditAction, AuditEntry, AuditOutcome, ENTRY_FORMAT_VERSION, EntryError};
+pub use entry::{
+    AuditAction, AuditEntry, AuditOutcome, ENTRY_FORMAT_VERSION, EntryError, OPERATOR_CLIENT,
+    PATIENT_CLIENT, organisation_token,
+};
 pub use merkle::{
     AppendError, Frontier, Hash, MemoryStore, NodeStore, TreeError, TreeNode, consistency_proof,
     empty_root, inclusion_proof, leaf_hash, node_hash, nodes_completed_by_append, root,

@@ -88,6 +88,10 @@ pub struct NewClient {
     /// always implied.
     #[serde(default)]
     pub acts_as: Vec<String>,
+    /// The purpose of use its tokens get when a token request names none (standard SMART
+    /// Backend Services clients send none); must be one its role and purposes allow.
+    #[serde(default)]
+    pub default_purpose: Option<String>,
 }
 
 /// A stored client.
@@ -114,6 +118,93 @@ pub struct Client {
     /// References the client acts as.
     #[serde(default)]
     pub acts_as: Vec<String>,
+    /// The purpose of use of a token request that names none.
+    #[serde(default)]
+    pub default_purpose: Option<String>,
+}
+
+/// The purpose a token is issued for, and whether the client named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenPurpose {
+    /// The v3 ActReason code.
+    pub code: String,
+    /// Whether the gateway chose it because the request named none.
+    pub defaulted: bool,
+}
+
+/// Why no purpose could be chosen for a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PurposeRefusal {
+    /// The request named none, and the registration has neither a default nor one purpose.
+    #[error(
+        "a purpose of use is required: send purpose_of_use=<v3 ActReason code> with the token \
+         request, or the hl7-b2b extension in the assertion, or register a default_purpose"
+    )]
+    Missing,
+    /// The purpose is not one the client's role and registration allow.
+    #[error("the purpose of use is not allowed for this client")]
+    NotAllowed,
+}
+
+impl Client {
+    /// Whether this client may ask for `purpose`: a known v3 ActReason code that both its
+    /// registration and its role's configured purposes cover (the hierarchy counts: a
+    /// registration for `TREAT` covers `ETREAT`). The one rule for the token endpoint, the
+    /// decisions API, disclosures and access requests.
+    pub fn may_use_purpose(
+        &self,
+        purpose: &str,
+        catalog: &PurposeCatalog,
+        roles: &RolePurposes,
+    ) -> bool {
+        catalog.is_known(purpose)
+            && self.purposes.iter().any(|p| catalog.is_a(purpose, p))
+            && self
+                .role
+                .purposes(roles)
+                .iter()
+                .any(|p| catalog.is_a(purpose, p))
+    }
+}
+
+impl Client {
+    /// The purpose a token request gets: the one it names; else the registration's
+    /// `default_purpose`; else, when the registration allows exactly one purpose, that one.
+    /// Whatever is chosen must pass [`Client::may_use_purpose`]: a default never widens what
+    /// the client may ask for, and the patient's consent still decides.
+    pub fn purpose_for_token(
+        &self,
+        asked: Option<&str>,
+        catalog: &PurposeCatalog,
+        roles: &RolePurposes,
+    ) -> Result<ChosenPurpose, PurposeRefusal> {
+        let chosen = match asked.filter(|p| !p.is_empty()) {
+            Some(code) => ChosenPurpose {
+                code: code.to_string(),
+                defaulted: false,
+            },
+            None => {
+                let only = match self.purposes.as_slice() {
+                    [one] => Some(one),
+                    _ => None,
+                };
+                let code = self
+                    .default_purpose
+                    .as_ref()
+                    .or(only)
+                    .ok_or(PurposeRefusal::Missing)?;
+                ChosenPurpose {
+                    code: code.clone(),
+                    defaulted: true,
+                }
+            }
+        };
+        if self.may_use_purpose(&chosen.code, catalog, roles) {
+            Ok(chosen)
+        } else {
+            Err(PurposeRefusal::NotAllowed)
+        }
+    }
 }
 
 /// Why a registration is refused; the message names the field.
@@ -211,7 +302,29 @@ impl NewClient {
                 ));
             }
         }
+        if let Some(default) = &self.default_purpose {
+            let covered = catalog.is_known(default)
+                && purposes.iter().any(|p| catalog.is_a(default, p))
+                && allowed.iter().any(|a| catalog.is_a(default, a));
+            if !covered {
+                return Err(refuse(
+                    "default_purpose",
+                    format!(
+                        "`{default}` must be a v3 ActReason code that the client's purposes and \
+                         the {} role allow",
+                        self.role.as_str()
+                    ),
+                ));
+            }
+            if catalog.is_a(default, "ETREAT") {
+                return Err(refuse(
+                    "default_purpose",
+                    "emergency access is never a default: it needs a justification per request",
+                ));
+            }
+        }
         Ok(Client {
+            default_purpose: self.default_purpose,
             acts_as: self.acts_as,
             id: uuid::Uuid::now_v7().to_string(),
             name,
@@ -322,6 +435,91 @@ mod tests {
             purposes: purposes.iter().map(|p| p.to_string()).collect(),
             resources: vec![],
             acts_as: vec![],
+            default_purpose: None,
+        }
+    }
+
+    #[test]
+    fn a_token_gets_the_named_purpose_else_the_default_else_the_only_one() {
+        let catalog = PurposeCatalog::official();
+        let roles = roles();
+        let with = |role, purposes: &[&str], default: Option<&str>| {
+            NewClient {
+                default_purpose: default.map(str::to_string),
+                ..client(role, purposes)
+            }
+            .validate(&roles, catalog)
+            .expect("valid registration")
+        };
+        let chosen = |code: &str, defaulted| {
+            Ok(ChosenPurpose {
+                code: code.into(),
+                defaulted,
+            })
+        };
+        let cases = [
+            // (client, asked, outcome)
+            (
+                with(Role::Researcher, &["HRESCH"], None),
+                None,
+                chosen("HRESCH", true),
+            ),
+            (
+                with(Role::Researcher, &[], None),
+                Some(""),
+                chosen("HRESCH", true),
+            ),
+            (
+                with(Role::Clinician, &["TREAT", "ETREAT"], Some("TREAT")),
+                None,
+                chosen("TREAT", true),
+            ),
+            (
+                with(Role::Clinician, &["TREAT", "ETREAT"], None),
+                None,
+                Err(PurposeRefusal::Missing),
+            ),
+            (
+                with(Role::Clinician, &["TREAT", "ETREAT"], Some("TREAT")),
+                Some("ETREAT"),
+                chosen("ETREAT", false),
+            ),
+            (
+                with(Role::Clinician, &["TREAT"], None),
+                Some("HRESCH"),
+                Err(PurposeRefusal::NotAllowed),
+            ),
+            (
+                with(Role::Researcher, &["HRESCH"], None),
+                Some("NOPE"),
+                Err(PurposeRefusal::NotAllowed),
+            ),
+        ];
+        for (i, (client, asked, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                client.purpose_for_token(asked, catalog, &roles),
+                expected,
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_default_purpose_must_be_allowed_and_never_an_emergency() {
+        let catalog = PurposeCatalog::official();
+        for (role, purposes, default) in [
+            (Role::Clinician, &["TREAT"][..], "HRESCH"),
+            (Role::Researcher, &["HRESCH"][..], "NOPE"),
+            (Role::Clinician, &["TREAT"][..], "ETREAT"),
+            (Role::Clinician, &["ETREAT"][..], "TREAT"),
+        ] {
+            let err = NewClient {
+                default_purpose: Some(default.into()),
+                ..client(role, purposes)
+            }
+            .validate(&roles(), catalog)
+            .unwrap_err();
+            assert_eq!(err.field, "default_purpose", "{default}");
         }
     }
 

@@ -21,12 +21,14 @@ pub mod jwt_ring;
 pub mod keys;
 pub mod people;
 pub mod purposes;
+pub mod registry;
 pub mod scopes;
 pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::config::{Profile, Settings};
 use jwks_fetch::JwksFetcher;
 use keys::Keyring;
@@ -49,6 +51,67 @@ pub enum Principal {
         /// The account (`sub`) for the audit trail.
         subject: String,
     },
+}
+
+impl Principal {
+    /// The one patient this principal may act for: a patient's own id; `None` for an operator
+    /// (any patient) and for a client (which acts for no patient).
+    pub fn own_patient(&self) -> Option<&str> {
+        match self {
+            Principal::Patient { patient_id, .. } => Some(patient_id),
+            _ => None,
+        }
+    }
+
+    /// A new audit entry for what this principal did: who (client id, organisation, person),
+    /// under which purpose of use, and the break-glass justification of an emergency token.
+    pub fn audit_entry(
+        &self,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        request_id: String,
+    ) -> AuditEntry {
+        let (client_id, organisation, user, purpose, break_glass) = match self {
+            Principal::Client(c) => (
+                c.client_id.clone(),
+                crate::audit::organisation_token(&c.organization),
+                None,
+                c.purpose_of_use.clone(),
+                c.justification.clone(),
+            ),
+            Principal::Patient { patient_id, .. } => (
+                crate::audit::PATIENT_CLIENT.to_string(),
+                "consentgate".to_string(),
+                Some(format!("Patient/{patient_id}")),
+                "PATRQT".to_string(),
+                None,
+            ),
+            Principal::Operator { .. } => (
+                crate::audit::OPERATOR_CLIENT.to_string(),
+                "consentgate".to_string(),
+                None,
+                "HSYSADMIN".to_string(),
+                None,
+            ),
+        };
+        let mut entry = AuditEntry {
+            client_id,
+            organisation,
+            user,
+            purpose_of_use: purpose,
+            break_glass,
+            ..AuditEntry::new(action, outcome, request_id)
+        };
+        // Whether the purpose was the client's registered default, not one it named.
+        if let Principal::Client(c) = self
+            && c.purpose_defaulted
+        {
+            entry
+                .detail
+                .insert("purpose_defaulted".into(), "true".into());
+        }
+        entry
+    }
 }
 
 /// Most verified tokens kept in the cache before it is cleared.

@@ -36,6 +36,11 @@ impl PurposeCatalog {
         })
     }
 
+    /// The hierarchy behind the catalogue, for the consent evaluator.
+    pub fn hierarchy(&self) -> &'static PurposeHierarchy {
+        self.hierarchy
+    }
+
     /// Whether `code` is a selectable (non-abstract) ActReason code.
     pub fn is_known(&self, code: &str) -> bool {
         self.hierarchy.contains(code) && !self.hierarchy.is_abstract(code)

@@ -46,6 +46,9 @@ pub struct AccessClaims {
     pub scope: String,
     /// The purpose of use (v3 ActReason code).
     pub purpose_of_use: String,
+    /// Whether the gateway chose the purpose because the token request named none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purpose_defaulted: bool,
     /// The break-glass justification, when the purpose is emergency treatment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
@@ -171,6 +174,7 @@ mod tests {
             organization: "o".into(),
             scope: "system/*.rs".into(),
             purpose_of_use: "TREAT".into(),
+            purpose_defaulted: false,
             justification: None,
         }
     }

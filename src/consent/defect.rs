@@ -33,6 +33,9 @@ pub enum DefectKind {
     /// A date or dateTime is not valid R4 syntax (a time needs seconds and a zone).
     #[error("the value is not a valid FHIR dateTime")]
     InvalidDateTime,
+    /// A dateTime is valid R4 syntax but ends outside the supported years (0001 to 9999).
+    #[error("the dateTime is outside the supported range (years 0001 to 9999)")]
+    DateOutOfRange,
     /// per-1: the period's start is after its end.
     #[error("per-1: the period starts after it ends")]
     PeriodReversed,
@@ -79,6 +82,7 @@ impl DefectKind {
             DefectKind::PatientRequired => "patient_required",
             DefectKind::PatientReferenceInvalid => "patient_reference_invalid",
             DefectKind::InvalidDateTime => "invalid_date_time",
+            DefectKind::DateOutOfRange => "date_out_of_range",
             DefectKind::PeriodReversed => "period_reversed",
             DefectKind::PolicyRequired => "policy_required",
             DefectKind::PolicyEmpty => "policy_empty",

@@ -123,6 +123,8 @@ pub struct ConsentQuery<'a> {
     pub resource: &'a ResourceFacts,
     /// The time of the request, microseconds since the epoch.
     pub now: i64,
+    /// The purpose-of-use hierarchy the purposes are judged by.
+    pub purposes: &'a PurposeHierarchy,
 }
 
 /// The consents' answer for one resource.
@@ -183,7 +185,7 @@ pub struct ConsentResult {
 pub fn evaluate(consents: &[Consent], query: &ConsentQuery) -> ConsentResult {
     let ctx = Context {
         q: query,
-        purpose: PurposeHierarchy::official().id(query.purpose),
+        purpose: query.purposes.id(query.purpose),
     };
     // (consent index, provision) of the current deciders; deny wins, so permits are dropped
     // the moment a deny appears at the same level.
@@ -320,8 +322,9 @@ impl Context<'_, '_> {
         let Some(asked) = self.purpose else {
             return false;
         };
-        let hierarchy = PurposeHierarchy::official();
-        p.purpose_ids.iter().any(|&g| hierarchy.id_is_a(asked, g))
+        p.purpose_ids
+            .iter()
+            .any(|&g| self.q.purposes.id_is_a(asked, g))
     }
 
     fn action_matches(&self, p: &Provision) -> bool {

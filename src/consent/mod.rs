@@ -22,6 +22,7 @@
 pub mod dates;
 pub mod defect;
 pub mod evaluate;
+pub mod grant;
 pub mod model;
 pub mod parse;
 pub mod purpose;

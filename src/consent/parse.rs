@@ -27,13 +27,21 @@
 
 use serde_json::{Map, Value};
 
-use super::dates::parse_date_time;
+use super::dates::{DateError, date_time};
 use super::defect::{ConsentDefect, ConsentDefects, DefectKind};
 use super::model::{
     Actor, CONFIDENTIALITY_SYSTEM, Coding, Consent, ConsentStatus, DataMeaning, DataReference,
     MAX_PROVISION_DEPTH, Period, Policy, Provision, ProvisionType,
 };
 use super::purpose::{ACT_REASON_SYSTEM, PurposeHierarchy};
+
+/// The defect of a dateTime that does not parse.
+fn date_defect(e: DateError) -> DefectKind {
+    match e {
+        DateError::Malformed => DefectKind::InvalidDateTime,
+        DateError::OutOfRange => DefectKind::DateOutOfRange,
+    }
+}
 
 impl Consent {
     /// Parses and checks an R4 Consent, listing every defect found if it is not acceptable.
@@ -148,12 +156,9 @@ impl Parser {
         }
 
         let patient_id = self.patient(obj);
-        let date_time = self.string(obj, "dateTime", "").map(str::to_owned);
-        if date_time
-            .as_deref()
-            .is_some_and(|t| parse_date_time(t).is_none())
-        {
-            self.defect("dateTime", DefectKind::InvalidDateTime);
+        let written = self.string(obj, "dateTime", "").map(str::to_owned);
+        if let Some(Err(e)) = written.as_deref().map(date_time) {
+            self.defect("dateTime", date_defect(e));
         }
 
         let mut policies = Vec::new();
@@ -194,7 +199,7 @@ impl Parser {
             id: id.map(str::to_owned),
             status: status?,
             patient_id: patient_id?,
-            date_time,
+            date_time: written,
             scope,
             categories,
             policies,
@@ -496,10 +501,10 @@ impl Parser {
         let end = self.string(o, "end", &path).map(str::to_owned);
         let mut bound = |text: &Option<String>, field: &str| match text {
             None => Some(None),
-            Some(t) => match parse_date_time(t) {
-                Some(r) => Some(Some(r)),
-                None => {
-                    self.defect(join(&path, field), DefectKind::InvalidDateTime);
+            Some(t) => match date_time(t) {
+                Ok(r) => Some(Some(r)),
+                Err(e) => {
+                    self.defect(join(&path, field), date_defect(e));
                     None
                 }
             },

@@ -332,20 +332,31 @@ mod tests {
     fn malformed_files_are_refused() {
         let src =
             r#""source": {"package":"p","file":"f","url":"u","version":"v","regenerate":"r"}"#;
-        let cases = [
-            ("not json", "{"),
+        type Check = fn(&HierarchyError) -> bool;
+        let cases: [(&str, &str, Check); 3] = [
+            ("not json", "{", |e| {
+                matches!(e, HierarchyError::Malformed(_))
+            }),
             (
                 "duplicate",
                 r#"{SRC, "concepts": [{"code":"A","display":null,"parents":[]},{"code":"A","display":null,"parents":[]}]}"#,
+                |e| matches!(e, HierarchyError::DuplicateCode(code) if code == "A"),
             ),
             (
                 "unknown parent",
                 r#"{SRC, "concepts": [{"code":"A","display":null,"parents":["B"]}]}"#,
+                |e| {
+                    matches!(e, HierarchyError::UnknownParent { code, parent }
+                        if code == "A" && parent == "B")
+                },
             ),
         ];
-        for (name, text) in cases {
+        for (name, text, expected) in cases {
             let text = text.replace("SRC", src);
-            assert!(PurposeHierarchy::from_json(&text).is_err(), "{name}");
+            let err = PurposeHierarchy::from_json(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: loaded"));
+            assert!(expected(&err), "{name}: {err}");
         }
     }
 

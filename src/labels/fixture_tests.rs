@@ -13,10 +13,10 @@ fn labeller() -> Labeller {
     Labeller::builtin().expect("the shipped value sets load")
 }
 
-/// Every fixture Bundle, by file name. Tests read them from `../shared/fixtures/` relative to
-/// the crate root (see `shared/fixtures/README.md`).
+/// Every fixture Bundle, by file name, from the repository's `tests/fixtures/synthea/` (see
+/// `tests/fixtures/README.md`).
 fn synthea_bundles() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/synthea");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthea");
     let mut bundles = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("the Synthea fixtures are present") {
         let path = entry.expect("fixture entry").path();

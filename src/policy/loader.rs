@@ -12,6 +12,7 @@ use cedar_policy::ffi::DetailedError;
 use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 
 use super::error::{Located, PolicyError, line_column};
+use super::obligation::Obligation;
 
 /// The schema's file name inside the policy directory.
 pub(super) const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -37,7 +38,7 @@ pub(super) struct Compiled {
     /// Every policy, under its `@id`.
     pub policies: PolicySet,
     /// Obligations of each permit policy that carries any, sorted.
-    pub obligations: HashMap<PolicyId, Vec<String>>,
+    pub obligations: HashMap<PolicyId, Vec<Obligation>>,
     /// Schema and validation warnings, each prefixed with its location.
     pub warnings: Vec<String>,
 }
@@ -235,7 +236,7 @@ fn obligations_of(
     policy: &cedar_policy::Policy,
     source: &Source,
     offset: usize,
-) -> Result<Vec<String>, PolicyError> {
+) -> Result<Vec<Obligation>, PolicyError> {
     let mut obligations = Vec::new();
     for (key, value) in policy.annotations() {
         if key == ID_ANNOTATION {
@@ -262,28 +263,21 @@ fn obligations_of(
                 format!("@{key} on a forbid policy: only a permit can carry obligations"),
             ));
         }
-        if !is_obligation_code(value) {
+        let Some(obligation) = Obligation::parse(value) else {
             return Err(annotation_error(
                 source,
                 offset,
                 format!(
-                    "@{key}(\"{value}\") is not an obligation code: one token of letters, \
-                     digits and : . _ -"
+                    "@{key}(\"{value}\") is not an obligation the gateway knows: one of \
+                     deidentify:<profile>, minimum-necessary, audit:break-glass, notify:patient"
                 ),
             ));
-        }
-        obligations.push(value.to_owned());
+        };
+        obligations.push(obligation);
     }
     obligations.sort();
     obligations.dedup();
     Ok(obligations)
-}
-
-fn is_obligation_code(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'))
 }
 
 /// Strict validation of one file's policies; the first error by position stops loading.

@@ -28,6 +28,7 @@
 
 mod error;
 mod loader;
+pub mod obligation;
 mod request;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ use cedar_policy::{
 };
 
 pub use error::PolicyError;
+pub use obligation::Obligation;
 pub use request::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyRequest};
 
 use loader::{Compiled, SCHEMA_FILE, Source};
@@ -76,7 +78,7 @@ const BUILTIN_POLICIES: [(&str, &str); 5] = [
 /// The validated policies with a ready authorizer; build once, share, call `decide`.
 pub struct PolicyEngine {
     policies: PolicySet,
-    obligations: HashMap<PolicyId, Vec<String>>,
+    obligations: HashMap<PolicyId, Vec<Obligation>>,
     authorizer: Authorizer,
     shapes: CedarShapes,
     warnings: Vec<String>,

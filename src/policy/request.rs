@@ -134,7 +134,7 @@ pub struct PolicyDecision {
     /// Whether the data may leave.
     pub permit: bool,
     /// Obligations of every permit policy that held, sorted and deduplicated; empty on deny.
-    pub obligations: Vec<String>,
+    pub obligations: Vec<super::Obligation>,
     /// `@id` of the determining policies, sorted: the permits that held, or the forbids
     /// that fired, or on an evaluation error the erroring policies; empty when nothing
     /// permitted (Cedar's default deny).

@@ -497,7 +497,8 @@ fn builtin_policies_decide_as_the_baseline_rules_say() {
             strings(case.obligations),
             strings(case.policies),
         );
-        let actual = (decision.permit, decision.obligations, decision.policies);
+        let obligations: Vec<String> = decision.obligations.iter().map(|o| o.code()).collect();
+        let actual = (decision.permit, obligations, decision.policies);
         if actual != expected || !decision.errors.is_empty() {
             failures.push(format!(
                 "{}: expected {expected:?}, got {actual:?}, errors {:?}",

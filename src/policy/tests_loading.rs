@@ -139,6 +139,17 @@ const LOAD_CASES: &[LoadCase] = &[
         "forbid",
     ),
     (
+        "an obligation the gateway does not know",
+        &[(
+            "bad.cedar",
+            "@id(\"t\")\n@obligation(\"deidentify-everything\")\npermit (principal, action, resource);\n",
+        )],
+        "policy_annotation",
+        "bad.cedar",
+        1,
+        "not an obligation the gateway knows",
+    ),
+    (
         "two obligations in one annotation",
         &[(
             "bad.cedar",
@@ -147,7 +158,7 @@ const LOAD_CASES: &[LoadCase] = &[
         "policy_annotation",
         "bad.cedar",
         1,
-        "not an obligation code",
+        "not an obligation the gateway knows",
     ),
     (
         "policy template",
@@ -274,13 +285,13 @@ fn obligations_of_all_permits_that_held_are_merged() {
         &[
             (
                 "a.cedar",
-                "@id(\"a\")\n@obligation(\"deidentify:safe-harbor\")\n@obligation_audit(\"audit:x\")\n\
+                "@id(\"a\")\n@obligation(\"deidentify:safe-harbor\")\n@obligation_audit(\"audit:break-glass\")\n\
                  permit (principal, action, resource) when { context.consent == \"permit\" };\n",
             ),
             (
                 "b.cedar",
-                "@id(\"b\")\n@obligation(\"audit:x\")\npermit (principal, action, resource);\n\n\
-                 @id(\"c\")\n@obligation(\"never\")\npermit (principal, action, resource) \
+                "@id(\"b\")\n@obligation(\"audit:break-glass\")\npermit (principal, action, resource);\n\n\
+                 @id(\"c\")\n@obligation(\"notify:patient\")\npermit (principal, action, resource) \
                  when { context.consent == \"deny\" };\n",
             ),
         ],
@@ -288,7 +299,8 @@ fn obligations_of_all_permits_that_held_are_merged() {
     let engine = PolicyEngine::load(dir.path()).expect("loads");
     let decision = engine.decide(&request(ConsentOutcome::Permit, &[]));
     assert!(decision.permit);
-    assert_eq!(decision.obligations, ["audit:x", "deidentify:safe-harbor"]);
+    let codes: Vec<String> = decision.obligations.iter().map(|o| o.code()).collect();
+    assert_eq!(codes, ["deidentify:safe-harbor", "audit:break-glass"]);
     assert_eq!(decision.policies, ["a", "b"]);
 }
 
@@ -298,7 +310,7 @@ fn obligations_are_dropped_when_a_forbid_wins() {
         None,
         &[(
             "a.cedar",
-            "@id(\"p\")\n@obligation(\"audit:x\")\npermit (principal, action, resource);\n\n\
+            "@id(\"p\")\n@obligation(\"audit:break-glass\")\npermit (principal, action, resource);\n\n\
              @id(\"f\")\nforbid (principal, action, resource) when { context.consent == \"none\" };\n",
         )],
     );
@@ -316,7 +328,7 @@ fn evaluation_errors_deny_and_are_reported_without_values() {
         None,
         &[(
             "a.cedar",
-            "@id(\"always\")\n@obligation(\"audit:x\")\npermit (principal, action, resource);\n\n\
+            "@id(\"always\")\n@obligation(\"audit:break-glass\")\npermit (principal, action, resource);\n\n\
              @id(\"overflowing\")\nforbid (principal, action, resource)\n\
              when { 9223372036854775807 + 1 > 0 };\n",
         )],

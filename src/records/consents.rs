@@ -8,29 +8,61 @@ use crate::consent::Consent;
 use crate::store::DbConn;
 use crate::store::resources::{self as rows, ResourceQuery};
 
-/// Most consents one patient may hold; more is a sign of abuse, not of care.
+/// Most consents one patient may hold; ingest refuses one more (422 `too_many_consents`).
+/// Reads never stop at it: every consent on file takes part in every decision, so a long
+/// list can slow a patient's requests but never silently drop a deny.
 pub const MAX_CONSENTS_PER_PATIENT: i64 = 1000;
 
-/// The current versions of a patient's consents, as stored JSON.
+/// Consents read per query while loading a patient's list.
+const READ_BATCH: i64 = 500;
+
+/// Refuses a write that would give `patient_id` more than [`MAX_CONSENTS_PER_PATIENT`]
+/// current consents; `id` is the consent being written (a new version of it does not count
+/// twice).
+pub fn check_room(conn: &mut DbConn, patient_id: &str, id: &str) -> Result<(), RecordError> {
+    rows::lock_patient_kind(conn, "Consent", patient_id)?;
+    let held = rows::count_for_patient(conn, "Consent", patient_id, id)?;
+    if held >= MAX_CONSENTS_PER_PATIENT {
+        tracing::warn!(
+            patient_id,
+            held,
+            "consent refused: the patient holds the most consents allowed"
+        );
+        return Err(RecordError::unprocessable(
+            "too_many_consents",
+            format!(
+                "Patient/{patient_id} already holds {held} consents, the most allowed \
+                 ({MAX_CONSENTS_PER_PATIENT}); revise or revoke one instead"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The current versions of all of a patient's consents, as stored JSON, in id order.
 pub fn stored_for_patient(conn: &mut DbConn, patient_id: &str) -> Result<Vec<Value>, RecordError> {
-    let rows = rows::search(
-        conn,
-        &ResourceQuery {
-            resource_type: "Consent".into(),
-            patient_ids: vec![patient_id.to_string()],
-            limit: MAX_CONSENTS_PER_PATIENT,
-            ..Default::default()
-        },
-    )?;
-    rows.into_iter()
-        .map(|(id, body)| {
-            serde_json::from_str(&body).map_err(|_| {
+    let mut query = ResourceQuery {
+        resource_type: "Consent".into(),
+        patient_ids: vec![patient_id.to_string()],
+        limit: READ_BATCH,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let rows = rows::search(conn, &query)?;
+        let complete = (rows.len() as i64) < READ_BATCH;
+        query.after_id = rows.last().map(|(id, _)| id.clone());
+        for (id, body) in rows {
+            out.push(serde_json::from_str(&body).map_err(|_| {
                 RecordError::Store(crate::store::StoreError::Task(format!(
                     "stored body of Consent/{id} is not JSON"
                 )))
-            })
-        })
-        .collect()
+            })?);
+        }
+        if complete {
+            return Ok(out);
+        }
+    }
 }
 
 /// A patient's consents parsed for evaluation. Every stored consent was validated on the

@@ -101,18 +101,93 @@ pub fn extract(resource_type: &str, id: &str, resource: &Value) -> IndexTerms {
     }
 }
 
-/// The Patient a resource belongs to: itself for a Patient, else the first patient reference.
-pub fn patient_of(resource_type: &str, id: &str, resource: &Value) -> Option<String> {
-    if resource_type == "Patient" {
-        return Some(id.to_string());
+/// A date element whose value the gateway cannot represent (see [`crate::fhir_time`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{element}: the date is outside the supported range (years 0001 to 9999)")]
+pub struct DateOutOfRange {
+    /// The element, e.g. `issued` or `effectivePeriod.end`.
+    pub element: String,
+}
+
+/// Refuses a resource with a date element ([`DATE_ELEMENTS`]) that is well formed but out of
+/// range, so that nothing stored has a clinical date the index had to skip or bend.
+pub fn check_dates(resource: &Value) -> Result<(), DateOutOfRange> {
+    for element in DATE_ELEMENTS {
+        let values: Vec<(String, &str)> = match resource.get(*element) {
+            Some(Value::String(s)) => vec![((*element).to_string(), s.as_str())],
+            Some(Value::Object(period)) => ["start", "end"]
+                .iter()
+                .filter_map(|edge| {
+                    Some((format!("{element}.{edge}"), period.get(*edge)?.as_str()?))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (path, text) in values {
+            if super::dates::parse(text) == Err(super::dates::DateError::OutOfRange) {
+                return Err(DateOutOfRange { element: path });
+            }
+        }
     }
-    PATIENT_ELEMENTS.iter().find_map(|element| {
-        let reference = as_list(resource.get(*element))
-            .next()?
-            .get("reference")?
-            .as_str()?;
-        patient_id_from_reference(reference)
-    })
+    Ok(())
+}
+
+/// Two of a resource's patient elements name different patients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{resource_type}/{id} names more than one patient in {elements}")]
+pub struct OwnerConflict {
+    /// The resource's type.
+    pub resource_type: String,
+    /// The resource's id.
+    pub id: String,
+    /// The elements that disagree, e.g. `patient, subject`.
+    pub elements: String,
+}
+
+/// The one rule for which patient a resource belongs to, used by ingest (which refuses a
+/// conflict), the index (which files the resource under the owner), every write check and
+/// every read: a Patient owns itself; any other resource belongs to the patient that its
+/// patient elements ([`PATIENT_ELEMENTS`], every item of each) reference, and they must all
+/// reference the same one. References to other types (a Group, a Device) do not count.
+/// `Ok(None)`: the resource belongs to no patient.
+pub fn owner(
+    resource_type: &str,
+    id: &str,
+    resource: &Value,
+) -> Result<Option<String>, OwnerConflict> {
+    if resource_type == "Patient" {
+        return Ok(Some(id.to_string()));
+    }
+    let mut found: Option<(&str, String)> = None;
+    for element in PATIENT_ELEMENTS {
+        let patients = as_list(resource.get(*element))
+            .filter_map(|item| item.get("reference")?.as_str())
+            .filter_map(patient_id_from_reference);
+        for patient in patients {
+            match &found {
+                None => found = Some((element, patient)),
+                Some((_, first)) if *first == patient => {}
+                Some((first_element, _)) => {
+                    return Err(OwnerConflict {
+                        resource_type: resource_type.to_string(),
+                        id: id.to_string(),
+                        elements: if first_element == element {
+                            (*element).to_string()
+                        } else {
+                            format!("{first_element}, {element}")
+                        },
+                    });
+                }
+            }
+        }
+    }
+    Ok(found.map(|(_, patient)| patient))
+}
+
+/// The patient a stored resource belongs to, by [`owner`]; `None` for a resource of no patient
+/// (ingest refuses conflicting ones, so a stored resource has at most one).
+pub fn patient_of(resource_type: &str, id: &str, resource: &Value) -> Option<String> {
+    owner(resource_type, id, resource).ok().flatten()
 }
 
 /// `Patient/123` (possibly absolute or versioned) gives `123`.

@@ -65,6 +65,18 @@ pub fn put(
             format!("the body is a {body_type}, the URL names {resource_type}"),
         ));
     }
+    // One owner or none: a resource whose patient elements disagree could be filed under one
+    // patient while a write check looked at another.
+    index::check_dates(&resource)
+        .map_err(|e| RecordError::unprocessable("date_out_of_range", e.to_string()))?;
+    let owner = index::owner(resource_type, id, &resource).map_err(|conflict| {
+        RecordError::unprocessable("conflicting_patient", conflict.to_string())
+    })?;
+    if resource_type == "Consent"
+        && let Some(patient) = &owner
+    {
+        super::consents::check_room(conn, patient, id)?;
+    }
     let previous = rows::current_version(conn, resource_type, id)?;
     let version_id = previous.map_or(1, |v| v + 1);
     let last_updated = dates::now_micros();

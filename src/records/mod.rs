@@ -16,6 +16,7 @@ pub mod consents;
 pub mod dates;
 pub mod index;
 pub mod ingest;
+pub mod internal;
 pub mod outcome;
 pub mod relabel;
 pub mod resource_types;

@@ -13,40 +13,54 @@ pub const ERROR_CODE_SYSTEM: &str = "https://consentgate.dev/fhir/CodeSystem/err
 
 /// Status, FHIR issue type, stable code and a client-safe message for an error.
 pub fn describe(error: &RecordError) -> (u16, &'static str, &'static str, String) {
-    match error {
-        RecordError::Invalid { code, message } => (400, issue_type(code), code, message.clone()),
-        RecordError::Unprocessable { code, message } => (422, "processing", code, message.clone()),
-        RecordError::NotFound { code, message } => (404, "not-found", code, message.clone()),
-        RecordError::Conflict { code, message } => (409, "conflict", code, message.clone()),
+    let (status, code, message) = match error {
+        RecordError::Invalid { code, message } => (400, *code, message.clone()),
+        RecordError::Unprocessable { code, message } => (422, *code, message.clone()),
+        RecordError::NotFound { code, message } => (404, *code, message.clone()),
+        RecordError::Conflict { code, message } => (409, *code, message.clone()),
         RecordError::Store(StoreError::Unavailable(_)) => (
             503,
-            "transient",
             "unavailable",
             "the database is busy; retry shortly".into(),
         ),
         RecordError::Store(StoreError::Conflict) => (
             409,
-            "conflict",
             "concurrent_update",
             "a concurrent request changed the same data; retry".into(),
         ),
         RecordError::Store(_) => (
             500,
-            "exception",
             "internal_error",
             "an internal error occurred; it has been logged".into(),
         ),
-    }
+    };
+    (status, issue_type(status, code), code, message)
 }
 
-fn issue_type(code: &str) -> &'static str {
-    match code {
-        "too_deep" | "body_too_large" | "too_many_entries" => "too-costly",
-        "unsupported_search_parameter" | "unsupported_bundle_type" | "unsupported_method" => {
-            "not-supported"
-        }
-        "invalid_json" | "empty_body" => "structure",
-        _ => "invalid",
+/// The FHIR issue type of a failure: the one table from HTTP status (and, for a few 400s, the
+/// stable code) to `OperationOutcome.issue.code`, used by whole-request errors (`api/error.rs`)
+/// and by the per-entry outcomes of a batch alike.
+pub fn issue_type(status: u16, code: &str) -> &'static str {
+    match (status, code) {
+        (400, "too_deep" | "body_too_large" | "too_many_entries") => "too-costly",
+        (
+            400,
+            "unsupported_search_parameter" | "unsupported_bundle_type" | "unsupported_method",
+        ) => "not-supported",
+        (400, "invalid_json" | "empty_body") => "structure",
+        (400, _) => "invalid",
+        (401, _) => "login",
+        (403, _) => "forbidden",
+        (404, "no_such_endpoint") => "not-supported",
+        (404 | 410, _) => "not-found",
+        (405, _) => "not-supported",
+        (406 | 415, _) => "not-supported",
+        (409 | 412, _) => "conflict",
+        (413, _) => "too-costly",
+        (422, _) => "processing",
+        (429, _) => "throttled",
+        (503, _) => "transient",
+        _ => "exception",
     }
 }
 

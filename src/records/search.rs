@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{RecordError, dates, index, validate};
 use crate::config::Limits;
+use crate::fhir_time::DateError;
 use crate::store::DbConn;
 use crate::store::resources::{
     self as rows, Cmp, DateBound, RangeEdge, ResourceQuery, TokenFilter,
@@ -133,11 +134,12 @@ fn date_bounds(value: &str) -> Result<Vec<DateBound>, RecordError> {
         Some(p) if prefixes.contains(&p) => (p, &value[2..]),
         _ => ("eq", value),
     };
-    let (start, end) = dates::parse_range(date).ok_or_else(|| {
-        RecordError::invalid(
+    let (start, end) = dates::parse(date).map_err(|e| match e {
+        DateError::Malformed => RecordError::invalid(
             "invalid_search_value",
             "a date parameter must be a FHIR date or dateTime, optionally after a prefix (ge, le, ...)",
-        )
+        ),
+        DateError::OutOfRange => RecordError::invalid(e.code(), e.to_string()),
     })?;
     let bound = |edge, cmp, value| DateBound { edge, cmp, value };
     Ok(match prefix {
@@ -290,6 +292,9 @@ mod tests {
                 other => panic!("{q}: {other:?}"),
             }
         }
-        assert!(parse("Nope", "", &limits()).is_err());
+        match parse("Nope", "", &limits()) {
+            Err(RecordError::Invalid { code, .. }) => assert_eq!(code, "unknown_resource_type"),
+            other => panic!("an unknown type: {other:?}"),
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct ClientRow {
     pub removed_at: Option<i64>,
     /// JSON array of the references the client acts as.
     pub acts_as: String,
+    /// The purpose of use of a token request that names none.
+    pub default_purpose: Option<String>,
 }
 
 /// Stores a new client.

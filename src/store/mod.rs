@@ -153,8 +153,16 @@ impl ManageConnection for ConnectionFactory {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection is not reused when it comes back during a panic (whatever it was doing
+    /// is unfinished) or with a transaction still open or failed (on SQLite it would hold the
+    /// write lock for every later writer).
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        std::thread::panicking()
+            || match conn {
+                DbConn::Sqlite(c) => c.is_broken(),
+                DbConn::Postgresql(c) => c.is_broken(),
+            }
     }
 }
 
@@ -285,46 +293,62 @@ impl Store {
 /// On SQLite the transaction begins `IMMEDIATE`, taking the write lock up front: a deferred
 /// transaction that reads and then writes fails at once with `SQLITE_BUSY` when another
 /// writer got there first, which the busy timeout cannot help.
+///
+/// A panic inside `work` rolls the transaction back before it unwinds on, and the pool then
+/// discards the connection ([`ConnectionFactory::has_broken`]): a connection must never go back
+/// to the pool inside a transaction, where on SQLite it would keep the write lock and stop
+/// every later writer.
 pub fn write_tx<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
 where
     E: From<StoreError>,
     F: FnOnce(&mut DbConn) -> Result<T, E>,
 {
-    if let DbConn::Sqlite(c) = conn {
-        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-            .map_err(StoreError::from)?;
-        let result = work(conn);
-        let DbConn::Sqlite(c) = conn else {
-            unreachable!("the connection's backend does not change")
-        };
-        return match result {
-            Ok(value) => {
-                <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::commit_transaction(c)
-                    .map_err(StoreError::from)?;
-                Ok(value)
-            }
-            Err(e) => {
-                // A failed rollback leaves nothing committed; the original error matters more.
-                let _ = <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(c);
-                Err(e)
-            }
-        };
-    }
-    let mut outcome: Option<Result<T, E>> = None;
-    let tx = conn.transaction::<(), diesel::result::Error, _>(|conn| match work(conn) {
-        Ok(value) => {
-            outcome = Some(Ok(value));
-            Ok(())
+    begin_write(conn).map_err(StoreError::from)?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))) {
+        Ok(Ok(value)) => {
+            finish(conn, true).map_err(StoreError::from)?;
+            Ok(value)
         }
-        Err(e) => {
-            outcome = Some(Err(e));
-            Err(diesel::result::Error::RollbackTransaction)
+        Ok(Err(e)) => {
+            // A failed rollback leaves nothing committed and marks the connection broken;
+            // the original error matters more.
+            let _ = finish(conn, false);
+            Err(e)
         }
-    });
-    match (tx, outcome) {
-        (_, Some(Err(e))) => Err(e),
-        (Ok(()), Some(Ok(value))) => Ok(value),
-        (Err(e), _) => Err(StoreError::from(e).into()),
-        (Ok(()), None) => Err(StoreError::Task("transaction body did not run".into()).into()),
+        Err(panic) => {
+            let _ = finish(conn, false);
+            std::panic::resume_unwind(panic)
+        }
     }
 }
+
+fn begin_write(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Postgresql(c) => <AnsiTransactionManager as TransactionManager<
+            diesel::PgConnection,
+        >>::begin_transaction(c),
+    }
+}
+
+/// Commits (or rolls back) the transaction [`begin_write`] opened.
+fn finish(conn: &mut DbConn, commit: bool) -> diesel::QueryResult<()> {
+    type Tm = AnsiTransactionManager;
+    match (conn, commit) {
+        (DbConn::Sqlite(c), true) => {
+            <Tm as TransactionManager<diesel::SqliteConnection>>::commit_transaction(c)
+        }
+        (DbConn::Sqlite(c), false) => {
+            <Tm as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(c)
+        }
+        (DbConn::Postgresql(c), true) => {
+            <Tm as TransactionManager<diesel::PgConnection>>::commit_transaction(c)
+        }
+        (DbConn::Postgresql(c), false) => {
+            <Tm as TransactionManager<diesel::PgConnection>>::rollback_transaction(c)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -84,6 +84,39 @@ pub fn current_version(
         .optional()?)
 }
 
+/// Serialises, until the transaction ends, the writers that count and then add to one
+/// patient's resources of one kind (the consent limit). SQLite's write transactions are
+/// serial already (`BEGIN IMMEDIATE`); PostgreSQL takes a transaction-scoped advisory lock
+/// on a hash of the pair, so two instances cannot both see room for one more.
+pub fn lock_patient_kind(
+    conn: &mut DbConn,
+    resource_type: &str,
+    patient_id: &str,
+) -> Result<(), StoreError> {
+    if let DbConn::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(format!("{resource_type}/{patient_id}"))
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// How many current resources of `resource_type` belong to `patient_id`, not counting `except`
+/// (the resource being written).
+pub fn count_for_patient(
+    conn: &mut DbConn,
+    resource_type: &str,
+    patient_id: &str,
+    except: &str,
+) -> Result<i64, StoreError> {
+    Ok(resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::patient_id.eq(patient_id))
+        .filter(resources::id.ne(except))
+        .count()
+        .get_result(conn)?)
+}
+
 /// Writes a new version: the current row, the history row and the index terms.
 /// Call inside [`super::write_tx`].
 pub fn write(conn: &mut DbConn, w: &ResourceWrite) -> Result<(), StoreError> {

@@ -51,6 +51,7 @@ diesel::table! {
         created_at -> BigInt,
         removed_at -> Nullable<BigInt>,
         acts_as -> Text,
+        default_purpose -> Nullable<Text>,
     }
 }
 

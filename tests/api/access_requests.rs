@@ -6,88 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, spawn_app};
-use crate::identity::{ClientKey, client_token, register};
-
-const MRN: &str = "http://hospital.example/mrn";
-
-/// Patients `pat` (MRN-1) with vital signs and a hypertension diagnosis, `other` (MRN-2), and
-/// two patients sharing MRN-DUP.
-async fn load_records(app: &TestApp) {
-    let entry = |ty: &str, id: &str, body: Value| {
-        let mut r = body;
-        r["resourceType"] = json!(ty);
-        r["id"] = json!(id);
-        json!({"resource": r, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
-    };
-    let patient = |id: &str, mrn: &str| {
-        entry(
-            "Patient",
-            id,
-            json!({"identifier": [{"system": MRN, "value": mrn}]}),
-        )
-    };
-    let subject = json!({"reference": "Patient/pat"});
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        patient("pat", "MRN-1"),
-        patient("other", "MRN-2"),
-        patient("twin-a", "MRN-DUP"),
-        patient("twin-b", "MRN-DUP"),
-        entry("Observation", "vitals", json!({"status": "final", "subject": subject,
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-            "effectiveDateTime": "2024-03-01T10:00:00Z", "valueQuantity": {"value": 72, "unit": "/min"}})),
-        entry("Condition", "htn", json!({"subject": subject, "recordedDate": "2023-05-01",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}})),
-    ]});
-    let (status, body) = app.post("/fhir", &bundle).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// A registered client of `role` and a token of it for `purpose`.
-async fn client(app: &TestApp, role: &str, extra: Value, purpose: &str) -> (String, String) {
-    let key = ClientKey::ed25519("k");
-    let id = register(app, role, key.jwks(), extra).await;
-    let token = client_token(app, &key, &id, purpose).await;
-    (id, token)
-}
-
-/// A request with a bearer token and an optional JSON body; status, content type, raw body.
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, String, Vec<u8>) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().await.expect("answered");
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, content_type, resp.bytes().await.unwrap().to_vec())
-}
-
-/// As [`call`], decoded.
-async fn call_json(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    decode(req.send().await.expect("answered")).await
-}
+use crate::helpers::{
+    Backend, MRN, TestApp, ask_decision, call, call_full, client, load_records, spawn_app,
+};
 
 fn ask(mrn: &str, purpose: &str, classes: &[&str]) -> Value {
     json!({
@@ -101,7 +22,7 @@ fn ask(mrn: &str, purpose: &str, classes: &[&str]) -> Value {
 
 /// Submits a request; returns its id.
 async fn submit(app: &TestApp, token: &str, body: &Value) -> String {
-    let (status, answer) = call_json(
+    let (status, answer) = call(
         app,
         token,
         Method::POST,
@@ -113,15 +34,6 @@ async fn submit(app: &TestApp, token: &str, body: &Value) -> String {
     answer["id"].as_str().unwrap().to_string()
 }
 
-/// Asks the decisions API (as the operator) about one stored resource of `pat`.
-async fn decision(app: &TestApp, client_id: &str, purpose: &str, resource: &str) -> String {
-    let (status, answer) = app
-        .post_json("/api/v1/decisions", &json!({"client_id": client_id, "purpose": purpose, "patient": "pat", "resource": {"reference": resource}}))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["decision"].as_str().unwrap().to_string()
-}
-
 fn pending_of(list: &Value) -> Vec<&Value> {
     list["access_requests"].as_array().unwrap().iter().collect()
 }
@@ -131,11 +43,11 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
         return;
     };
     load_records(&app).await;
-    let (_, token) = client(&app, "clinician", json!({}), "TREAT").await;
+    let (_, token) = client(&app, "clinician", json!({}), "TREAT", None).await;
 
     let mut answers = Vec::new();
     for mrn in ["MRN-1", "NO-SUCH-MRN", "MRN-DUP"] {
-        let (status, content_type, bytes) = call(
+        let answer = call_full(
             &app,
             &token,
             Method::POST,
@@ -143,12 +55,12 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
             Some(&ask(mrn, "TREAT", &["Observation"])),
         )
         .await;
-        assert_eq!(status, 202, "{mrn}: {}", String::from_utf8_lossy(&bytes));
-        let mut value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer.status, 202, "{mrn}: {}", answer.body);
+        let mut value = answer.body;
         let id = value.as_object_mut().unwrap().remove("id").unwrap();
         let id = id.as_str().unwrap().to_string();
-        let without_id = String::from_utf8(bytes).unwrap().replace(&id, "");
-        answers.push((mrn, id, content_type, value, without_id));
+        let without_id = String::from_utf8(answer.bytes).unwrap().replace(&id, "");
+        answers.push((mrn, id, answer.media, value, without_id));
     }
     let (_, known, ..) = &answers[0];
     for (mrn, _, content_type, value, text) in &answers[1..] {
@@ -162,7 +74,7 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
 
     // The status the client can read is the same too.
     for (mrn, id, ..) in &answers {
-        let (status, body) = call_json(
+        let (status, body) = call(
             &app,
             &token,
             Method::GET,
@@ -179,7 +91,7 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
 
     // Only the matched patient sees a request, and is told of it.
     let pat = app.patient_token("pat");
-    let (status, list) = call_json(
+    let (status, list) = call(
         &app,
         &pat,
         Method::GET,
@@ -195,7 +107,7 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
         mine[0].get("identifier").is_none(),
         "the identifier is for operators"
     );
-    let (_, feed) = call_json(
+    let (_, feed) = call(
         &app,
         &pat,
         Method::GET,
@@ -212,7 +124,7 @@ async fn answers_do_not_tell_whether_a_patient_exists(backend: Backend) {
         "{feed}"
     );
     for twin in ["twin-a", "twin-b", "other"] {
-        let (_, list) = call_json(
+        let (_, list) = call(
             &app,
             &app.patient_token(twin),
             Method::GET,
@@ -240,17 +152,19 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
         return;
     };
     load_records(&app).await;
-    let (client_id, token) = client(&app, "clinician", json!({}), "TREAT").await;
+    let (client_id, token) = client(&app, "clinician", json!({}), "TREAT", None).await;
     let id = submit(&app, &token, &ask("MRN-1", "TREAT", &["Observation"])).await;
     assert_eq!(
-        decision(&app, &client_id, "TREAT", "Observation/vitals").await,
+        ask_decision(&app, &client_id, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
         "deny",
         "nothing before approval"
     );
 
     // The patient lists it with who asks, for what and why.
     let pat = app.patient_token("pat");
-    let (status, list) = call_json(
+    let (status, list) = call(
         &app,
         &pat,
         Method::GET,
@@ -291,12 +205,12 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
 
     // Only the patient (or an operator) decides, and only their own requests.
     let path = format!("/api/v1/access-requests/{id}/approve");
-    let (status, _) = call_json(&app, &app.patient_token("other"), Method::POST, &path, None).await;
+    let (status, _) = call(&app, &app.patient_token("other"), Method::POST, &path, None).await;
     assert_eq!(
         status, 404,
         "another patient's request is not theirs to see"
     );
-    let (status, _) = call_json(
+    let (status, _) = call(
         &app,
         &app.patient_token("other"),
         Method::GET,
@@ -305,10 +219,10 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = call_json(&app, &token, Method::POST, &path, None).await;
+    let (status, _) = call(&app, &token, Method::POST, &path, None).await;
     assert_eq!(status, 403, "the recipient cannot approve its own request");
 
-    let (status, approved) = call_json(
+    let (status, approved) = call(
         &app,
         &pat,
         Method::POST,
@@ -348,24 +262,30 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
 
     // The decision engine now permits the requested class, and only that.
     assert_eq!(
-        decision(&app, &client_id, "TREAT", "Observation/vitals").await,
+        ask_decision(&app, &client_id, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
         "permit"
     );
     assert_eq!(
-        decision(&app, &client_id, "TREAT", "Condition/htn").await,
+        ask_decision(&app, &client_id, "TREAT", "Condition/htn", None)
+            .await
+            .0,
         "deny",
         "a class not asked for"
     );
-    let (other_client, _) = client(&app, "clinician", json!({}), "TREAT").await;
+    let (other_client, _) = client(&app, "clinician", json!({}), "TREAT", None).await;
     assert_eq!(
-        decision(&app, &other_client, "TREAT", "Observation/vitals").await,
+        ask_decision(&app, &other_client, "TREAT", "Observation/vitals", None)
+            .await
+            .0,
         "deny",
         "another client"
     );
 
     // Decided once only.
     for action in ["approve", "decline"] {
-        let (status, content_type, body) = call(
+        let answer = call_full(
             &app,
             &pat,
             Method::POST,
@@ -374,14 +294,13 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
         )
         .await;
         assert_eq!(
-            (status, content_type.as_str()),
+            (answer.status, answer.media.as_str()),
             (409, "application/problem+json"),
             "{action}"
         );
-        let problem: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(problem["code"], "access_request_not_pending");
+        assert_eq!(answer.body["code"], "access_request_not_pending");
     }
-    let (status, body) = call_json(
+    let (status, body) = call(
         &app,
         &token,
         Method::GET,
@@ -394,7 +313,7 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
         (200, json!({"id": id, "status": "approved"})),
         "the client learns the status only"
     );
-    let (_, list) = call_json(
+    let (_, list) = call(
         &app,
         &pat,
         Method::GET,
@@ -403,7 +322,7 @@ async fn approval_creates_a_consent_the_decisions_honour(backend: Backend) {
     )
     .await;
     assert!(pending_of(&list).is_empty());
-    let (_, list) = call_json(
+    let (_, list) = call(
         &app,
         &pat,
         Method::GET,
@@ -419,7 +338,7 @@ async fn decline_flow(backend: Backend) {
         return;
     };
     load_records(&app).await;
-    let (client_id, token) = client(&app, "insurer", json!({}), "HPAYMT").await;
+    let (client_id, token) = client(&app, "insurer", json!({}), "HPAYMT", None).await;
     let id = submit(
         &app,
         &token,
@@ -427,7 +346,7 @@ async fn decline_flow(backend: Backend) {
     )
     .await;
     let pat = app.patient_token("pat");
-    let (status, declined) = call_json(
+    let (status, declined) = call(
         &app,
         &pat,
         Method::POST,
@@ -444,7 +363,7 @@ async fn decline_flow(backend: Backend) {
         ),
         (&json!("declined"), &Value::Null, &json!("patient"))
     );
-    let (_, body) = call_json(
+    let (_, body) = call(
         &app,
         &token,
         Method::GET,
@@ -453,7 +372,7 @@ async fn decline_flow(backend: Backend) {
     )
     .await;
     assert_eq!(body, json!({"id": id, "status": "declined"}));
-    let (status, _) = call_json(
+    let (status, _) = call(
         &app,
         &pat,
         Method::POST,
@@ -468,7 +387,9 @@ async fn decline_flow(backend: Backend) {
         "no consent: {search}"
     );
     assert_eq!(
-        decision(&app, &client_id, "COVERAGE", "Observation/vitals").await,
+        ask_decision(&app, &client_id, "COVERAGE", "Observation/vitals", None)
+            .await
+            .0,
         "deny"
     );
 
@@ -483,7 +404,9 @@ async fn decline_flow(backend: Backend) {
         "{approved}"
     );
     assert_eq!(
-        decision(&app, &client_id, "COVERAGE", "Observation/vitals").await,
+        ask_decision(&app, &client_id, "COVERAGE", "Observation/vitals", None)
+            .await
+            .0,
         "permit",
         "HPAYMT covers COVERAGE"
     );
@@ -494,8 +417,8 @@ async fn decline_flow(backend: Backend) {
         format!("/api/v1/access-requests/{id}/decline"),
     );
     let (a, b) = futures_util::future::join(
-        call_json(&app, &pat, Method::POST, &approve, None),
-        call_json(&app, &pat, Method::POST, &decline, None),
+        call(&app, &pat, Method::POST, &approve, None),
+        call(&app, &pat, Method::POST, &decline, None),
     )
     .await;
     let mut statuses = [a.0, b.0];
@@ -521,6 +444,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
         "clinician",
         json!({"resources": ["Observation"]}),
         "TREAT",
+        None,
     )
     .await;
     let long_reason = "x".repeat(1001);
@@ -569,7 +493,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
             if body["patient"]["identifier"]["value"].is_string() {
                 body["patient"]["identifier"]["value"] = json!(mrn);
             }
-            let (status, content_type, bytes) = call(
+            let answer = call_full(
                 &app,
                 &token,
                 Method::POST,
@@ -577,9 +501,13 @@ async fn invalid_requests_are_refused(backend: Backend) {
                 Some(&body),
             )
             .await;
-            let problem: Value = serde_json::from_slice(&bytes).unwrap();
+            let problem = &answer.body;
             assert_eq!(
-                (status, content_type.as_str(), problem["code"].as_str()),
+                (
+                    answer.status,
+                    answer.media.as_str(),
+                    problem["code"].as_str()
+                ),
                 (*expected, "application/problem+json", Some(*code)),
                 "{problem}"
             );
@@ -587,7 +515,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
     }
 
     // Who may ask: recipient clients, not patients.
-    let (status, _) = call_json(
+    let (status, _) = call(
         &app,
         &app.patient_token("pat"),
         Method::POST,
@@ -602,7 +530,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
         (200, 0),
         "nothing was stored: {list}"
     );
-    let (status, _) = call_json(&app, &token, Method::GET, "/api/v1/access-requests", None).await;
+    let (status, _) = call(&app, &token, Method::GET, "/api/v1/access-requests", None).await;
     assert_eq!(status, 403, "a client does not list requests");
 }
 

@@ -16,13 +16,17 @@ use consentgate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use consentgate::cli::person_token;
 use consentgate::store::Store;
 use diesel::RunQueryDsl;
+use reqwest::Method;
 use ring::digest::{SHA256, digest};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, database_for, decode, spawn_app, spawn_on, test_settings};
-use crate::identity::{ClientKey, assertion_claims, client_token, register, request_token};
+use crate::helpers::{
+    Backend, ClientKey, TestApp, assertion_claims, call_full, client_token, database_for, decode,
+    entry, get_as, post_transaction, register, request, request_token, spawn_app, spawn_on,
+    test_settings,
+};
 
 type Hash = [u8; 32];
 
@@ -189,16 +193,6 @@ fn hashes(proof: &Value) -> Vec<Hash> {
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-async fn get_as(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    let url = if path.starts_with("http") {
-        path.to_string()
-    } else {
-        app.url(path)
-    };
-    let resp = app.client.get(url).bearer_auth(token).send().await.unwrap();
-    decode(resp).await
-}
-
 async fn text(app: &TestApp, path: &str) -> String {
     let resp = app.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{path}");
@@ -207,22 +201,18 @@ async fn text(app: &TestApp, path: &str) -> String {
 
 /// Two patients with a few records each.
 async fn seed_records(app: &TestApp) {
-    let entry = |ty: &str, id: &str, body: Value| {
-        let mut resource = body;
-        resource["resourceType"] = json!(ty);
-        resource["id"] = json!(id);
-        json!({"resource": resource, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
-    };
     let obs = |patient: &str| json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{patient}")}});
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry("Patient", "alice", json!({})),
-        entry("Patient", "bob", json!({})),
-        entry("Observation", "a1", obs("alice")),
-        entry("Observation", "a2", obs("alice")),
-        entry("Observation", "b1", obs("bob")),
-    ]});
-    let (status, body) = app.post("/fhir", &bundle).await;
-    assert_eq!(status, 200, "{body}");
+    post_transaction(
+        app,
+        vec![
+            entry("Patient", "alice", json!({})),
+            entry("Patient", "bob", json!({})),
+            entry("Observation", "a1", obs("alice")),
+            entry("Observation", "a2", obs("alice")),
+            entry("Observation", "b1", obs("bob")),
+        ],
+    )
+    .await;
 }
 
 fn micros(rfc3339: &str) -> i64 {
@@ -749,18 +739,30 @@ async fn seed_disclosures(app: &TestApp) -> Seeded {
     // Alice's own read (left out of her access log) and an operator's (listed).
     let alice = app.patient_token("alice");
     assert_eq!(get_as(app, &alice, "/fhir/Observation/a1").await.0, 200);
-    let resp = app
-        .client
-        .get(app.url("/fhir/Observation/a2"))
-        .bearer_auth(&app.operator_token)
-        .header("x-request-id", "req-operator")
-        .send()
-        .await
-        .unwrap();
+    let resp = request(
+        app,
+        &app.operator_token,
+        Method::GET,
+        "/fhir/Observation/a2",
+    )
+    .header("x-request-id", "req-operator")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     Seeded {
         clinician,
         researcher,
+    }
+}
+
+/// A CSV cell as a spreadsheet cannot run it (OWASP's advice on CSV injection): a value that
+/// would start a formula (`=`, `+`, `-`, `@`, TAB or CR) gets a leading `'`.
+fn spreadsheet_safe(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
     }
 }
 
@@ -900,10 +902,7 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     let mut next = Some(app.url("/api/v1/patients/alice/access-log?_count=3"));
     let mut pages = 0;
     while let Some(url) = next.take() {
-        let resp = app
-            .client
-            .get(&url)
-            .bearer_auth(&alice)
+        let resp = request(&app, &alice, Method::GET, &url)
             .send()
             .await
             .unwrap();
@@ -922,13 +921,15 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
     assert_eq!(paged, request_ids(&list));
 
     // CSV, by parameter and by Accept header.
-    let resp = app
-        .client
-        .get(app.url("/api/v1/patients/alice/access-log?format=csv"))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let resp = request(
+        &app,
+        &alice,
+        Method::GET,
+        "/api/v1/patients/alice/access-log?format=csv",
+    )
+    .send()
+    .await
+    .unwrap();
     assert!(
         resp.headers()["content-type"]
             .to_str()
@@ -955,28 +956,32 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
         records[4][column("resource_types")],
         "Condition:1 Observation:2"
     );
+    // Cells are the JSON's values, made safe for spreadsheets (a base64 leaf hash may well
+    // start with `+` or `-`).
     for (row, d) in records[1..].iter().zip(&list) {
         assert_eq!(
             row[column("entry")],
-            d["inclusion"]["entry"].as_str().unwrap()
+            spreadsheet_safe(d["inclusion"]["entry"].as_str().unwrap())
         );
         assert_eq!(
             row[column("leaf_hash")],
-            d["inclusion"]["leaf_hash"].as_str().unwrap()
+            spreadsheet_safe(d["inclusion"]["leaf_hash"].as_str().unwrap())
         );
         assert_eq!(
             row[column("checkpoint")],
-            log["checkpoint"]["note"].as_str().unwrap()
+            spreadsheet_safe(log["checkpoint"]["note"].as_str().unwrap())
         );
     }
-    let resp = app
-        .client
-        .get(app.url("/api/v1/patients/alice/access-log"))
-        .bearer_auth(&alice)
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap();
+    let resp = request(
+        &app,
+        &alice,
+        Method::GET,
+        "/api/v1/patients/alice/access-log",
+    )
+    .header("accept", "text/csv")
+    .send()
+    .await
+    .unwrap();
     assert!(
         resp.headers()["content-type"]
             .to_str()
@@ -1022,23 +1027,13 @@ async fn access_log_answers_the_accounting_questions(backend: Backend) {
             "unauthorized",
         ),
     ] {
-        let resp = app
-            .client
-            .get(app.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let answer = call_full(&app, token, Method::GET, path, None).await;
+        assert_eq!(answer.media, "application/problem+json", "{path}");
         assert_eq!(
-            resp.headers()["content-type"].to_str().unwrap(),
-            "application/problem+json",
-            "{path}"
-        );
-        let (status, body) = decode(resp).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
+            (answer.status, answer.body["code"].as_str()),
             (want, Some(code)),
-            "{path}: {body}"
+            "{path}: {}",
+            answer.body
         );
     }
     let key = ClientKey::ed25519("k");
@@ -1216,20 +1211,14 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
         events(&dated).iter().map(request_id_of).collect::<Vec<_>>(),
         ["req-break-glass"]
     );
-    let mut paged = Vec::new();
-    let mut next = Some(app.url("/fhir/AuditEvent?patient=alice&_count=2"));
-    while let Some(url) = next.take() {
-        let (status, page) = get_as(&app, &alice, &url).await;
-        assert_eq!(status, 200, "{page}");
-        paged.extend(events(&page).iter().map(request_id_of));
-        next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .map(str::to_string);
-    }
+    let pages = app
+        .search_pages_as(&alice, "/fhir/AuditEvent?patient=alice&_count=2")
+        .await;
+    assert!(pages.iter().all(|p| p["link"].is_array()), "{pages:?}");
+    let paged: Vec<String> = pages
+        .iter()
+        .flat_map(|page| events(page).iter().map(request_id_of).collect::<Vec<_>>())
+        .collect();
     assert_eq!(paged, ids);
     // A stored AuditEvent (a data source's, or an official example) keeps its own read; the
     // search shows the log only.
@@ -1247,7 +1236,13 @@ async fn audit_events_for_patients_and_operators(backend: Backend) {
         "{body}"
     );
     let (_, all) = app.get("/fhir/AuditEvent?_count=1000").await;
-    assert!(events(&all).iter().all(|e| e["id"] != "from-an-ehr"));
+    let logged = events(&all);
+    let logged_ids: Vec<String> = logged.iter().map(request_id_of).collect();
+    assert!(
+        logged_ids.contains(&"req-clinician-read".to_string()),
+        "the view lists the log: {logged_ids:?}"
+    );
+    assert!(logged.iter().all(|e| e["id"] != "from-an-ehr"));
     let (status, outcome) = app.get("/fhir/AuditEvent?date=sa2025").await;
     assert_eq!(
         (status, outcome["resourceType"].as_str()),

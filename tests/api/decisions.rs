@@ -4,98 +4,15 @@
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, fixtures, spawn_app, test_settings};
-
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
-
-/// A consent of `patient` with the given root provision.
-fn consent(patient: &str, provision: Value) -> Value {
-    json!({
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
-        "provision": provision,
-    })
-}
-
-fn actor(reference: &str) -> Value {
-    json!([{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": reference}}])
-}
-
-fn purpose(code: &str) -> Value {
-    json!([{"system": ACT_REASON, "code": code}])
-}
-
-fn label(code: &str) -> Value {
-    json!([{"system": ACT_CODE, "code": code}])
-}
-
-/// The records of patient `pat`: vital signs, an HIV diagnosis, a genetic test.
-async fn load_records(app: &TestApp) {
-    let entry = |ty: &str, id: &str, body: Value| {
-        let mut r = body;
-        r["resourceType"] = json!(ty);
-        r["id"] = json!(id);
-        json!({"resource": r, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
-    };
-    let subject = json!({"reference": "Patient/pat"});
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry("Patient", "pat", json!({"gender": "female"})),
-        entry("Observation", "vitals", json!({"status": "final", "subject": subject,
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-            "effectiveDateTime": "2024-03-01T10:00:00Z", "valueQuantity": {"value": 72, "unit": "/min"}})),
-        entry("Condition", "hiv", json!({"subject": subject, "recordedDate": "2023-05-01",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}, {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "B20"}]}})),
-        entry("Observation", "brca", json!({"status": "final", "subject": subject,
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "21636-6"}]}, "effectiveDateTime": "2022-01-01"})),
-    ]});
-    let (status, body) = app.post("/fhir", &bundle).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-async fn register(app: &TestApp, role: &str, acts_as: &str) -> String {
-    let key = crate::identity::ClientKey::ed25519("k");
-    crate::identity::register(app, role, key.jwks(), json!({"acts_as": [acts_as]})).await
-}
+use crate::helpers::{
+    ACT_CODE, Backend, ClientKey, TestApp, actor, acts_as, ask_decision, consent, fixtures, label,
+    load_records, purpose, register, spawn_app, test_settings,
+};
 
 async fn post_consent(app: &TestApp, c: &Value) -> String {
     let (status, body) = app.post("/fhir/Consent", c).await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_string()
-}
-
-/// Asks the decisions API; returns (decision, obligations, whole answer).
-async fn ask(
-    app: &TestApp,
-    client: &str,
-    purpose: &str,
-    resource: &str,
-    justification: Option<&str>,
-) -> (String, Vec<String>, Value) {
-    let mut body = json!({"client_id": client, "purpose": purpose, "patient": "pat", "resource": {"reference": resource}});
-    if let Some(j) = justification {
-        body["justification"] = json!(j);
-    }
-    let (status, answer) = app.post_json("/api/v1/decisions", &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let obligations = answer["obligations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o.as_str().unwrap().to_string())
-        .collect();
-    (
-        answer["decision"].as_str().unwrap().to_string(),
-        obligations,
-        answer,
-    )
 }
 
 async fn decision_scenarios(backend: Backend) {
@@ -115,13 +32,37 @@ async fn decision_scenarios(backend: Backend) {
         labels.contains(&"HIV") && labels.contains(&"R"),
         "{labels:?}"
     );
-    let clinic = register(&app, "clinician", "Organization/clinic").await;
-    let other_clinic = register(&app, "clinician", "Organization/elsewhere").await;
-    let researcher = register(&app, "researcher", "Group/study1").await;
-    let insurer = register(&app, "insurer", "Organization/insurer").await;
+    let clinic = register(
+        &app,
+        "clinician",
+        ClientKey::ed25519("k").jwks(),
+        acts_as("Organization/clinic"),
+    )
+    .await;
+    let other_clinic = register(
+        &app,
+        "clinician",
+        ClientKey::ed25519("k").jwks(),
+        acts_as("Organization/elsewhere"),
+    )
+    .await;
+    let researcher = register(
+        &app,
+        "researcher",
+        ClientKey::ed25519("k").jwks(),
+        acts_as("Group/study1"),
+    )
+    .await;
+    let insurer = register(
+        &app,
+        "insurer",
+        ClientKey::ed25519("k").jwks(),
+        acts_as("Organization/insurer"),
+    )
+    .await;
 
     // No consent: nothing leaves.
-    let (d, _, answer) = ask(&app, &clinic, "TREAT", "Observation/vitals", None).await;
+    let (d, _, answer) = ask_decision(&app, &clinic, "TREAT", "Observation/vitals", None).await;
     assert_eq!(d, "deny");
     assert_eq!(answer["consent"]["decision"], "not_applicable");
     assert!(
@@ -134,13 +75,13 @@ async fn decision_scenarios(backend: Backend) {
     // A consent for the clinic to treat.
     let treat = post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}))).await;
     assert_eq!(
-        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+        ask_decision(&app, &clinic, "TREAT", "Observation/vitals", None)
             .await
             .0,
         "permit"
     );
     assert_eq!(
-        ask(&app, &other_clinic, "TREAT", "Observation/vitals", None)
+        ask_decision(&app, &other_clinic, "TREAT", "Observation/vitals", None)
             .await
             .0,
         "deny",
@@ -148,13 +89,13 @@ async fn decision_scenarios(backend: Backend) {
     );
     // Purpose hierarchy: consent to TREAT covers ETREAT, not the other way round.
     assert_eq!(
-        ask(&app, &clinic, "ETREAT", "Observation/vitals", None)
+        ask_decision(&app, &clinic, "ETREAT", "Observation/vitals", None)
             .await
             .0,
         "permit"
     );
     // A sensitive label leaves only when the consent names it.
-    let (d, _, answer) = ask(&app, &clinic, "TREAT", "Condition/hiv", None).await;
+    let (d, _, answer) = ask_decision(&app, &clinic, "TREAT", "Condition/hiv", None).await;
     assert_eq!(d, "deny", "{answer}");
     assert!(answer["explanation"].to_string().contains("HIV"));
 
@@ -164,7 +105,7 @@ async fn decision_scenarios(backend: Backend) {
         .await;
     assert_eq!(status, 200);
     assert_eq!(
-        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+        ask_decision(&app, &clinic, "TREAT", "Observation/vitals", None)
             .await
             .0,
         "deny"
@@ -174,7 +115,7 @@ async fn decision_scenarios(backend: Backend) {
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
         "period": {"start": "2020-01-01", "end": "2021-01-01"}}))).await;
     assert_eq!(
-        ask(&app, &clinic, "TREAT", "Observation/vitals", None)
+        ask_decision(&app, &clinic, "TREAT", "Observation/vitals", None)
             .await
             .0,
         "deny"
@@ -184,10 +125,10 @@ async fn decision_scenarios(backend: Backend) {
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT"),
         "securityLabel": [{"system": ACT_CODE, "code": "HIV"}, {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
         "provision": [{"type": "deny", "securityLabel": label("GDIS")}]}))).await;
-    let (d, _, answer) = ask(&app, &clinic, "TREAT", "Condition/hiv", None).await;
+    let (d, _, answer) = ask_decision(&app, &clinic, "TREAT", "Condition/hiv", None).await;
     assert_eq!(d, "permit", "{answer}");
     assert_eq!(
-        ask(&app, &clinic, "TREAT", "Observation/brca", None)
+        ask_decision(&app, &clinic, "TREAT", "Observation/brca", None)
             .await
             .0,
         "deny",
@@ -205,12 +146,14 @@ async fn decision_scenarios(backend: Backend) {
     )
     .await;
     assert_eq!(
-        ask(&app, &clinic, "TREAT", "Condition/hiv", None).await.0,
+        ask_decision(&app, &clinic, "TREAT", "Condition/hiv", None)
+            .await
+            .0,
         "deny"
     );
 
     // Break-glass: a clinician with no consent at all, with and without a justification.
-    let (d, obligations, _) = ask(
+    let (d, obligations, _) = ask_decision(
         &app,
         &other_clinic,
         "ETREAT",
@@ -225,7 +168,7 @@ async fn decision_scenarios(backend: Backend) {
         "{obligations:?}"
     );
     assert_eq!(
-        ask(&app, &other_clinic, "ETREAT", "Observation/vitals", None)
+        ask_decision(&app, &other_clinic, "ETREAT", "Observation/vitals", None)
             .await
             .0,
         "deny",
@@ -237,7 +180,7 @@ async fn decision_scenarios(backend: Backend) {
         &consent("pat", json!({"type": "deny", "purpose": purpose("ETREAT")})),
     )
     .await;
-    let (d, _, answer) = ask(
+    let (d, _, answer) = ask_decision(
         &app,
         &other_clinic,
         "ETREAT",
@@ -257,14 +200,15 @@ async fn decision_scenarios(backend: Backend) {
         ),
     )
     .await;
-    let (d, obligations, _) = ask(&app, &researcher, "CLINTRCH", "Observation/vitals", None).await;
+    let (d, obligations, _) =
+        ask_decision(&app, &researcher, "CLINTRCH", "Observation/vitals", None).await;
     assert_eq!(d, "permit", "HRESCH covers CLINTRCH");
     assert!(
         obligations.contains(&"deidentify:safe-harbor".to_string()),
         "{obligations:?}"
     );
     assert_eq!(
-        ask(&app, &researcher, "TREAT", "Observation/vitals", None)
+        ask_decision(&app, &researcher, "TREAT", "Observation/vitals", None)
             .await
             .0,
         "deny",
@@ -273,14 +217,15 @@ async fn decision_scenarios(backend: Backend) {
 
     // An insurer asking for a genetic test the consent does not name.
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/insurer"), "purpose": purpose("HPAYMT")}))).await;
-    let (d, obligations, _) = ask(&app, &insurer, "COVERAGE", "Observation/vitals", None).await;
+    let (d, obligations, _) =
+        ask_decision(&app, &insurer, "COVERAGE", "Observation/vitals", None).await;
     assert_eq!(d, "permit");
     assert!(
         obligations.contains(&"minimum-necessary".to_string()),
         "{obligations:?}"
     );
     assert_eq!(
-        ask(&app, &insurer, "COVERAGE", "Observation/brca", None)
+        ask_decision(&app, &insurer, "COVERAGE", "Observation/brca", None)
             .await
             .0,
         "deny",
@@ -289,7 +234,7 @@ async fn decision_scenarios(backend: Backend) {
     post_consent(&app, &consent("pat", json!({"type": "permit", "actor": actor("Organization/insurer"), "purpose": purpose("HPAYMT"),
         "securityLabel": [{"system": ACT_CODE, "code": "GDIS"}, {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}))).await;
     assert_eq!(
-        ask(&app, &insurer, "COVERAGE", "Observation/brca", None)
+        ask_decision(&app, &insurer, "COVERAGE", "Observation/brca", None)
             .await
             .0,
         "permit",
@@ -331,52 +276,48 @@ async fn consents_api(backend: Backend) {
 
     // A patient manages their own consents only.
     let token = app.patient_token("pat");
-    let as_patient = |method: reqwest::Method, path: &str, body: Option<&Value>| {
-        let mut req = app
-            .client
-            .request(method, app.url(path))
-            .bearer_auth(&token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/fhir+json")
-                .body(b.to_string());
-        }
-        async move { decode(req.send().await.unwrap()).await }
-    };
     let mine = consent(
         "pat",
         json!({"type": "permit", "actor": actor("Organization/clinic"), "purpose": purpose("TREAT")}),
     );
-    let (status, created) = as_patient(reqwest::Method::POST, "/fhir/Consent", Some(&mine)).await;
+    let (status, created) = app
+        .send_as(&token, reqwest::Method::POST, "/fhir/Consent", Some(&mine))
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
-    let (status, _) = as_patient(
-        reqwest::Method::POST,
-        "/fhir/Consent",
-        Some(&consent("someone-else", json!({"type": "permit"}))),
-    )
-    .await;
+    let (status, _) = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent("someone-else", json!({"type": "permit"}))),
+        )
+        .await;
     assert_eq!(status, 403);
     // Versions are kept; revocation is a new version with status inactive.
     let mut changed = created.clone();
     changed["provision"]["purpose"] = purpose("ETREAT");
-    let (status, v2) = as_patient(
-        reqwest::Method::PUT,
-        &format!("/fhir/Consent/{id}"),
-        Some(&changed),
-    )
-    .await;
+    let (status, v2) = app
+        .send_as(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/fhir/Consent/{id}"),
+            Some(&changed),
+        )
+        .await;
     assert_eq!(
         (status, v2["meta"]["versionId"].as_str()),
         (200, Some("2")),
         "{v2}"
     );
-    let (status, revoked) = as_patient(
-        reqwest::Method::POST,
-        &format!("/fhir/Consent/{id}/$revoke"),
-        None,
-    )
-    .await;
+    let (status, revoked) = app
+        .send_as(
+            &token,
+            reqwest::Method::POST,
+            &format!("/fhir/Consent/{id}/$revoke"),
+            None,
+        )
+        .await;
     assert_eq!(
         (
             status,
@@ -399,15 +340,21 @@ async fn consents_api(backend: Backend) {
     let count = |bundle: Value| bundle["entry"].as_array().map_or(0, Vec::len);
     assert_eq!(
         count(
-            as_patient(reqwest::Method::GET, "/fhir/Consent?status=active", None)
-                .await
-                .1
+            app.send_as(
+                &token,
+                reqwest::Method::GET,
+                "/fhir/Consent?status=active",
+                None
+            )
+            .await
+            .1
         ),
         1
     );
     assert_eq!(
         count(
-            as_patient(
+            app.send_as(
+                &token,
                 reqwest::Method::GET,
                 "/fhir/Consent?actor=Group/study1",
                 None
@@ -419,23 +366,29 @@ async fn consents_api(backend: Backend) {
     );
     assert_eq!(
         count(
-            as_patient(reqwest::Method::GET, "/fhir/Consent?purpose=CLINTRCH", None)
-                .await
-                .1
+            app.send_as(
+                &token,
+                reqwest::Method::GET,
+                "/fhir/Consent?purpose=CLINTRCH",
+                None
+            )
+            .await
+            .1
         ),
         1,
         "HRESCH covers CLINTRCH"
     );
     assert_eq!(
         count(
-            as_patient(reqwest::Method::GET, "/fhir/Consent", None)
+            app.send_as(&token, reqwest::Method::GET, "/fhir/Consent", None)
                 .await
                 .1
         ),
         2
     );
     assert_eq!(
-        as_patient(
+        app.send_as(
+            &token,
             reqwest::Method::GET,
             "/fhir/Consent?patient=someone-else",
             None
@@ -446,6 +399,7 @@ async fn consents_api(backend: Backend) {
     );
 
     // The twelve official examples load.
+    let mut loaded = Vec::new();
     for entry in std::fs::read_dir(fixtures().join("hl7-r4-examples")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -456,7 +410,9 @@ async fn consents_api(backend: Backend) {
         example.as_object_mut().unwrap().remove("id");
         let (status, body) = app.post("/fhir/Consent", &example).await;
         assert_eq!(status, 201, "{name}: {body}");
+        loaded.push(name);
     }
+    assert_eq!(loaded.len(), 12, "{loaded:?}");
 }
 
 /// A policy that does not validate stops start-up, naming the file and line.
@@ -494,7 +450,9 @@ async fn startup_refuses_an_invalid_policy() {
         &url,
         &[("CONSENTGATE__POLICIES__DIR", shipped.to_str().unwrap())],
     );
-    assert!(consentgate::startup::Application::build(ok).is_ok());
+    if let Err(e) = consentgate::startup::Application::build(ok) {
+        panic!("the shipped policies start: {e:#}");
+    }
 }
 
 both_backends!(decision_scenarios, consents_api);

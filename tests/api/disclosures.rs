@@ -13,14 +13,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, fixture, spawn_app};
-use crate::identity::{ClientKey, client_token, register};
+use crate::helpers::{
+    ACT_CODE, Backend, ClientKey, TestApp, call, client_token, decode, fixture, register, spawn_app,
+};
 
 const TODD: &str = "0ce18c7d-fd78-46d9-81b5-8bed231c337a";
 const LUISA: &str = "2feb4fc9-0b59-4d72-bc87-aafcf11083d9";
 /// Luisa's miscarriage, labelled SEX and R by the gateway at ingest.
 const MISCARRIAGE: &str = "Condition/78dca8ed-e09d-4a6a-ac8b-3c4ace6c2515";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const SSA_827: &str = "https://www.ssa.gov/forms/ssa-827.pdf";
 
 fn synthea(name: &str) -> Value {
@@ -81,20 +81,6 @@ fn since_2015(bundle: &Value) -> BTreeSet<String> {
             )
         })
         .collect()
-}
-
-async fn as_bearer(
-    app: &TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    decode(req.send().await.unwrap()).await
 }
 
 /// A recipient's fetch: status, raw body, signature header.
@@ -212,7 +198,7 @@ async fn disability_claim(backend: Backend) {
         let patient = patient.clone();
         let app = &app;
         async move {
-            as_bearer(
+            call(
                 app,
                 &patient,
                 reqwest::Method::POST,
@@ -246,7 +232,7 @@ async fn disability_claim(backend: Backend) {
     // The consent: an explicit permit for the assessor to receive exactly these, naming the
     // sensitive label of the one labelled record, under the SSA-827 authorization.
     let consent_id = created["consent"].as_str().unwrap();
-    let (status, consent) = as_bearer(
+    let (status, consent) = call(
         &app,
         &patient,
         reqwest::Method::GET,
@@ -305,7 +291,7 @@ async fn disability_claim(backend: Backend) {
         !verify(&app, &jws, &tampered).await,
         "a tampered byte fails"
     );
-    let (status, text) = as_bearer(
+    let (status, text) = call(
         &app,
         &token,
         reqwest::Method::GET,
@@ -320,7 +306,7 @@ async fn disability_claim(backend: Backend) {
     assert_eq!(fetch(&app, &other_token, &id).await.0, 404);
     assert_eq!(fetch(&app, &other_token, "no-such-package").await.0, 404);
     assert_eq!(
-        as_bearer(
+        call(
             &app,
             &other_token,
             reqwest::Method::GET,
@@ -347,7 +333,7 @@ async fn disability_claim(backend: Backend) {
     );
 
     // The patient sees what was sent and when it was fetched.
-    let (status, list) = as_bearer(
+    let (status, list) = call(
         &app,
         &patient,
         reqwest::Method::GET,
@@ -368,7 +354,7 @@ async fn disability_claim(backend: Backend) {
     assert_eq!(mine["recipient"]["id"], assessor.as_str());
     assert_eq!(mine["resources"].as_array().unwrap().len(), expected.len());
     // ... and each fetch is in the accounting of disclosures, naming the assessor.
-    let (status, log) = as_bearer(
+    let (status, log) = call(
         &app,
         &patient,
         reqwest::Method::GET,
@@ -388,7 +374,7 @@ async fn disability_claim(backend: Backend) {
         .get(&format!("/api/v1/disclosures?patient={TODD}"))
         .await;
     assert_eq!(status, 200, "an operator may look");
-    let (status, _) = as_bearer(
+    let (status, _) = call(
         &app,
         &patient,
         reqwest::Method::GET,

@@ -11,45 +11,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, fixture, spawn_app, synthea_files};
-use crate::identity::{ClientKey, client_token, register};
+use crate::helpers::{
+    Backend, ClientKey, TestApp, client_token, consent_in_scope, load_synthea, permit, register,
+    request, spawn_app, synthea_bundles,
+};
 
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 
 /// A consent of `patient` permitting the study Group `group` to use its records for research.
 fn research_consent(patient: &str, group: &str) -> Value {
-    json!({
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": {
-            "type": "permit",
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                       "reference": {"reference": group}}],
-            "purpose": [{"system": ACT_REASON, "code": "HRESCH"}],
-        },
-    })
+    consent_in_scope("research", patient, permit(group, "HRESCH"))
 }
 
-/// The Synthea bundles, organisations and practitioners first.
-fn bundles() -> Vec<Value> {
-    synthea_files()
-        .iter()
-        .map(|p| {
-            fixture(&format!(
-                "synthea/{}",
-                p.file_name().unwrap().to_string_lossy()
-            ))
-        })
-        .collect()
-}
-
-/// The patients of the fixtures: (file name, Patient resource).
+/// The Patient resources of the fixtures.
 fn patients(bundles: &[Value]) -> Vec<Value> {
     bundles
         .iter()
@@ -136,24 +110,16 @@ fn leaves<'a>(v: &'a Value, strings: &mut Vec<&'a str>, numbers: &mut Vec<f64>) 
     }
 }
 
-/// A client's GET (or DELETE); returns status, headers and body text.
-async fn call(
+/// A client's Bulk Data GET (or DELETE), asking for asynchronous processing when
+/// `async_pref`; returns status, headers and body text.
+async fn bulk_call(
     app: &TestApp,
     method: reqwest::Method,
     token: &str,
     url: &str,
     async_pref: bool,
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let url = if url.starts_with("https://") {
-        url.to_string()
-    } else {
-        app.url(url)
-    };
-    let mut req = app
-        .client
-        .request(method, url)
-        .bearer_auth(token)
-        .header("accept", "application/fhir+json");
+    let mut req = request(app, token, method, url).header("accept", "application/fhir+json");
     if async_pref {
         req = req.header("prefer", "respond-async");
     }
@@ -165,7 +131,7 @@ async fn call(
 
 /// Kicks off an export; returns the status URL.
 async fn kick_off(app: &TestApp, token: &str, path: &str) -> String {
-    let (status, headers, body) = call(app, reqwest::Method::GET, token, path, true).await;
+    let (status, headers, body) = bulk_call(app, reqwest::Method::GET, token, path, true).await;
     assert_eq!(status, 202, "{path}: {body}");
     headers["content-location"].to_str().unwrap().to_string()
 }
@@ -174,7 +140,7 @@ async fn kick_off(app: &TestApp, token: &str, path: &str) -> String {
 async fn poll(app: &TestApp, token: &str, status_url: &str) -> (u16, Value) {
     for _ in 0..1200 {
         let (status, headers, body) =
-            call(app, reqwest::Method::GET, token, status_url, false).await;
+            bulk_call(app, reqwest::Method::GET, token, status_url, false).await;
         if status != 202 {
             return (status, serde_json::from_str(&body).unwrap_or(Value::Null));
         }
@@ -206,7 +172,7 @@ async fn export(app: &TestApp, token: &str, path: &str) -> BTreeMap<String, Vec<
     let mut out = BTreeMap::new();
     for file in manifest["output"].as_array().unwrap() {
         let url = file["url"].as_str().unwrap();
-        let (status, headers, body) = call(app, reqwest::Method::GET, token, url, false).await;
+        let (status, headers, body) = bulk_call(app, reqwest::Method::GET, token, url, false).await;
         assert_eq!(status, 200, "{url}: {body}");
         assert!(
             headers["content-type"]
@@ -258,7 +224,7 @@ async fn research_export(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let bundles = bundles();
+    let bundles = synthea_bundles();
     for bundle in &bundles {
         let (status, body) = app.post("/fhir", bundle).await;
         assert_eq!(status, 200, "{body}");
@@ -315,7 +281,7 @@ async fn research_export(backend: Backend) {
     let token = client_token(&app, &key, &researcher, "HRESCH").await;
 
     // Kick-off rules.
-    let (status, _, body) = call(
+    let (status, _, body) = bulk_call(
         &app,
         reqwest::Method::GET,
         &token,
@@ -331,7 +297,7 @@ async fn research_export(backend: Backend) {
         "_outputFormat=text/csv",
         "_typeFilter=Observation%3Fcode%3D1",
     ] {
-        let (status, _, body) = call(
+        let (status, _, body) = bulk_call(
             &app,
             reqwest::Method::GET,
             &token,
@@ -346,7 +312,7 @@ async fn research_export(backend: Backend) {
         );
     }
     // A study the client does not act for, and a clinician acting for study1: no such study.
-    let (status, _, _) = call(
+    let (status, _, _) = bulk_call(
         &app,
         reqwest::Method::GET,
         &token,
@@ -364,7 +330,7 @@ async fn research_export(backend: Backend) {
     )
     .await;
     let clinic_token = client_token(&app, &clinic_key, &clinic, "TREAT").await;
-    let (status, _, _) = call(
+    let (status, _, _) = bulk_call(
         &app,
         reqwest::Method::GET,
         &clinic_token,
@@ -514,11 +480,8 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    for bundle in bundles() {
-        let (status, body) = app.post("/fhir", &bundle).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    for p in patients(&bundles()) {
+    load_synthea(&app).await;
+    for p in patients(&synthea_bundles()) {
         let (status, body) = app
             .post(
                 "/fhir/Consent",
@@ -557,10 +520,10 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
         (reqwest::Method::GET, &file_url),
         (reqwest::Method::DELETE, &status_url),
     ] {
-        let (status, _, body) = call(&app, method.clone(), &other_token, url, false).await;
+        let (status, _, body) = bulk_call(&app, method.clone(), &other_token, url, false).await;
         assert_eq!(status, 404, "{method} {url}: {body}");
     }
-    let (status, _, _) = call(
+    let (status, _, _) = bulk_call(
         &app,
         reqwest::Method::GET,
         &app.operator_token,
@@ -570,13 +533,13 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
     .await;
     assert_eq!(status, 403, "an operator is not a client");
     assert_eq!(
-        call(&app, reqwest::Method::GET, &token, &status_url, false)
+        bulk_call(&app, reqwest::Method::GET, &token, &status_url, false)
             .await
             .0,
         200
     );
     // Unknown files and jobs.
-    let (status, _, _) = call(
+    let (status, _, _) = bulk_call(
         &app,
         reqwest::Method::GET,
         &token,
@@ -585,7 +548,7 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _, _) = call(
+    let (status, _, _) = bulk_call(
         &app,
         reqwest::Method::GET,
         &token,
@@ -600,25 +563,25 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
     let folder = app.dir.path().join("exports").join(&job);
     assert!(folder.join("Patient.ndjson").exists());
     assert_eq!(
-        call(&app, reqwest::Method::DELETE, &token, &status_url, false)
+        bulk_call(&app, reqwest::Method::DELETE, &token, &status_url, false)
             .await
             .0,
         202
     );
     assert_eq!(
-        call(&app, reqwest::Method::GET, &token, &status_url, false)
+        bulk_call(&app, reqwest::Method::GET, &token, &status_url, false)
             .await
             .0,
         404
     );
     assert_eq!(
-        call(&app, reqwest::Method::GET, &token, &file_url, false)
+        bulk_call(&app, reqwest::Method::GET, &token, &file_url, false)
             .await
             .0,
         404
     );
     assert_eq!(
-        call(&app, reqwest::Method::DELETE, &token, &status_url, false)
+        bulk_call(&app, reqwest::Method::DELETE, &token, &status_url, false)
             .await
             .0,
         404
@@ -627,10 +590,11 @@ async fn jobs_are_private_and_cancellable(backend: Backend) {
 
     // Cancelling a running job: gone at once, its folder removed by the worker.
     let status_url = kick_off(&app, &token, "/fhir/Group/study1/$export").await;
-    let (status, _, body) = call(&app, reqwest::Method::DELETE, &token, &status_url, false).await;
+    let (status, _, body) =
+        bulk_call(&app, reqwest::Method::DELETE, &token, &status_url, false).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
-        call(&app, reqwest::Method::GET, &token, &status_url, false)
+        bulk_call(&app, reqwest::Method::GET, &token, &status_url, false)
             .await
             .0,
         404

@@ -3,119 +3,35 @@
 //! are indistinguishable from missing ones; break-glass works, is flagged and respects an
 //! opt-out; an insurer gets the minimum necessary.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, fixture, spawn_app, synthea_files};
-use crate::identity::{ClientKey, assertion_claims, register, request_token};
+use crate::helpers::{
+    ACT_REASON, Backend, ClientKey, TestApp, acts_as, assertion_claims, call, client, consent,
+    get_as, load_synthea, permit, register, request_token, resources_of, spawn_app,
+};
 
+/// Carolee Sanford: no sensitive record.
 const PATIENT: &str = "d88f994a-5efa-421d-9c40-5f116d2114a6";
-const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+/// Luisa Carranza, whose one sensitive Condition is a miscarriage (labelled SEX at ingest).
+const LUISA: &str = "2feb4fc9-0b59-4d72-bc87-aafcf11083d9";
+const MISCARRIAGE: &str = "78dca8ed-e09d-4a6a-ac8b-3c4ace6c2515";
 
-async fn load_synthea(app: &TestApp) {
-    for path in synthea_files() {
-        let bundle = fixture(&format!(
-            "synthea/{}",
-            path.file_name().unwrap().to_string_lossy()
-        ));
-        let (status, body) = app.post("/fhir", &bundle).await;
-        assert_eq!(status, 200, "{body}");
+/// Every resource of a recipient's paged search, following `next` links; a recipient's page
+/// never carries a total (it would count hidden records).
+async fn recipient_search(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
+    let pages = app.search_pages_as(token, path).await;
+    for page in &pages {
+        assert!(page.get("total").is_none(), "no total: {page}");
     }
+    resources_of(&pages)
 }
 
-fn consent(patient: &str, provision: Value) -> Value {
-    json!({
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "dateTime": "2026-11-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": provision,
-    })
-}
-
-fn permit(actor: &str, purpose: &str) -> Value {
-    json!({"type": "permit",
-        "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": actor}}],
-        "purpose": [{"system": ACT_REASON, "code": purpose}]})
-}
-
-/// A registered client with a token for `purpose`.
-async fn client(
-    app: &TestApp,
-    role: &str,
-    acts_as: &str,
-    purpose: &str,
-    justification: Option<&str>,
-) -> (String, String) {
-    let key = ClientKey::ed25519("k");
-    let id = register(app, role, key.jwks(), json!({"acts_as": [acts_as]})).await;
-    let assertion = key.sign(&assertion_claims(app, &id), Some("k"));
-    let mut form = vec![("scope", "system/*.rs"), ("purpose_of_use", purpose)];
-    if let Some(j) = justification {
-        form.push(("justification", j));
-    }
-    let (status, body) = request_token(app, &assertion, &form).await;
-    assert_eq!(status, 200, "{body}");
-    (id, body["access_token"].as_str().unwrap().to_string())
-}
-
-async fn as_client(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    decode(
-        app.client
-            .get(app.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-/// Every resource of a paged search, following `next` links.
-async fn search_all(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut next = Some(app.url(path));
-    while let Some(url) = next.take() {
-        let (status, bundle) = decode(
-            app.client
-                .get(&url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, 200, "{bundle}");
-        assert!(bundle.get("total").is_none(), "no total");
-        out.extend(
-            bundle["entry"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| e["resource"].clone()),
-        );
-        next = bundle["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .map(str::to_string);
-    }
-    out
-}
-
-async fn post_as_patient(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let token = app.patient_token(PATIENT);
-    let req = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(&token)
-        .header("content-type", "application/fhir+json")
-        .body(body.to_string());
-    decode(req.send().await.unwrap()).await
+/// A FHIR resource posted by the patient `patient`.
+async fn post_as_patient(app: &TestApp, patient: &str, path: &str, body: &Value) -> (u16, Value) {
+    app.send_as(&app.patient_token(patient), Method::POST, path, Some(body))
+        .await
 }
 
 fn ids(resources: &[Value]) -> Vec<String> {
@@ -132,11 +48,18 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
         return;
     };
     load_synthea(&app).await;
-    let (_, token) = client(&app, "clinician", "Organization/clinic", "TREAT", None).await;
+    let (_, token) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
 
     // Before any consent: nothing, and a read answers like a missing record.
     assert!(
-        search_all(
+        recipient_search(
             &app,
             &token,
             &format!("/fhir/Observation?patient={PATIENT}")
@@ -144,8 +67,8 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
         .await
         .is_empty()
     );
-    let (status, hidden) = as_client(&app, &token, &format!("/fhir/Patient/{PATIENT}")).await;
-    let (missing_status, missing) = as_client(&app, &token, "/fhir/Patient/no-such-patient").await;
+    let (status, hidden) = get_as(&app, &token, &format!("/fhir/Patient/{PATIENT}")).await;
+    let (missing_status, missing) = get_as(&app, &token, "/fhir/Patient/no-such-patient").await;
     assert_eq!((status, missing_status), (404, 404));
     assert_eq!(
         hidden["issue"][0]["details"]["coding"],
@@ -155,6 +78,7 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
     // The patient consents to treatment by the clinic.
     let (status, created) = post_as_patient(
         &app,
+        PATIENT,
         "/fhir/Consent",
         &consent(PATIENT, permit("Organization/clinic", "TREAT")),
     )
@@ -164,7 +88,7 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
     let all = app
         .search_all(&format!("/fhir/Observation?patient={PATIENT}&_count=100"))
         .await;
-    let seen = search_all(
+    let seen = recipient_search(
         &app,
         &token,
         &format!("/fhir/Observation?patient={PATIENT}&_count=7"),
@@ -172,36 +96,60 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
     .await;
     assert_eq!(ids(&seen), ids(&all), "every observation, paged");
     assert_eq!(
-        as_client(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
+        get_as(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
             .await
             .0,
         200
     );
 
-    // Sensitive records stay hidden, in reads and in searches, pages and links included.
-    let conditions = app
-        .search_all(&format!("/fhir/Condition?patient={PATIENT}&_count=100"))
-        .await;
-    let sensitive: Vec<&Value> = conditions
-        .iter()
-        .filter(|c| c["meta"]["security"].is_array())
-        .collect();
-    let visible = search_all(
+    // Sensitive records stay hidden, in reads and in searches, pages and links included:
+    // Luisa consents to the clinic too, and her miscarriage (labelled SEX, which her consent
+    // does not name) stays out.
+    let (status, created) = post_as_patient(
         &app,
-        &token,
-        &format!("/fhir/Condition?patient={PATIENT}&_count=1"),
+        LUISA,
+        "/fhir/Consent",
+        &consent(LUISA, permit("Organization/clinic", "TREAT")),
     )
     .await;
-    assert_eq!(visible.len(), conditions.len() - sensitive.len());
-    for s in &sensitive {
-        let (status, body) = as_client(
-            &app,
-            &token,
-            &format!("/fhir/Condition/{}", s["id"].as_str().unwrap()),
-        )
+    assert_eq!(status, 201, "{created}");
+    let conditions = app
+        .search_all(&format!("/fhir/Condition?patient={LUISA}&_count=100"))
         .await;
-        assert_eq!(status, 404, "{body}");
-    }
+    let sensitive: Vec<Value> = conditions
+        .iter()
+        .filter(|c| c["meta"]["security"].is_array())
+        .cloned()
+        .collect();
+    assert_eq!(ids(&sensitive), [MISCARRIAGE], "the one labelled Condition");
+    let labels = &sensitive[0]["meta"]["security"];
+    assert!(
+        labels
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["code"] == "SEX"),
+        "{labels}"
+    );
+    let visible = recipient_search(
+        &app,
+        &token,
+        &format!("/fhir/Condition?patient={LUISA}&_count=1"),
+    )
+    .await;
+    assert!(!visible.is_empty(), "her other conditions are shared");
+    assert_eq!(visible.len(), conditions.len() - 1);
+    assert!(
+        visible.iter().all(|c| c["id"] != MISCARRIAGE),
+        "not in any page"
+    );
+    let (status, hidden) = get_as(&app, &token, &format!("/fhir/Condition/{MISCARRIAGE}")).await;
+    let (_, missing) = get_as(&app, &token, "/fhir/Condition/no-such-condition").await;
+    assert_eq!(status, 404, "{hidden}");
+    assert_eq!(
+        hidden["issue"][0]["details"]["coding"],
+        missing["issue"][0]["details"]["coding"]
+    );
     for unsupported in [
         "_include=Condition:subject",
         "_revinclude=Provenance:target",
@@ -209,7 +157,7 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
         "_elements=id",
         "_total=accurate",
     ] {
-        let (status, _) = as_client(
+        let (status, _) = get_as(
             &app,
             &token,
             &format!("/fhir/Condition?patient={PATIENT}&{unsupported}"),
@@ -223,16 +171,17 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
 
     // Revocation: the very next request with the same token gets nothing.
     let patient_token = app.patient_token(PATIENT);
-    let resp = app
-        .client
-        .post(app.url(&format!("/fhir/Consent/{consent_id}/$revoke")))
-        .bearer_auth(&patient_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, revoked) = call(
+        &app,
+        &patient_token,
+        Method::POST,
+        &format!("/fhir/Consent/{consent_id}/$revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
     assert!(
-        search_all(
+        recipient_search(
             &app,
             &token,
             &format!("/fhir/Observation?patient={PATIENT}")
@@ -241,13 +190,13 @@ async fn revoked_clinician_gets_nothing(backend: Backend) {
         .is_empty()
     );
     assert_eq!(
-        as_client(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
+        get_as(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
             .await
             .0,
         404
     );
     assert_eq!(
-        as_client(
+        get_as(
             &app,
             &token,
             &format!("/fhir/Patient/{PATIENT}/$everything")
@@ -290,7 +239,7 @@ async fn break_glass(backend: Backend) {
     let (_, token) = client(
         &app,
         "clinician",
-        "Organization/er",
+        acts_as("Organization/er"),
         "ETREAT",
         Some("unconscious, no ID, allergy check"),
     )
@@ -300,7 +249,7 @@ async fn break_glass(backend: Backend) {
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 120,
         "time-boxed: {claims}"
     );
-    let allergies = search_all(
+    let allergies = recipient_search(
         &app,
         &token,
         &format!("/fhir/Observation?patient={PATIENT}&_count=50"),
@@ -324,11 +273,13 @@ async fn break_glass(backend: Backend) {
         json!({"type": "deny", "purpose": [{"system": ACT_REASON, "code": "ETREAT"}]}),
     );
     assert_eq!(
-        post_as_patient(&app, "/fhir/Consent", &opt_out).await.0,
+        post_as_patient(&app, PATIENT, "/fhir/Consent", &opt_out)
+            .await
+            .0,
         201
     );
     assert!(
-        search_all(
+        recipient_search(
             &app,
             &token,
             &format!("/fhir/Observation?patient={PATIENT}")
@@ -343,17 +294,25 @@ async fn insurer_minimum_necessary(backend: Backend) {
         return;
     };
     load_synthea(&app).await;
-    let (_, token) = client(&app, "insurer", "Organization/insurer", "COVERAGE", None).await;
+    let (_, token) = client(
+        &app,
+        "insurer",
+        acts_as("Organization/insurer"),
+        "COVERAGE",
+        None,
+    )
+    .await;
     let mut provision = permit("Organization/insurer", "HPAYMT");
     provision["class"] =
         json!([{"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}]);
     assert_eq!(
-        post_as_patient(&app, "/fhir/Consent", &consent(PATIENT, provision))
+        post_as_patient(&app, PATIENT, "/fhir/Consent", &consent(PATIENT, provision))
             .await
             .0,
         201
     );
-    let conditions = search_all(&app, &token, &format!("/fhir/Condition?patient={PATIENT}")).await;
+    let conditions =
+        recipient_search(&app, &token, &format!("/fhir/Condition?patient={PATIENT}")).await;
     assert!(!conditions.is_empty());
     assert!(
         conditions
@@ -362,7 +321,7 @@ async fn insurer_minimum_necessary(backend: Backend) {
         "no narrative, no sensitive label"
     );
     assert!(
-        search_all(
+        recipient_search(
             &app,
             &token,
             &format!("/fhir/Observation?patient={PATIENT}")
@@ -372,7 +331,7 @@ async fn insurer_minimum_necessary(backend: Backend) {
         "only what the consent names"
     );
     assert_eq!(
-        as_client(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
+        get_as(&app, &token, &format!("/fhir/Patient/{PATIENT}"))
             .await
             .0,
         404

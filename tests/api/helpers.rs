@@ -1,5 +1,15 @@
 //! Spawning the real gateway for a test: its own data directory, database and port, over
-//! TLS with the generated development certificate, reached by a real HTTP client.
+//! TLS with the generated development certificate, reached by a real HTTP client. The one set
+//! of test helpers: recipient clients and their tokens ([`clients`]), requests as someone
+//! other than the operator ([`requests`]), records, fixtures and consents ([`data`]).
+
+mod clients;
+mod data;
+mod requests;
+
+pub use clients::*;
+pub use data::*;
+pub use requests::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -196,6 +206,7 @@ impl TestApp {
         .expect("patient token")
     }
 
+    /// The full URL of a path on this gateway.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -207,73 +218,39 @@ impl TestApp {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.operator_token);
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string());
-        }
-        let resp = req.send().await.expect("request is answered");
-        decode(resp).await
+        self.send_as(&self.operator_token, method, path, body).await
     }
 
     /// An operator request with a plain JSON body (management API).
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.operator_token)
-            .json(body)
-            .send()
-            .await
-            .expect("request is answered");
-        decode(resp).await
+        call(
+            self,
+            &self.operator_token,
+            reqwest::Method::POST,
+            path,
+            Some(body),
+        )
+        .await
     }
 
+    /// An operator's GET.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
 
+    /// An operator's POST of a FHIR resource.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// An operator's PUT of a FHIR resource.
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
-    /// Follows `next` links from a search and gathers every entry's resource.
+    /// Follows `next` links from a search (as the operator) and gathers every entry's resource.
     pub async fn search_all(&self, path: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut next = Some(self.url(path));
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            pages += 1;
-            assert!(pages < 10_000, "paging does not end");
-            let resp = self
-                .client
-                .get(&url)
-                .bearer_auth(&self.operator_token)
-                .send()
-                .await
-                .expect("answered");
-            let (status, bundle) = decode(resp).await;
-            assert_eq!(status, 200, "{url}: {bundle}");
-            for e in bundle["entry"].as_array().into_iter().flatten() {
-                out.push(e["resource"].clone());
-            }
-            next = bundle["link"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|l| l["relation"] == "next")
-                .and_then(|l| l["url"].as_str())
-                .map(str::to_string);
-        }
-        out
+        resources_of(&self.search_pages_as(&self.operator_token, path).await)
     }
 
     pub fn stop(&self) {
@@ -288,21 +265,26 @@ impl Drop for TestApp {
     }
 }
 
+/// The status and body of an answer: JSON, `Null` when empty, a JSON string when not JSON.
 pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.expect("body");
-    let value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    (status, value)
+    (status, json_or_text(&bytes))
 }
 
-/// The shared fixtures folder.
+/// A body as JSON, `Null` when empty, or its text as a JSON string.
+pub fn json_or_text(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
+/// The repository's fixtures folder (`tests/fixtures/`, origins and licences in its README).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A fixture parsed as JSON (byte-order mark tolerated).
@@ -331,6 +313,11 @@ pub fn synthea_files() -> Vec<PathBuf> {
         };
         (rank, name)
     });
+    assert_eq!(
+        files.len(),
+        6,
+        "four patients and two directory Bundles in {dir:?}"
+    );
     files
 }
 

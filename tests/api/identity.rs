@@ -6,143 +6,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use consentgate::auth::keys::Keyring;
 use consentgate::auth::tokens::{self, AccessClaims, PersonClaims};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, spawn_app};
-
-/// A client's key pair, as the client's own software would hold it.
-pub struct ClientKey {
-    pub kid: String,
-    pub alg: Algorithm,
-    pkcs8: Vec<u8>,
-    pub jwk: Value,
-}
-
-impl ClientKey {
-    pub fn ed25519(kid: &str) -> ClientKey {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        ClientKey {
-            kid: kid.into(),
-            alg: Algorithm::EdDSA,
-            jwk: json!({"kty": "OKP", "crv": "Ed25519", "kid": kid,
-                        "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}),
-            pkcs8: pkcs8.as_ref().to_vec(),
-        }
-    }
-
-    pub fn es256(kid: &str) -> ClientKey {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        let point = pair.public_key().as_ref();
-        ClientKey {
-            kid: kid.into(),
-            alg: Algorithm::ES256,
-            jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid,
-                        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-                        "y": URL_SAFE_NO_PAD.encode(&point[33..])}),
-            pkcs8: pkcs8.as_ref().to_vec(),
-        }
-    }
-
-    pub fn jwks(&self) -> Value {
-        json!({"keys": [self.jwk]})
-    }
-
-    /// Signs arbitrary claims with this key.
-    pub fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = kid.map(str::to_string);
-        let key = match self.alg {
-            Algorithm::EdDSA => EncodingKey::from_ed_der(&self.pkcs8),
-            _ => EncodingKey::from_ec_der(&self.pkcs8),
-        };
-        jsonwebtoken::encode(&header, claims, &key).unwrap()
-    }
-}
-
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// A correct assertion for `client_id` at this gateway.
-pub fn assertion_claims(app: &TestApp, client_id: &str) -> Value {
-    json!({
-        "iss": client_id, "sub": client_id,
-        "aud": format!("{}/oauth/token", app.base),
-        "exp": now() + 240, "iat": now(),
-        "jti": uuid::Uuid::now_v7().to_string(),
-    })
-}
-
-/// Registers a client through the API; returns its id.
-pub async fn register(app: &TestApp, role: &str, jwks: Value, extra: Value) -> String {
-    let mut body = json!({"name": format!("{role} app"), "organization": format!("{role} org"),
-                          "role": role, "jwks": jwks});
-    if let Value::Object(extra) = extra {
-        for (k, v) in extra {
-            body[k] = v;
-        }
-    }
-    let (status, client) = app.post_json("/api/v1/clients", &body).await;
-    assert_eq!(status, 201, "{client}");
-    client["id"].as_str().unwrap().to_string()
-}
-
-/// Asks for a token; returns status and body.
-pub async fn request_token(app: &TestApp, assertion: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let mut fields = vec![
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion),
-    ];
-    fields.extend_from_slice(form);
-    let resp = app
-        .client
-        .post(app.url("/oauth/token"))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
-    decode(resp).await
-}
-
-/// A token for a registered client with this purpose.
-pub async fn client_token(
-    app: &TestApp,
-    key: &ClientKey,
-    client_id: &str,
-    purpose: &str,
-) -> String {
-    let assertion = key.sign(&assertion_claims(app, client_id), Some(&key.kid));
-    let (status, body) = request_token(
-        app,
-        &assertion,
-        &[("scope", "system/*.rs"), ("purpose_of_use", purpose)],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_string()
-}
-
-pub async fn whoami(app: &TestApp, token: &str) -> (u16, Value) {
-    let resp = app
-        .client
-        .get(app.url("/api/v1/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    decode(resp).await
-}
+use crate::helpers::{
+    Backend, ClientKey, assertion_claims, call, client_token, decode, entry, now, post_transaction,
+    register, request_token, revoke_token, spawn_app, whoami,
+};
 
 async fn client_lifecycle(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -220,21 +91,8 @@ async fn client_lifecycle(backend: Backend) {
 
     // Revocation by the client itself (authenticated by a fresh assertion).
     let own = key.sign(&assertion_claims(&app, &id), Some("k1"));
-    let resp = app
-        .client
-        .post(app.url("/oauth/revoke"))
-        .form(&[
-            ("token", token.as_str()),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", own.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, body) = revoke_token(&app, &token, &own).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
         whoami(&app, &token).await.0,
         401,
@@ -697,25 +555,16 @@ async fn patients_see_only_themselves(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let entry = |ty: &str, id: &str, body: Value| {
-        let mut resource = body;
-        resource["resourceType"] = json!(ty);
-        resource["id"] = json!(id);
-        json!({"resource": resource, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
-    };
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+    post_transaction(&app, vec![
         entry("Patient", "alice", json!({})),
         entry("Patient", "bob", json!({})),
         entry("Observation", "a1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/alice"}})),
         entry("Observation", "b1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/bob"}})),
         entry("Organization", "org", json!({"name": "shared"})),
-    ]});
-    assert_eq!(app.post("/fhir", &bundle).await.0, 200);
+    ])
+    .await;
     let alice = app.patient_token("alice");
-    let get = |path: &str| {
-        let req = app.client.get(app.url(path)).bearer_auth(&alice);
-        async move { decode(req.send().await.unwrap()).await }
-    };
+    let get = |path: &'static str| call(&app, &alice, Method::GET, path, None);
     assert_eq!(get("/fhir/Patient/alice").await.0, 200);
     assert_eq!(get("/fhir/Observation/a1").await.0, 200);
     assert_eq!(get("/fhir/Observation/a1/_history/1").await.0, 200);
@@ -747,24 +596,17 @@ async fn patients_see_only_themselves(backend: Backend) {
     );
     assert_eq!(ids(get("/fhir/Patient").await.1), vec!["alice"]);
     // Writes and the client registry are the operator's.
-    let resp = app
-        .client
-        .put(app.url("/fhir/Patient/alice"))
-        .bearer_auth(&alice)
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "id": "alice"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 403);
-    let resp = app
-        .client
-        .get(app.url("/api/v1/clients"))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 403);
+    let alice_patient = json!({"resourceType": "Patient", "id": "alice"});
+    let (status, _) = app
+        .send_as(
+            &alice,
+            Method::PUT,
+            "/fhir/Patient/alice",
+            Some(&alice_patient),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(get("/api/v1/clients").await.0, 403);
     assert_eq!(whoami(&app, &alice).await.1["patient"], "alice");
 }
 

@@ -17,8 +17,10 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, decode, spawn_app, spawn_app_with};
-use crate::identity::{ClientKey, assertion_claims, register, request_token, whoami};
+use crate::helpers::{
+    Backend, ClientKey, TestApp, assertion_claims, register, request_token, revoke_token,
+    spawn_app, spawn_app_with, whoami,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A client written in Python with PyJWT.
@@ -230,21 +232,7 @@ async fn pyjwt_client(backend: Backend) {
 
         // Revocation by the client, authenticated by another PyJWT assertion.
         let own = py.assertion(&app, &id);
-        let resp = app
-            .client
-            .post(app.url("/oauth/revoke"))
-            .form(&[
-                ("token", token.as_str()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("client_assertion", own.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = decode(resp).await;
+        let (status, body) = revoke_token(&app, &token, &own).await;
         assert_eq!(status, 200, "{kind}: revoke: {body}");
         assert_eq!(
             whoami(&app, &token).await.0,

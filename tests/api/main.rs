@@ -14,3 +14,5 @@ mod interop;
 mod notifications;
 mod operations;
 mod records;
+mod security;
+mod standard_clients;

@@ -24,8 +24,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, database_for, decode, spawn_app, spawn_app_with, spawn_on};
-use crate::identity::{ClientKey, assertion_claims, client_token, register, request_token};
+use crate::helpers::{
+    Backend, ClientKey, TestApp, acts_as, assert_problem, call, call_full, client, client_token,
+    consent, database_for, entry, permit, post_transaction, register, spawn_app, spawn_app_with,
+    spawn_on,
+};
 
 /// An audit entry for what a recipient client did to one patient's records.
 fn recipient_entry(
@@ -68,40 +71,6 @@ async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
         seqs.push(log.record(entry).await.expect("entry is durable"));
     }
     seqs
-}
-
-/// A request with a bearer token (and a JSON body); status, body and media type.
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value, String) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("answered");
-    let media = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let (status, body) = decode(resp).await;
-    (status, body, media)
-}
-
-/// Asserts a problem+json answer with this status and code.
-fn assert_problem(answer: &(u16, Value, String), status: u16, code: &str) {
-    assert_eq!(
-        (answer.0, answer.1["code"].as_str()),
-        (status, Some(code)),
-        "{}",
-        answer.1
-    );
-    assert_eq!(answer.2, "application/problem+json", "{}", answer.1);
 }
 
 fn kinds(feed: &Value) -> Vec<&str> {
@@ -272,7 +241,7 @@ async fn feed_tells_the_patient(backend: Backend) {
     let bob = app.patient_token("bob");
     let feed_path = "/api/v1/patients/alice/notifications";
 
-    let (status, feed, _) = call(&app, Method::GET, feed_path, &alice, None).await;
+    let (status, feed) = call(&app, &alice, Method::GET, feed_path, None).await;
     assert_eq!(status, 200, "{feed}");
     assert_eq!(
         kinds(&feed),
@@ -300,43 +269,42 @@ async fn feed_tells_the_patient(backend: Backend) {
     );
 
     // Only alice and operators see alice's feed.
-    let (_, bobs, _) = call(
+    let (_, bobs) = call(
         &app,
+        &bob,
         Method::GET,
         "/api/v1/patients/bob/notifications",
-        &bob,
         None,
     )
     .await;
     assert_eq!(kinds(&bobs), vec!["disclosure"]);
-    let refused = call(&app, Method::GET, feed_path, &bob, None).await;
+    let refused = call_full(&app, &bob, Method::GET, feed_path, None).await;
     assert_problem(&refused, 403, "forbidden");
     assert_problem(
-        &call(&app, Method::GET, feed_path, &client, None).await,
+        &call_full(&app, &client, Method::GET, feed_path, None).await,
         403,
         "forbidden",
     );
     let anonymous = app.client.get(app.url(feed_path)).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
-    let (status, as_operator, _) =
-        call(&app, Method::GET, feed_path, &app.operator_token, None).await;
+    let (status, as_operator) = call(&app, &app.operator_token, Method::GET, feed_path, None).await;
     assert_eq!(
         (status, kinds(&as_operator)),
         (200, vec!["break_glass", "disclosure"])
     );
 
     // Paging by id.
-    let (_, first, _) = call(
+    let (_, first) = call(
         &app,
+        &alice,
         Method::GET,
         &format!("{feed_path}?limit=1"),
-        &alice,
         None,
     )
     .await;
     assert_eq!(kinds(&first), vec!["break_glass"]);
     let next = first["next"].as_str().expect("a next link").to_string();
-    let (_, second, _) = call(&app, Method::GET, &next, &alice, None).await;
+    let (_, second) = call(&app, &alice, Method::GET, &next, None).await;
     assert_eq!(kinds(&second), vec!["disclosure"]);
     assert_eq!(second["next"], Value::Null);
     for bad in [
@@ -346,21 +314,21 @@ async fn feed_tells_the_patient(backend: Backend) {
         "?before=nope",
         "?colour=red",
     ] {
-        let answer = call(
+        let answer = call_full(
             &app,
+            &alice,
             Method::GET,
             &format!("{feed_path}{bad}"),
-            &alice,
             None,
         )
         .await;
         assert_problem(&answer, 400, "invalid_query");
     }
-    let answer = call(
+    let answer = call_full(
         &app,
+        &app.operator_token,
         Method::GET,
         "/api/v1/patients/a%20b/notifications",
-        &app.operator_token,
         None,
     )
     .await;
@@ -369,19 +337,19 @@ async fn feed_tells_the_patient(backend: Backend) {
     // Marking read: idempotent, the patient's own, and only theirs.
     let nid = disclosure["id"].as_str().unwrap();
     let read_path = format!("{feed_path}/{nid}/read");
-    let (status, marked, _) = call(&app, Method::POST, &read_path, &alice, None).await;
+    let (status, marked) = call(&app, &alice, Method::POST, &read_path, None).await;
     assert_eq!(status, 200, "{marked}");
     assert!(marked["read_at"].is_string());
-    let (_, again, _) = call(&app, Method::POST, &read_path, &alice, None).await;
+    let (_, again) = call(&app, &alice, Method::POST, &read_path, None).await;
     assert_eq!(
         again["read_at"], marked["read_at"],
         "the first read time stays"
     );
-    let (_, unread, _) = call(
+    let (_, unread) = call(
         &app,
+        &alice,
         Method::GET,
         &format!("{feed_path}?unread=true"),
-        &alice,
         None,
     )
     .await;
@@ -390,30 +358,30 @@ async fn feed_tells_the_patient(backend: Backend) {
         (vec!["break_glass"], &json!(1))
     );
     assert_problem(
-        &call(&app, Method::POST, &read_path, &bob, None).await,
+        &call_full(&app, &bob, Method::POST, &read_path, None).await,
         403,
         "forbidden",
     );
     assert_problem(
-        &call(&app, Method::POST, &read_path, &app.operator_token, None).await,
+        &call_full(&app, &app.operator_token, Method::POST, &read_path, None).await,
         403,
         "patient_only",
     );
     let bobs_id = bobs["notifications"][0]["id"].as_str().unwrap();
-    let answer = call(
+    let answer = call_full(
         &app,
+        &alice,
         Method::POST,
         &format!("{feed_path}/{bobs_id}/read"),
-        &alice,
         None,
     )
     .await;
     assert_problem(&answer, 404, "unknown_notification");
-    let answer = call(
+    let answer = call_full(
         &app,
+        &alice,
         Method::POST,
         &format!("{feed_path}/not-an-id/read"),
-        &alice,
         None,
     )
     .await;
@@ -432,7 +400,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
     let alice = app.patient_token("alice");
     let webhook_path = "/api/v1/patients/alice/webhook";
     assert_problem(
-        &call(&app, Method::GET, webhook_path, &alice, None).await,
+        &call_full(&app, &alice, Method::GET, webhook_path, None).await,
         404,
         "no_webhook",
     );
@@ -441,50 +409,50 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         "hook",
         "https://user:pw@example.org/",
     ] {
-        let answer = call(
+        let answer = call_full(
             &app,
+            &alice,
             Method::PUT,
             webhook_path,
-            &alice,
-            Some(json!({"url": url})),
+            Some(&json!({"url": url})),
         )
         .await;
         assert_problem(&answer, 422, "invalid_webhook_url");
     }
-    let answer = call(
+    let answer = call_full(
         &app,
+        &alice,
         Method::PUT,
         webhook_path,
-        &alice,
-        Some(json!({"uri": hook.url})),
+        Some(&json!({"uri": hook.url})),
     )
     .await;
     assert_problem(&answer, 400, "invalid_json");
-    let answer = call(
+    let answer = call_full(
         &app,
+        &app.operator_token,
         Method::PUT,
         webhook_path,
-        &app.operator_token,
-        Some(json!({"url": hook.url})),
+        Some(&json!({"url": hook.url})),
     )
     .await;
     assert_problem(&answer, 403, "patient_only");
-    let answer = call(
+    let answer = call_full(
         &app,
+        &alice,
         Method::PUT,
         "/api/v1/patients/bob/webhook",
-        &alice,
-        Some(json!({"url": hook.url})),
+        Some(&json!({"url": hook.url})),
     )
     .await;
     assert_problem(&answer, 403, "forbidden");
 
-    let (status, registered, _) = call(
+    let (status, registered) = call(
         &app,
+        &alice,
         Method::PUT,
         webhook_path,
-        &alice,
-        Some(json!({"url": hook.url})),
+        Some(&json!({"url": hook.url})),
     )
     .await;
     assert_eq!(status, 201, "{registered}");
@@ -492,7 +460,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         .as_str()
         .expect("the secret, once")
         .to_string();
-    let (status, shown, _) = call(&app, Method::GET, webhook_path, &app.operator_token, None).await;
+    let (status, shown) = call(&app, &app.operator_token, Method::GET, webhook_path, None).await;
     assert_eq!((status, &shown["url"]), (200, &json!(hook.url)));
     assert!(
         shown.get("secret").is_none(),
@@ -510,11 +478,11 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         )],
     )
     .await;
-    let (_, feed, _) = call(
+    let (_, feed) = call(
         &app,
+        &alice,
         Method::GET,
         "/api/v1/patients/alice/notifications",
-        &alice,
         None,
     )
     .await;
@@ -565,10 +533,10 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
     );
 
     // Removed: nothing more is queued for this patient.
-    let (status, _, _) = call(&app, Method::DELETE, webhook_path, &alice, None).await;
+    let (status, _) = call(&app, &alice, Method::DELETE, webhook_path, None).await;
     assert_eq!(status, 204);
     assert_problem(
-        &call(&app, Method::DELETE, webhook_path, &alice, None).await,
+        &call_full(&app, &alice, Method::DELETE, webhook_path, None).await,
         404,
         "no_webhook",
     );
@@ -583,11 +551,11 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         )],
     )
     .await;
-    let (_, feed, _) = call(
+    let (_, feed) = call(
         &app,
+        &alice,
         Method::GET,
         "/api/v1/patients/alice/notifications",
-        &alice,
         None,
     )
     .await;
@@ -612,12 +580,12 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     };
     let mut first = spawn_on(dir, url.clone(), None, &extra);
     let alice = first.patient_token("alice");
-    let (status, registered, _) = call(
+    let (status, registered) = call(
         &first,
+        &alice,
         Method::PUT,
         "/api/v1/patients/alice/webhook",
-        &alice,
-        Some(json!({"url": hook.url})),
+        Some(&json!({"url": hook.url})),
     )
     .await;
     assert_eq!(status, 201, "{registered}");
@@ -668,11 +636,11 @@ async fn delivery_resumes_after_restart(backend: Backend) {
         delivery(&store, &nid).is_some_and(|d| d.delivered_at.is_some())
     })
     .await;
-    let (status, feed, _) = call(
+    let (status, feed) = call(
         &second,
+        &second.patient_token("alice"),
         Method::GET,
         "/api/v1/patients/alice/notifications?unread=true",
-        &second.patient_token("alice"),
         None,
     )
     .await;
@@ -685,89 +653,61 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     drop(pg);
 }
 
-/// A registered clinician acting for `acts_as` with a token for `purpose`.
-async fn clinician_token(
-    app: &TestApp,
-    acts_as: &str,
-    purpose: &str,
-    justification: Option<&str>,
-) -> (String, String) {
-    let key = ClientKey::ed25519("k");
-    let id = register(app, "clinician", key.jwks(), json!({"acts_as": [acts_as]})).await;
-    let assertion = key.sign(&assertion_claims(app, &id), Some("k"));
-    let mut form = vec![("scope", "system/*.rs"), ("purpose_of_use", purpose)];
-    if let Some(j) = justification {
-        form.push(("justification", j));
-    }
-    let (status, body) = request_token(app, &assertion, &form).await;
-    assert_eq!(status, 200, "{body}");
-    (id, body["access_token"].as_str().unwrap().to_string())
-}
-
 /// End to end through the API: a consented clinician's read and an emergency (break-glass)
 /// read of carol's record each reach carol's feed.
 async fn recipient_reads_reach_the_feed(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let entry = |ty: &str, id: &str, body: Value| {
-        let mut resource = body;
-        resource["resourceType"] = json!(ty);
-        resource["id"] = json!(id);
-        json!({"resource": resource, "request": {"method": "PUT", "url": format!("{ty}/{id}")}})
-    };
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+    post_transaction(&app, vec![
         entry("Patient", "carol", json!({})),
         entry("Observation", "c1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/carol"}})),
-    ]});
-    assert_eq!(app.post("/fhir", &bundle).await.0, 200);
+    ])
+    .await;
     let carol = app.patient_token("carol");
-    let act_reason = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
-    let consent = json!({
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": "Patient/carol"},
-        "dateTime": "2026-11-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": {"type": "permit",
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                       "reference": {"reference": "Organization/clinic"}}],
-            "purpose": [{"system": act_reason, "code": "TREAT"}]},
-    });
-    let resp = app
-        .client
-        .post(app.url("/fhir/Consent"))
-        .bearer_auth(&carol)
-        .header("content-type", "application/fhir+json")
-        .body(consent.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    let treatment = consent("carol", permit("Organization/clinic", "TREAT"));
+    let (status, created) = app
+        .send_as(&carol, Method::POST, "/fhir/Consent", Some(&treatment))
+        .await;
+    assert_eq!(status, 201, "{created}");
 
-    let (clinic, token) = clinician_token(&app, "Organization/clinic", "TREAT", None).await;
-    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &token, None).await;
-    assert_eq!(status, 200);
-    let (er, emergency) = clinician_token(
+    let (clinic, token) = client(
         &app,
-        "Organization/er",
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (status, _) = call(&app, &token, Method::GET, "/fhir/Observation/c1", None).await;
+    assert_eq!(status, 200);
+    let (er, emergency) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/er"),
         "ETREAT",
         Some("unconscious, no ID"),
     )
     .await;
-    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &emergency, None).await;
+    let (status, _) = call(&app, &emergency, Method::GET, "/fhir/Observation/c1", None).await;
     assert_eq!(status, 200);
     // A read the consent does not cover discloses nothing and tells nothing.
-    let (_, stranger) = clinician_token(&app, "Organization/elsewhere", "TREAT", None).await;
-    let (status, _, _) = call(&app, Method::GET, "/fhir/Observation/c1", &stranger, None).await;
+    let (_, stranger) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/elsewhere"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (status, _) = call(&app, &stranger, Method::GET, "/fhir/Observation/c1", None).await;
     assert_eq!(status, 404);
 
-    let (status, feed, _) = call(
+    let (status, feed) = call(
         &app,
+        &carol,
         Method::GET,
         "/api/v1/patients/carol/notifications",
-        &carol,
         None,
     )
     .await;

@@ -1,5 +1,5 @@
 //! The twelve official R4 Consent examples (hl7.fhir.r4.examples@4.0.1, in
-//! `../shared/fixtures/hl7-r4-examples/`): each loads, and each is evaluated against what its
+//! `tests/fixtures/hl7-r4-examples/`): each loads, and each is evaluated against what its
 //! narrative (`text.div`) says. docs/CONSENT.md has the same findings as a table.
 //!
 //! None violates an R4 invariant (ppc-1..5, per-1). Two break R4's element definition of
@@ -45,7 +45,7 @@ const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 macro_rules! example {
     ($name:literal) => {
         include_str!(concat!(
-            "../../../../shared/fixtures/hl7-r4-examples/Consent-consent-example-",
+            "../../../tests/fixtures/hl7-r4-examples/Consent-consent-example-",
             $name,
             ".json"
         ))
@@ -156,6 +156,7 @@ impl<'a> Ask<'a> {
             action: self.action,
             resource,
             now: at(self.now),
+            purposes: crate::consent::purpose::PurposeHierarchy::official(),
         };
         evaluate(consents, &query)
     }

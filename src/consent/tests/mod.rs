@@ -99,6 +99,7 @@ impl Req {
                 action: self.action,
                 resource: &self.resource,
                 now: self.now,
+                purposes: crate::consent::purpose::PurposeHierarchy::official(),
             },
         )
     }

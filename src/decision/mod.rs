@@ -6,24 +6,40 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::auth::clients::{Client, Role};
 use crate::auth::purposes::PurposeCatalog;
 use crate::consent::{
     self, ActorFacts, Coding, Consent, ConsentQuery, ConsentResult, ResourceFacts,
 };
 use crate::policy::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyEngine, PolicyRequest};
-use crate::records::index;
+use crate::records::{index, internal};
 
 /// The requester, as the decision needs it.
 #[derive(Debug, Clone)]
 pub struct Requester {
     /// The client id.
     pub client_id: String,
-    /// Its role (`clinician`, ...).
-    pub role: String,
+    /// Its role.
+    pub role: Role,
     /// Its organisation.
     pub organization: String,
     /// Every reference it is known by (`Device/{client}`, `Group/{g}` memberships, ...).
     pub references: Vec<String>,
+}
+
+impl Requester {
+    /// The requester facts of a registered client: its id, role and organisation, and every
+    /// reference it is known by (`Device/{id}` and its `acts_as` references).
+    pub fn of(client: &Client) -> Requester {
+        let mut references = vec![format!("Device/{}", client.id)];
+        references.extend(client.acts_as.iter().cloned());
+        Requester {
+            client_id: client.id.clone(),
+            role: client.role,
+            organization: client.organization.clone(),
+            references,
+        }
+    }
 }
 
 /// What is asked.
@@ -51,7 +67,7 @@ pub struct Decision {
     /// Whether the resource may leave.
     pub permit: bool,
     /// What must be done to it before it leaves (e.g. `deidentify:safe-harbor`).
-    pub obligations: Vec<String>,
+    pub obligations: Vec<crate::policy::Obligation>,
     /// Step 1.
     pub consent: ConsentResult,
     /// The policies that decided step 2.
@@ -179,11 +195,15 @@ pub fn resource_facts(resource: &Value) -> ResourceFacts {
 
 /// Whether a deny that decided came from a provision naming a purpose that covers the
 /// emergency purpose asked for: the patient's opt-out of emergency access.
-fn opted_out_of_emergency(consents: &[Consent], result: &ConsentResult, purpose: &str) -> bool {
+fn opted_out_of_emergency(
+    catalog: &PurposeCatalog,
+    consents: &[Consent],
+    result: &ConsentResult,
+    purpose: &str,
+) -> bool {
     if result.decision != consent::Decision::Deny {
         return false;
     }
-    let catalog = PurposeCatalog::official();
     result.deciding.iter().any(|d| {
         consents
             .iter()
@@ -206,8 +226,16 @@ fn find_provision<'c>(root: &'c consent::Provision, path: &str) -> Option<&'c co
         .find_map(|p| find_provision(p, path))
 }
 
-/// Decides one resource.
-pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -> Decision {
+/// Decides one resource, judging purposes by `catalog`.
+pub fn decide(
+    policies: &PolicyEngine,
+    catalog: &PurposeCatalog,
+    consents: &[Consent],
+    q: &Question<'_>,
+) -> Decision {
+    if internal::is_gateway_internal(q.resource) {
+        return internal_record();
+    }
     let facts = resource_facts(q.resource);
     let actor = ActorFacts {
         references: q.requester.references.clone(),
@@ -239,12 +267,12 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
             action: Some(action_code),
             resource: &facts,
             now: q.now,
+            purposes: catalog.hierarchy(),
         },
     );
-    let catalog = PurposeCatalog::official();
     let break_glass = q.break_glass.is_some() && catalog.is_a(q.purpose, "ETREAT");
     let emergency_opt_out =
-        break_glass && opted_out_of_emergency(patient_consents, &result, q.purpose);
+        break_glass && opted_out_of_emergency(catalog, patient_consents, &result, q.purpose);
     let labels: Vec<String> = facts
         .security_labels
         .iter()
@@ -265,7 +293,7 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
     };
     let policy: PolicyDecision = policies.decide(&PolicyRequest {
         client_id: &q.requester.client_id,
-        role: &q.requester.role,
+        role: q.requester.role.as_str(),
         organization: &q.requester.organization,
         action: q.action,
         resource_type: &facts.resource_type,
@@ -293,6 +321,26 @@ pub fn decide(policies: &PolicyEngine, consents: &[Consent], q: &Question<'_>) -
         policies: policy.policies.clone(),
         emergency_opt_out,
         explanation,
+    }
+}
+
+/// The refusal of a gateway-internal record (a consent, an audit event): no consent or
+/// policy can release one to a recipient.
+fn internal_record() -> Decision {
+    Decision {
+        permit: false,
+        obligations: Vec::new(),
+        consent: ConsentResult {
+            decision: consent::Decision::NotApplicable,
+            deciding: Vec::new(),
+            consented_labels: Vec::new(),
+        },
+        policies: Vec::new(),
+        emergency_opt_out: false,
+        explanation: vec![
+            "Records about sharing (consents, audit events) are never shared with recipients."
+                .to_string(),
+        ],
     }
 }
 
@@ -361,3 +409,6 @@ fn provisions(result: &ConsentResult) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! The client registry: registering recipient clients, and reading their registrations back
+//! from storage. Shared by the API, the CLI and every workflow that needs a client.
+
+use crate::error::DomainError;
+use crate::store::DbConn;
+use crate::store::identity::{self, ClientRow};
+
+use super::clients::{Client, NewClient, Role};
+use super::purposes::PurposeCatalog;
+use crate::config::RolePurposes;
+
+/// A stored row back into a client; a row that does not parse is an internal error.
+pub fn from_row(row: ClientRow) -> Result<Client, DomainError> {
+    let corrupt = || DomainError::internal(format!("client {} is stored malformed", row.id));
+    Ok(Client {
+        role: Role::parse(&row.role).ok_or_else(corrupt)?,
+        jwks: match &row.jwks {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt())?),
+            None => None,
+        },
+        purposes: serde_json::from_str(&row.purposes).map_err(|_| corrupt())?,
+        resources: serde_json::from_str(&row.resources).map_err(|_| corrupt())?,
+        acts_as: serde_json::from_str(&row.acts_as).map_err(|_| corrupt())?,
+        default_purpose: row.default_purpose,
+        jwks_url: row.jwks_url,
+        id: row.id,
+        name: row.name,
+        organization: row.organization,
+        created_at: row.created_at,
+    })
+}
+
+/// A client into a row.
+pub fn to_row(client: &Client) -> ClientRow {
+    ClientRow {
+        id: client.id.clone(),
+        name: client.name.clone(),
+        organization: client.organization.clone(),
+        role: client.role.as_str().to_string(),
+        jwks: client.jwks.as_ref().map(|j| j.to_string()),
+        jwks_url: client.jwks_url.clone(),
+        purposes: serde_json::Value::from(client.purposes.clone()).to_string(),
+        resources: serde_json::Value::from(client.resources.clone()).to_string(),
+        created_at: client.created_at,
+        removed_at: None,
+        acts_as: serde_json::Value::from(client.acts_as.clone()).to_string(),
+        default_purpose: client.default_purpose.clone(),
+    }
+}
+
+/// Validates and stores a registration (422 `invalid_client_registration` naming the field).
+pub fn register(
+    conn: &mut DbConn,
+    new: NewClient,
+    roles: &RolePurposes,
+    catalog: &PurposeCatalog,
+) -> Result<Client, DomainError> {
+    let client = new
+        .validate(roles, catalog)
+        .map_err(|e| DomainError::unprocessable("invalid_client_registration", e.to_string()))?;
+    identity::insert_client(conn, &to_row(&client))?;
+    Ok(client)
+}
+
+/// The registration of a client that is still registered (not removed); `None` otherwise.
+pub fn active(conn: &mut DbConn, client_id: &str) -> Result<Option<Client>, DomainError> {
+    identity::active_client(conn, client_id)?
+        .map(from_row)
+        .transpose()
+}

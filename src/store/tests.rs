@@ -1,0 +1,139 @@
+//! The pool and `write_tx` on both backends: a panicking transaction leaves nothing behind.
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use super::*;
+
+/// Settings for a one-connection pool, so that a connection left in a transaction would be
+/// the very one the next caller gets.
+fn one_connection() -> DatabaseSettings {
+    DatabaseSettings {
+        url: String::new().into(),
+        pool_size: 1,
+        connect_timeout_secs: 5,
+        sqlite_busy_timeout_ms: 500,
+        migrate_on_start: false,
+    }
+}
+
+/// A migrated store on SQLite, and on PostgreSQL when a test server is configured.
+fn stores(dir: &std::path::Path) -> Vec<(Store, Option<String>)> {
+    let mut out = Vec::new();
+    let sqlite = Store::open_target(DatabaseTarget::Sqlite(dir.join("cg.db")), &one_connection())
+        .expect("sqlite store");
+    out.push((sqlite, None));
+    match std::env::var("CONSENTGATE_TEST_POSTGRES_URL") {
+        Ok(admin) => {
+            let name = format!("cg_store_{}", uuid::Uuid::now_v7().simple());
+            let mut conn = diesel::PgConnection::establish(&admin).expect("admin connection");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .expect("create database");
+            let (base, _) = admin.rsplit_once('/').expect("admin URL names a database");
+            let store = Store::open_target(
+                DatabaseTarget::Postgres(format!("{base}/{name}")),
+                &one_connection(),
+            )
+            .expect("postgres store");
+            out.push((store, Some(name)));
+        }
+        Err(_) => eprintln!(
+            "!!!!! POSTGRESQL CASE SKIPPED: set CONSENTGATE_TEST_POSTGRES_URL to run it !!!!!"
+        ),
+    }
+    for (store, _) in &out {
+        store.migrate().expect("migrations apply");
+    }
+    out
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn jtis(conn: &mut DbConn, jti: &str) -> i64 {
+    diesel::sql_query("SELECT COUNT(*) AS n FROM revoked_tokens WHERE jti = $1")
+        .bind::<Text, _>(jti)
+        .get_result::<Count>(conn)
+        .expect("count")
+        .n
+}
+
+fn insert(conn: &mut DbConn, jti: &str) -> Result<(), StoreError> {
+    diesel::sql_query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, 1)")
+        .bind::<Text, _>(jti)
+        .execute(conn)?;
+    Ok(())
+}
+
+#[test]
+fn a_panic_inside_write_tx_rolls_back_and_frees_the_connection() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let panicking = store.clone();
+        let outcome = std::thread::spawn(move || {
+            let mut conn = panicking.conn().expect("connection");
+            let _: Result<(), StoreError> = write_tx(&mut conn, |conn| {
+                insert(conn, "written-before-the-panic")?;
+                panic!("a bug inside a database closure");
+            });
+        })
+        .join();
+        assert!(
+            outcome.is_err(),
+            "{backend:?}: the panic reaches the caller"
+        );
+
+        // The only pooled connection was discarded: the next caller gets a fresh one, outside
+        // any transaction, and can write at once.
+        let mut conn = store.conn().expect("a connection after the panic");
+        write_tx(&mut conn, |conn| insert(conn, "written-after-the-panic"))
+            .unwrap_or_else(|e| panic!("{backend:?}: the next write fails: {e}"));
+        assert_eq!(
+            jtis(&mut conn, "written-before-the-panic"),
+            0,
+            "{backend:?}"
+        );
+        assert_eq!(jtis(&mut conn, "written-after-the-panic"), 1, "{backend:?}");
+        drop(conn);
+        drop_database(store, pg_name);
+    }
+}
+
+#[test]
+fn an_error_inside_write_tx_rolls_back_and_keeps_the_connection_usable() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        let failed: Result<(), StoreError> = write_tx(&mut conn, |conn| {
+            insert(conn, "rolled-back")?;
+            Err(StoreError::Conflict)
+        });
+        assert!(matches!(failed, Err(StoreError::Conflict)), "{backend:?}");
+        let mut factory_view = conn;
+        assert!(
+            !store.factory.has_broken(&mut factory_view),
+            "{backend:?}: a rolled-back connection is healthy"
+        );
+        write_tx(&mut factory_view, |conn| insert(conn, "committed")).expect("next write");
+        assert_eq!(jtis(&mut factory_view, "rolled-back"), 0, "{backend:?}");
+        assert_eq!(jtis(&mut factory_view, "committed"), 1, "{backend:?}");
+        drop(factory_view);
+        drop_database(store, pg_name);
+    }
+}
+
+fn drop_database(store: Store, pg_name: Option<String>) {
+    drop(store);
+    if let (Some(name), Ok(admin)) = (pg_name, std::env::var("CONSENTGATE_TEST_POSTGRES_URL"))
+        && let Ok(mut conn) = diesel::PgConnection::establish(&admin)
+    {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn);
+    }
+}

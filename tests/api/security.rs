@@ -1,0 +1,530 @@
+//! Defects found by probing the running gateway as an attacker with a valid patient or
+//! client token, each reproduced on SQLite and PostgreSQL: extreme dates, consents filed into
+//! another patient's record, the decisions API as an oracle, gateway records reaching
+//! recipients, and query errors in the wrong shape.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{
+    ACT_REASON, Backend, TestApp, acts_as, client, consent, decode, get_as, permit, spawn_app,
+    spawn_app_with,
+};
+
+const B: &str = "patient-b";
+const A: &str = "patient-a";
+
+/// Two patients; B has a plain observation and a condition labelled HIV-sensitive.
+async fn seed(app: &TestApp) {
+    for patient in [A, B] {
+        let (status, body) = app
+            .put(
+                &format!("/fhir/Patient/{patient}"),
+                &json!({"resourceType": "Patient", "id": patient}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let observation = json!({"resourceType": "Observation", "id": "obs-b", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{B}")}, "effectiveDateTime": "2024-05-01"});
+    let condition = json!({"resourceType": "Condition", "id": "hidden-b",
+        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIV"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
+        "subject": {"reference": format!("Patient/{B}")}, "recordedDate": "2024-05-01"});
+    for (path, body) in [
+        ("/fhir/Observation/obs-b", observation),
+        ("/fhir/Condition/hidden-b", condition),
+    ] {
+        let (status, answer) = app.put(path, &body).await;
+        assert_eq!(status, 201, "{path}: {answer}");
+    }
+}
+
+fn code_of(body: &Value) -> String {
+    body["code"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            body.pointer("/issue/0/details/coding/0/code")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+/// The gateway still serves: a consent can be written, a token issued, an audited read
+/// answered, and readiness holds.
+async fn still_serves(app: &TestApp) {
+    let patient_token = app.patient_token(B);
+    let (status, body) = app
+        .send_as(
+            &patient_token,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "a write after the probe: {body}");
+    let (_, token) = client(
+        app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (status, body) = get_as(app, &token, "/fhir/Observation/obs-b").await;
+    assert_eq!(status, 200, "an audited read after the probe: {body}");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn extreme_dates_are_refused_and_nothing_wedges(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let patient = app.patient_token(B);
+    // The reproductions: a patient's own consent with dates at the end of the calendar.
+    let mut issued = consent(B, permit("Organization/clinic", "TREAT"));
+    issued["issued"] = json!("9999-12");
+    let mut effective = consent(B, permit("Organization/clinic", "TREAT"));
+    effective["effectiveDateTime"] = json!("9999-12-31T23:59:59.999999Z");
+    let mut date_time = consent(B, permit("Organization/clinic", "TREAT"));
+    date_time["dateTime"] = json!("9999-12-31T23:59:59.999999Z");
+    let mut period = consent(B, permit("Organization/clinic", "TREAT"));
+    period["provision"]["period"] = json!({"start": "2024-01-01", "end": "9999-12"});
+    for (what, body) in [
+        ("issued", issued),
+        ("effectiveDateTime", effective),
+        ("dateTime", date_time),
+        ("provision.period", period),
+    ] {
+        let (status, answer) = app
+            .send_as(
+                &patient,
+                reqwest::Method::POST,
+                "/fhir/Consent",
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 422, "{what}: {answer}");
+        assert!(
+            answer.to_string().contains("date_out_of_range"),
+            "{what}: {answer}"
+        );
+    }
+    // The same at the records door, for a data source or an operator.
+    let observation = json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{B}")},
+        "effectivePeriod": {"start": "2020-01-01", "end": "9999-12-31T23:59:59Z"}});
+    let (status, answer) = app.put("/fhir/Observation/late", &observation).await;
+    assert_eq!(
+        (status, code_of(&answer).as_str()),
+        (422, "date_out_of_range"),
+        "{answer}"
+    );
+    // The last supported day is stored.
+    let mut last_day = observation.clone();
+    last_day["effectivePeriod"]["end"] = json!("9999-12-30");
+    assert_eq!(
+        app.put("/fhir/Observation/last-day", &last_day).await.0,
+        201
+    );
+    still_serves(&app).await;
+}
+
+async fn extreme_search_dates_answer_400(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let operator_paths = [
+        "/fhir/Observation?date=9999-12".to_string(),
+        "/fhir/Observation?date=gt9999-12-31T23:59:59.999999Z".to_string(),
+        format!("/fhir/Observation?patient={B}&date=9999-12-31T23:59:59Z"),
+        "/fhir/Observation?_lastUpdated=9999-12".to_string(),
+        "/fhir/AuditEvent?date=9999-12".to_string(),
+        format!("/api/v1/patients/{B}/access-log?until=9999-12-31T23:59:59.999999Z"),
+        format!("/api/v1/patients/{B}/access-log?since=9999-12"),
+    ];
+    for path in &operator_paths {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(code_of(&body), "date_out_of_range", "{path}: {body}");
+    }
+    // A recipient's consent-checked search takes the same path.
+    let patient = app.patient_token(B);
+    let (status, _) = app
+        .send_as(
+            &patient,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, token) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let path = format!("/fhir/Observation?patient={B}&date=9999-12-31T23:59:59Z");
+    let (status, body) = get_as(&app, &token, &path).await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (400, "date_out_of_range"),
+        "{body}"
+    );
+    // The patient's own access log, with a patient token.
+    let path = format!("/api/v1/patients/{B}/access-log?until=9999-12-31T23:59:59.999999Z");
+    let (status, body) = get_as(&app, &patient, &path).await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (400, "date_out_of_range"),
+        "{body}"
+    );
+    still_serves(&app).await;
+}
+
+async fn consents_stay_in_their_patients_record(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let patient_b = app.patient_token(B);
+    // B's real choices: the clinic may treat, and no emergency access. Their ids sort last,
+    // where a truncated list would lose them.
+    let choices = [
+        ("zzzz-permit", permit("Organization/clinic", "TREAT")),
+        (
+            "zzzz-optout",
+            json!({"type": "deny", "purpose": [{"system": ACT_REASON, "code": "ETREAT"}]}),
+        ),
+    ];
+    for (id, provision) in choices {
+        let (status, body) = app
+            .send_as(
+                &patient_b,
+                reqwest::Method::PUT,
+                &format!("/fhir/Consent/{id}"),
+                Some(&consent(B, provision)),
+            )
+            .await;
+        assert_eq!(status, 201, "{id}: {body}");
+    }
+    let (_, clinic) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (_, er) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/er"),
+        "ETREAT",
+        Some("unconscious, allergy check"),
+    )
+    .await;
+    assert_eq!(
+        get_as(&app, &clinic, "/fhir/Observation/obs-b").await.0,
+        200
+    );
+    assert_eq!(get_as(&app, &er, "/fhir/Observation/obs-b").await.0, 404);
+
+    // Patient A files a consent that names A as `patient` and B as `subject`: refused, as it
+    // is for any writer, whichever element comes first.
+    let patient_a = app.patient_token(A);
+    let mut smuggled = consent(A, permit("Organization/er", "ETREAT"));
+    smuggled["subject"] = json!({"reference": format!("Patient/{B}")});
+    let (status, body) = app
+        .send_as(
+            &patient_a,
+            reqwest::Method::PUT,
+            "/fhir/Consent/0-0000",
+            Some(&smuggled),
+        )
+        .await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (422, "conflicting_patient"),
+        "{body}"
+    );
+    let (status, body) = app.put("/fhir/Consent/0-0001", &smuggled).await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (422, "conflicting_patient"),
+        "{body}"
+    );
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": smuggled, "request": {"method": "PUT", "url": "Consent/0-0002"}}]});
+    let (status, body) = app.post("/fhir", &bundle).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, found) = get_as(&app, &patient_b, &format!("/fhir/Consent?patient={B}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(found["entry"].as_array().map(Vec::len), Some(2), "{found}");
+
+    // B (or anyone acting for B) files 1,500 more consents whose ids sort first. The list
+    // that decides is never truncated: past the limit, writes are refused instead.
+    let fillers: Vec<(u16, Value)> = futures_util::stream::iter(0..1500)
+        .map(|i| {
+            let (app, token) = (&app, &patient_b);
+            async move {
+                let body = consent(B, permit(&format!("Organization/other-{i}"), "TREAT"));
+                let path = format!("/fhir/Consent/0-{i:04}");
+                // A busy database answers 503 (Retry-After); a client tries again.
+                let mut answer = (503, Value::Null);
+                for _ in 0..5 {
+                    answer = app
+                        .send_as(token, reqwest::Method::PUT, &path, Some(&body))
+                        .await;
+                    if answer.0 != 503 {
+                        break;
+                    }
+                }
+                answer
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let stored = fillers.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<&Value> = fillers
+        .iter()
+        .filter(|(s, _)| *s == 422)
+        .map(|(_, b)| b)
+        .collect();
+    let statuses: std::collections::BTreeMap<u16, usize> =
+        fillers.iter().fold(Default::default(), |mut m, (s, _)| {
+            *m.entry(*s).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        stored, 998,
+        "up to the limit of 1000 consents: {statuses:?}"
+    );
+    assert_eq!(refused.len(), 502, "{statuses:?}");
+    assert!(
+        refused.iter().all(|b| code_of(b) == "too_many_consents"),
+        "{:?}",
+        refused.first()
+    );
+    // Both of B's choices still decide.
+    assert_eq!(
+        get_as(&app, &clinic, "/fhir/Observation/obs-b").await.0,
+        200
+    );
+    assert_eq!(get_as(&app, &er, "/fhir/Observation/obs-b").await.0, 404);
+    let (status, found) = get_as(&app, &patient_b, &format!("/fhir/Consent?patient={B}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(found["entry"].as_array().map(Vec::len), Some(1000));
+}
+
+async fn decisions_answer_a_client_no_more_than_a_read(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let (clinic_id, clinic) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let ask = |reference: &str, purpose: &str| {
+        json!({"client_id": clinic_id, "purpose": purpose, "patient": B,
+               "resource": {"reference": reference}})
+    };
+    let post = |token: String, body: Value| {
+        let app = &app;
+        async move {
+            decode(
+                app.client
+                    .post(app.url("/api/v1/decisions"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("answered"),
+            )
+            .await
+        }
+    };
+    // No consent from B: a hidden record and a missing one get the same answer, naming no
+    // label, consent or policy.
+    let hidden = post(clinic.clone(), ask("Condition/hidden-b", "TREAT")).await;
+    let missing = post(clinic.clone(), ask("Condition/no-such-record", "TREAT")).await;
+    assert_eq!(hidden.0, 200, "{}", hidden.1);
+    assert_eq!(hidden, missing);
+    assert_eq!(hidden.1["decision"], "deny");
+    let text = hidden.1.to_string();
+    for secret in ["HIV", "label", "consent ", "policy", "Condition/"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(hidden.1.get("consent").is_none() && hidden.1.get("policies").is_none());
+    // A purpose outside the client's role is refused, as at the token endpoint.
+    let research = post(clinic.clone(), ask("Condition/hidden-b", "HRESCH")).await;
+    assert_eq!(
+        (research.0, code_of(&research.1).as_str()),
+        (403, "purpose_not_allowed")
+    );
+    // The patient and operators still get the whole explanation.
+    let full = app
+        .post_json("/api/v1/decisions", &ask("Condition/hidden-b", "TREAT"))
+        .await;
+    assert_eq!(full.0, 200);
+    assert!(full.1.to_string().contains("HIV"), "{}", full.1);
+    let own = post(app.patient_token(B), ask("Condition/hidden-b", "TREAT")).await;
+    assert_eq!(own.0, 200);
+    assert!(own.1.to_string().contains("HIV"), "{}", own.1);
+    let unknown = app
+        .post_json(
+            "/api/v1/decisions",
+            &ask("Condition/no-such-record", "TREAT"),
+        )
+        .await;
+    assert_eq!(unknown.0, 404, "{}", unknown.1);
+    // With B's consent, the client learns the permit and its obligations only.
+    let patient_b = app.patient_token(B);
+    let (status, _) = app
+        .send_as(
+            &patient_b,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let allowed = post(clinic.clone(), ask("Observation/obs-b", "TREAT")).await;
+    assert_eq!(allowed.1["decision"], "permit", "{}", allowed.1);
+    assert!(allowed.1.get("consent").is_none());
+}
+
+async fn recipients_never_receive_gateway_records(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let patient_b = app.patient_token(B);
+    let (status, made) = app
+        .send_as(
+            &patient_b,
+            reqwest::Method::PUT,
+            "/fhir/Consent/b-shares",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (clinic_id, clinic) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (status, everything) =
+        get_as(&app, &clinic, &format!("/fhir/Patient/{B}/$everything")).await;
+    assert_eq!(status, 200, "{everything}");
+    let types: Vec<&str> = everything["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert!(types.contains(&"Observation"), "{types:?}");
+    assert!(!types.contains(&"Consent"), "{types:?}");
+    for path in [
+        "/fhir/Consent/b-shares".to_string(),
+        format!("/fhir/Consent?patient={B}"),
+        format!("/fhir/AuditEvent?patient={B}"),
+    ] {
+        let (status, body) = get_as(&app, &clinic, &path).await;
+        assert!(matches!(status, 403 | 404), "{path}: {status} {body}");
+    }
+    // No consent or policy can release one: the decision itself refuses.
+    let (status, decided) = app
+        .post_json(
+            "/api/v1/decisions",
+            &json!({"client_id": clinic_id, "purpose": "TREAT", "patient": B,
+                    "resource": {"reference": "Consent/b-shares"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["decision"], "deny", "{decided}");
+}
+
+async fn query_errors_are_problem_documents(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for path in [
+        "/api/v1/audit/proofs/inclusion?index=x&tree_size=1",
+        "/api/v1/audit/proofs/consistency?from=1&to=-2",
+    ] {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("answered");
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let (status, body) = decode(resp).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{path}");
+        assert_eq!(body["code"], "invalid_query", "{path}: {body}");
+    }
+}
+
+both_backends!(
+    extreme_dates_are_refused_and_nothing_wedges,
+    extreme_search_dates_answer_400,
+    consents_stay_in_their_patients_record,
+    decisions_answer_a_client_no_more_than_a_read,
+    recipients_never_receive_gateway_records,
+    query_errors_are_problem_documents,
+);
+
+/// `/readyz` turns not-ready while another process holds SQLite's write lock (as a
+/// connection stuck in a transaction would), and ready again when it lets go.
+#[actix_web::test]
+async fn readiness_sees_a_database_that_takes_no_writes() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, SqliteConnection};
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        &[("CONSENTGATE__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "200")],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(app.get("/readyz").await.0, 200);
+    let path = app.dir.path().join("consentgate.db");
+    let mut holder = SqliteConnection::establish(&path.to_string_lossy()).expect("open");
+    holder
+        .batch_execute("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_not_writable", "{body}");
+    holder.batch_execute("COMMIT").expect("let go");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+}
