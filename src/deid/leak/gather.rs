@@ -44,6 +44,7 @@ impl Counts {
 #[derive(Default)]
 pub(super) struct Gathered {
     names: Vec<String>,
+    full_names: Vec<String>,
     places: Vec<String>,
     bounded: Vec<(String, LeakKind)>,
     ids: Vec<String>,
@@ -81,6 +82,14 @@ impl Gathered {
                         if let Some(s) = item.as_str() {
                             add_words(&mut self.names, s, words);
                         }
+                    }
+                }
+                let family = value.get("family").and_then(Value::as_str);
+                let given = value.get("given").map(schema::items).into_iter().flatten();
+                for given in given.filter_map(Value::as_str) {
+                    if let Some(family) = family {
+                        add_words(&mut self.full_names, &format!("{given} {family}"), words);
+                        add_words(&mut self.full_names, &format!("{family} {given}"), words);
                     }
                 }
             }
@@ -210,6 +219,7 @@ impl Gathered {
         }
         for list in [
             &mut self.names,
+            &mut self.full_names,
             &mut self.places,
             &mut self.kept_places,
             &mut self.ids,
@@ -252,13 +262,16 @@ impl Gathered {
             })
             .collect();
         let names = automaton(&self.names, false);
+        let full_names = automaton(&self.full_names, false);
         let places = automaton(&self.places, false);
         let bounded = automaton(self.bounded.iter().map(|(v, _)| v), true);
         // Building fails only past the automata's size limits, far beyond one patient's
         // values; a set that could not be compiled must not silently scan nothing.
-        let incomplete = names.is_err() || places.is_err() || bounded.is_err();
+        let incomplete =
+            names.is_err() || full_names.is_err() || places.is_err() || bounded.is_err();
         IdentifierSet {
             names: names.ok().flatten(),
+            full_names: full_names.ok().flatten(),
             places: places.ok().flatten(),
             bounded: bounded.ok().flatten(),
             incomplete,

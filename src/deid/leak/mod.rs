@@ -59,11 +59,15 @@
 //! | name-ish: `HumanName.*`, `Reference.display`, string `name`/`alias` elements | yes | - | yes | - | - | text forms |
 //! | address-ish: `Address.line`, `city`, `district`, `text`, and a state, country or postal code not kept on purpose | - | yes | yes | - | yes | text forms |
 //! | identifier-ish: `Identifier.value`, `ContactPoint.value`, `Reference.reference`, ids, `uri`/`url`/`canonical`/`oid`/`uuid`, `base64Binary` | - | - | yes | yes | - | text forms |
-//! | codes: `code` elements, `Coding.display`, `Coding.version` | - | - | identifiers and contacts only | - | - | - |
+//! | codes: `code` elements, `Coding.display`, `Coding.version` | full names only | - | identifiers and contacts only | - | - | - |
 //! | dates: `date`, `dateTime`, `instant` | - | - | - | - | - | the date rule below |
 //! | free text: every other string (narrative, notes, `CodeableConcept.text`, descriptions, `valueString`), and anything the table does not know | yes | yes | yes | yes | yes | text forms |
 //!
 //! Resource ids are looked for as tokens in every string but dates.
+//!
+//! In codes, a name is looked for only as a full name (a given name and the family name
+//! together, in either order): single name parts collide with the terms of code systems (a
+//! race display "White", an eye colour "Brown"), a whole name in a display does not.
 //!
 //! So a kept clinic name that mentions the patient's town, a race display "White" of a patient
 //! called White, or an RxNorm code equal to the ZIP code is not a leak; the same words in a
@@ -182,6 +186,8 @@ struct Bounded {
 pub struct IdentifierSet {
     /// Person names as normalised word sequences (` carolee951 `).
     names: Option<AhoCorasick>,
+    /// Given and family names together, both orders (` carolee951 sanford861 `).
+    full_names: Option<AhoCorasick>,
     /// Cities and districts as normalised word sequences.
     places: Option<AhoCorasick>,
     /// Identifiers, contacts, street lines, the birth date's and coordinates' text forms.

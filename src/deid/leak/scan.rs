@@ -199,9 +199,13 @@ impl<'s, 'v> Scanner<'s, 'v> {
         match class {
             Class::Kept => None,
             Class::Date => self.date(text, def),
-            Class::Code => self.bounded(text, |kind| {
-                matches!(kind, LeakKind::Identifier | LeakKind::Telecom)
-            }),
+            Class::Code => self
+                .words(text, set.full_names.as_ref(), LeakKind::Name)
+                .or_else(|| {
+                    self.bounded(text, |kind| {
+                        matches!(kind, LeakKind::Identifier | LeakKind::Telecom)
+                    })
+                }),
             Class::Identifier => self
                 .bounded(text, |_| true)
                 .or_else(|| text::has_phone(text, &set.phones).then_some(LeakKind::Telecom)),

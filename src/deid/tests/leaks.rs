@@ -226,6 +226,15 @@ fn values_are_looked_for_in_elements_of_their_kind_and_in_free_text() {
             json!({"resourceType": "Observation", "code": {"text": "White"}}),
             vec![LeakKind::Name],
         ),
+        // A whole name in a code's display is a name all the same.
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"display": "told by Carol White"}]}}),
+            vec![LeakKind::Name],
+        ),
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"display": "White, Carol"}]}}),
+            vec![LeakKind::Name],
+        ),
         (
             json!({"resourceType": "Observation", "note": [{"text": "lives in Kansas City"}]}),
             vec![LeakKind::Address],
