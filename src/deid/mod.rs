@@ -5,11 +5,23 @@
 //! is made like this (`today` judges ages; the key decides every pseudonym and date offset):
 //!
 //! ```text
-//! let profile = Profile::safe_harbor();                       // or Profile::load(path)?
+//! let profile = Profile::safe_harbor();                       // or Profile::load(path)? (an
+//!                                                             // allow-list or an MS config)
 //! let key = StudyKey::for_study(master_secret, study_id)?;    // unlinkable across studies
-//! let deid = Deidentifier::new(&profile, &key, today);
+//! let deid = Deidentifier::new(&profile, &key, today);        // Copy + Send + Sync
+//! // Once per patient: its identifiers compiled, its date offset computed.
 //! let sources = IdentifierSet::from_sources(&patient_resources);
-//! let out = deid.deidentify_checked(&resource, patient_id, &sources)?; // a leak is an error
+//! let patient = deid.patient(patient_id, &sources);
+//! for resource in &patient_resources {
+//!     match patient.deidentify_checked(resource) {             // de-identify, then scan
+//!         Ok(out) => write(out),
+//!         Err(DeidError::ResourceTypeNotInProfile { .. }) => {} // default deny: left out
+//!         Err(e) => match e.location() {                       // withhold just this one:
+//!             Some(at) => withhold(at.resource_type, at.reference, at.path, e.code()),
+//!             None => return Err(e),                           // configuration or key
+//!         },
+//!     }
+//! }
 //! ```
 //!
 //! # Profiles (`policies/deid/<name>.json`)
@@ -66,7 +78,9 @@
 //! # Errors
 //!
 //! [`DeidError`] carries a stable [`DeidError::code`]; messages name element paths, resource
-//! types, URLs and files, never patient values.
+//! types, pseudonymous references, URLs and files, never patient values. Callers match on
+//! the variants; [`DeidError::location`] tells a failure of one resource (withhold it) from a
+//! failure of the configuration or key (stop).
 
 mod dates;
 mod deidentifier;
