@@ -14,9 +14,13 @@
 //! selected elements and everything below them (not into nested resources), and an element
 //! handled by an earlier rule is not touched again. Each resource that is not contained gets
 //! `meta.security` labels for the operations applied to it and to the resources inside it.
-//! `perturb`, `encrypt`, `substitute` and `generalize` are refused with
-//! [`DeidError::AnonymizerConfig`]: the first two are random by design and none of them is part
-//! of consentgate's de-identification. Only `dateShiftScope` `resource` is supported.
+//! `substitute` is supported with a primitive `replaceWith` (a string, number or boolean that
+//! replaces each selected primitive value; selected complex elements are left as they are).
+//! `perturb`, `encrypt`, `generalize` and `substitute` with a complex `replaceWith` are refused
+//! at load with [`DeidError::AnonymizerConfig`] naming the file and rule index, as is any path
+//! outside the subset above. Only `dateShiftScope` `resource` is supported; `fhirVersion` must
+//! be empty, null or `R4`; `processingError(s)` may be `raise` or `skip` (no supported method
+//! raises one).
 
 use std::collections::BTreeSet;
 
@@ -35,6 +39,8 @@ const LABEL_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Observation
 #[derive(Debug, Clone)]
 pub struct AnonymizerConfig {
     rules: Vec<Rule>,
+    /// The `replaceWith` values of `substitute` rules, by [`Method::Substitute`] index.
+    replacements: Vec<String>,
     date_shift_key: String,
     crypto_hash_key: String,
     redact: RedactSettings,
@@ -46,6 +52,8 @@ enum Method {
     Redact,
     DateShift,
     CryptoHash,
+    /// `substitute` with a primitive `replaceWith`, by index into the replacements.
+    Substitute(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +188,7 @@ impl AnonymizerConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let mut replacements = Vec::new();
         let rules = config
             .get("fhirPathRules")
             .and_then(Value::as_array)
@@ -187,7 +196,7 @@ impl AnonymizerConfig {
             .iter()
             .enumerate()
             .map(|(index, rule)| {
-                parse_rule(rule).map_err(|e| match e {
+                parse_rule(rule, &mut replacements).map_err(|e| match e {
                     DeidError::AnonymizerConfig { file, reason, .. } => {
                         DeidError::AnonymizerConfig {
                             file,
@@ -201,6 +210,7 @@ impl AnonymizerConfig {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AnonymizerConfig {
             rules,
+            replacements,
             date_shift_key: text_of("dateShiftKey"),
             crypto_hash_key: text_of("cryptoHashKey"),
             redact: RedactSettings {
@@ -251,7 +261,7 @@ fn unsupported(reason: impl Into<String>) -> DeidError {
     }
 }
 
-fn parse_rule(rule: &Value) -> Result<Rule, DeidError> {
+fn parse_rule(rule: &Value, replacements: &mut Vec<String>) -> Result<Rule, DeidError> {
     let path = rule
         .get("path")
         .and_then(Value::as_str)
@@ -262,6 +272,23 @@ fn parse_rule(rule: &Value) -> Result<Rule, DeidError> {
         "redact" => Method::Redact,
         "dateshift" => Method::DateShift,
         "cryptohash" => Method::CryptoHash,
+        "substitute" => {
+            let replacement = match rule.get("replaceWith") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Object(_) | Value::Array(_)) => {
+                    return Err(unsupported(
+                        "substitute with a complex replaceWith (only primitive values are supported)",
+                    ));
+                }
+                None | Some(Value::Null) => {
+                    return Err(unsupported("substitute without replaceWith"));
+                }
+            };
+            replacements.push(replacement);
+            Method::Substitute(replacements.len() - 1)
+        }
         _ => return Err(unsupported(format!("method {method_name}"))),
     };
     let type_end = path
@@ -357,11 +384,16 @@ fn label(operation: Operation) -> (Option<&'static str>, &'static str, &'static 
             "CRYTOHASH",
             "cryptographic hash function",
         ),
-        // The anonymizer gives this one no system.
+        // The anonymizer gives these no system.
         Operation::Perturb => (
             None,
             "PERTURBED",
             "exact value is replaced with another exact value",
+        ),
+        Operation::Substitute => (
+            None,
+            "SUBSTITUTED",
+            "exact value is replaced with a predefined value",
         ),
     }
 }
@@ -467,6 +499,12 @@ impl Run<'_, '_> {
         if let Some(mark) = self.visited.get_mut(index) {
             *mark = true;
         }
+        // A primitive replacement stands for the selected value, never for the parts of a
+        // complex element: those are left as they are (and not touched by later rules).
+        let method = match method {
+            Method::Substitute(_) if self.tree.nodes[index].value.is_none() => Method::Keep,
+            other => other,
+        };
         for child in self.tree.nodes[index].children.clone() {
             if self.tree.nodes[child].resource_type.is_none() {
                 self.process_recursive(child, method, operations);
@@ -489,6 +527,13 @@ impl Run<'_, '_> {
         let is_date = matches!(node.type_code.as_str(), "date" | "dateTime" | "instant");
         let outcome = match method {
             Method::Keep => return None,
+            Method::Substitute(replacement) => {
+                let replacement = self.config.replacements.get(replacement)?.clone();
+                super::Transformed {
+                    value: Some(replacement),
+                    operation: Operation::Substitute,
+                }
+            }
             Method::Redact => {
                 let kind = match (node.type_code.as_str(), node.name.as_str(), parent_type) {
                     ("date", _, _) => ValueKind::Date,

@@ -39,6 +39,8 @@ pub enum Operation {
     CryptoHash,
     /// Moved, e.g. a shifted date (`PERTURBED`).
     Perturb,
+    /// Replaced with a configured value (`SUBSTITUTED`).
+    Substitute,
 }
 
 /// The outcome of a method on one value.
