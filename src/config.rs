@@ -39,6 +39,45 @@ pub struct Settings {
     pub policies: PolicySettings,
     /// Tracing output.
     pub log: LogSettings,
+    /// Which addresses the gateway's own outbound requests (JWKS URLs, webhooks) may reach.
+    pub outbound: OutboundSettings,
+    /// Request rates per client and per source address.
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Outbound requests: special-purpose addresses are refused unless allow-listed here.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Networks (CIDR, e.g. `10.20.0.0/16` or `127.0.0.1/32`) that JWKS URLs and webhooks may
+    /// reach although they are loopback, private or otherwise special-purpose.
+    pub allowed_networks: Vec<String>,
+}
+
+/// One limit: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per minute, sustained; 0 turns this limit off.
+    pub per_minute: u32,
+    /// Requests allowed at once before the rate applies.
+    pub burst: u32,
+}
+
+/// Rate limits on authentication, answered with 429 and `Retry-After`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// `POST /oauth/token` per source address.
+    pub token_per_address: RateLimit,
+    /// `POST /oauth/token` per client id named in the assertion.
+    pub token_per_client: RateLimit,
+    /// Failed bearer tokens per source address.
+    pub failed_auth_per_address: RateLimit,
+    /// Sign-in attempts per source address (the patient page's sign-in).
+    pub sign_in_per_address: RateLimit,
+    /// Proxies (CIDR) whose `X-Forwarded-For` names the real source address.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Where the institution's policies come from.
@@ -75,6 +114,19 @@ pub struct ServerSettings {
     pub plain_http: bool,
     /// Externally visible base URL; empty means derived from the bound address.
     pub public_base_url: String,
+    /// Seconds a client has to send a request's headers (slow clients are cut off).
+    pub client_request_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body.
+    pub client_body_timeout_secs: u64,
+    /// Seconds a connection may take to close after its response.
+    pub client_disconnect_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open; 0 closes after each response.
+    pub keep_alive_secs: u64,
+    /// Most connections per worker thread.
+    pub max_connections_per_worker: usize,
+    /// Request body bytes held in memory at once across all requests; beyond it, new body
+    /// bytes wait briefly, then the request is answered 503.
+    pub max_inflight_body_bytes: usize,
     /// Certificate and key.
     pub tls: TlsSettings,
 }
@@ -274,6 +326,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("outbound.allowed_networks")
+                .with_list_parse_key("rate_limits.trusted_proxies")
                 .source(Some(env_map)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -395,6 +450,28 @@ impl Settings {
                 "must start with https:// or http://",
             );
         }
+        if self.server.max_inflight_body_bytes < self.limits.max_body_bytes {
+            return invalid(
+                "server.max_inflight_body_bytes",
+                "must be at least limits.max_body_bytes",
+            );
+        }
+        if self.server.client_request_timeout_secs == 0 || self.server.client_body_timeout_secs == 0
+        {
+            return invalid(
+                "server.client_request_timeout_secs",
+                "client timeouts must be at least 1 second",
+            );
+        }
+        if self.server.max_connections_per_worker == 0 {
+            return invalid("server.max_connections_per_worker", "must be at least 1");
+        }
+        if let Err(reason) = parse_networks(&self.outbound.allowed_networks) {
+            return invalid("outbound.allowed_networks", &reason);
+        }
+        if let Err(reason) = parse_networks(&self.rate_limits.trusted_proxies) {
+            return invalid("rate_limits.trusted_proxies", &reason);
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::Invalid {
                 key: "log.filter",
@@ -466,6 +543,20 @@ impl Settings {
             Err(e) => format!("# could not render configuration: {e}\n"),
         }
     }
+}
+
+/// Parses CIDR networks (`10.0.0.0/8`, `::1/128`; a bare address means that one address).
+pub fn parse_networks(items: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    items
+        .iter()
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| format!("`{item}` is not a CIDR network such as 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 /// Replaces the password of a URL with asterisks; the rest stays readable.
@@ -563,6 +654,23 @@ mod tests {
     }
 
     #[test]
+    fn network_lists_come_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            env(&[(
+                "CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS",
+                "127.0.0.1/32,::1,10.1.2.3/16",
+            )]),
+        )
+        .unwrap();
+        let nets = parse_networks(&s.outbound.allowed_networks).unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.1.0.0/16"]);
+        let none = Settings::load_from(None, env(&[])).unwrap();
+        assert!(none.outbound.allowed_networks.is_empty());
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
@@ -590,6 +698,14 @@ mod tests {
             ),
             (&[("CONSENTGATE__SERVER__PORT", "notaport")], "port"),
             (&[("CONSENTGATE__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
+            (
+                &[("CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS", "10.0.0.0/33")],
+                "outbound.allowed_networks",
+            ),
+            (
+                &[("CONSENTGATE__SERVER__MAX_INFLIGHT_BODY_BYTES", "1024")],
+                "server.max_inflight_body_bytes",
+            ),
         ];
         for (vars, key) in cases {
             let err = Settings::load_from(None, env(vars))

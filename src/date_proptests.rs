@@ -74,9 +74,9 @@ proptest! {
                 &limits,
             );
         }
-        let _ = crate::api::access_log::date_bound(&value);
+        let _ = crate::accounting::date_bound(&value);
         for name in ["since", "until"] {
-            let _ = crate::api::access_log::parse_log_query(&format!("{name}={encoded}"), &limits);
+            let _ = crate::accounting::parse_log_query(&format!("{name}={encoded}"), &limits);
         }
         let _ = crate::api::export::parse_kick_off(&format!("_since={encoded}"));
     }

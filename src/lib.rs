@@ -4,6 +4,8 @@
 //! builds the server, [`api`] holds every HTTP handler, [`records`] turns FHIR bundles and
 //! resources into stored, indexed rows, and [`store`] is the only module that knows SQL.
 
+pub mod access_request;
+pub mod accounting;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -15,6 +17,7 @@ mod date_proptests;
 pub mod decision;
 pub mod deid;
 pub mod demo;
+pub mod disclosure;
 pub mod error;
 pub mod fhir_time;
 pub mod gateway;
@@ -22,8 +25,10 @@ pub mod ids;
 pub mod import;
 pub mod institution;
 pub mod labels;
+pub mod net;
 pub mod notify;
 pub mod policy;
+pub mod ratelimit;
 pub mod records;
 pub mod release;
 pub mod sharing;

@@ -73,12 +73,26 @@ impl Application {
             CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
                 .context("loading the audit log key")?;
         let audit = AuditLog::start(store.clone()).context("starting the audit writer")?;
-        let notify_worker = crate::notify::DeliveryWorker::start(store.clone(), &settings.auth)
-            .context("starting the notification delivery worker")?;
+        let guard = crate::net::OutboundGuard::from_settings(&settings.outbound)?;
+        let notify_worker =
+            crate::notify::DeliveryWorker::start(store.clone(), &settings.auth, guard)
+                .context("starting the notification delivery worker")?;
         let institution = Institution::load(&settings)?;
         let shaping = crate::release::Shaping::open(&settings.data_path(&settings.auth.key_dir))
             .context("loading the de-identification secret")?;
         let limits = settings.limits;
+        let metrics = observe::Metrics::new().context("setting up metrics")?;
+        let rate_limits = web::Data::new(
+            crate::ratelimit::RateLimits::new(&settings.rate_limits)
+                .context("setting up rate limits")?,
+        );
+        metrics
+            .register(rate_limits.counter())
+            .context("registering the rate-limit metric")?;
+        let intake = web::Data::new(api::intake::Intake::new(
+            settings.server.max_inflight_body_bytes,
+            Duration::from_secs(settings.server.client_body_timeout_secs),
+        ));
         let gateway = Arc::new(Gateway {
             store: store.clone(),
             settings: Arc::new(settings.clone()),
@@ -92,18 +106,34 @@ impl Application {
         });
         let state = web::Data::new(AppState {
             gateway,
-            metrics: observe::Metrics::new().context("setting up metrics")?,
+            metrics,
             notify_worker,
         });
+        let server_settings = &settings.server;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(rate_limits.clone())
+                .app_data(intake.clone())
+                .wrap(from_fn(api::intake::intake))
                 .wrap(from_fn(observe::observe))
                 .configure(|cfg| api::body_configs(cfg, &limits))
                 .configure(api::configure)
         })
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .client_request_timeout(Duration::from_secs(30));
+        .shutdown_timeout(server_settings.shutdown_timeout_secs)
+        // Slow clients (slowloris): headers, then the close, each within its time; bodies
+        // within theirs (api::intake).
+        .client_request_timeout(Duration::from_secs(
+            server_settings.client_request_timeout_secs,
+        ))
+        .client_disconnect_timeout(Duration::from_secs(
+            server_settings.client_disconnect_timeout_secs,
+        ))
+        .keep_alive(match server_settings.keep_alive_secs {
+            0 => actix_web::http::KeepAlive::Disabled,
+            secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
+        })
+        .max_connections(server_settings.max_connections_per_worker);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

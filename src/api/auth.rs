@@ -10,6 +10,10 @@
 //! registered, token not revoked), so a removal or revocation holds from the next request on
 //! every instance, even when the token's signature check comes from the cache. Failures answer
 //! 401 with `WWW-Authenticate` and say nothing about which check failed.
+//!
+//! Failed bearer tokens are counted per source address ([`crate::ratelimit`]); an address
+//! that spent its allowance gets 429 with `Retry-After` for every bearer request, before
+//! any verification, until the window passes.
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -17,13 +21,13 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::tokens::{self, AccessClaims, Expectation, PersonClaims};
-use crate::auth::{Principal, now_secs, people};
-use crate::store::identity;
+use super::throttle::{rate_limits, source_address};
+use crate::auth::tokens::AccessClaims;
+use crate::auth::{Principal, bearer};
+use crate::error::ErrorKind;
 
 /// Any verified caller.
 #[derive(Debug, Clone)]
@@ -67,87 +71,14 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Verifies a bearer token into a principal (signature, claims, registration, revocation).
+/// Verifies a bearer token into a principal ([`crate::auth::bearer::authenticate`]).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let auth = &state.auth;
-    let settings = &state.settings.auth;
-    if token.len() > settings.max_token_bytes {
-        return Err(ApiError::unauthorized());
-    }
-    let now = now_secs();
-    let principal = match auth.cached(token, now) {
-        Some(p) => p,
-        None => {
-            let (principal, exp) = verify_fresh(state, token).await?;
-            auth.remember(token, &principal, exp);
-            principal
-        }
-    };
-    if let Principal::Client(claims) = &principal {
-        let (client, jti) = (claims.client_id.clone(), claims.jti.clone());
-        let live = state
-            .store
-            .run(move |conn| {
-                Ok::<_, ApiError>(
-                    identity::client_is_active(conn, &client)?
-                        && !identity::token_is_revoked(conn, &jti)?,
-                )
-            })
-            .await?;
-        if !live {
-            return Err(ApiError::unauthorized());
-        }
-    }
-    Ok(principal)
-}
-
-async fn verify_fresh(state: &AppState, token: &str) -> Result<(Principal, i64), ApiError> {
-    let auth = &state.auth;
-    let skew = state.settings.auth.clock_skew_secs;
-    let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized())?;
-    let typ = header.typ.as_deref().unwrap_or("JWT").to_ascii_lowercase();
-    if typ == tokens::ACCESS_TOKEN_TYP {
-        let claims: AccessClaims = tokens::verify(
-            &auth.keyring,
-            token,
-            &Expectation {
-                typ: tokens::ACCESS_TOKEN_TYP,
-                issuer: &auth.issuer,
-                audience: &auth.fhir_audience,
-                skew_secs: skew,
-                allow_expired: false,
-            },
-        )
-        .map_err(|_| ApiError::unauthorized())?;
-        let exp = claims.exp;
-        return Ok((Principal::Client(Box::new(claims)), exp));
-    }
-    let issuer: Option<String> = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
-        .ok()
-        .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string));
-    if issuer.as_deref() == Some(auth.issuer.as_str()) {
-        if !auth.dev_people_tokens {
-            return Err(ApiError::unauthorized());
-        }
-        let person: PersonClaims = tokens::verify(
-            &auth.keyring,
-            token,
-            &Expectation {
-                typ: tokens::PERSON_TOKEN_TYP,
-                issuer: &auth.issuer,
-                audience: tokens::PERSON_AUDIENCE,
-                skew_secs: skew,
-                allow_expired: false,
-            },
-        )
-        .map_err(|_| ApiError::unauthorized())?;
-        let principal = people::principal_of(&person).ok_or_else(ApiError::unauthorized)?;
-        return Ok((principal, person.exp));
-    }
-    auth.people
-        .verify(&auth.fetcher, token, skew)
+    bearer::authenticate(state, token)
         .await
-        .map_err(|_| ApiError::unauthorized())
+        .map_err(|e| match e.kind {
+            ErrorKind::Unauthorized => ApiError::unauthorized(),
+            _ => e.into(),
+        })
 }
 
 fn state_of(req: &HttpRequest) -> Result<Data<AppState>, ApiError> {
@@ -163,10 +94,26 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state_of(req);
         let token = bearer(req);
+        let limits = rate_limits(req);
+        let source = limits.as_ref().and_then(|l| source_address(req, l));
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(ApiError::unauthorized)?;
-            authenticate(&state, &token).await.map(Caller)
+            let throttled =
+                |t: crate::ratelimit::Throttled| ApiError::too_many_requests(t.retry_after_secs());
+            if let Some(limits) = &limits {
+                limits.check_bearer(source).map_err(throttled)?;
+            }
+            match authenticate(&state, &token).await {
+                Ok(principal) => Ok(Caller(principal)),
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                    if let Some(limits) = &limits {
+                        limits.record_failed_bearer(source).map_err(throttled)?;
+                    }
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }

@@ -78,6 +78,8 @@ pub struct ApiError {
     pub message: String,
     /// Sets `WWW-Authenticate` on a 401.
     pub challenge: Option<&'static str>,
+    /// Seconds for `Retry-After` (a 503 without one gets [`RETRY_AFTER_SECS`]).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -88,6 +90,19 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 from a rate limit, with the wait in `Retry-After`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("too many requests; retry after {retry_after_secs} seconds"),
+            )
         }
     }
 
@@ -131,7 +146,9 @@ impl ApiError {
                 HeaderValue::from_static(challenge),
             ));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         match flavor {
@@ -154,7 +171,12 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        ApiError::new(status_of(e.kind), e.code, e.message)
+        let mut error = ApiError::new(status_of(e.kind), e.code, e.message);
+        if e.kind == ErrorKind::Unauthorized {
+            // RFC 6750: every 401 carries the bearer challenge.
+            error.challenge = ApiError::unauthorized().challenge;
+        }
+        error
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! The study's members are the patients whose consents permit the researcher: every patient
 //! owning a Consent is a candidate, and each of their resources passes the one decision
-//! engine ([`broker::decide_each`], action `export`) with the consents read afresh. What is
-//! permitted is de-identified under the study's key ([`broker::shape_for_study`]), whatever
+//! engine ([`release::decide_each`], action `export`) with the consents read afresh. What is
+//! permitted is de-identified under the study's key ([`release::shape_for_study`]), whatever
 //! the obligations say, and leak-scanned against the patient's identifiers; a hit fails the
 //! job. Patients are handled one at a time and their resources in batches of
 //! [`RESOURCE_BATCH`], each line streamed to its file, so memory stays flat.
@@ -40,16 +40,19 @@ use time::format_description::well_known::Rfc3339;
 
 use super::auth::ClientCaller;
 use super::error::{ApiError, FHIR_JSON};
-use super::{AppState, audit, broker};
+use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::Principal;
 use crate::auth::clients::Role;
 use crate::auth::tokens::AccessClaims;
 use crate::decision::Requester;
+use crate::error::ErrorKind;
+use crate::ids::PatientId;
 use crate::policy::Obligation;
 use crate::policy::PolicyAction;
 use crate::records::dates::{self, now_micros};
 use crate::records::{RecordError, outcome, validate};
+use crate::release::{self, Interaction, PatientContext, Permitted, Recipient};
 use crate::store::exports::{self as jobs, ExportJobRow, PatientPage};
 
 /// Resources read, decided and shaped at a time.
@@ -254,7 +257,7 @@ pub async fn kick_off(
     if !validate::is_valid_id(&study) {
         return Err(not_known("the Group"));
     }
-    let requester = broker::requester(&state, &claims).await?;
+    let requester = release::requester(&state, &claims).await?;
     // Not a researcher of this study: the study does not exist, as far as it can tell.
     if !may_export(&requester, &study) {
         return Err(not_known(&format!("Group/{study}")));
@@ -784,16 +787,15 @@ async fn export(state: &AppState, job: &Job) -> Result<Vec<(String, u64)>, Stop>
         };
         // The registration is read again for each page: a removed client or a study it no
         // longer acts for stops the export.
-        let requester =
-            broker::requester(state, &job.claims)
-                .await
-                .map_err(|e| match e.status {
-                    StatusCode::UNAUTHORIZED => Stop::failed(
-                        "client_not_active",
-                        "the client that started the export is no longer registered",
-                    ),
-                    _ => Stop::from(e),
-                })?;
+        let requester = release::requester(state, &job.claims)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Unauthorized => Stop::failed(
+                    "client_not_active",
+                    "the client that started the export is no longer registered",
+                ),
+                _ => Stop::from(ApiError::from(e)),
+            })?;
         if !may_export(&requester, &job.study) {
             return Err(Stop::failed(
                 "not_authorized",
@@ -827,7 +829,11 @@ async fn export_patient(
     out: &mut Output,
     beat: &mut Heartbeat,
 ) -> Result<Option<AuditEntry>, Stop> {
-    let (consents, sources) = broker::patient_context(state, patient).await?;
+    let patient_id = PatientId::parse(patient)
+        .map_err(|_| ApiError::internal("a stored patient id is not a FHIR id"))?;
+    let context = PatientContext::load(state, &patient_id)
+        .await
+        .map_err(ApiError::from)?;
     let profile = state.shaping.profile();
     let mut released: Vec<String> = Vec::new();
     let mut consent_ids = BTreeSet::new();
@@ -856,32 +862,37 @@ async fn export_patient(
                 .map_err(|_| ApiError::internal(format!("stored body of {ty}/{id} is not JSON")))?;
             resources.push(value);
         }
-        let mut permitted = broker::decide_each(
-            state,
+        let recipient = Recipient {
+            claims: &job.claims,
             requester,
-            &job.claims,
-            &consents,
-            patient,
+        };
+        let mut permitted = release::decide_each(
+            state,
+            recipient,
+            &context,
             resources,
             PolicyAction::Export,
-            false,
+            Interaction::Read,
         );
-        // Types the profile refuses never leave; dropping them here keeps outputs aligned
-        // with their sources for the audit entry.
-        permitted.retain(|(r, _)| {
-            profile.allows_resource_type(r["resourceType"].as_str().unwrap_or_default())
-        });
-        let mut ids = Vec::with_capacity(permitted.len());
-        for (resource, decision) in &mut permitted {
+        // Types the profile refuses are withheld by shaping, and the audit entry lists only
+        // what shaping released.
+        for Permitted { decision, .. } in &mut permitted {
             // An export is de-identified whatever the policies ask for.
             if !decision.obligations.iter().any(Obligation::deidentifies) {
                 decision.obligations.push(Obligation::safe_harbor());
             }
-            ids.push(format!(
-                "{}/{}",
-                resource["resourceType"].as_str().unwrap_or_default(),
-                resource["id"].as_str().unwrap_or_default()
-            ));
+        }
+        let shaped =
+            release::shape_for_study(state, &job.study, &context, permitted).map_err(|e| {
+                Stop::Failed {
+                    code: e.code,
+                    message: e.message,
+                    patient: Some(patient.to_string()),
+                }
+            })?;
+        for resource in shaped.resources() {
+            out.write(resource.body()).map_err(Stop::storage)?;
+            let decision = resource.decision();
             consent_ids.extend(
                 decision
                     .consent
@@ -892,22 +903,7 @@ async fn export_patient(
             );
             policies.extend(decision.policies.iter().cloned());
         }
-        let shaped =
-            broker::shape_for_study(state, &job.claims, &job.study, patient, &sources, permitted)
-                .map_err(|e| Stop::Failed {
-                code: e.code,
-                message: e.message,
-                patient: Some(patient.to_string()),
-            })?;
-        if shaped.len() != ids.len() {
-            return Err(
-                ApiError::internal("de-identified output does not match its sources").into(),
-            );
-        }
-        for resource in &shaped {
-            out.write(resource).map_err(Stop::storage)?;
-        }
-        released.extend(ids);
+        released.extend(shaped.sources());
         beat.tick(state, job, false).await?;
     }
     if released.is_empty() {

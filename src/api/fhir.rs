@@ -1,26 +1,25 @@
-//! FHIR record endpoints. Writes are the operator's; reads are the operator's and the
-//! patient's own (a patient token reaches only resources of that patient: anything else
-//! answers 404, as if it did not exist). Recipients reach records through consent-checked
-//! reads.
+//! FHIR record endpoints. Writes are the operator's. Reads dispatch on who asks: a
+//! recipient client gets the consent-checked release ([`crate::release`]); an operator or
+//! a patient (their own records only) reads directly ([`crate::release::direct`]). Either
+//! way the handler parses, calls one domain function and renders.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, LAST_MODIFIED, LOCATION};
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post, put};
-use serde_json::Value;
-
-use std::collections::BTreeMap;
+use serde_json::{Value, json};
 
 use super::auth::{Caller, Operator, Reader};
 use super::body::FhirJson;
-use super::broker;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
-use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
+use crate::auth::clients::Role;
 use crate::auth::tokens::AccessClaims;
+use crate::ids::PatientId;
 use crate::records::ingest::{self, Stored};
-use crate::records::{RecordError, bundle, index, search, validate};
+use crate::records::{RecordError, bundle, search, validate};
+use crate::release::{self, SearchPage, direct};
 use crate::store::write_tx;
 
 fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
@@ -131,6 +130,29 @@ pub async fn update(
     Ok(stored_response(&state, &stored))
 }
 
+/// Who reads: a person reads directly, a recipient client through the release.
+enum Asker {
+    /// An operator, or a patient (their own records only).
+    Person(Principal),
+    /// A recipient client.
+    Recipient(Box<AccessClaims>),
+}
+
+/// Sorts the caller; a data source sends records and reads none.
+fn asker(principal: Principal) -> Result<Asker, ApiError> {
+    match principal {
+        Principal::Client(claims) if Role::parse(&claims.role) == Some(Role::DataSource) => {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a data source sends records; it does not read them",
+            ))
+        }
+        Principal::Client(claims) => Ok(Asker::Recipient(claims)),
+        person => Ok(Asker::Person(person)),
+    }
+}
+
 /// `GET /fhir/{type}/{id}`.
 #[get("/{type}/{id}")]
 pub async fn read(
@@ -140,28 +162,17 @@ pub async fn read(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id) = path.into_inner();
-    let reader = match reader_or_client(principal)? {
-        Ok(reader) => reader,
-        Err(claims) => return broker::read(&state, &claims, &req, resource_type, id).await,
-    };
-    let only = reader.only_patient.clone();
-    let body = state
-        .store
-        .run(move |conn| {
-            let body = ingest::read(conn, &resource_type, &id)?;
-            visible_to(only.as_deref(), &resource_type, &id, &body)?;
-            Ok::<_, RecordError>(body)
-        })
-        .await?;
-    audit_disclosure(
-        &state,
-        &reader,
-        &req,
-        AuditAction::Read,
-        std::slice::from_ref(&body),
-    )
-    .await?;
-    Ok(with_version_headers(&body))
+    let request_id = audit::request_id(&req);
+    match asker(principal)? {
+        Asker::Recipient(claims) => {
+            let body = release::read(&state, &claims, &request_id, &resource_type, &id).await?;
+            Ok(fhir_ok(StatusCode::OK, &body))
+        }
+        Asker::Person(person) => {
+            let body = direct::read(&state, &person, &request_id, &resource_type, &id).await?;
+            Ok(with_version_headers(&body))
+        }
+    }
 }
 
 /// `GET /fhir/{type}/{id}/_history/{version}`.
@@ -173,44 +184,16 @@ pub async fn vread(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (resource_type, id, version) = path.into_inner();
-    let only = reader.only_patient.clone();
-    let body = state
-        .store
-        .run(move |conn| {
-            let body = ingest::read_version(conn, &resource_type, &id, &version)?;
-            visible_to(only.as_deref(), &resource_type, &id, &body)?;
-            Ok::<_, RecordError>(body)
-        })
-        .await?;
-    audit_disclosure(
+    let body = direct::read_version(
         &state,
-        &reader,
-        &req,
-        AuditAction::Read,
-        std::slice::from_ref(&body),
+        &reader.principal,
+        &audit::request_id(&req),
+        &resource_type,
+        &id,
+        Some(&version),
     )
     .await?;
     Ok(with_version_headers(&body))
-}
-
-/// Operators and patients read directly; recipient clients go through the broker.
-fn reader_or_client(principal: Principal) -> Result<Result<Reader, AccessClaims>, ApiError> {
-    match principal {
-        Principal::Client(claims) if claims.role == "data_source" => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a data source sends records; it does not read them",
-        )),
-        Principal::Client(claims) => Ok(Err(*claims)),
-        Principal::Patient { ref patient_id, .. } => Ok(Ok(Reader {
-            only_patient: Some(patient_id.clone()),
-            principal,
-        })),
-        Principal::Operator { .. } => Ok(Ok(Reader {
-            principal,
-            only_patient: None,
-        })),
-    }
 }
 
 /// `GET /fhir/Patient/{id}/$everything`: every resource of the patient the caller may see.
@@ -221,98 +204,82 @@ pub async fn everything(
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = path.into_inner();
-    let reader = match reader_or_client(principal)? {
-        Ok(reader) => reader,
-        Err(claims) => return broker::everything(&state, &claims, &req, patient).await,
+    let asker = asker(principal)?;
+    let raw = path.into_inner();
+    let patient = PatientId::parse(&raw).map_err(|_| {
+        ApiError::from(RecordError::not_found(
+            "not_found",
+            format!("Patient/{raw} is not known"),
+        ))
+    })?;
+    let request_id = audit::request_id(&req);
+    let resources = match asker {
+        Asker::Recipient(claims) => {
+            release::everything(&state, &claims, &request_id, &patient).await?
+        }
+        Asker::Person(person) => direct::everything(&state, &person, &request_id, &patient).await?,
     };
-    if reader
-        .only_patient
-        .as_ref()
-        .is_some_and(|own| *own != patient)
-        || !validate::is_valid_id(&patient)
-    {
-        return Err(
-            RecordError::not_found("not_found", format!("Patient/{patient} is not known")).into(),
-        );
-    }
-    let p = patient.clone();
-    let all = state
-        .store
-        .run(move |conn| crate::store::resources::current_for_patient(conn, &p))
-        .await?;
-    let resources: Vec<Value> = all
-        .into_iter()
-        .filter_map(|(_, _, body)| serde_json::from_str(&body).ok())
-        .collect();
-    audit_disclosure(&state, &reader, &req, AuditAction::Read, &resources).await?;
-    let base = state.fhir_base();
-    let entries: Vec<Value> = resources
-        .into_iter()
-        .map(|r| search::match_entry(&base, r))
-        .collect();
     Ok(fhir_ok(
         StatusCode::OK,
-        &serde_json::json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}),
+        &searchset(&state.fhir_base(), resources, None),
     ))
 }
 
-/// A patient sees only resources of their own compartment; others do not exist for them.
-fn visible_to(
-    only_patient: Option<&str>,
-    resource_type: &str,
-    id: &str,
-    body: &Value,
-) -> Result<(), RecordError> {
-    match only_patient {
-        None => Ok(()),
-        Some(own) if index::patient_of(resource_type, id, body).as_deref() == Some(own) => Ok(()),
-        Some(_) => Err(RecordError::not_found(
-            "not_found",
-            format!("{resource_type}/{id} is not known"),
-        )),
-    }
+/// `GET /fhir/{type}?...`: search.
+#[get("/{type}")]
+pub async fn search_type(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    path: Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let resource_type = path.into_inner();
+    let request_id = audit::request_id(&req);
+    let query = req.query_string();
+    let bundle = match asker(principal)? {
+        Asker::Recipient(claims) => {
+            let page = release::search(&state, &claims, &request_id, &resource_type, query).await?;
+            let links = page_links(&state.fhir_base(), &page);
+            searchset(&state.fhir_base(), page.resources, Some(links))
+        }
+        Asker::Person(person) => {
+            direct::search(&state, &person, &request_id, &resource_type, query).await?
+        }
+    };
+    Ok(fhir_ok(StatusCode::OK, &bundle))
 }
 
-/// Records what leaves, one entry per patient concerned (so each patient's accounting of
-/// disclosures lists it), and waits until the entries are durable.
-async fn audit_disclosure(
-    state: &AppState,
-    reader: &Reader,
-    req: &HttpRequest,
-    action: AuditAction,
-    resources: &[Value],
-) -> Result<(), ApiError> {
-    let mut by_patient: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
-    for r in resources {
-        let (Some(ty), Some(id)) = (
-            r.get("resourceType").and_then(Value::as_str),
-            r.get("id").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        by_patient
-            .entry(index::patient_of(ty, id, r))
-            .or_default()
-            .push(format!("{ty}/{id}"));
+/// A searchset Bundle of `resources` (no total: a count could reveal more than is shown).
+fn searchset(base: &str, resources: Vec<Value>, links: Option<Vec<Value>>) -> Value {
+    let entries: Vec<Value> = resources
+        .into_iter()
+        .map(|r| search::match_entry(base, r))
+        .collect();
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+    if let Some(links) = links {
+        bundle["link"] = Value::Array(links);
     }
-    if by_patient.is_empty() {
-        by_patient.insert(reader.only_patient.clone(), Vec::new());
+    bundle
+}
+
+/// The `self` and (when there is one) `next` links of a recipient's search page.
+fn page_links(base: &str, page: &SearchPage) -> Vec<Value> {
+    let link = |cursor: Option<&str>| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &page.echo {
+            q.append_pair(k, v);
+        }
+        q.append_pair("_count", &page.page_size.to_string());
+        if let Some(c) = cursor {
+            q.append_pair("_cursor", c);
+        }
+        format!("{base}/{}?{}", page.resource_type, q.finish())
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(None)})];
+    if let Some(cursor) = &page.next_cursor {
+        links.push(json!({"relation": "next", "url": link(Some(cursor))}));
     }
-    let request_id = audit::request_id(req);
-    for (patient, refs) in by_patient {
-        let mut entry = audit::entry_for(
-            &reader.principal,
-            action,
-            AuditOutcome::Success,
-            request_id.clone(),
-        );
-        entry.detail.insert("count".into(), refs.len().to_string());
-        entry.patient_id = patient;
-        entry.resources = refs;
-        audit::record(state, entry).await?;
-    }
-    Ok(())
+    links
 }
 
 fn with_version_headers(body: &Value) -> HttpResponse {
@@ -325,36 +292,4 @@ fn with_version_headers(body: &Value) -> HttpResponse {
         response.insert_header((LAST_MODIFIED, updated.to_string()));
     }
     response.body(body.to_string())
-}
-
-/// `GET /fhir/{type}?...`: search.
-#[get("/{type}")]
-pub async fn search_type(
-    state: Data<AppState>,
-    Caller(principal): Caller,
-    path: Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let resource_type = path.into_inner();
-    let reader = match reader_or_client(principal)? {
-        Ok(reader) => reader,
-        Err(claims) => return broker::search_type(&state, &claims, &req, resource_type).await,
-    };
-    let mut parsed = search::parse(&resource_type, req.query_string(), &state.settings.limits)?;
-    if let Some(own) = &reader.only_patient {
-        search::restrict_to_patient(&mut parsed, own);
-    }
-    let base = state.fhir_base();
-    let bundle = state
-        .store
-        .run(move |conn| search::run(conn, &parsed, &base))
-        .await?;
-    let found: Vec<Value> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["resource"].clone())
-        .collect();
-    audit_disclosure(&state, &reader, &req, AuditAction::Search, &found).await?;
-    Ok(fhir_ok(StatusCode::OK, &bundle))
 }

@@ -10,9 +10,7 @@
 //! - `DELETE /api/v1/patients/{id}/webhook`: removes it and cancels pending deliveries (the
 //!   patient, or an operator stopping a misbehaving endpoint).
 //!
-//! Marking read and choosing where notifications go are the patient's decisions, so an
-//! operator may look but not do either. An operator's look at a patient's feed is audited;
-//! a patient's look at their own is not (it discloses nothing to anyone else).
+//! Who may do what, and the audit of an operator's look, are [`crate::notify::inbox`]'s.
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json, Path};
@@ -24,73 +22,29 @@ use super::AppState;
 use super::audit;
 use super::auth::Reader;
 use super::error::ApiError;
-use crate::audit::{AuditAction, AuditOutcome};
-use crate::notify::{self, webhook};
-use crate::records::dates::{format_instant, now_micros};
-use crate::store::notifications::{self as rows, FeedQuery, WebhookRow};
-use crate::store::write_tx;
+use crate::ids::PatientId;
+use crate::notify::inbox;
+use crate::records::dates::format_instant;
+use crate::store::notifications::FeedQuery;
 
 /// Page size when `limit` is absent.
 const DEFAULT_LIMIT: i64 = 50;
 /// Largest honoured `limit`.
 const MAX_LIMIT: i64 = 200;
 
-fn problem(status: StatusCode, code: &'static str, msg: &str) -> ApiError {
-    ApiError::new(status, code, msg.to_string())
+fn bad_query(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
 }
 
-/// Who may act on patient `patient_id`'s notifications.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Allowed {
-    /// The patient themself or an operator.
-    PatientOrOperator,
-    /// The patient themself only.
-    PatientOnly,
-}
-
-/// Checks the path's patient id and that `reader` may act on it.
-fn authorize(reader: &Reader, patient_id: &str, allowed: Allowed) -> Result<(), ApiError> {
-    if !notify::is_fhir_id(patient_id) {
-        return Err(problem(
+/// The patient id of the path.
+fn patient_of(path: &str) -> Result<PatientId, ApiError> {
+    PatientId::parse(path).map_err(|_| {
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_patient_id",
             "the patient id must be a FHIR id",
-        ));
-    }
-    match (&reader.only_patient, allowed) {
-        (Some(own), _) if own == patient_id => Ok(()),
-        (Some(_), _) => Err(problem(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a patient reaches only their own notifications",
-        )),
-        (None, Allowed::PatientOrOperator) => Ok(()),
-        (None, Allowed::PatientOnly) => Err(problem(
-            StatusCode::FORBIDDEN,
-            "patient_only",
-            "only the patient may do this",
-        )),
-    }
-}
-
-fn bad_query(message: &str) -> ApiError {
-    problem(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
-fn unknown_notification() -> ApiError {
-    problem(
-        StatusCode::NOT_FOUND,
-        "unknown_notification",
-        "the patient has no such notification",
-    )
-}
-
-fn no_webhook() -> ApiError {
-    problem(
-        StatusCode::NOT_FOUND,
-        "no_webhook",
-        "the patient has no webhook registered",
-    )
+        )
+    })
 }
 
 /// The feed's query: `unread`, `limit`, `before`; anything else is refused.
@@ -151,43 +105,23 @@ pub async fn feed(
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = path.into_inner();
-    authorize(&reader, &patient_id, Allowed::PatientOrOperator)?;
-    let query = parse_feed_query(&patient_id, req.query_string())?;
-    let page = FeedQuery {
-        limit: query.limit + 1,
-        ..query.clone()
-    };
-    let (mut found, unread) = state
-        .store
-        .run(move |conn| {
-            let found = rows::feed(conn, &page)?;
-            let unread = rows::unread_count(conn, &page.patient_id)?;
-            Ok::<_, ApiError>((found, unread))
-        })
-        .await?;
-    let more = found.len() as i64 > query.limit;
-    found.truncate(query.limit as usize);
-    let next = match found.last() {
-        Some(last) if more => Some(next_link(&query, &last.id)),
-        _ => None,
-    };
-    if reader.only_patient.is_none() {
-        let mut entry = audit::entry_for(
-            &reader.principal,
-            AuditAction::Read,
-            AuditOutcome::Success,
-            audit::request_id(&req),
-        );
-        entry.patient_id = Some(patient_id.clone());
-        entry.detail.insert("view".into(), "notifications".into());
-        entry.detail.insert("count".into(), found.len().to_string());
-        audit::record(&state, entry).await?;
-    }
-    let items: Vec<_> = found.iter().map(|row| notify::view(row, true)).collect();
+    let patient = patient_of(&path)?;
+    let query = parse_feed_query(patient.as_str(), req.query_string())?;
+    let page = inbox::feed(
+        &state,
+        &reader.principal,
+        &audit::request_id(&req),
+        &patient,
+        &query,
+    )
+    .await?;
+    let next = page
+        .next_before
+        .as_deref()
+        .map(|last| next_link(&query, last));
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "notifications": items, "unread": unread, "next": next })))
+        .json(json!({ "notifications": page.items, "unread": page.unread, "next": next })))
 }
 
 /// `POST /api/v1/patients/{id}/notifications/{nid}/read`: idempotent; keeps the first time.
@@ -197,22 +131,10 @@ pub async fn mark_read(
     reader: Reader,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (patient_id, nid) = path.into_inner();
-    authorize(&reader, &patient_id, Allowed::PatientOnly)?;
-    let nid = uuid::Uuid::parse_str(&nid)
-        .map_err(|_| unknown_notification())?
-        .hyphenated()
-        .to_string();
-    let row = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                Ok::<_, ApiError>(rows::mark_read(conn, &patient_id, &nid, now_micros())?)
-            })
-        })
-        .await?
-        .ok_or_else(unknown_notification)?;
-    Ok(HttpResponse::Ok().json(notify::view(&row, true)))
+    let (patient, nid) = path.into_inner();
+    let patient = patient_of(&patient)?;
+    let view = inbox::mark_read(&state, &reader.principal, &patient, &nid).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Body of `PUT /api/v1/patients/{id}/webhook`.
@@ -230,13 +152,8 @@ pub async fn show_webhook(
     reader: Reader,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = path.into_inner();
-    authorize(&reader, &patient_id, Allowed::PatientOrOperator)?;
-    let row = state
-        .store
-        .run(move |conn| Ok::<_, ApiError>(rows::webhook(conn, &patient_id)?))
-        .await?
-        .ok_or_else(no_webhook)?;
+    let patient = patient_of(&path)?;
+    let row = inbox::webhook(&state, &reader.principal, &patient).await?;
     Ok(HttpResponse::Ok().json(json!({
         "patient_id": row.patient_id,
         "url": row.url,
@@ -253,33 +170,9 @@ pub async fn put_webhook(
     path: Path<String>,
     body: Json<WebhookRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = path.into_inner();
-    authorize(&reader, &patient_id, Allowed::PatientOnly)?;
-    let url = webhook::validate_url(&body.url).map_err(|e| {
-        problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_webhook_url",
-            &e.to_string(),
-        )
-    })?;
-    let secret =
-        webhook::new_secret().map_err(|_| ApiError::internal("secret generation failed"))?;
-    let row = WebhookRow {
-        patient_id: patient_id.clone(),
-        url,
-        secret,
-        created: now_micros(),
-    };
-    let stored = row.clone();
-    let replaced = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                Ok::<_, ApiError>(rows::put_webhook(conn, &stored)?)
-            })
-        })
-        .await?;
-    tracing::info!(patient_id = %patient_id, replaced, "notification webhook registered");
+    let patient = patient_of(&path)?;
+    let (row, replaced) =
+        inbox::put_webhook(&state, &reader.principal, &patient, &body.url).await?;
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -302,20 +195,7 @@ pub async fn delete_webhook(
     reader: Reader,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = path.into_inner();
-    authorize(&reader, &patient_id, Allowed::PatientOrOperator)?;
-    let target = patient_id.clone();
-    let removed = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                Ok::<_, ApiError>(rows::delete_webhook(conn, &target)?)
-            })
-        })
-        .await?;
-    if !removed {
-        return Err(no_webhook());
-    }
-    tracing::info!(patient_id = %patient_id, "notification webhook removed");
+    let patient = patient_of(&path)?;
+    inbox::delete_webhook(&state, &reader.principal, &patient).await?;
     Ok(HttpResponse::NoContent().finish())
 }

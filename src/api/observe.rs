@@ -65,6 +65,14 @@ impl Metrics {
         })
     }
 
+    /// Adds a collector owned elsewhere (the rate limits' counter) to this registry.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -5,7 +5,9 @@
 //! lacks (the client rotated its keys), the set is fetched again, at most once per
 //! [`MIN_REFETCH_SECS`] per URL so that a stream of bogus `kid`s cannot turn the gateway into
 //! a request amplifier. Only https URLs are fetched, verified against the Mozilla roots plus an
-//! optional extra CA (`auth.jwks_ca_file`).
+//! optional extra CA (`auth.jwks_ca_file`), through the [`crate::net`] guard: a URL whose
+//! host is (or resolves to) a loopback, private or other special-purpose address outside
+//! `outbound.allowed_networks` is refused without a connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::config::AuthSettings;
+use crate::net::{OutboundClient, OutboundGuard, OutboundOptions, refusal_in};
 
 /// Least time between two fetches of one URL, in seconds.
 pub const MIN_REFETCH_SECS: u64 = 10;
@@ -25,6 +28,19 @@ pub const MIN_REFETCH_SECS: u64 = 10;
 #[derive(Debug, thiserror::Error)]
 #[error("JWKS fetch failed: {0}")]
 pub struct FetchError(pub String);
+
+impl FetchError {
+    /// Whether the address guard refused the URL (no connection was made).
+    pub fn is_address_refused(&self) -> bool {
+        self.0.starts_with(crate::net::ADDRESS_REFUSED)
+    }
+}
+
+impl From<crate::net::AddressRefused> for FetchError {
+    fn from(refused: crate::net::AddressRefused) -> Self {
+        FetchError(refused.to_string())
+    }
+}
 
 #[derive(Clone)]
 struct Cached {
@@ -37,7 +53,7 @@ struct Cached {
 /// A JWKS fetcher with its cache. Cheap to clone.
 #[derive(Clone)]
 pub struct JwksFetcher {
-    client: reqwest::Client,
+    client: OutboundClient,
     max_bytes: usize,
     ttl: Duration,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
@@ -50,8 +66,8 @@ impl std::fmt::Debug for JwksFetcher {
 }
 
 impl JwksFetcher {
-    /// Builds the HTTP client (rustls with ring, https only, no redirects).
-    pub fn new(settings: &AuthSettings) -> anyhow::Result<JwksFetcher> {
+    /// Builds the HTTP client (rustls with ring, https only, no redirects, guarded addresses).
+    pub fn new(settings: &AuthSettings, guard: OutboundGuard) -> anyhow::Result<JwksFetcher> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if !settings.jwks_ca_file.as_os_str().is_empty() {
@@ -66,13 +82,14 @@ impl JwksFetcher {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let timeout = Duration::from_secs(settings.jwks_fetch_timeout_secs.max(1));
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()?;
+        let client = OutboundClient::new(
+            guard,
+            OutboundOptions {
+                tls,
+                connect_timeout: timeout,
+                timeout,
+            },
+        )?;
         Ok(JwksFetcher {
             client,
             max_bytes: settings.jwks_max_bytes,
@@ -120,11 +137,14 @@ impl JwksFetcher {
     async fn fetch(&self, url: &str) -> Result<JwkSet, FetchError> {
         let response = self
             .client
-            .get(url)
+            .request(reqwest::Method::GET, url)?
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| FetchError(format!("request failed: {}", e.without_url())))?;
+            .map_err(|e| match refusal_in(&e) {
+                Some(refused) => FetchError::from(refused),
+                None => FetchError(format!("request failed: {}", e.without_url())),
+            })?;
         if !response.status().is_success() {
             return Err(FetchError(format!("status {}", response.status())));
         }

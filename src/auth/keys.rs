@@ -6,8 +6,11 @@
 //!
 //! Rotation (`consentgate keys rotate`) adds a new key and retires the current one; a retired
 //! key stays published in the JWKS, and accepted for verification, until every token it signed
-//! has expired. Running servers notice a rotated keyring file by its modification time, so
-//! several instances sharing the key directory agree on the keys without a restart.
+//! has expired. Running servers notice a rotated keyring file by its modification time and
+//! inode, checked before every signature, verification and JWKS answer (one `stat`), so
+//! several instances sharing the key directory agree on the keys without a restart: a token
+//! signed with a key another instance just created verifies on the next request, and the
+//! new key is published at once (`tests/api/multi_instance.rs`).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

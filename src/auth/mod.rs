@@ -10,19 +10,23 @@
 //! - [`purposes`]: purposes of use and the v3 ActReason hierarchy.
 //! - [`people`]: tokens of people from trusted OpenID Connect issuers.
 //! - [`jwks_fetch`]: fetching JWKS URLs with timeouts, a size limit and a cache.
+//! - [`jws`]: detached JWS signatures over exact bytes (disclosure packages).
 //!
 //! [`Authority`] ties them together for the HTTP layer. Consent is never baked into a token:
 //! tokens say who asks and why; every request is decided afresh.
 
 pub mod assertion;
+pub mod bearer;
 pub mod clients;
 pub mod jwks_fetch;
+pub mod jws;
 pub mod jwt_ring;
 pub mod keys;
 pub mod people;
 pub mod purposes;
 pub mod registry;
 pub mod scopes;
+pub mod token_endpoint;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -156,7 +160,10 @@ impl Authority {
         let issuer = issuer_for(settings, base_url);
         Ok(Authority {
             keyring,
-            fetcher: JwksFetcher::new(&settings.auth)?,
+            fetcher: JwksFetcher::new(
+                &settings.auth,
+                crate::net::OutboundGuard::from_settings(&settings.outbound)?,
+            )?,
             people: PersonIssuers::load(&settings.auth)?,
             fhir_audience: format!("{base_url}/fhir"),
             token_url: format!("{base_url}/oauth/token"),

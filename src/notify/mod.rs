@@ -18,6 +18,7 @@
 //! count, consent ids), never record content and never free text such as a break-glass
 //! justification: the webhook takes them to a server the gateway does not control.
 
+pub mod inbox;
 pub mod webhook;
 pub mod worker;
 

@@ -44,6 +44,35 @@ pub enum UrlError {
     /// Longer than [`MAX_URL_BYTES`].
     #[error("the webhook url is longer than 2048 bytes")]
     TooLong,
+    /// Its host is a special-purpose address (loopback, private, ...) the gateway must not
+    /// call; a name is checked again each time it is resolved for a delivery.
+    #[error("the webhook url names a {} address, which the gateway does not call", .0.code())]
+    ForbiddenAddress(crate::net::AddressClass),
+}
+
+impl UrlError {
+    /// The stable code of this refusal.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ForbiddenAddress(_) => crate::net::ADDRESS_REFUSED,
+            _ => "invalid_webhook_url",
+        }
+    }
+}
+
+/// [`validate_url`], then the address guard on an IP-literal host.
+pub fn validate_url_with(
+    text: &str,
+    guard: &crate::net::OutboundGuard,
+) -> Result<String, UrlError> {
+    let normalised = validate_url(text)?;
+    let url = reqwest::Url::parse(&normalised).map_err(|_| UrlError::Malformed)?;
+    match guard.check_url(&url) {
+        Ok(()) => Ok(normalised),
+        Err(refused) => Err(refused
+            .class
+            .map_or(UrlError::Malformed, UrlError::ForbiddenAddress)),
+    }
 }
 
 /// Checks a webhook URL and returns it normalised (as the HTTP client will send it).

@@ -28,7 +28,11 @@
 //! Webhook URLs are https only, verified against the Mozilla roots plus the extra CA of
 //! `auth.jwks_ca_file` (the same trust the gateway gives JWKS URLs; reused rather than a new
 //! key so that one setting names the private CA of a deployment, or of the tests).
-//! Redirects are not followed and response bodies are never read.
+//! Requests go through the [`crate::net`] guard: an address that is loopback, private or
+//! otherwise special-purpose (outside `outbound.allowed_networks`) is never connected to,
+//! and the attempt is recorded as `outbound_address_refused` and retried like any failure
+//! (a name may resolve elsewhere later). Redirects are not followed and response bodies are
+//! never read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +44,7 @@ use tokio::sync::watch;
 
 use super::webhook::{ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature};
 use crate::config::AuthSettings;
+use crate::net::{ADDRESS_REFUSED, OutboundClient, OutboundGuard, OutboundOptions, refusal_in};
 use crate::records::dates::now_micros;
 use crate::store::notifications::{AttemptResult, Claimed, claim_due, record_attempt};
 use crate::store::{Store, StoreError};
@@ -94,8 +99,13 @@ impl std::fmt::Debug for DeliveryWorker {
 }
 
 impl DeliveryWorker {
-    /// Starts the worker thread on `store`. Fails when the extra CA file cannot be read.
-    pub fn start(store: Store, auth: &AuthSettings) -> anyhow::Result<DeliveryWorker> {
+    /// Starts the worker thread on `store`, sending through `guard`. Fails when the extra CA
+    /// file cannot be read.
+    pub fn start(
+        store: Store,
+        auth: &AuthSettings,
+        guard: OutboundGuard,
+    ) -> anyhow::Result<DeliveryWorker> {
         let tls = client_tls(auth)?;
         let (stop, stopped) = watch::channel(());
         std::thread::Builder::new()
@@ -112,7 +122,7 @@ impl DeliveryWorker {
                     }
                 };
                 runtime.block_on(async move {
-                    match build_client(tls) {
+                    match build_client(tls, guard) {
                         Ok(client) => run(store, client, stopped).await,
                         Err(e) => {
                             tracing::error!(error = %e.without_url(), "notification delivery worker cannot start");
@@ -141,18 +151,21 @@ fn client_tls(auth: &AuthSettings) -> anyhow::Result<rustls::ClientConfig> {
     .with_no_client_auth())
 }
 
-fn build_client(tls: rustls::ClientConfig) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("consentgate/", env!("CARGO_PKG_VERSION")))
-        .build()
+fn build_client(
+    tls: rustls::ClientConfig,
+    guard: OutboundGuard,
+) -> reqwest::Result<OutboundClient> {
+    OutboundClient::new(
+        guard,
+        OutboundOptions {
+            tls,
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout: REQUEST_TIMEOUT,
+        },
+    )
 }
 
-async fn run(store: Store, client: reqwest::Client, mut stopped: watch::Receiver<()>) {
+async fn run(store: Store, client: OutboundClient, mut stopped: watch::Receiver<()>) {
     loop {
         let claimed = tokio::select! {
             _ = stopped.changed() => return,
@@ -168,7 +181,7 @@ async fn run(store: Store, client: reqwest::Client, mut stopped: watch::Receiver
 }
 
 /// Leases, sends and records one batch; returns how many deliveries were leased.
-async fn round(store: &Store, client: &reqwest::Client) -> usize {
+async fn round(store: &Store, client: &OutboundClient) -> usize {
     let now = now_micros();
     let lease_until = now.saturating_add(micros(LEASE));
     let claimed = store
@@ -213,15 +226,27 @@ async fn round(store: &Store, client: &reqwest::Client) -> usize {
 }
 
 /// One attempt; returns the notification id, the attempt number and what to record.
-async fn send(client: &reqwest::Client, claimed: Claimed) -> (String, i32, AttemptResult) {
+async fn send(client: &OutboundClient, claimed: Claimed) -> (String, i32, AttemptResult) {
     let Claimed {
         notification,
         webhook,
         attempt,
     } = claimed;
     let body = super::view(&notification, false).to_string().into_bytes();
-    let answer = client
-        .post(&webhook.url)
+    let request = match client.request(reqwest::Method::POST, &webhook.url) {
+        Ok(request) => request,
+        Err(refused) => {
+            tracing::warn!(notification_id = %notification.id, code = ADDRESS_REFUSED, reason = %refused.detail, "webhook address refused");
+            let now = now_micros();
+            let result = AttemptResult {
+                status: ADDRESS_REFUSED.to_string(),
+                delivered_at: None,
+                next_attempt_at: retry_at(attempt, now),
+            };
+            return (notification.id, attempt, result);
+        }
+    };
+    let answer = request
         .header("content-type", "application/json")
         .header(SIGNATURE_HEADER, signature(&webhook.secret, &body))
         .header(DELIVERY_HEADER, &notification.id)
@@ -253,7 +278,10 @@ async fn send(client: &reqwest::Client, claimed: Claimed) -> (String, i32, Attem
 
 /// A stable code for a request that got no answer (the error text may name the URL).
 fn failure_code(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
+    if let Some(refused) = refusal_in(e) {
+        tracing::warn!(code = ADDRESS_REFUSED, reason = %refused.detail, "webhook address refused");
+        ADDRESS_REFUSED
+    } else if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect_failed"

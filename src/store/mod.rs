@@ -85,9 +85,82 @@ impl From<diesel::result::Error> for StoreError {
             {
                 StoreError::Unavailable("database is locked".into())
             }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                StoreError::Unavailable("the database connection was lost".into())
+            }
+            Error::DatabaseError(_, ref info) => match outage(info.message()) {
+                Some(cause) => StoreError::Unavailable(cause.into()),
+                None => StoreError::Query(e),
+            },
             other => StoreError::Query(other),
         }
     }
+}
+
+/// A database failure that is about the database's availability rather than the query:
+/// storage full or read-only, an I/O error, a lost or refused connection, a server shutting
+/// down. Such failures answer 503 and pass once the database is back; the returned cause is
+/// what the log line says.
+fn outage(message: &str) -> Option<&'static str> {
+    const CAUSES: &[(&str, &str)] = &[
+        ("database or disk is full", "the database storage is full"),
+        ("readonly database", "the database file is read-only"),
+        ("read-only", "the database file is read-only"),
+        (
+            "disk i/o error",
+            "the database storage failed an I/O operation",
+        ),
+        (
+            "unable to open database file",
+            "the database file cannot be opened",
+        ),
+        ("no space left on device", "the database storage is full"),
+        (
+            "server closed the connection",
+            "the database connection was lost",
+        ),
+        (
+            "terminating connection",
+            "the database server ended the connection",
+        ),
+        (
+            "no connection to the server",
+            "the database connection was lost",
+        ),
+        (
+            "could not receive data from server",
+            "the database connection was lost",
+        ),
+        (
+            "could not send data to server",
+            "the database connection was lost",
+        ),
+        (
+            "connection has been closed",
+            "the database connection was lost",
+        ),
+        (
+            "database system is shutting down",
+            "the database server is shutting down",
+        ),
+        (
+            "database system is starting up",
+            "the database server is starting up",
+        ),
+        (
+            "database system is in recovery mode",
+            "the database server is recovering",
+        ),
+        (
+            "connection to server",
+            "the database server cannot be reached",
+        ),
+    ];
+    let lower = message.to_ascii_lowercase();
+    CAUSES
+        .iter()
+        .find(|(needle, _)| lower.contains(needle))
+        .map(|(_, cause)| *cause)
 }
 
 impl From<r2d2::PoolError> for StoreError {
@@ -352,3 +425,44 @@ fn finish(conn: &mut DbConn, commit: bool) -> diesel::QueryResult<()> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn db_error(message: &str) -> StoreError {
+        StoreError::from(Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(message.to_string()),
+        ))
+    }
+
+    #[test]
+    fn outages_are_unavailable_and_query_errors_are_not() {
+        for message in [
+            "database or disk is full",
+            "attempt to write a readonly database",
+            "disk I/O error",
+            "server closed the connection unexpectedly\n\tThis probably means...",
+            "terminating connection due to administrator command",
+            "no connection to the server",
+        ] {
+            assert!(
+                matches!(db_error(message), StoreError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            db_error("no such table: resources"),
+            StoreError::Query(_)
+        ));
+        assert!(matches!(
+            StoreError::from(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new(String::new())
+            )),
+            StoreError::Unavailable(_)
+        ));
+    }
+}

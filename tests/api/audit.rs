@@ -76,7 +76,7 @@ fn rfc9162_inclusion(index: u64, size: u64, leaf_hash: Hash, path: &[Hash], root
 }
 
 /// RFC 9162 section 2.1.4.2.
-fn rfc9162_consistency(
+pub(crate) fn rfc9162_consistency(
     first: u64,
     second: u64,
     first_root: &Hash,
@@ -123,14 +123,14 @@ fn rfc9162_consistency(
 
 /// A checkpoint whose Ed25519 signature by `vkey` was checked.
 #[derive(Debug)]
-struct SignedCheckpoint {
-    origin: String,
-    size: u64,
-    root: Hash,
+pub(crate) struct SignedCheckpoint {
+    pub(crate) origin: String,
+    pub(crate) size: u64,
+    pub(crate) root: Hash,
 }
 
 /// Checks a C2SP signed note against a verifier key `name+hexid+base64(0x01||key)`.
-fn open_checkpoint(note: &str, vkey: &str) -> SignedCheckpoint {
+pub(crate) fn open_checkpoint(note: &str, vkey: &str) -> SignedCheckpoint {
     let (name, rest) = vkey.trim().split_once('+').expect("vkey name");
     let (id_hex, key_b64) = rest.split_once('+').expect("vkey id");
     let key = STANDARD.decode(key_b64).expect("vkey base64");
@@ -175,7 +175,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hashes(proof: &Value) -> Vec<Hash> {
+pub(crate) fn hashes(proof: &Value) -> Vec<Hash> {
     proof
         .as_array()
         .expect("a proof array")

@@ -157,7 +157,7 @@ pub fn spawn_on(
         "test-operator",
         None,
         vec!["operator".into()],
-        600,
+        7200,
     )
     .expect("operator token");
     TestApp {
@@ -201,7 +201,7 @@ impl TestApp {
             &format!("patient-{patient_id}"),
             Some(format!("Patient/{patient_id}")),
             vec![],
-            600,
+            7200,
         )
         .expect("patient token")
     }

@@ -447,7 +447,15 @@ async fn jwks_url_fetch_cache_rotation(backend: Backend) {
     let k2 = ClientKey::ed25519("k2");
     let server = JwksServer::start(k1.jwks(), json!({}));
     let ca = server.ca_file.display().to_string();
-    let Some(app) = spawn_app_with(backend, &[("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca)]).await
+    let Some(app) = spawn_app_with(
+        backend,
+        &[
+            ("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca),
+            // The test server listens on loopback, which the address guard refuses unless allowed.
+            ("CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS", "127.0.0.1/32"),
+        ],
+    )
+    .await
     else {
         return;
     };
@@ -543,6 +551,7 @@ async fn jwks_url_refusals(backend: Backend) {
         backend,
         &[
             ("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca),
+            ("CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS", "127.0.0.1/32"),
             ("CONSENTGATE__AUTH__JWKS_MAX_BYTES", "1024"),
             ("CONSENTGATE__AUTH__JWKS_FETCH_TIMEOUT_SECS", "2"),
         ],

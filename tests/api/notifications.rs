@@ -393,7 +393,15 @@ async fn feed_tells_the_patient(backend: Backend) {
 async fn webhook_is_signed_and_retried(backend: Backend) {
     let hook = Hook::start(1);
     let ca = hook.ca();
-    let Some(app) = spawn_app_with(backend, &[("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca)]).await
+    let Some(app) = spawn_app_with(
+        backend,
+        &[
+            ("CONSENTGATE__AUTH__JWKS_CA_FILE", &ca),
+            // The test server listens on loopback, which the address guard refuses unless allowed.
+            ("CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS", "127.0.0.1/32"),
+        ],
+    )
+    .await
     else {
         return;
     };
@@ -572,7 +580,10 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
 async fn delivery_resumes_after_restart(backend: Backend) {
     let hook = Hook::start(0);
     let ca = hook.ca();
-    let extra = [("CONSENTGATE__AUTH__JWKS_CA_FILE", ca.as_str())];
+    let extra = [
+        ("CONSENTGATE__AUTH__JWKS_CA_FILE", ca.as_str()),
+        ("CONSENTGATE__OUTBOUND__ALLOWED_NETWORKS", "127.0.0.1/32"),
+    ];
     let dir = tempfile::tempdir().expect("temporary directory");
     // The database outlives both runs of the gateway.
     let Some((url, pg)) = database_for(backend, dir.path()) else {
