@@ -102,7 +102,8 @@ impl Tree {
         Ok(index)
     }
 
-    fn add_children(
+    /// Adds the elements of a JSON object of type `base` under `parent`.
+    pub fn add_children(
         &mut self,
         object: &Map<String, Value>,
         base: &str,
