@@ -14,7 +14,7 @@ const MAX_DEPTH: usize = 64;
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Expr {
+pub(in crate::deid) enum Expr {
     /// `$this`.
     This,
     /// A literal.
@@ -31,7 +31,7 @@ pub(super) enum Expr {
 
 /// A literal value.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Literal {
+pub(in crate::deid) enum Literal {
     /// `'text'`.
     String(String),
     /// A number, as written (it is checked to parse).
@@ -44,7 +44,7 @@ pub(super) enum Literal {
 
 /// The functions of the subset.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Function {
+pub(in crate::deid) enum Function {
     /// `nodesByType('T')`: descendants of type `T` (the anonymizer's extension).
     NodesByType(String),
     /// `nodesByName('n')`: descendants called `n` (the anonymizer's extension).
@@ -77,7 +77,7 @@ pub(super) enum Function {
 
 /// The binary operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BinaryOp {
+pub(in crate::deid) enum BinaryOp {
     Or,
     Xor,
     And,
@@ -126,7 +126,7 @@ impl BinaryOp {
 }
 
 /// Parses `text`; the error says what is outside the subset.
-pub(super) fn parse(text: &str) -> Result<Expr, String> {
+pub(in crate::deid) fn parse(text: &str) -> Result<Expr, String> {
     let tokens = lex(text)?;
     let mut parser = Parser {
         tokens,
@@ -521,7 +521,8 @@ struct Invocable<'e>(&'e Expr);
 impl fmt::Display for Invocable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Expr::Literal(Literal::Number(_)) => write!(f, "({})", self.0),
+            // A number's dot and a date's characters would swallow the invocation's dot.
+            Expr::Literal(Literal::Number(_) | Literal::Date(_)) => write!(f, "({})", self.0),
             other => write!(f, "{other}"),
         }
     }
