@@ -1,6 +1,7 @@
-//! The Microsoft FHIR anonymizer's `cryptoHash`, `dateShift` and `redact` methods, value by
-//! value, and [`AnonymizerConfig`], an interpreter of its configuration files that applies
-//! them to whole resources (used to check this module against the anonymizer's own test pairs).
+//! The Microsoft FHIR anonymizer's methods value by value (`cryptoHash`, `dateShift`,
+//! `redact`, `encrypt`, `perturb`), and [`AnonymizerConfig`], an interpreter of its
+//! configuration files that applies every method (with `substitute` and `generalize`) to
+//! whole resources; `docs/DEIDENTIFICATION.md` lists the methods and the FHIRPath subset.
 //!
 //! The algorithms follow the anonymizer's source:
 //! - `cryptoHash`: HMAC-SHA256 keyed with the UTF-8 bytes of the key over the UTF-8 value, in
