@@ -16,7 +16,11 @@
 //! an element handled by an earlier rule is not touched again. `dateShiftScope` `resource`
 //! seeds the shift with the resource id; `file` and `folder` both mean our export unit, one
 //! study's export: every resource of it moves by the same days. `fhirVersion` must be empty,
-//! null or `R4`; `processingError(s)` may be `raise` or `skip`.
+//! null or `R4`. A method that cannot apply to what a rule selected (`perturb` on a string,
+//! an object `replaceWith` on a primitive, `encrypt` without a usable key, a `generalize` case
+//! that gives no single value) fails the resource with [`DeidError::MethodNotApplicable`]
+//! under `processingError` `raise` (the default); under `skip` the element is removed
+//! instead, never left as it was.
 
 use std::collections::HashMap;
 
@@ -39,6 +43,9 @@ pub struct AnonymizerConfig {
     pub(super) crypto_hash_key: String,
     pub(super) encrypt_key: String,
     pub(super) redact: RedactSettings,
+    /// `processingError` `raise` (the default): a method that cannot apply fails the
+    /// resource; `skip`: the element is removed instead.
+    pub(super) raise_errors: bool,
 }
 
 /// What a rule does to what it selects.
@@ -191,10 +198,12 @@ impl AnonymizerConfig {
                 )));
             }
         }
+        let mut raise_errors = true;
         for name in ["processingError", "processingErrors"] {
             match config.get(name).and_then(Value::as_str) {
                 None => {}
-                Some(v) if v.eq_ignore_ascii_case("raise") || v.eq_ignore_ascii_case("skip") => {}
+                Some(v) if v.eq_ignore_ascii_case("raise") => {}
+                Some(v) if v.eq_ignore_ascii_case("skip") => raise_errors = false,
                 Some(v) => return Err(unsupported(format!("{name} {v}"))),
             }
         }
@@ -262,6 +271,7 @@ impl AnonymizerConfig {
                 partial_zip_codes: flag("enablePartialZipCodesForRedact"),
                 restricted_zip3,
             },
+            raise_errors,
         })
     }
 }

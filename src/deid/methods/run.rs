@@ -63,9 +63,14 @@ impl AnonymizerConfig {
             visited,
             today,
             rng,
+            failure: None,
+            selected: 0,
         };
         run.visit(0);
-        Ok(tree.to_json())
+        match run.failure {
+            Some(failure) => Err(failure),
+            None => Ok(tree.to_json()),
+        }
     }
 
     fn uses_randomness(&self) -> bool {
@@ -116,9 +121,55 @@ struct Run<'c, 't, 'r> {
     visited: Vec<bool>,
     today: Date,
     rng: &'r mut dyn RngCore,
+    /// The first method that could not apply, under `processingError` `raise`.
+    failure: Option<DeidError>,
+    /// The element the current rule selected (its descendants are processed after it).
+    selected: usize,
 }
 
 impl Run<'_, '_, '_> {
+    /// A method cannot apply at `index`: fail the resource (`raise`) or remove the value
+    /// (`skip`); either way the value never leaves as it was.
+    fn not_applicable(&mut self, index: usize, method: &'static str) -> Option<Operation> {
+        if self.config.raise_errors {
+            if self.failure.is_none() {
+                self.failure = Some(DeidError::MethodNotApplicable {
+                    resource_type: self.tree.nodes[0].type_code.clone(),
+                    reference: self.tree.nodes[0].type_code.clone(),
+                    path: self.json_path(index),
+                    method,
+                });
+            }
+            return None;
+        }
+        self.tree.nodes[index].value = None;
+        self.tree.nodes[index].children.clear();
+        Some(Operation::Redact)
+    }
+
+    /// The JSON path of a node from the outer resource (`Patient.name[1].family`).
+    fn json_path(&self, index: usize) -> String {
+        let mut parts = Vec::new();
+        let mut at = index;
+        while let Some(parent) = self.tree.nodes[at].parent {
+            let node = &self.tree.nodes[at];
+            let mut part = node.name.clone();
+            if node.in_array {
+                let position = self
+                    .tree
+                    .children_named(parent, &node.name)
+                    .position(|c| c == at)
+                    .unwrap_or(0);
+                part = format!("{part}[{position}]");
+            }
+            parts.push(part);
+            at = parent;
+        }
+        parts.push(self.tree.nodes[0].type_code.clone());
+        parts.reverse();
+        parts.join(".")
+    }
+
     /// Visits `index` and below; returns the operations on the resources met there.
     fn visit(&mut self, index: usize) -> Operations {
         let is_resource = self.tree.nodes[index].resource_type.is_some();
@@ -148,7 +199,10 @@ impl Run<'_, '_, '_> {
                     Method::SubstituteComplex(fragment) => {
                         self.substitute_complex(selected, fragment, &mut operations);
                     }
-                    method => self.process_recursive(selected, method, &mut operations),
+                    method => {
+                        self.selected = selected;
+                        self.process_recursive(selected, method, &mut operations);
+                    }
                 }
             }
         }
@@ -196,7 +250,12 @@ impl Run<'_, '_, '_> {
         fragment: &serde_json::Map<String, Value>,
         operations: &mut Operations,
     ) {
-        if self.is_visited(index) || self.tree.nodes[index].value.is_some() {
+        if self.is_visited(index) {
+            return;
+        }
+        if self.tree.nodes[index].value.is_some() {
+            operations.extend(self.not_applicable(index, "substitute"));
+            self.mark(index);
             return;
         }
         let kept: Vec<usize> = self.tree.nodes[index]
@@ -301,12 +360,20 @@ impl Run<'_, '_, '_> {
             Method::Encrypt => {
                 let mut iv = [0u8; 16];
                 self.rng.fill_bytes(&mut iv);
-                Transformed {
-                    value: Some(encrypt(&self.keys.encrypt, &iv, &text)?),
-                    operation: Operation::Encrypt,
+                match encrypt(&self.keys.encrypt, &iv, &text) {
+                    Some(encrypted) => Transformed {
+                        value: Some(encrypted),
+                        operation: Operation::Encrypt,
+                    },
+                    None => return self.not_applicable(index, "encrypt"),
                 }
             }
-            Method::Perturb(settings) => self.perturbed(&type_code, &text, settings)?,
+            Method::Perturb(settings) => match self.perturbed(&type_code, &text, settings) {
+                Some(perturbed) => perturbed,
+                // Inside a selected quantity only its numbers move (unit, code stay).
+                None if self.selected != index => return None,
+                None => return self.not_applicable(index, "perturb"),
+            },
             Method::Generalize(generalize) => {
                 let evaluator = Evaluator {
                     tree: self.tree,
@@ -323,9 +390,12 @@ impl Run<'_, '_, '_> {
                             [item] => item.to_text(),
                             _ => None,
                         };
-                        Transformed {
-                            value,
-                            operation: Operation::Generalize,
+                        match value {
+                            Some(value) => Transformed {
+                                value: Some(value),
+                                operation: Operation::Generalize,
+                            },
+                            None => return self.not_applicable(index, "generalize"),
                         }
                     }
                     None if generalize.keep_others => return None,

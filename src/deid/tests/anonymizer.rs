@@ -399,3 +399,58 @@ fn deep_nesting_is_refused_not_overflowed() {
     let text = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
     assert!(fhirpath::parse(&text).is_err());
 }
+
+#[test]
+fn a_method_that_cannot_apply_fails_the_resource_or_removes_the_value_never_passes_it() {
+    let rules = r#"[
+        {"path": "Patient.name.family", "method": "perturb", "span": 2},
+        {"path": "Patient.gender", "method": "substitute", "replaceWith": {"code": "x"}},
+        {"path": "Patient.address.city", "method": "encrypt"}
+    ]"#;
+    let patient = json!({"resourceType": "Patient", "id": "p1", "gender": "female",
+        "name": [{"given": ["Ann"]}, {"family": "Lee"}], "address": [{"city": "Salina"}]});
+    let raise = config(&format!(r#"{{"fhirPathRules": {rules}}}"#));
+    match raise.anonymize(&patient, TODAY) {
+        Err(DeidError::MethodNotApplicable {
+            path,
+            method,
+            reference,
+            ..
+        }) => {
+            assert_eq!(
+                (path.as_str(), method),
+                ("Patient.name[1].family", "perturb")
+            );
+            assert!(!reference.contains("p1"), "{reference}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let skip = config(&format!(
+        r#"{{"processingError": "skip", "fhirPathRules": {rules}}}"#
+    ));
+    let out = skip.anonymize(&patient, TODAY).expect("skipped");
+    assert_eq!(out["name"], json!([{"given": ["Ann"]}]));
+    assert!(out.get("gender").is_none(), "{out}");
+    assert!(
+        out.get("address").is_none(),
+        "encrypt without a key removes: {out}"
+    );
+    assert_eq!(out["meta"]["security"][0]["code"], "REDACTED");
+    // Through a study, the failure names the resource by its pseudonym and the path only.
+    let profile = Profile::from_anonymizer_config(
+        r#"{"fhirPathRules": [{"path": "Patient.name.family", "method": "perturb", "span": 2}]}"#,
+        "study.json",
+    )
+    .expect("profile");
+    let key = StudyKey::from_bytes(&[5u8; 32]).expect("key");
+    let deid = Deidentifier::new(&profile, &key, TODAY);
+    match deid.deidentify(&patient, "p1") {
+        Err(error @ DeidError::MethodNotApplicable { .. }) => {
+            let location = error.location().expect("a per-resource failure");
+            assert_eq!(location.path, "Patient.name[1].family");
+            assert!(location.reference.starts_with("Patient/"));
+            assert!(!location.reference.contains("p1") && !error.to_string().contains("Lee"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
