@@ -247,7 +247,7 @@ impl Evaluator<'_> {
                 }
                 let end = match length.as_deref().map(number) {
                     None => chars.len(),
-                    Some(Some(length)) => chars.len().min(start + length),
+                    Some(Some(length)) => chars.len().min(start.saturating_add(length)),
                     Some(None) => return Vec::new(),
                 };
                 vec![Item::String(chars[start..end].iter().collect())]
@@ -461,10 +461,23 @@ fn date_parts(text: &str) -> Option<DateParts> {
         Some((date, time)) => (date, Some(time)),
         None => (text, None),
     };
+    // Bounded parts keep the arithmetic below from overflowing on hostile text.
+    let bounded = |text: &str, max: i64| {
+        let digits =
+            !text.is_empty() && text.len() <= 4 && text.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| text.parse::<i64>().ok())
+            .flatten()
+            .filter(|v| *v <= max)
+    };
     let mut parts: Vec<i64> = date
         .split('-')
-        .map(|p| p.parse().ok())
+        .zip([9999, 12, 31])
+        .map(|(p, max)| bounded(p, max))
         .collect::<Option<_>>()?;
+    if date.split('-').count() > 3 || (time.is_some() && parts.len() != 3) {
+        return None;
+    }
     let mut offset_minutes = None;
     if let Some(time) = time.filter(|t| !t.is_empty()) {
         let (clock, zone) = match time.find(['Z', '+', '-']) {
@@ -472,13 +485,13 @@ fn date_parts(text: &str) -> Option<DateParts> {
             None => (time, ""),
         };
         let mut fields = clock.split(':');
-        for _ in 0..2 {
+        for max in [24, 59] {
             if let Some(field) = fields.next() {
-                parts.push(field.parse().ok()?);
+                parts.push(bounded(field, max)?);
             }
         }
         if let Some(seconds) = fields.next() {
-            let seconds: f64 = seconds.parse().ok()?;
+            let seconds: f64 = seconds.parse().ok().filter(|s| (0.0..61.0).contains(s))?;
             parts.push((seconds * 1000.0).round() as i64);
         }
         offset_minutes = match zone {
@@ -486,8 +499,8 @@ fn date_parts(text: &str) -> Option<DateParts> {
             "Z" => Some(0),
             zone => {
                 let sign = if zone.starts_with('-') { -1 } else { 1 };
-                let (h, m) = zone[1..].split_once(':')?;
-                Some(sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?))
+                let (h, m) = zone.get(1..)?.split_once(':')?;
+                Some(sign * (bounded(h, 14)? * 60 + bounded(m, 59)?))
             }
         };
     }

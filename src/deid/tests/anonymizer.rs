@@ -394,6 +394,39 @@ proptest! {
     }
 }
 
+/// A resource with a bit of everything the generated expressions look at.
+fn busy_patient() -> Value {
+    json!({"resourceType": "Patient", "id": "x1", "birthDate": "1990-05-07",
+        "name": [{"family": "Lee", "given": ["Ann", "B"]}, {"given": ["C"]}],
+        "address": [{"city": "Kansas City", "postalCode": "12345",
+                     "period": {"start": "2020-01-01T00:00:00+14:00"}}],
+        "multipleBirthInteger": 2,
+        "contained": [{"resourceType": "Observation", "id": "o",
+                       "valueQuantity": {"value": 1.5}, "effectiveDateTime": "9999-12-31T24:59:60.999-14:59"}]})
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever expression a configuration holds, as a rule path or as a `generalize` case
+    /// and value, applying it answers (an output or `method_not_applicable`), never panics.
+    #[test]
+    fn any_expression_applies_without_panicking(path in expression(), case in expression(), value in expression()) {
+        let rules = json!([
+            {"path": path.to_string(), "method": "generalize",
+             "cases": {case.to_string(): value.to_string()}, "otherValues": "keep"},
+            {"path": path.to_string(), "method": "redact"}
+        ]);
+        let text = json!({"fhirPathRules": rules}).to_string();
+        if let Ok(config) = AnonymizerConfig::from_json(&text) {
+            match config.anonymize(&busy_patient(), TODAY) {
+                Ok(_) | Err(DeidError::MethodNotApplicable { .. }) => {}
+                Err(other) => prop_assert!(false, "{other}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn deep_nesting_is_refused_not_overflowed() {
     let text = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
@@ -453,4 +486,32 @@ fn a_method_that_cannot_apply_fails_the_resource_or_removes_the_value_never_pass
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn date_comparisons_follow_fhirpath_precision_and_zones() {
+    let selects = |condition: &str| {
+        let config = config(&format!(
+            r#"{{"fhirPathRules": [{{"path": "Patient.where({condition}).gender", "method": "redact"}}]}}"#
+        ));
+        let patient = json!({"resourceType": "Patient", "gender": "female", "birthDate": "1990-05-07",
+            "deceasedDateTime": "2020-01-01T01:30:00+02:00"});
+        let out = config.anonymize(&patient, TODAY).expect("patient");
+        out.get("gender").is_none()
+    };
+    assert!(selects("birthDate > @1989"));
+    assert!(selects("birthDate < @1990-06"));
+    // Same year, different precision: no answer, so not selected (either way round).
+    assert!(!selects("birthDate >= @1990"));
+    assert!(!selects("birthDate < @1990"));
+    assert!(!selects("birthDate = @1990"));
+    assert!(selects("birthDate = @1990-05-07"));
+    // 01:30 at +02:00 is 23:30 UTC the day before.
+    assert!(selects("deceased < @2020-01-01T00:00:00Z"));
+    assert!(selects("deceased = @2019-12-31T23:30:00Z"));
+    assert!(!selects("deceased.exists().not()"));
+    assert!(selects(
+        "gender in ('male' | 'female') and gender != 'male'"
+    ));
+    assert!(selects("gender.matches('^fe') or birthDate >= @1990"));
 }
