@@ -32,6 +32,7 @@ pub mod ratelimit;
 pub mod records;
 pub mod release;
 pub mod sharing;
+pub mod sign_in;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
