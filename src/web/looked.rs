@@ -9,8 +9,6 @@
 //! patient runs; the page links the checkpoint, the verifier key and each proof, and the
 //! CSV carries what `consentgate audit verify` (or any RFC 9162 verifier) needs.
 
-use std::cell::RefCell;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::web::Data;
@@ -22,9 +20,9 @@ use super::words::purpose_words;
 use super::{PageError, Signed, page, secure};
 use crate::accounting::{self, AccessLog};
 use crate::api::AppState;
-use crate::audit::{Hash, NoteVerifier, inclusion_proof, leaf_hash, verify_inclusion, verify_note};
+use crate::audit::stored;
+use crate::audit::{Hash, NoteVerifier, leaf_hash, verify_inclusion, verify_note};
 use crate::error::DomainError;
-use crate::store::audit::DbNodes;
 
 /// One entry as the page shows it.
 struct Line {
@@ -91,15 +89,13 @@ async fn verified(
     state
         .store
         .run(move |conn| {
-            let nodes = DbNodes(RefCell::new(conn));
             leaves
                 .iter()
                 .map(|(index, body)| {
                     if *index >= size {
                         return Ok(false);
                     }
-                    let proof = inclusion_proof(*index, size, &nodes)
-                        .map_err(|e| DomainError::internal(e.to_string()))?;
+                    let proof = stored::inclusion(conn, *index, size)?;
                     Ok(verify_inclusion(
                         &leaf_hash(body.as_bytes()),
                         *index,
