@@ -196,6 +196,8 @@ pub enum PageError {
     SignInFirst,
     /// A domain failure, shown as a page with its status.
     Failed(DomainError),
+    /// Too many sign-in attempts from this address: 429 with `Retry-After` (seconds).
+    Throttled(u64),
 }
 
 impl From<DomainError> for PageError {
@@ -209,6 +211,7 @@ impl std::fmt::Display for PageError {
         match self {
             PageError::SignInFirst => f.write_str("sign in first"),
             PageError::Failed(e) => write!(f, "{}: {}", e.code, e.message),
+            PageError::Throttled(_) => f.write_str("too many sign-in attempts"),
         }
     }
 }
@@ -225,12 +228,24 @@ impl ResponseError for PageError {
         match self {
             PageError::SignInFirst => StatusCode::SEE_OTHER,
             PageError::Failed(e) => status_of(e.kind),
+            PageError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let e = match self {
             PageError::SignInFirst => return see_other("/").finish(),
+            PageError::Throttled(secs) => {
+                let page = ErrorPage {
+                    title: "Too many attempts",
+                    message: "There were too many sign-in attempts from your network. Wait a minute and try again.",
+                };
+                let mut builder = HttpResponse::build(StatusCode::TOO_MANY_REQUESTS);
+                return secure(&mut builder)
+                    .insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()))
+                    .content_type("text/html; charset=utf-8")
+                    .body(page.render().unwrap_or_default());
+            }
             PageError::Failed(e) => e,
         };
         let status = self.status_code();

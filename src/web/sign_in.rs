@@ -77,9 +77,21 @@ pub async fn home(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
     )
 }
 
+/// The sign-in rate limit per source address (`rate_limits.sign_in_per_address`), checked
+/// before any issuer or code is looked at, so a flood costs no database work.
+fn throttle(req: &HttpRequest) -> Result<(), PageError> {
+    let Some(limits) = crate::api::throttle::rate_limits(req) else {
+        return Ok(());
+    };
+    limits
+        .check_sign_in(crate::api::throttle::source_address(req, &limits))
+        .map_err(|t| PageError::Throttled(t.retry_after_secs()))
+}
+
 /// `GET /sign-in/start?issuer=`: to the issuer's authorization endpoint.
 #[get("/sign-in/start")]
 pub async fn start(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    throttle(&req)?;
     let pairs = query(&req);
     let started =
         relying_party::start(&state, field(&pairs, "issuer"), &callback_uri(&state)).await?;
@@ -94,6 +106,7 @@ pub async fn start(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 /// `GET /sign-in/callback?code=&state=`: back from the issuer; opens the session.
 #[get("/sign-in/callback")]
 pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    throttle(&req)?;
     let pairs = query(&req);
     if !field(&pairs, "error").is_empty() {
         return Err(DomainError::new(
