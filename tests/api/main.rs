@@ -15,6 +15,7 @@ mod identity;
 mod interop;
 mod multi_instance;
 mod notifications;
+mod openapi;
 mod operations;
 mod records;
 mod release;
