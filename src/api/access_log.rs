@@ -40,7 +40,7 @@ fn wants_csv(req: &HttpRequest, format: Option<Format>) -> bool {
         ("since" = Option<String>, Query, description = "Recorded on or after (FHIR date or dateTime)"),
         ("until" = Option<String>, Query, description = "Recorded on or before (FHIR date or dateTime)"),
         ("recipient" = Option<String>, Query, description = "Only disclosures to this client id"),
-        ("_count" = Option<u32>, Query, description = "Page size (capped by the configured maximum)"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
         ("before" = Option<u64>, Query, description = "Paging: entries below this log sequence number (from `next`)"),
         ("format" = Option<String>, Query, description = "`json` (default) or `csv`; `Accept: text/csv` also selects CSV"),
     ),
@@ -91,7 +91,7 @@ fn fhir_ok(body: &Value) -> HttpResponse {
         ("patient" = Option<String>, Query, description = "Only entries about this patient (id or `Patient/id`); a patient token implies its own"),
         ("agent" = Option<String>, Query, description = "Only entries by this client id"),
         ("date" = Option<String>, Query, description = "Recorded date with a FHIR prefix (`eq`, `ge`, `gt`, `le`, `lt`); may repeat"),
-        ("_count" = Option<u32>, Query, description = "Page size"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
         ("_cursor" = Option<String>, Query, description = "Paging token from a `next` link"),
     ),
     responses(

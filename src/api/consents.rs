@@ -183,7 +183,7 @@ pub async fn revoke(
         ("status" = Option<String>, Query, description = "Consent status"),
         ("actor" = Option<String>, Query, description = "A reference the consent names as actor"),
         ("purpose" = Option<String>, Query, description = "A purpose of use (v3 ActReason)"),
-        ("_count" = Option<u32>, Query, description = "Accepted; every match is returned"),
+        ("_count" = Option<String>, Query, description = "Accepted and ignored: every match is returned"),
     ),
     responses(
         (status = 200, description = "A searchset Bundle of Consents", body = Bundle, content_type = "application/fhir+json"),

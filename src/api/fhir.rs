@@ -313,7 +313,7 @@ pub async fn everything(
         ("_id" = Option<String>, Query, description = "Logical id"),
         ("_security" = Option<String>, Query, description = "Security label token"),
         ("_lastUpdated" = Option<String>, Query, description = "When stored, with a FHIR prefix"),
-        ("_count" = Option<u32>, Query, description = "Page size (capped by the configured maximum)"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
         ("_cursor" = Option<String>, Query, description = "Paging token from a `next` link"),
     ),
     responses(

@@ -17,9 +17,10 @@
 //!   caller (`operator`, `patient`, `client`); an operation lists the ones its extractor
 //!   accepts.
 //!
-//! The HTML pages (`/` and below, `/dev-issuer/...`) are not part of the API and are not in
-//! the document; `tests/api/openapi.rs` checks the document against the route attributes in
-//! `src/api/` both ways. `scripts/contract` runs schemathesis against a live server.
+//! `tests/api/openapi.rs` holds the document to the routes actix really mounts (read from
+//! actix's resource tree, not from a list), both ways: a route `utoipa-actix-web` did not see
+//! (`cfg.route(...)`, a plain actix scope) fails it. `scripts/contract` runs schemathesis
+//! against a live server.
 
 pub mod schemas;
 

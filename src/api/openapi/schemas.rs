@@ -286,3 +286,21 @@ pub struct ExportManifest {
     /// Always empty: failed resources fail the job.
     pub error: Vec<Value>,
 }
+
+/// `_count`: a page size. Any whole number is taken and the server serves between 1 and its
+/// configured maximum (`limits.max_page_size`), so the schema has no upper bound.
+pub struct PageSize;
+
+impl utoipa::PartialSchema for PageSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(0))
+            .description(Some(
+                "Page size: 0 counts as 1, and more than the configured maximum as the maximum",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PageSize {}
