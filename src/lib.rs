@@ -19,6 +19,7 @@ pub mod deid;
 pub mod demo;
 pub mod disclosure;
 pub mod error;
+pub mod export;
 pub mod fhir_time;
 pub mod gateway;
 pub mod ids;

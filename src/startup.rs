@@ -104,10 +104,19 @@ impl Application {
             purposes: PurposeCatalog::official(),
             base_url: base_url.clone(),
         });
+        let export_metrics =
+            crate::export::ExportMetrics::new().context("setting up the export metrics")?;
+        for collector in export_metrics.collectors() {
+            metrics
+                .register(collector)
+                .context("registering the export metrics")?;
+        }
+        let export_worker = crate::export::ExportWorker::start(gateway.clone(), export_metrics);
         let state = web::Data::new(AppState {
             gateway,
             metrics,
             notify_worker,
+            export_worker,
         });
         let openapi = web::Data::new(
             api::openapi::Served::new().context("serialising the OpenAPI document")?,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The webhook delivery worker; it stops when the state is dropped with the server.
     pub notify_worker: crate::notify::DeliveryWorker,
+    /// The research export worker; running jobs stop when the state is dropped.
+    pub export_worker: crate::export::ExportWorker,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,66 +68,69 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// Registers every route, and with it the route's entry in the OpenAPI document
 /// ([`openapi`]): `service` takes only handlers that carry `#[utoipa::path]`.
 pub fn configure(cfg: &mut DocumentedConfig) {
-    cfg.service(openapi::openapi_json)
-        .service(ops::healthz)
-        .service(ops::readyz)
-        .service(ops::metrics)
-        .service(wellknown::jwks)
-        .service(wellknown::smart_configuration)
-        .service(wellknown::whoami)
-        .service(oauth::issue_token)
-        .service(oauth::revoke)
-        .service(oauth::introspect)
-        .service(audit::checkpoint)
-        .service(audit::verifier_key)
-        .service(audit::inclusion)
-        .service(audit::consistency)
-        .service(access_log::access_log)
-        .service(decisions::decide)
-        .service(disclosures::create)
-        .service(disclosures::for_patient)
-        .service(disclosures::fetch_bundle)
-        .service(disclosures::fetch_signature)
-        .service(access_requests::create)
-        .service(access_requests::list)
-        .service(access_requests::show)
-        .service(access_requests::approve)
-        .service(access_requests::decline)
-        .service(clients::create)
-        .service(clients::list)
-        .service(clients::show)
-        .service(clients::remove)
-        .service(notifications::feed)
-        .service(notifications::mark_read)
-        .service(notifications::show_webhook)
-        .service(notifications::put_webhook)
-        .service(notifications::delete_webhook)
-        .service(
-            scope::scope("/fhir")
-                // Before the generic `/{type}` routes, which would take AuditEvent.
-                .service(access_log::search_audit_events)
-                .service(access_log::read_audit_event)
-                .service(capability::metadata)
-                // Bulk Data export, before the generic `/{type}/...` routes.
-                .service(export::kick_off)
-                .service(export::status)
-                .service(export::cancel)
-                .service(export::download)
-                .service(consents::search)
-                .service(consents::create)
-                .service(consents::revoke)
-                .service(consents::read)
-                .service(consents::update)
-                .service(fhir::post_bundle)
-                .service(fhir::everything)
-                .service(fhir::vread)
-                .service(fhir::read)
-                .service(fhir::update)
-                .service(fhir::search_type)
-                .service(fhir::create)
-                .default_service(web::to(no_route)),
-        )
-        .default_service(web::to(no_route));
+    // FHIR first: the hot path. actix tries routes in order, each pattern with a parameter
+    // by a regular expression, and walks them again for the route name the log and metrics
+    // carry; no route outside this scope starts with `/fhir`, so the order is otherwise free.
+    cfg.service(
+        scope::scope("/fhir")
+            // Before the generic `/{type}` routes, which would take AuditEvent.
+            .service(access_log::search_audit_events)
+            .service(access_log::read_audit_event)
+            .service(capability::metadata)
+            // Bulk Data export, before the generic `/{type}/...` routes.
+            .service(export::kick_off)
+            .service(export::status)
+            .service(export::cancel)
+            .service(export::download)
+            .service(consents::search)
+            .service(consents::create)
+            .service(consents::revoke)
+            .service(consents::read)
+            .service(consents::update)
+            .service(fhir::post_bundle)
+            .service(fhir::everything)
+            .service(fhir::vread)
+            .service(fhir::read)
+            .service(fhir::update)
+            .service(fhir::search_type)
+            .service(fhir::create)
+            .default_service(web::to(no_route)),
+    )
+    .service(openapi::openapi_json)
+    .service(ops::healthz)
+    .service(ops::readyz)
+    .service(ops::metrics)
+    .service(wellknown::jwks)
+    .service(wellknown::smart_configuration)
+    .service(wellknown::whoami)
+    .service(oauth::issue_token)
+    .service(oauth::revoke)
+    .service(oauth::introspect)
+    .service(audit::checkpoint)
+    .service(audit::verifier_key)
+    .service(audit::inclusion)
+    .service(audit::consistency)
+    .service(access_log::access_log)
+    .service(decisions::decide)
+    .service(disclosures::create)
+    .service(disclosures::for_patient)
+    .service(disclosures::fetch_bundle)
+    .service(disclosures::fetch_signature)
+    .service(access_requests::create)
+    .service(access_requests::list)
+    .service(access_requests::show)
+    .service(access_requests::approve)
+    .service(access_requests::decline)
+    .service(clients::create)
+    .service(clients::list)
+    .service(clients::show)
+    .service(clients::remove)
+    .service(notifications::feed)
+    .service(notifications::mark_read)
+    .service(notifications::show_webhook)
+    .service(notifications::put_webhook)
+    .service(notifications::delete_webhook)
+    .default_service(web::to(no_route));
 }
 
 /// Bad form and JSON bodies answer like every other error, not with actix's plain text.

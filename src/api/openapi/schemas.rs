@@ -283,7 +283,7 @@ pub struct ExportManifest {
     pub requires_access_token: bool,
     /// One file per resource type (`type`, `url`, `count`).
     pub output: Vec<Value>,
-    /// Always empty: failed resources fail the job.
+    /// Error files (`type` OperationOutcome, `url`, `count`): resources withheld, and why.
     pub error: Vec<Value>,
 }
 
