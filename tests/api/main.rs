@@ -17,6 +17,7 @@ mod identity;
 mod interop;
 mod multi_instance;
 mod notifications;
+mod openapi;
 mod operations;
 mod records;
 mod release;
