@@ -3,6 +3,7 @@
 mod access_requests;
 mod audit;
 mod bad_input;
+mod browser;
 mod decisions;
 mod disclosures;
 mod examples;
@@ -22,3 +23,4 @@ mod release;
 mod security;
 mod served;
 mod standard_clients;
+mod web;
