@@ -16,6 +16,7 @@ pub mod consent;
 mod date_proptests;
 pub mod decision;
 pub mod deid;
+pub mod delegation;
 pub mod demo;
 pub mod disclosure;
 pub mod error;

@@ -14,6 +14,8 @@ pub mod capability;
 pub mod clients;
 pub mod consents;
 pub mod decisions;
+pub mod delegates;
+pub mod delegations;
 pub mod disclosures;
 pub mod error;
 pub mod export;
@@ -84,6 +86,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(clients::list)
         .service(clients::show)
         .service(clients::remove)
+        .service(delegations::create)
+        .service(delegations::list)
+        .service(delegations::revoke)
         .service(notifications::feed)
         .service(notifications::mark_read)
         .service(notifications::show_webhook)

@@ -52,6 +52,13 @@ pub async fn whoami(Caller(principal): Caller) -> HttpResponse {
         }),
         Principal::Patient { patient_id, .. } => json!({"kind": "patient", "patient": patient_id}),
         Principal::Operator { subject } => json!({"kind": "operator", "subject": subject}),
+        Principal::Delegate(d) => json!({
+            "kind": "delegate",
+            "delegate": d.reference(),
+            "patient": d.patient_id,
+            "delegation": d.delegation_id,
+            "actions": d.actions,
+        }),
     };
     HttpResponse::Ok().json(body)
 }

@@ -4,6 +4,7 @@ mod access_requests;
 mod audit;
 mod bad_input;
 mod decisions;
+mod delegates;
 mod disclosures;
 mod examples;
 mod export;
