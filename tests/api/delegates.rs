@@ -317,3 +317,102 @@ both_backends!(
     a_delegate_acts_within_its_grant_only,
     a_guardians_delegation_ends_at_majority,
 );
+
+/// The patient's own copy: `$everything` for themself is audited as their own access (the
+/// AuditEvent trail has it) and stays out of the accounting of disclosures; a delegate
+/// allowed to read records gets the same copy, which the accounting does list, naming them.
+async fn the_patients_own_copy_is_not_a_disclosure(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    load_records(&app).await;
+    let pat = app.patient_token("pat");
+    let path = "/fhir/Patient/pat/$everything";
+    let own = crate::helpers::request(&app, &pat, Method::GET, path)
+        .header("x-request-id", "own-copy-1")
+        .send()
+        .await
+        .expect("answered");
+    let (status, bundle) = crate::helpers::decode(own).await;
+    assert_eq!(status, 200, "{bundle}");
+    let ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "Patient/pat",
+        "Observation/vitals",
+        "Condition/htn",
+        "Condition/hiv",
+    ] {
+        assert!(
+            ids.iter().any(|i| i == want),
+            "{want} in the own copy: {ids:?}"
+        );
+    }
+    assert!(ids.iter().all(|i| !i.starts_with("Patient/other")));
+    assert_eq!(
+        get_as(&app, &pat, "/fhir/Patient/other/$everything")
+            .await
+            .0,
+        404
+    );
+
+    let (status, events) = get_as(&app, &app.operator_token, "/fhir/AuditEvent?patient=pat").await;
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        events.to_string().contains("own-copy-1"),
+        "audited: {events}"
+    );
+    let (status, log) = get_as(&app, &pat, "/api/v1/patients/pat/access-log").await;
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        log["disclosures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["request_id"] != "own-copy-1"),
+        "the patient's own copy is not a disclosure: {log}"
+    );
+
+    let ask = json!({"name": "Reader", "relationship": "carer", "actions": ["read_records"]});
+    let (status, made) = call(&app, &pat, Method::POST, "/api/v1/delegations", Some(&ask)).await;
+    assert_eq!(status, 201, "{made}");
+    let delegate = made["delegate"].as_str().unwrap().to_string();
+    let reader = delegate_token(&app, &delegate);
+    let (status, theirs) = get_as(&app, &reader, path).await;
+    assert_eq!(status, 200, "{theirs}");
+    // The same copy as the patient's own (which now holds the delegate's RelatedPerson too).
+    let (_, again) = get_as(&app, &pat, path).await;
+    assert_eq!(theirs["entry"], again["entry"]);
+    assert_eq!(again["entry"].as_array().unwrap().len(), ids.len() + 1);
+    assert_eq!(
+        get_as(&app, &reader, "/fhir/Patient/other/$everything")
+            .await
+            .0,
+        404
+    );
+    let (_, log) = get_as(&app, &pat, "/api/v1/patients/pat/access-log").await;
+    let by_delegate: Vec<&Value> = log["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["recipient"]["kind"] == "delegate")
+        .collect();
+    assert!(
+        by_delegate
+            .iter()
+            .any(|d| d["recipient"]["user"] == json!(delegate)),
+        "a delegate's copy is listed, naming them: {log}"
+    );
+}
+
+both_backends!(the_patients_own_copy_is_not_a_disclosure);
