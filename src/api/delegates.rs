@@ -24,7 +24,7 @@ pub enum Gate {
 /// The routes open to delegates: (method, route pattern, action).
 const ROUTES: &[(&str, &str, Gate)] = &[
     ("GET", "/api/v1/whoami", Gate::Open),
-    // The patient's records, summary and own copy.
+    // The patient's records and own copy.
     ("GET", "/fhir/{type}", Gate::Needs(Action::ReadRecords)),
     ("GET", "/fhir/{type}/{id}", Gate::Needs(Action::ReadRecords)),
     (
@@ -35,16 +35,6 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     (
         "GET",
         "/fhir/Patient/{id}/$everything",
-        Gate::Needs(Action::ReadRecords),
-    ),
-    (
-        "GET",
-        "/fhir/Patient/{id}/$summary",
-        Gate::Needs(Action::ReadRecords),
-    ),
-    (
-        "GET",
-        "/fhir/Patient/$export",
         Gate::Needs(Action::ReadRecords),
     ),
     // The accounting of disclosures and the notification feed.
@@ -117,7 +107,7 @@ const ROUTES: &[(&str, &str, Gate)] = &[
         "/api/v1/access-requests/{id}/decline",
         Gate::Needs(Action::AnswerRequests),
     ),
-    // Evidence and shared summaries.
+    // Evidence.
     (
         "POST",
         "/api/v1/disclosures",
@@ -126,21 +116,6 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     (
         "GET",
         "/api/v1/disclosures",
-        Gate::Needs(Action::SendEvidence),
-    ),
-    (
-        "POST",
-        "/api/v1/share-links",
-        Gate::Needs(Action::SendEvidence),
-    ),
-    (
-        "GET",
-        "/api/v1/share-links",
-        Gate::Needs(Action::SendEvidence),
-    ),
-    (
-        "POST",
-        "/api/v1/share-links/{id}/deactivate",
         Gate::Needs(Action::SendEvidence),
     ),
     // Amendments.
