@@ -6,6 +6,7 @@
 
 pub mod access_request;
 pub mod accounting;
+pub mod amendment;
 pub mod api;
 pub mod audit;
 pub mod auth;

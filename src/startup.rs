@@ -183,8 +183,9 @@ impl Application {
 }
 
 /// Every `rights.sweep_interval_secs`: end the delegations of parents and guardians whose
-/// patient came of age (each audited, so the patient is told), even if the delegate never
-/// signs in again. A failed round is logged and retried at the next tick.
+/// patient came of age, even if the delegate never signs in again, and flag amendment
+/// requests that went past their deadline (each audited, so the patient is told). A failed
+/// round is logged and retried at the next tick.
 async fn rights_sweep(gateway: Arc<Gateway>) {
     let every = Duration::from_secs(gateway.settings.rights.sweep_interval_secs);
     let mut ticks = tokio::time::interval(every);
@@ -195,6 +196,11 @@ async fn rights_sweep(gateway: Arc<Gateway>) {
             Ok(0) => {}
             Ok(ended) => tracing::info!(ended, "delegations ended at the age of majority"),
             Err(e) => tracing::warn!(code = e.code, "rights sweep failed; retrying next round"),
+        }
+        match crate::amendment::overdue::sweep(&gateway).await {
+            Ok(0) => {}
+            Ok(flagged) => tracing::info!(flagged, "amendment requests flagged overdue"),
+            Err(e) => tracing::warn!(code = e.code, "amendment sweep failed; retrying next round"),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod access_requests;
+pub mod amendments;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -86,6 +87,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(clients::list)
         .service(clients::show)
         .service(clients::remove)
+        .service(amendments::create)
+        .service(amendments::list)
+        .service(amendments::show)
+        .service(amendments::answer)
         .service(delegations::create)
         .service(delegations::list)
         .service(delegations::revoke)

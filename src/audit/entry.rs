@@ -102,6 +102,9 @@ pub enum AuditAction {
     Approve,
     /// The patient declined an access request.
     Decline,
+    /// A step of a request to amend a record (`detail.step`: requested, extended, accepted,
+    /// denied, overdue).
+    Amend,
 }
 
 impl AuditAction {
@@ -120,6 +123,7 @@ impl AuditAction {
             Self::Request => "request",
             Self::Approve => "approve",
             Self::Decline => "decline",
+            Self::Amend => "amend",
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum Kind {
     Delegation,
     /// A delegate acted for the patient; the summary names both.
     DelegateAction,
+    /// A step of the patient's request to amend a record (requested, extended, accepted,
+    /// denied, overdue).
+    Amendment,
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
             Self::AccessRequest => "access_request",
             Self::Delegation => "delegation",
             Self::DelegateAction => "delegate_action",
+            Self::Amendment => "amendment",
         }
     }
 
@@ -70,6 +74,7 @@ impl Kind {
             "access_request" => Some(Self::AccessRequest),
             "delegation" => Some(Self::Delegation),
             "delegate_action" => Some(Self::DelegateAction),
+            "amendment" => Some(Self::Amendment),
             _ => None,
         }
     }
@@ -124,13 +129,27 @@ const NOT_RECIPIENTS: [&str; 2] = ["patient", "operator"];
 ///
 /// A delegate's successful action for the patient is a `delegate_action` naming both (reading
 /// the notification feed itself excepted: the patient sees the feed anyway); naming or ending
-/// a delegation is a `delegation`.
+/// a delegation is a `delegation`; each step of an amendment request is an `amendment`.
 pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
     let patient_id = entry.patient_id.as_ref()?;
     if entry.outcome == AuditOutcome::Success
         && let Some(notice) = about_delegates(entry, patient_id)
     {
         return notice;
+    }
+    if entry.action == AuditAction::Amend && entry.outcome == AuditOutcome::Success {
+        return Some(NewNotification {
+            patient_id: patient_id.clone(),
+            kind: Kind::Amendment,
+            created: entry.recorded_micros,
+            audit_seq: Some(entry.sequence),
+            access_request_id: None,
+            summary: json!({
+                "step": entry.detail.get("step"),
+                "amendment": entry.detail.get("amendment"),
+                "record": entry.resources.first(),
+            }),
+        });
     }
     let discloses = matches!(
         entry.action,

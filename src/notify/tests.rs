@@ -115,6 +115,7 @@ fn kinds_round_trip() {
         Kind::AccessRequest,
         Kind::Delegation,
         Kind::DelegateAction,
+        Kind::Amendment,
     ] {
         assert_eq!(Kind::parse(k.as_str()), Some(k));
     }
