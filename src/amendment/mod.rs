@@ -7,7 +7,8 @@
 //! acceptance, which stores the corrected version and a `Provenance` linking the disputed and
 //! the corrected versions, or a denial with a reason. A request still pending past its
 //! deadline is shown as overdue, and the rights sweep flags it once and tells the patient
-//! ([`overdue`]).
+//! ([`overdue`]). After a denial the patient may file a statement of disagreement, which
+//! from then on travels with every release of the record to a recipient ([`dispute`]).
 //!
 //! Who answers: the operators. (The request's `source_client` exists for the data source
 //! that supplied the record, once sources write records and their ingest records them.)
@@ -18,6 +19,7 @@
 //! in the audit entry, a notification or a log.
 
 pub mod answer;
+pub mod dispute;
 pub mod overdue;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,7 @@
 //! - `POST /api/v1/amendments/{id}/answer` (an operator): `{"decision": "accept",
 //!   "resource": {...}}`, `{"decision": "deny", "reason": "..."}` or
 //!   `{"decision": "extend", "reason": "..."}`.
+//! - `POST /api/v1/amendments/{id}/disagreement` (after a denial): `statement`. 201.
 
 use actix_web::web::{Data, Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
@@ -17,6 +18,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{AppState, audit};
+use crate::amendment::dispute::NewStatement;
 use crate::amendment::{self, NewAmendment, answer::Answer};
 
 /// `POST /api/v1/amendments`.
@@ -94,4 +96,26 @@ pub async fn answer(
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(answered))
+}
+
+/// `POST /api/v1/amendments/{id}/disagreement`: the patient's statement after a denial.
+#[post("/api/v1/amendments/{id}/disagreement")]
+pub async fn disagree(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    req: HttpRequest,
+    path: Path<String>,
+    body: Json<NewStatement>,
+) -> Result<HttpResponse, ApiError> {
+    let filed = amendment::dispute::file(
+        &state,
+        &principal,
+        &path,
+        body.into_inner(),
+        &audit::request_id(&req),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(filed))
 }

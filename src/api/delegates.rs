@@ -134,6 +134,11 @@ const ROUTES: &[(&str, &str, Gate)] = &[
         "/api/v1/amendments/{id}",
         Gate::Needs(Action::RequestAmendments),
     ),
+    (
+        "POST",
+        "/api/v1/amendments/{id}/disagreement",
+        Gate::Needs(Action::RequestAmendments),
+    ),
 ];
 
 /// What `method` on the route `pattern` asks of a delegate.

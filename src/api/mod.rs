@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(amendments::list)
         .service(amendments::show)
         .service(amendments::answer)
+        .service(amendments::disagree)
         .service(delegations::create)
         .service(delegations::list)
         .service(delegations::revoke)

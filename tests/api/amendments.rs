@@ -13,7 +13,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, call, get_as, load_records, spawn_app_with};
+use crate::helpers::{
+    Backend, ClientKey, TestApp, acts_as, call, client, client_token, consent, get_as,
+    load_records, permit, register, spawn_app_with,
+};
 
 fn ask(record: &str) -> Value {
     json!({"record": record, "what_is_wrong": "The diagnosis date is wrong.",
@@ -308,7 +311,167 @@ async fn a_denied_or_late_amendment_is_told(backend: Backend) {
     assert_eq!(refused.0, 403, "{}", refused.1);
 }
 
+fn is_disputed(resource: &Value) -> Option<String> {
+    let tagged = resource["meta"]["tag"]
+        .as_array()?
+        .iter()
+        .any(|t| t["code"] == "disputed-by-patient");
+    let statement = resource["meta"]["extension"].as_array()?.iter().find(|e| {
+        e["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("statement-of-disagreement"))
+    })?;
+    tagged.then(|| {
+        statement["valueReference"]["reference"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
+async fn a_statement_of_disagreement_travels_with_the_record(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[]).await else {
+        return;
+    };
+    load_records(&app).await;
+    let pat = app.patient_token("pat");
+    let amend = |record: &str| {
+        let (app, pat, body) = (&app, pat.clone(), ask(record));
+        async move { call(app, &pat, Method::POST, "/api/v1/amendments", Some(&body)).await }
+    };
+    let (_, htn) = amend("Condition/htn").await;
+    let (_, pending) = amend("Observation/vitals").await;
+    let disagree = |id: &Value| format!("/api/v1/amendments/{}/disagreement", id.as_str().unwrap());
+    let statement = json!({"statement": "My blood pressure has always been normal."});
+    // Only after a denial.
+    let early = call(
+        &app,
+        &pat,
+        Method::POST,
+        &disagree(&pending["id"]),
+        Some(&statement),
+    )
+    .await;
+    assert_eq!(
+        (early.0, &early.1["code"]),
+        (409, &json!("not_disputable")),
+        "{}",
+        early.1
+    );
+    let answer = format!("/api/v1/amendments/{}/answer", htn["id"].as_str().unwrap());
+    let (status, _) = app
+        .post_json(
+            &answer,
+            &json!({"decision": "deny", "reason": "Confirmed twice."}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let other = app.patient_token("other");
+    let foreign = call(
+        &app,
+        &other,
+        Method::POST,
+        &disagree(&htn["id"]),
+        Some(&statement),
+    )
+    .await;
+    assert_eq!(foreign.0, 404, "{}", foreign.1);
+    let (status, filed) = call(
+        &app,
+        &pat,
+        Method::POST,
+        &disagree(&htn["id"]),
+        Some(&statement),
+    )
+    .await;
+    assert_eq!(status, 201, "{filed}");
+    let again = call(
+        &app,
+        &pat,
+        Method::POST,
+        &disagree(&htn["id"]),
+        Some(&statement),
+    )
+    .await;
+    assert_eq!(again.0, 409, "{}", again.1);
+    assert!(steps(&app, "pat").await.contains(&"statement".to_string()));
+
+    // A clinician the patient consented to sees the record as disputed, with the statement
+    // linked; an undisputed record is unmarked.
+    let (_, clinician) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let mine = consent("pat", permit("Organization/clinic", "TREAT"));
+    let (status, body) = app
+        .send_as(&pat, Method::POST, "/fhir/Consent", Some(&mine))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, read) = get_as(&app, &clinician, "/fhir/Condition/htn").await;
+    assert_eq!(status, 200, "{read}");
+    let statement_ref = is_disputed(&read).unwrap_or_else(|| panic!("marked: {read}"));
+    let (status, vitals) = get_as(&app, &clinician, "/fhir/Observation/vitals").await;
+    assert_eq!(status, 200, "{vitals}");
+    assert_eq!(is_disputed(&vitals), None, "{vitals}");
+    let (status, found) = get_as(&app, &clinician, "/fhir/Condition?patient=pat").await;
+    assert_eq!(status, 200, "{found}");
+    let htn_entry = found["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["id"] == "htn")
+        .unwrap_or_else(|| panic!("htn found: {found}"));
+    assert_eq!(
+        is_disputed(&htn_entry["resource"]),
+        Some(statement_ref.clone())
+    );
+    let (status, document) = app.get(&format!("/fhir/{statement_ref}")).await;
+    assert_eq!(status, 200, "{document}");
+    assert_eq!(
+        document["context"]["related"][0]["reference"],
+        "Condition/htn"
+    );
+
+    // A disclosure package carries the mark and the statement itself.
+    let key = ClientKey::ed25519("assessor-key");
+    let assessor = register(&app, "disability_assessor", key.jwks(), json!({})).await;
+    let expires = (OffsetDateTime::now_utc() + time::Duration::days(7))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&Rfc3339)
+        .unwrap();
+    let ask = json!({"recipient": assessor, "purpose": "PATRQT",
+        "policy": "https://www.ssa.gov/forms/ssa-827.pdf",
+        "selection": {"resources": ["Condition/htn"]}, "expires": expires, "max_retrievals": 1});
+    let (status, created) = call(&app, &pat, Method::POST, "/api/v1/disclosures", Some(&ask)).await;
+    assert_eq!(status, 201, "{created}");
+    let token = client_token(&app, &key, &assessor, "PATRQT").await;
+    let path = format!(
+        "/api/v1/disclosures/{}/bundle",
+        created["id"].as_str().unwrap()
+    );
+    let (status, bundle) = get_as(&app, &token, &path).await;
+    assert_eq!(status, 200, "{bundle}");
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(resources.len(), 2, "{bundle}");
+    assert_eq!(is_disputed(resources[0]), Some(statement_ref.clone()));
+    assert_eq!(
+        format!("DocumentReference/{}", resources[1]["id"].as_str().unwrap()),
+        statement_ref
+    );
+}
+
 both_backends!(
     an_accepted_amendment_links_both_versions,
     a_denied_or_late_amendment_is_told,
+    a_statement_of_disagreement_travels_with_the_record,
 );
