@@ -21,6 +21,7 @@ pub mod delegation;
 pub mod demo;
 pub mod disclosure;
 pub mod error;
+pub mod export;
 pub mod fhir_time;
 pub mod gateway;
 pub mod ids;

@@ -105,10 +105,19 @@ impl Application {
             purposes: PurposeCatalog::official(),
             base_url: base_url.clone(),
         });
+        let export_metrics =
+            crate::export::ExportMetrics::new().context("setting up the export metrics")?;
+        for collector in export_metrics.collectors() {
+            metrics
+                .register(collector)
+                .context("registering the export metrics")?;
+        }
+        let export_worker = crate::export::ExportWorker::start(gateway.clone(), export_metrics);
         let state = web::Data::new(AppState {
             gateway: gateway.clone(),
             metrics,
             notify_worker,
+            export_worker,
         });
         let server_settings = &settings.server;
         let mut server = HttpServer::new(move || {

@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The webhook delivery worker; it stops when the state is dropped with the server.
     pub notify_worker: crate::notify::DeliveryWorker,
+    /// The research export worker; running jobs stop when the state is dropped.
+    pub export_worker: crate::export::ExportWorker,
 }
 
 impl std::ops::Deref for AppState {

@@ -35,5 +35,5 @@ pub use context::{PatientContext, Recipient, requester};
 pub use decide::{Interaction, Permitted, decide_each};
 pub use minimum::minimum_necessary;
 pub use recipient::{SearchPage, everything, read, search};
-pub use released::{Released, ReleasedResource, shape, shape_for_study};
+pub use released::{Released, ReleasedResource, Withheld, WithheldReason, shape, shape_for_study};
 pub use shaping::Shaping;

@@ -7,6 +7,14 @@
 //! profile does not list) is simply not in it. [`Released`] has no other constructor, and
 //! the audit entry of a release is built from it alone ([`Released::audit_entry`]), so the
 //! patient's access log can only list what actually left.
+//!
+//! A de-identified output that fails its leak scan is handled two ways. A recipient's read
+//! ([`shape`]) fails closed: nothing of the response is sent, as a client asking for one
+//! patient's records should not get a silently thinned answer. A study export
+//! ([`shape_for_study`]) withholds that resource alone and says so in
+//! [`Released::withheld`] (its pseudonymous reference, the element path and the kind of
+//! value, never the value), so one bad record never sinks a study and never passes silently.
+//! Failures that are not about one resource (the key, the profile) fail both.
 
 use serde_json::Value;
 
@@ -17,7 +25,7 @@ use super::shaping::Shaping;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::Principal;
 use crate::decision::Decision;
-use crate::deid::{DeidError, Deidentifier, IdentifierSet};
+use crate::deid::{DeidError, Deidentifier, IdentifierSet, LeakKind};
 use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
 use crate::policy::Obligation;
@@ -54,11 +62,50 @@ impl ReleasedResource {
     }
 }
 
-/// What leaves for one patient in one response, in order; built only by [`shape`] and
-/// [`shape_for_study`].
+/// Why a study export withheld a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WithheldReason {
+    /// The de-identified output still held a value of this kind from the patient's records.
+    Leak(LeakKind),
+    /// It carries a modifier extension the profile does not list: dropping it would change
+    /// the meaning of what is left.
+    ModifierExtension,
+    /// An anonymizer rule's method could not apply to the element it selected.
+    MethodNotApplicable,
+    /// Its patient's Patient resource was withheld, so none of the patient's records leave.
+    PatientWithheld,
+}
+
+impl WithheldReason {
+    /// A stable snake_case code (the metric label, the OperationOutcome's code).
+    pub fn code(self) -> &'static str {
+        match self {
+            WithheldReason::Leak(kind) => kind.code(),
+            WithheldReason::ModifierExtension => "modifier_extension",
+            WithheldReason::MethodNotApplicable => "method_not_applicable",
+            WithheldReason::PatientWithheld => "patient_withheld",
+        }
+    }
+}
+
+/// A resource shaping withheld from a study: which (by its pseudonym in the study), where and
+/// why, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// `Type/pseudonym` of the resource in the study.
+    pub reference: String,
+    /// The element at fault, as a path (empty when the whole resource is at fault).
+    pub path: String,
+    /// Why.
+    pub reason: WithheldReason,
+}
+
+/// What leaves for one patient in one response, in order, and what a study export withheld;
+/// built only by [`shape`] and [`shape_for_study`].
 #[derive(Debug, Clone, Default)]
 pub struct Released {
     resources: Vec<ReleasedResource>,
+    withheld: Vec<Withheld>,
 }
 
 impl Released {
@@ -80,6 +127,17 @@ impl Released {
     /// The sources, as `Type/id`, in order.
     pub fn sources(&self) -> Vec<String> {
         self.resources.iter().map(|r| r.source.clone()).collect()
+    }
+
+    /// What a study export withheld (always empty for a recipient's read, which fails
+    /// instead).
+    pub fn withheld(&self) -> &[Withheld] {
+        &self.withheld
+    }
+
+    /// The resources and what was withheld, taken apart.
+    pub fn into_parts(self) -> (Vec<ReleasedResource>, Vec<Withheld>) {
+        (self.resources, self.withheld)
     }
 
     /// The bodies as sent, in order.
@@ -143,11 +201,19 @@ pub fn shape(
     permitted: Vec<Permitted>,
 ) -> Result<Released, DomainError> {
     let key_name = format!("client:{}", recipient.claims.client_id);
-    shape_under(&gateway.shaping, &key_name, patient, permitted)
+    shape_under(
+        &gateway.shaping,
+        &key_name,
+        patient,
+        permitted,
+        OnLeak::Fail,
+    )
 }
 
 /// As [`shape`], de-identifying under the key of study Group `study` (a Bulk Data export):
-/// pseudonyms stable within the study, unlinkable across studies and clients.
+/// pseudonyms stable within the study, unlinkable across studies and clients. A resource whose
+/// output fails the leak scan is withheld and listed in [`Released::withheld`]; a failure of
+/// the key or the profile fails the call.
 pub fn shape_for_study(
     gateway: &Gateway,
     study: &str,
@@ -159,7 +225,37 @@ pub fn shape_for_study(
         &format!("group:{study}"),
         patient,
         permitted,
+        OnLeak::Withhold,
     )
+}
+
+/// What a resource that fails its leak scan does to the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnLeak {
+    /// Nothing is sent.
+    Fail,
+    /// That resource is withheld and reported.
+    Withhold,
+}
+
+/// The reason a de-identification failure withholds one resource; `None` when the failure
+/// is not about that resource (the key, the profile), which stops the whole release.
+fn withheld_reason(e: &DeidError) -> Option<(String, WithheldReason)> {
+    match e {
+        DeidError::Leak { path, kind, .. } => Some((path.clone(), WithheldReason::Leak(*kind))),
+        DeidError::ModifierExtensionNotAllowed { .. } => {
+            Some((String::new(), WithheldReason::ModifierExtension))
+        }
+        DeidError::MethodNotApplicable { path, .. } => {
+            Some((path.clone(), WithheldReason::MethodNotApplicable))
+        }
+        DeidError::NotAResource
+        | DeidError::ResourceTypeNotInProfile { .. }
+        | DeidError::ProfileUnreadable { .. }
+        | DeidError::ProfileInvalid { .. }
+        | DeidError::KeyTooShort { .. }
+        | DeidError::AnonymizerConfig { .. } => None,
+    }
 }
 
 /// Nothing was sent because a de-identified output still held an identifier.
@@ -176,6 +272,7 @@ fn shape_under(
     key_name: &str,
     patient: &PatientContext,
     permitted: Vec<Permitted>,
+    on_leak: OnLeak,
 ) -> Result<Released, DomainError> {
     let needs_deid = permitted
         .iter()
@@ -190,6 +287,7 @@ fn shape_under(
     };
     let today = time::OffsetDateTime::now_utc().date();
     let mut resources = Vec::with_capacity(permitted.len());
+    let mut withheld = Vec::new();
     'each: for Permitted { resource, decision } in permitted {
         let source = format!(
             "{}/{}",
@@ -212,10 +310,23 @@ fn shape_under(
                         Ok(v) => body = v,
                         // Default-deny: a type the profile does not allow never leaves.
                         Err(DeidError::ResourceTypeNotInProfile { .. }) => continue 'each,
-                        Err(e) => {
-                            tracing::error!(code = e.code(), source = %source, "de-identified output failed its leak scan");
-                            return Err(leaked());
-                        }
+                        Err(e) => match (on_leak, withheld_reason(&e)) {
+                            (OnLeak::Withhold, Some((path, reason))) => {
+                                let (ty, id) = source.split_once('/').unwrap_or_default();
+                                withheld.push(Withheld {
+                                    reference: format!("{ty}/{}", deidentifier.pseudonym(ty, id)),
+                                    path,
+                                    reason,
+                                });
+                                continue 'each;
+                            }
+                            (OnLeak::Fail, _) => {
+                                tracing::error!(code = e.code(), source = %source, "de-identified output failed its leak scan");
+                                return Err(leaked());
+                            }
+                            // The key or the profile: nothing can be shaped.
+                            (OnLeak::Withhold, None) => return Err(e.into()),
+                        },
                     }
                 }
                 Obligation::MinimumNecessary => minimum_necessary(&mut body),
@@ -228,7 +339,10 @@ fn shape_under(
             decision,
         });
     }
-    Ok(Released { resources })
+    Ok(Released {
+        resources,
+        withheld,
+    })
 }
 
 #[cfg(test)]
@@ -305,6 +419,7 @@ mod tests {
                 ),
                 permitted(family, vec![Obligation::safe_harbor()], "c-fam"),
             ],
+            OnLeak::Fail,
         )
         .unwrap();
         assert_eq!(released.sources(), ["Observation/o1"]);
@@ -342,6 +457,7 @@ mod tests {
                 ),
                 permitted(observation("o2", "Heart rate"), Vec::new(), "c1"),
             ],
+            OnLeak::Fail,
         )
         .unwrap();
         assert_eq!(released.sources(), ["Observation/o1", "Observation/o2"]);
@@ -373,6 +489,7 @@ mod tests {
                     "c1",
                 ),
             ],
+            OnLeak::Fail,
         )
         .unwrap_err();
         assert_eq!(
@@ -380,6 +497,50 @@ mod tests {
             (ErrorKind::Internal, "deidentification_failed")
         );
         assert!(!error.message.contains("Quillfeather"));
+    }
+
+    #[test]
+    fn a_study_withholds_the_leaking_resource_alone() {
+        let (_dir, shaping) = shaping();
+        let released = shape_under(
+            &shaping,
+            "group:s1",
+            &patient(),
+            vec![
+                permitted(
+                    observation("o1", "Heart rate"),
+                    vec![Obligation::safe_harbor()],
+                    "c1",
+                ),
+                permitted(
+                    observation("o2", "Odile Quillfeather"),
+                    vec![Obligation::safe_harbor()],
+                    "c1",
+                ),
+            ],
+            OnLeak::Withhold,
+        )
+        .unwrap();
+        assert_eq!(released.sources(), ["Observation/o1"]);
+        let withheld = released.withheld();
+        assert_eq!(withheld.len(), 1, "{withheld:?}");
+        let key = shaping.study_key("group:s1").unwrap();
+        assert_eq!(
+            withheld[0].reference,
+            format!("Observation/{}", key.pseudonym("Observation", "o2"))
+        );
+        assert_eq!(withheld[0].reason, WithheldReason::Leak(LeakKind::Name));
+        assert!(withheld[0].path.contains("display"), "{withheld:?}");
+        assert!(!format!("{withheld:?}").contains("Quillfeather"));
+        let entry = released.audit_entry(
+            &Principal::Operator {
+                subject: "op".into(),
+            },
+            AuditAction::Export,
+            &PatientId::parse("p1").unwrap(),
+            "req-1",
+        );
+        assert_eq!(entry.resources, ["Observation/o1"], "only what left");
     }
 
     #[test]
@@ -397,6 +558,7 @@ mod tests {
                         vec![Obligation::safe_harbor()],
                         "c1",
                     )],
+                    OnLeak::Fail,
                 )
                 .unwrap();
                 released.into_bodies()[0]["id"].clone()

@@ -1,5 +1,6 @@
-//! Bulk Data export jobs (`export_jobs`) and the two reads an export walks: the patients who
-//! hold consents, and one patient's resources in bounded batches.
+//! Bulk Data export jobs (`export_jobs`) and the batched reads an export walks: the patients
+//! who hold consents, their consents and Patient records a page at a time, and their
+//! resources in bounded keyset pages across many patients at once.
 //!
 //! A job's row is its whole shared state: any instance answers a status request from it, and
 //! the worker (on the instance that accepted the job) moves it along. Every transition is a
@@ -12,18 +13,69 @@ use diesel::prelude::*;
 use super::schema::{export_jobs, resources};
 use super::{DbConn, StoreError, write_tx};
 
-/// The job is being worked on.
-pub const RUNNING: &str = "running";
-/// The files are ready.
-pub const COMPLETE: &str = "complete";
-/// The job stopped with an error.
-pub const FAILED: &str = "failed";
-/// The client cancelled the job, or deleted it after completion.
-pub const CANCELLED: &str = "cancelled";
+/// Where a job is in its life. Stored as text; [`JobStatus::as_str`] and
+/// [`JobStatus::parse`] are the only places the words appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// The worker is on it.
+    Running,
+    /// The files are ready.
+    Complete,
+    /// It stopped with an error (code and message on the row).
+    Failed,
+    /// The client cancelled it, or deleted it after completion.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Complete => "complete",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status a stored word names.
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Running,
+            JobStatus::Complete,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
 
 /// One export job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = export_jobs)]
+struct Row {
+    id: String,
+    client_id: String,
+    study: String,
+    purpose: String,
+    request_url: String,
+    types: String,
+    since_micros: Option<i64>,
+    status: String,
+    transaction_time: i64,
+    heartbeat: i64,
+    patients_done: i64,
+    patients_total: Option<i64>,
+    output_files: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    completed: Option<i64>,
+    expires: Option<i64>,
+}
+
+/// One export job.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportJobRow {
     /// UUIDv7.
     pub id: String,
@@ -39,8 +91,8 @@ pub struct ExportJobRow {
     pub types: String,
     /// `_since`, microseconds since the epoch.
     pub since_micros: Option<i64>,
-    /// [`RUNNING`], [`COMPLETE`], [`FAILED`] or [`CANCELLED`].
-    pub status: String,
+    /// Where the job is.
+    pub status: JobStatus,
     /// When the job was accepted (the manifest's `transactionTime`).
     pub transaction_time: i64,
     /// The worker's latest sign of life.
@@ -49,7 +101,7 @@ pub struct ExportJobRow {
     pub patients_done: i64,
     /// Candidate patients in all, once counted.
     pub patients_total: Option<i64>,
-    /// JSON array of `{"type", "count"}` once complete.
+    /// The files of a complete job (JSON; its shape belongs to `export::files`).
     pub output_files: Option<String>,
     /// A stable code once failed.
     pub error_code: Option<String>,
@@ -61,19 +113,76 @@ pub struct ExportJobRow {
     pub expires: Option<i64>,
 }
 
+impl From<&ExportJobRow> for Row {
+    fn from(j: &ExportJobRow) -> Row {
+        Row {
+            id: j.id.clone(),
+            client_id: j.client_id.clone(),
+            study: j.study.clone(),
+            purpose: j.purpose.clone(),
+            request_url: j.request_url.clone(),
+            types: j.types.clone(),
+            since_micros: j.since_micros,
+            status: j.status.as_str().to_string(),
+            transaction_time: j.transaction_time,
+            heartbeat: j.heartbeat,
+            patients_done: j.patients_done,
+            patients_total: j.patients_total,
+            output_files: j.output_files.clone(),
+            error_code: j.error_code.clone(),
+            error_message: j.error_message.clone(),
+            completed: j.completed,
+            expires: j.expires,
+        }
+    }
+}
+
+impl TryFrom<Row> for ExportJobRow {
+    type Error = StoreError;
+
+    fn try_from(r: Row) -> Result<ExportJobRow, StoreError> {
+        let status = JobStatus::parse(&r.status)
+            .ok_or_else(|| StoreError::Task(format!("export job {} has no known status", r.id)))?;
+        Ok(ExportJobRow {
+            id: r.id,
+            client_id: r.client_id,
+            study: r.study,
+            purpose: r.purpose,
+            request_url: r.request_url,
+            types: r.types,
+            since_micros: r.since_micros,
+            status,
+            transaction_time: r.transaction_time,
+            heartbeat: r.heartbeat,
+            patients_done: r.patients_done,
+            patients_total: r.patients_total,
+            output_files: r.output_files,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            completed: r.completed,
+            expires: r.expires,
+        })
+    }
+}
+
+fn running() -> &'static str {
+    JobStatus::Running.as_str()
+}
+
 /// Stores a new job, unless the client already runs `per_client` live jobs or the gateway
 /// runs `overall` (live: running with a heartbeat at or after `live_since`). Returns whether
 /// it was stored.
 pub fn insert_if_capacity(
     conn: &mut DbConn,
-    row: &ExportJobRow,
+    job: &ExportJobRow,
     live_since: i64,
     per_client: i64,
     overall: i64,
 ) -> Result<bool, StoreError> {
+    let row = Row::from(job);
     write_tx(conn, |conn| {
         let live = export_jobs::table
-            .filter(export_jobs::status.eq(RUNNING))
+            .filter(export_jobs::status.eq(running()))
             .filter(export_jobs::heartbeat.ge(live_since));
         let all: i64 = live.count().get_result(conn)?;
         let mine: i64 = live
@@ -84,7 +193,7 @@ pub fn insert_if_capacity(
             return Ok(false);
         }
         diesel::insert_into(export_jobs::table)
-            .values(row)
+            .values(&row)
             .execute(conn)?;
         Ok(true)
     })
@@ -96,20 +205,13 @@ pub fn find(
     id: &str,
     client_id: &str,
 ) -> Result<Option<ExportJobRow>, StoreError> {
-    Ok(export_jobs::table
+    export_jobs::table
         .filter(export_jobs::id.eq(id))
         .filter(export_jobs::client_id.eq(client_id))
-        .first::<ExportJobRow>(conn)
-        .optional()?)
-}
-
-/// The status of a job, whoever owns it (for the worker and the clean-up).
-pub fn status_of(conn: &mut DbConn, id: &str) -> Result<Option<String>, StoreError> {
-    Ok(export_jobs::table
-        .filter(export_jobs::id.eq(id))
-        .select(export_jobs::status)
-        .first::<String>(conn)
-        .optional()?)
+        .first::<Row>(conn)
+        .optional()?
+        .map(ExportJobRow::try_from)
+        .transpose()
 }
 
 /// Records progress and a heartbeat; `false` when the job is no longer running (cancelled,
@@ -125,7 +227,7 @@ pub fn beat(
         Ok(diesel::update(
             export_jobs::table
                 .filter(export_jobs::id.eq(id))
-                .filter(export_jobs::status.eq(RUNNING)),
+                .filter(export_jobs::status.eq(running())),
         )
         .set((
             export_jobs::heartbeat.eq(now),
@@ -149,10 +251,10 @@ pub fn complete(
         Ok(diesel::update(
             export_jobs::table
                 .filter(export_jobs::id.eq(id))
-                .filter(export_jobs::status.eq(RUNNING)),
+                .filter(export_jobs::status.eq(running())),
         )
         .set((
-            export_jobs::status.eq(COMPLETE),
+            export_jobs::status.eq(JobStatus::Complete.as_str()),
             export_jobs::heartbeat.eq(now),
             export_jobs::output_files.eq(Some(output_files)),
             export_jobs::completed.eq(Some(now)),
@@ -176,11 +278,11 @@ pub fn fail(
     write_tx(conn, |conn| {
         let target = export_jobs::table
             .filter(export_jobs::id.eq(id))
-            .filter(export_jobs::status.eq(RUNNING))
+            .filter(export_jobs::status.eq(running()))
             .filter(export_jobs::heartbeat.lt(stale_before.unwrap_or(i64::MAX)));
         Ok(diesel::update(target)
             .set((
-                export_jobs::status.eq(FAILED),
+                export_jobs::status.eq(JobStatus::Failed.as_str()),
                 export_jobs::error_code.eq(Some(code)),
                 export_jobs::error_message.eq(Some(message)),
                 export_jobs::completed.eq(Some(now)),
@@ -198,10 +300,10 @@ pub fn cancel(conn: &mut DbConn, id: &str, client_id: &str, now: i64) -> Result<
             export_jobs::table
                 .filter(export_jobs::id.eq(id))
                 .filter(export_jobs::client_id.eq(client_id))
-                .filter(export_jobs::status.ne(CANCELLED)),
+                .filter(export_jobs::status.ne(JobStatus::Cancelled.as_str())),
         )
         .set((
-            export_jobs::status.eq(CANCELLED),
+            export_jobs::status.eq(JobStatus::Cancelled.as_str()),
             export_jobs::completed.eq(Some(now)),
         ))
         .execute(conn)?
@@ -214,14 +316,17 @@ pub fn removable(conn: &mut DbConn, ids: &[String], now: i64) -> Result<Vec<Stri
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let known: Vec<(String, String, Option<i64>)> = export_jobs::table
-            .filter(export_jobs::id.eq_any(chunk.to_vec()))
+            .filter(export_jobs::id.eq_any(chunk))
             .select((export_jobs::id, export_jobs::status, export_jobs::expires))
             .load(conn)?;
         for id in chunk {
             let keep = known.iter().any(|(k, status, expires)| {
                 k == id
-                    && (status == RUNNING
-                        || (status == COMPLETE && expires.is_none_or(|e| e > now)))
+                    && match JobStatus::parse(status) {
+                        Some(JobStatus::Running) => true,
+                        Some(JobStatus::Complete) => expires.is_none_or(|e| e > now),
+                        _ => false,
+                    }
             });
             if !keep {
                 out.push(id.clone());
@@ -255,51 +360,113 @@ pub fn consenting_patients(
         .limit(limit)
         .into_boxed();
     if let Some(after) = after {
-        query = query.filter(resources::patient_id.gt(after.to_string()));
+        query = query.filter(resources::patient_id.gt(after));
     }
     let ids: Vec<Option<String>> = query.load(conn)?;
     Ok(ids.into_iter().flatten().collect())
 }
 
-/// Which of one patient's resources a page reads.
-#[derive(Debug, Clone, Default)]
-pub struct PatientPage {
-    /// The patient.
+/// A stored resource as an export reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct StoredResource {
+    /// The patient it belongs to.
     pub patient_id: String,
+    /// Its type.
+    pub resource_type: String,
+    /// Its id.
+    pub id: String,
+    /// When its current version was stored (microseconds).
+    pub last_updated: i64,
+    /// The stored JSON.
+    pub body: String,
+}
+
+/// The current resources of `resource_type` owned by `patients`, in (patient, id) order:
+/// their consents, their Patient records. One query for the whole page of patients.
+pub fn of_type_for(
+    conn: &mut DbConn,
+    resource_type: &str,
+    patients: &[String],
+) -> Result<Vec<StoredResource>, StoreError> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::patient_id.eq_any(patients))
+        .select((
+            resources::patient_id.assume_not_null(),
+            resources::resource_type,
+            resources::id,
+            resources::last_updated,
+            resources::body,
+        ))
+        .order((resources::patient_id.asc(), resources::id.asc()))
+        .load(conn)?)
+}
+
+/// Which resources of a page of patients one read returns.
+#[derive(Debug, Clone, Default)]
+pub struct ResourcePage {
+    /// The patients.
+    pub patients: Vec<String>,
     /// Only these types, when not empty.
     pub types: Vec<String>,
+    /// Never these types (read apart: the Patient records).
+    pub except: Vec<String>,
     /// Only resources updated after this instant (microseconds), when set.
     pub since: Option<i64>,
-    /// Keyset paging: only (type, id) after this.
-    pub after: Option<(String, String)>,
+    /// Keyset paging: only (patient, type, id) after this.
+    pub after: Option<(String, String, String)>,
     /// Most rows returned.
     pub limit: i64,
 }
 
-/// One page of a patient's current resources as (type, id, body), ordered by type and id.
-pub fn patient_resources(
+/// One page of the current resources of many patients, ordered by (patient, type, id): one
+/// query however many patients the page holds.
+pub fn resources_of(
     conn: &mut DbConn,
-    page: &PatientPage,
-) -> Result<Vec<(String, String, String)>, StoreError> {
+    page: &ResourcePage,
+) -> Result<Vec<StoredResource>, StoreError> {
+    if page.patients.is_empty() || page.limit <= 0 {
+        return Ok(Vec::new());
+    }
     let mut query = resources::table
-        .filter(resources::patient_id.eq(page.patient_id.clone()))
-        .select((resources::resource_type, resources::id, resources::body))
-        .order((resources::resource_type.asc(), resources::id.asc()))
+        .filter(resources::patient_id.eq_any(&page.patients))
+        .select((
+            resources::patient_id.assume_not_null(),
+            resources::resource_type,
+            resources::id,
+            resources::last_updated,
+            resources::body,
+        ))
+        .order((
+            resources::patient_id.asc(),
+            resources::resource_type.asc(),
+            resources::id.asc(),
+        ))
         .limit(page.limit)
         .into_boxed();
     if !page.types.is_empty() {
-        query = query.filter(resources::resource_type.eq_any(page.types.clone()));
+        query = query.filter(resources::resource_type.eq_any(&page.types));
+    }
+    if !page.except.is_empty() {
+        query = query.filter(resources::resource_type.ne_all(&page.except));
     }
     if let Some(since) = page.since {
         query = query.filter(resources::last_updated.gt(since));
     }
-    if let Some((ty, id)) = &page.after {
+    if let Some((patient, ty, id)) = &page.after {
         query = query.filter(
-            resources::resource_type
-                .gt(ty.clone())
-                .or(resources::resource_type
-                    .eq(ty.clone())
-                    .and(resources::id.gt(id.clone()))),
+            resources::patient_id
+                .gt(patient)
+                .or(resources::patient_id
+                    .eq(patient)
+                    .and(resources::resource_type.gt(ty)))
+                .or(resources::patient_id
+                    .eq(patient)
+                    .and(resources::resource_type.eq(ty))
+                    .and(resources::id.gt(id))),
         );
     }
     Ok(query.load(conn)?)

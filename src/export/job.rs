@@ -1,0 +1,336 @@
+//! The four things a researcher does with an export, one function each: [`kick_off`],
+//! [`status`], [`cancel`] and [`open_file`]. Who may export a study, and as whom the decision
+//! engine sees the researcher, are [`may_export`] and [`for_study`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::files::{self, job_dir, remove_dir};
+use super::request::ExportRequest;
+use super::worker::{ExportWorker, Job, micros};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::auth::Principal;
+use crate::auth::clients::Role;
+use crate::auth::tokens::AccessClaims;
+use crate::decision::Requester;
+use crate::error::{DomainError, ErrorKind};
+use crate::gateway::Gateway;
+use crate::ids::ClientId;
+use crate::records::dates::{self, now_micros};
+use crate::records::validate;
+use crate::release;
+use crate::store::exports::{self as jobs, ExportJobRow, JobStatus};
+
+/// A running job silent for this long is presumed dead and marked failed.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Live jobs one client may have.
+pub const MAX_JOBS_PER_CLIENT: i64 = 2;
+/// Live jobs across the gateway.
+pub const MAX_JOBS: i64 = 8;
+/// Seconds a client is asked to wait between status requests.
+pub const RETRY_AFTER_SECS: u64 = 2;
+/// Seconds a client is asked to wait when too many exports run.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 30;
+
+/// Whether this client is a researcher acting as the study's Group.
+pub fn may_export(requester: &Requester, study: &str) -> bool {
+    let group = format!("Group/{study}");
+    requester.role == Role::Researcher && requester.references.contains(&group)
+}
+
+/// The requester as an export of `study` presents it to the decision engine: acting as this
+/// study's Group and no other, so that a consent to another study of the same researcher
+/// never lets a patient into this one. Its other references (its own Device, its
+/// organisation) stay: a consent naming them covers every study of theirs.
+pub fn for_study(mut requester: Requester, study: &str) -> Requester {
+    let group = format!("Group/{study}");
+    requester
+        .references
+        .retain(|r| !r.starts_with("Group/") || *r == group);
+    requester
+}
+
+/// A kick-off as the HTTP layer read it.
+#[derive(Debug, Clone)]
+pub struct KickOff {
+    /// The study Group's id, from the path.
+    pub study: String,
+    /// The query string, as sent.
+    pub query: String,
+    /// Whether `Prefer: respond-async` was sent.
+    pub respond_async: bool,
+    /// The kick-off URL (the manifest's `request`).
+    pub request_url: String,
+    /// The request id, for the audit entries.
+    pub request_id: String,
+}
+
+fn not_known(what: &str) -> DomainError {
+    DomainError::not_found("not_found", format!("{what} is not known"))
+}
+
+/// Starts an export of a study; returns the job's status URL. Anyone but a researcher of the
+/// study gets "not known", as if the study did not exist.
+pub async fn kick_off(
+    gateway: &Gateway,
+    worker: &ExportWorker,
+    claims: &AccessClaims,
+    asked: KickOff,
+) -> Result<String, DomainError> {
+    let study = asked.study;
+    if !validate::is_valid_id(&study) {
+        return Err(not_known("the Group"));
+    }
+    let requester = release::requester(gateway, claims).await?;
+    if !may_export(&requester, &study) {
+        return Err(not_known(&format!("Group/{study}")));
+    }
+    if !asked.respond_async {
+        return Err(DomainError::invalid(
+            "respond_async_required",
+            "a Bulk Data export needs the header `Prefer: respond-async`",
+        ));
+    }
+    let request = ExportRequest::from_query(&asked.query)?;
+    let root = files::exports_dir(gateway);
+    gateway
+        .store
+        .run(move |conn| files::sweep(&root, conn))
+        .await?;
+    let now = now_micros();
+    let row = ExportJobRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        client_id: claims.client_id.clone(),
+        study: study.clone(),
+        purpose: claims.purpose_of_use.clone(),
+        request_url: asked.request_url,
+        types: request.types.join(","),
+        since_micros: request.since,
+        status: JobStatus::Running,
+        transaction_time: now,
+        heartbeat: now,
+        patients_done: 0,
+        patients_total: None,
+        output_files: None,
+        error_code: None,
+        error_message: None,
+        completed: None,
+        expires: None,
+    };
+    let stored = row.clone();
+    let live_since = now - micros(HEARTBEAT_TIMEOUT);
+    let accepted = gateway
+        .store
+        .run(move |conn| {
+            jobs::insert_if_capacity(conn, &stored, live_since, MAX_JOBS_PER_CLIENT, MAX_JOBS)
+        })
+        .await?;
+    if !accepted {
+        return Err(DomainError::new(
+            ErrorKind::TooMany,
+            "too_many_exports",
+            "too many exports are running; retry later",
+        ));
+    }
+    let profile = gateway.shaping.profile();
+    let job = Job {
+        dir: job_dir(gateway, &row.id),
+        id: row.id.clone(),
+        study,
+        request,
+        claims: claims.clone(),
+        request_id: asked.request_id,
+        profile: format!("{} {}", profile.name(), profile.version()),
+    };
+    if let Err(e) = worker.submit(job) {
+        let id = row.id.clone();
+        gateway
+            .store
+            .run(move |conn| {
+                jobs::fail(
+                    conn,
+                    &id,
+                    "internal_error",
+                    "the export could not be started",
+                    now_micros(),
+                    None,
+                )
+            })
+            .await?;
+        return Err(e);
+    }
+    tracing::info!(job = %row.id, client_id = %row.client_id, "export accepted");
+    Ok(format!("{}/$export-status/{}", gateway.fhir_base(), row.id))
+}
+
+/// The job as its client may see it: `None` for another client's, a cancelled or an expired
+/// job. A running job with a stale heartbeat is marked failed first.
+async fn visible_job(
+    gateway: &Gateway,
+    client: &ClientId,
+    job: &str,
+) -> Result<Option<ExportJobRow>, DomainError> {
+    let now = now_micros();
+    let (job, client) = (job.to_string(), client.to_string());
+    let row = gateway
+        .store
+        .run(move |conn| {
+            let Some(row) = jobs::find(conn, &job, &client)? else {
+                return Ok(None);
+            };
+            let stale_before = now - micros(HEARTBEAT_TIMEOUT);
+            if row.status == JobStatus::Running && row.heartbeat < stale_before {
+                let message =
+                    "the export stopped making progress (its worker is gone); start a new export";
+                jobs::fail(conn, &job, "worker_lost", message, now, Some(stale_before))?;
+                return jobs::find(conn, &job, &client);
+            }
+            Ok::<_, crate::store::StoreError>(Some(row))
+        })
+        .await?;
+    Ok(row.filter(|r| match r.status {
+        JobStatus::Cancelled => false,
+        JobStatus::Complete => r.expires.is_none_or(|e| e > now),
+        JobStatus::Running | JobStatus::Failed => true,
+    }))
+}
+
+/// What a status request answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobView {
+    /// Still running: candidate patients handled, of how many.
+    Running {
+        /// Handled so far.
+        done: i64,
+        /// In all, once counted.
+        total: Option<i64>,
+    },
+    /// Done: the Bulk Data manifest, and when its files stop being served (microseconds).
+    Complete {
+        /// The manifest.
+        manifest: Value,
+        /// When the files expire.
+        expires: Option<i64>,
+    },
+    /// Failed as a whole: a stable code and the cause.
+    Failed {
+        /// The code.
+        code: String,
+        /// The cause, client-safe.
+        message: String,
+    },
+}
+
+/// The status of a job of `client`.
+pub async fn status(
+    gateway: &Gateway,
+    client: &ClientId,
+    job: &str,
+) -> Result<JobView, DomainError> {
+    let Some(row) = visible_job(gateway, client, job).await? else {
+        return Err(not_known("the export job"));
+    };
+    Ok(match row.status {
+        JobStatus::Running => JobView::Running {
+            done: row.patients_done,
+            total: row.patients_total,
+        },
+        JobStatus::Complete => JobView::Complete {
+            manifest: manifest(gateway, &row),
+            expires: row.expires,
+        },
+        JobStatus::Failed | JobStatus::Cancelled => JobView::Failed {
+            code: row.error_code.unwrap_or_else(|| "export_failed".into()),
+            message: row
+                .error_message
+                .unwrap_or_else(|| "the export failed".into()),
+        },
+    })
+}
+
+/// The Bulk Data manifest of a complete job.
+fn manifest(gateway: &Gateway, row: &ExportJobRow) -> Value {
+    let base = gateway.fhir_base();
+    let item = |f: &files::OutputFile| json!({"type": f.resource_type, "url": format!("{base}/$export-file/{}/{}", row.id, f.file_name()), "count": f.count});
+    let listed = files::decode(row.output_files.as_deref());
+    let (errors, output): (Vec<_>, Vec<_>) = listed.iter().partition(|f| f.error);
+    json!({
+        "transactionTime": dates::format_instant(row.transaction_time),
+        "request": row.request_url,
+        "requiresAccessToken": true,
+        "output": output.into_iter().map(item).collect::<Vec<_>>(),
+        "error": errors.into_iter().map(item).collect::<Vec<_>>(),
+    })
+}
+
+/// Cancels a running job of `client`, or deletes a finished one, and removes its files.
+pub async fn cancel(gateway: &Gateway, client: &ClientId, job: &str) -> Result<(), DomainError> {
+    if visible_job(gateway, client, job).await?.is_none() {
+        return Err(not_known("the export job"));
+    }
+    let (id, owner) = (job.to_string(), client.to_string());
+    if !gateway
+        .store
+        .run(move |conn| jobs::cancel(conn, &id, &owner, now_micros()))
+        .await?
+    {
+        return Err(not_known("the export job"));
+    }
+    // A running worker also removes the folder when it sees the cancellation.
+    let dir = job_dir(gateway, job);
+    tokio::task::spawn_blocking(move || remove_dir(&dir))
+        .await
+        .map_err(DomainError::internal)?;
+    tracing::info!(job = %job, client_id = %client, "export cancelled");
+    Ok(())
+}
+
+/// Opens the file `name` of a complete job of the client behind `claims`, once its download
+/// is in the audit log (durably).
+pub async fn open_file(
+    gateway: &Gateway,
+    claims: &AccessClaims,
+    job: &str,
+    name: &str,
+    request_id: &str,
+) -> Result<File, DomainError> {
+    let gone = || not_known("the export file");
+    let client = ClientId::parse(&claims.client_id).map_err(|_| gone())?;
+    let row = visible_job(gateway, &client, job)
+        .await?
+        .filter(|r| r.status == JobStatus::Complete)
+        .ok_or_else(gone)?;
+    let file = files::decode(row.output_files.as_deref())
+        .into_iter()
+        .find(|f| f.file_name() == name)
+        .ok_or_else(gone)?;
+    let path = job_dir(gateway, job).join(file.file_name());
+    let opened = tokio::task::spawn_blocking(move || File::open(path))
+        .await
+        .map_err(DomainError::internal)?;
+    // Gone when expired meanwhile, or when this instance does not share the exports folder.
+    let opened = opened.map_err(|_| gone())?;
+    let mut entry = Principal::Client(Box::new(claims.clone())).audit_entry(
+        AuditAction::Export,
+        AuditOutcome::Success,
+        request_id.to_string(),
+    );
+    entry.detail = BTreeMap::from([
+        ("study".into(), row.study.clone()),
+        ("job".into(), job.to_string()),
+        (
+            "file".into(),
+            if file.error {
+                "errors".to_string()
+            } else {
+                file.resource_type.clone()
+            },
+        ),
+        ("count".into(), file.count.to_string()),
+    ]);
+    gateway.record(entry).await?;
+    Ok(opened)
+}
