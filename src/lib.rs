@@ -37,5 +37,6 @@ pub mod release;
 pub mod sharing;
 pub mod startup;
 pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod tls;

@@ -37,6 +37,11 @@ const ROUTES: &[(&str, &str, Gate)] = &[
         "/fhir/Patient/{id}/$everything",
         Gate::Needs(Action::ReadRecords),
     ),
+    (
+        "GET",
+        "/fhir/Patient/{id}/$summary",
+        Gate::Needs(Action::ReadRecords),
+    ),
     // The accounting of disclosures and the notification feed.
     (
         "GET",

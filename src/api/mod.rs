@@ -120,6 +120,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(consents::update)
                 .service(fhir::post_bundle)
                 .service(fhir::everything)
+                .service(fhir::summary)
                 .service(fhir::vread)
                 .service(fhir::read)
                 .service(fhir::update)

@@ -23,3 +23,4 @@ mod release;
 mod security;
 mod served;
 mod standard_clients;
+mod summary;
