@@ -43,7 +43,7 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// Request rates per client and per source address.
     pub rate_limits: RateLimitSettings,
-    /// The patient's own rights: amendments, delegates, shared summaries.
+    /// The patient's own rights: amendments and delegates.
     pub rights: RightsSettings,
 }
 
@@ -59,10 +59,6 @@ pub struct RightsSettings {
     pub age_of_majority: u32,
     /// Seconds between sweeps for overdue amendments and delegates whose patient came of age.
     pub sweep_interval_secs: u64,
-    /// Wrong passcodes after which a SMART Health Link is deactivated.
-    pub share_link_passcode_attempts: u32,
-    /// Longest a SMART Health Link may live, in days.
-    pub share_link_max_days: u32,
 }
 
 /// Outbound requests: special-purpose addresses are refused unless allow-listed here.
@@ -374,13 +370,6 @@ impl Settings {
                 3650,
             ),
             ("rights.age_of_majority", r.age_of_majority, 1, 150),
-            (
-                "rights.share_link_passcode_attempts",
-                r.share_link_passcode_attempts,
-                1,
-                1000,
-            ),
-            ("rights.share_link_max_days", r.share_link_max_days, 1, 3650),
         ];
         for (key, value, low, high) in rights {
             if !(low..=high).contains(&value) {

@@ -197,8 +197,6 @@ pub const OPERATOR_CLIENT: &str = "operator";
 /// The client id the gateway writes for a delegate acting for a patient (the delegate is the
 /// entry's `user`, the patient its `patient_id`).
 pub const DELEGATE_CLIENT: &str = "delegate";
-/// The client id the gateway writes for whoever holds a SMART Health Link.
-pub const SHARE_LINK_CLIENT: &str = "share-link";
 
 /// An organisation name as an audit token (the display name stays in the client registry).
 pub fn organisation_token(name: &str) -> String {

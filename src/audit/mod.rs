@@ -49,7 +49,7 @@ pub use checkpoint::{
 };
 pub use entry::{
     AuditAction, AuditEntry, AuditOutcome, DELEGATE_CLIENT, ENTRY_FORMAT_VERSION, EntryError,
-    OPERATOR_CLIENT, PATIENT_CLIENT, SHARE_LINK_CLIENT, organisation_token,
+    OPERATOR_CLIENT, PATIENT_CLIENT, organisation_token,
 };
 pub use merkle::{
     AppendError, Frontier, Hash, MemoryStore, NodeStore, TreeError, TreeNode, consistency_proof,
