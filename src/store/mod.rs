@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod resources;
 pub mod schema;
 pub mod share_links;
+pub mod web;
 
 use std::time::Duration;
 
