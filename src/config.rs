@@ -43,8 +43,24 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// Request rates per client and per source address.
     pub rate_limits: RateLimitSettings,
+    /// The patient's own rights: amendments and delegates.
+    pub rights: RightsSettings,
     /// The patient page.
     pub web: WebSettings,
+}
+
+/// Deadlines and limits of the patient's rights (docs/PATIENT_RIGHTS.md).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsSettings {
+    /// Days a data source has to answer an amendment request (HIPAA: 60).
+    pub amendment_due_days: u32,
+    /// Days one extension adds (HIPAA: 30, once).
+    pub amendment_extension_days: u32,
+    /// The age at which a parent's or guardian's delegation ends.
+    pub age_of_majority: u32,
+    /// Seconds between sweeps for overdue amendments and delegates whose patient came of age.
+    pub sweep_interval_secs: u64,
 }
 
 /// The patient page (`GET /` and below).
@@ -368,6 +384,25 @@ impl Settings {
                 reason: reason.to_string(),
             })
         };
+        let r = &self.rights;
+        let rights = [
+            ("rights.amendment_due_days", r.amendment_due_days, 1, 3650),
+            (
+                "rights.amendment_extension_days",
+                r.amendment_extension_days,
+                0,
+                3650,
+            ),
+            ("rights.age_of_majority", r.age_of_majority, 1, 150),
+        ];
+        for (key, value, low, high) in rights {
+            if !(low..=high).contains(&value) {
+                return invalid(key, &format!("must be between {low} and {high}"));
+            }
+        }
+        if !(1..=86_400).contains(&r.sweep_interval_secs) {
+            return invalid("rights.sweep_interval_secs", "must be between 1 and 86400");
+        }
         if self.server.plain_http && !self.server.host.is_loopback() {
             return invalid(
                 "server.plain_http",

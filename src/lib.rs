@@ -6,6 +6,7 @@
 
 pub mod access_request;
 pub mod accounting;
+pub mod amendment;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod consent;
 mod date_proptests;
 pub mod decision;
 pub mod deid;
+pub mod delegation;
 pub mod demo;
 pub mod disclosure;
 pub mod error;
@@ -36,6 +38,7 @@ pub mod sharing;
 pub mod sign_in;
 pub mod startup;
 pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod tls;
 pub mod web;

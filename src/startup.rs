@@ -26,6 +26,7 @@ pub struct Application {
     base_url: String,
     server: Server,
     store: Store,
+    gateway: Arc<Gateway>,
 }
 
 impl Application {
@@ -113,7 +114,7 @@ impl Application {
         }
         let export_worker = crate::export::ExportWorker::start(gateway.clone(), export_metrics);
         let state = web::Data::new(AppState {
-            gateway,
+            gateway: gateway.clone(),
             metrics,
             notify_worker,
             export_worker,
@@ -161,6 +162,7 @@ impl Application {
             base_url,
             server,
             store,
+            gateway,
         })
     }
 
@@ -185,7 +187,34 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM (actix's signal handling), then drains gracefully.
+    /// The patient-rights sweep runs alongside and stops with the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let sweep = actix_web::rt::spawn(rights_sweep(self.gateway));
+        let served = self.server.await;
+        sweep.abort();
+        served
+    }
+}
+
+/// Every `rights.sweep_interval_secs`: end the delegations of parents and guardians whose
+/// patient came of age, even if the delegate never signs in again, and flag amendment
+/// requests that went past their deadline (each audited, so the patient is told). A failed
+/// round is logged and retried at the next tick.
+async fn rights_sweep(gateway: Arc<Gateway>) {
+    let every = Duration::from_secs(gateway.settings.rights.sweep_interval_secs);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match crate::delegation::majority::sweep(&gateway).await {
+            Ok(0) => {}
+            Ok(ended) => tracing::info!(ended, "delegations ended at the age of majority"),
+            Err(e) => tracing::warn!(code = e.code, "rights sweep failed; retrying next round"),
+        }
+        match crate::amendment::overdue::sweep(&gateway).await {
+            Ok(0) => {}
+            Ok(flagged) => tracing::info!(flagged, "amendment requests flagged overdue"),
+            Err(e) => tracing::warn!(code = e.code, "amendment sweep failed; retrying next round"),
+        }
     }
 }

@@ -54,6 +54,13 @@ impl Reviewer {
             Principal::Patient { patient_id, .. } => PatientId::parse(patient_id)
                 .map(Reviewer::Patient)
                 .map_err(|_| forbidden()),
+            // A delegate reviews for the patient they act for, when the delegation allows it.
+            Principal::Delegate(d) => {
+                principal.may(crate::delegation::Action::AnswerRequests)?;
+                PatientId::parse(&d.patient_id)
+                    .map(Reviewer::Patient)
+                    .map_err(|_| forbidden())
+            }
             Principal::Client(_) => Err(forbidden()),
         }
     }

@@ -185,11 +185,14 @@ pub async fn show(
     let request = load(gateway, id).await?.ok_or_else(unknown_request)?;
     let audience = match principal {
         Principal::Client(c) if request.client.as_str() == c.client_id => Audience::Requester,
-        Principal::Patient { patient_id, .. }
-            if request
-                .patient
-                .as_ref()
-                .is_some_and(|p| p.as_str() == patient_id) =>
+        Principal::Patient { .. } | Principal::Delegate(_)
+            if principal
+                .may(crate::delegation::Action::AnswerRequests)
+                .is_ok()
+                && request
+                    .patient
+                    .as_ref()
+                    .is_some_and(|p| Some(p.as_str()) == principal.own_patient()) =>
         {
             Audience::Patient
         }

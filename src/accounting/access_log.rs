@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use super::entries::{self, Decoded};
 use super::query::{LogQuery, url_with};
 use super::{DISCLOSURE_ACTIONS, Viewer};
-use crate::audit::{AuditEntry, AuditOutcome, OPERATOR_CLIENT, PATIENT_CLIENT, leaf_hash};
+use crate::audit::{
+    AuditEntry, AuditOutcome, DELEGATE_CLIENT, OPERATOR_CLIENT, PATIENT_CLIENT, leaf_hash,
+};
 use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
@@ -98,7 +100,7 @@ pub async fn access_log(
 
 /// Who received a disclosure, as the access log shows it.
 pub(super) struct Recipient<'a> {
-    /// `client`, or `operator` for the gateway's operators.
+    /// `client`, `operator` for the gateway's operators, or `delegate` for the patient's.
     pub kind: &'static str,
     /// The client's display name, when registered.
     pub client_name: Option<&'a str>,
@@ -120,10 +122,11 @@ impl AccessLog {
     pub(super) fn recipient(&self, entry: &AuditEntry) -> Recipient<'_> {
         let client = self.clients.get(&entry.client_id);
         Recipient {
-            kind: if entry.client_id == OPERATOR_CLIENT && client.is_none() {
-                "operator"
-            } else {
-                "client"
+            kind: match entry.client_id.as_str() {
+                OPERATOR_CLIENT if client.is_none() => "operator",
+                // A delegate acting for the patient; `user` names the RelatedPerson.
+                DELEGATE_CLIENT if client.is_none() => "delegate",
+                _ => "client",
             },
             client_name: client.map(|c| c.name.as_str()),
             organisation: client.map(|c| c.organization.as_str()),

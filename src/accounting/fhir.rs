@@ -104,7 +104,7 @@ pub fn action_code(action: &str) -> &'static str {
     match action {
         "read" | "search" | "export" | "disclose" => "R",
         "grant" | "request" => "C",
-        "revoke" | "approve" | "decline" => "U",
+        "revoke" | "approve" | "decline" | "amend" => "U",
         _ => "E",
     }
 }
@@ -311,6 +311,7 @@ mod tests {
             ("revoke", "U"),
             ("approve", "U"),
             ("decline", "U"),
+            ("amend", "U"),
             ("decision", "E"),
             ("token", "E"),
             ("refusal", "E"),

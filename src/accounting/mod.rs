@@ -62,6 +62,13 @@ impl Viewer {
             Principal::Patient { patient_id, .. } => PatientId::parse(patient_id)
                 .map(Viewer::Patient)
                 .map_err(|_| forbidden()),
+            // A delegate sees the log of the patient they act for, when allowed to.
+            Principal::Delegate(d) => {
+                principal.may(crate::delegation::Action::ViewAccessLog)?;
+                PatientId::parse(&d.patient_id)
+                    .map(Viewer::Patient)
+                    .map_err(|_| forbidden())
+            }
             Principal::Client(_) => Err(forbidden()),
         }
     }

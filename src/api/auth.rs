@@ -1,7 +1,8 @@
 //! Authentication extractors. Every protected handler takes one of them, so no handler can
 //! forget the check:
 //!
-//! - [`Caller`]: any verified caller (client, patient or operator);
+//! - [`Caller`]: any verified caller (client, patient, delegate or operator); a delegate only
+//!   on the routes `api::delegates` opens to its delegation;
 //! - [`Operator`]: an operator;
 //! - [`Reader`]: an operator or a patient (patients reach only their own records);
 //! - [`ClientCaller`]: a recipient client with a gateway access token.
@@ -94,6 +95,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state_of(req);
         let token = bearer(req);
+        let (method, pattern) = (req.method().clone(), req.match_pattern());
         let limits = rate_limits(req);
         let source = limits.as_ref().and_then(|l| source_address(req, l));
         Box::pin(async move {
@@ -105,7 +107,10 @@ impl FromRequest for Caller {
                 limits.check_bearer(source).map_err(throttled)?;
             }
             match authenticate(&state, &token).await {
-                Ok(principal) => Ok(Caller(principal)),
+                Ok(principal) => {
+                    super::delegates::admit(&principal, &method, pattern.as_deref())?;
+                    Ok(Caller(principal))
+                }
                 Err(e) if e.status == StatusCode::UNAUTHORIZED => {
                     if let Some(limits) = &limits {
                         limits.record_failed_bearer(source).map_err(throttled)?;
@@ -148,6 +153,11 @@ narrowed_extractor!(Reader, |p| match &p {
     }),
     Principal::Patient { patient_id, .. } => Some(Reader {
         only_patient: Some(patient_id.clone()),
+        principal: p,
+    }),
+    // The route table (`api::delegates`) has already checked the delegation's grant.
+    Principal::Delegate(d) => Some(Reader {
+        only_patient: Some(d.patient_id.clone()),
         principal: p,
     }),
     Principal::Client(_) => None,

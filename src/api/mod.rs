@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod access_requests;
+pub mod amendments;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -14,6 +15,8 @@ pub mod capability;
 pub mod clients;
 pub mod consents;
 pub mod decisions;
+pub mod delegates;
+pub mod delegations;
 pub mod disclosures;
 pub mod error;
 pub mod export;
@@ -89,6 +92,7 @@ pub fn configure(cfg: &mut DocumentedConfig) {
             .service(consents::update)
             .service(fhir::post_bundle)
             .service(fhir::everything)
+            .service(fhir::summary)
             .service(fhir::vread)
             .service(fhir::read)
             .service(fhir::update)
@@ -125,6 +129,14 @@ pub fn configure(cfg: &mut DocumentedConfig) {
     .service(clients::list)
     .service(clients::show)
     .service(clients::remove)
+    .service(amendments::create)
+    .service(amendments::list)
+    .service(amendments::show)
+    .service(amendments::answer)
+    .service(amendments::disagree)
+    .service(delegations::create)
+    .service(delegations::list)
+    .service(delegations::revoke)
     .service(notifications::feed)
     .service(notifications::mark_read)
     .service(notifications::show_webhook)

@@ -111,6 +111,17 @@ pub enum Whoami {
         /// The operator's account.
         subject: String,
     },
+    /// A delegate (a RelatedPerson) acting for a patient within a delegation.
+    Delegate {
+        /// `RelatedPerson/{id}`.
+        delegate: String,
+        /// The patient they act for.
+        patient: String,
+        /// The delegation in force.
+        delegation: String,
+        /// What the delegation allows (snake_case action codes).
+        actions: Vec<String>,
+    },
 }
 
 /// `GET /api/v1/whoami`: what the gateway understood of the caller's token.
@@ -136,6 +147,12 @@ pub async fn whoami(Caller(principal): Caller) -> HttpResponse {
             patient: patient_id,
         },
         Principal::Operator { subject } => Whoami::Operator { subject },
+        Principal::Delegate(d) => Whoami::Delegate {
+            delegate: d.reference(),
+            patient: d.patient_id.clone(),
+            delegation: d.delegation_id.clone(),
+            actions: d.actions.iter().map(|a| a.as_str().to_string()).collect(),
+        },
     };
     HttpResponse::Ok().json(body)
 }

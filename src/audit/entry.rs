@@ -102,6 +102,9 @@ pub enum AuditAction {
     Approve,
     /// The patient declined an access request.
     Decline,
+    /// A step of a request to amend a record (`detail.step`: requested, extended, accepted,
+    /// denied, overdue).
+    Amend,
 }
 
 impl AuditAction {
@@ -120,6 +123,7 @@ impl AuditAction {
             Self::Request => "request",
             Self::Approve => "approve",
             Self::Decline => "decline",
+            Self::Amend => "amend",
         }
     }
 }
@@ -190,6 +194,9 @@ pub struct AuditEntry {
 pub const PATIENT_CLIENT: &str = "patient";
 /// The client id the gateway writes for an operator.
 pub const OPERATOR_CLIENT: &str = "operator";
+/// The client id the gateway writes for a delegate acting for a patient (the delegate is the
+/// entry's `user`, the patient its `patient_id`).
+pub const DELEGATE_CLIENT: &str = "delegate";
 
 /// An organisation name as an audit token (the display name stays in the client registry).
 pub fn organisation_token(name: &str) -> String {

@@ -48,8 +48,8 @@ pub use checkpoint::{
     Checkpoint, CheckpointError, NoteSigner, NoteVerifier, open_note, sign, verify_note,
 };
 pub use entry::{
-    AuditAction, AuditEntry, AuditOutcome, ENTRY_FORMAT_VERSION, EntryError, OPERATOR_CLIENT,
-    PATIENT_CLIENT, organisation_token,
+    AuditAction, AuditEntry, AuditOutcome, DELEGATE_CLIENT, ENTRY_FORMAT_VERSION, EntryError,
+    OPERATOR_CLIENT, PATIENT_CLIENT, organisation_token,
 };
 pub use merkle::{
     AppendError, Frontier, Hash, MemoryStore, NodeStore, TreeError, TreeNode, consistency_proof,

@@ -3,8 +3,8 @@
 //!
 //! Signature checks are cached by token (`Authority::cached`), but a client's token is checked
 //! on every request against the database (client still registered, token not revoked), so a
-//! removal or revocation holds from the next request on every instance. A refusal says
-//! nothing about which check failed.
+//! removal or revocation holds from the next request on every instance; so is a delegate's
+//! delegation (`delegation::signin`). A refusal says nothing about which check failed.
 
 use serde_json::Value;
 
@@ -38,6 +38,14 @@ pub async fn authenticate(gateway: &Gateway, token: &str) -> Result<Principal, D
             auth.remember(token, &principal, exp);
             principal
         }
+    };
+    // A delegate's delegation is read afresh on every request (never from the cache), so a
+    // revocation holds from the next request.
+    let principal = match principal {
+        Principal::Delegate(d) => Principal::Delegate(Box::new(
+            crate::delegation::signin::resolve(gateway, *d).await?,
+        )),
+        other => other,
     };
     if let Principal::Client(claims) = &principal {
         let (client, jti) = (claims.client_id.clone(), claims.jti.clone());

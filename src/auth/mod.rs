@@ -55,15 +55,41 @@ pub enum Principal {
         /// The account (`sub`) for the audit trail.
         subject: String,
     },
+    /// A delegate (a `RelatedPerson`) acting for a patient within a delegation's grant.
+    Delegate(Box<crate::delegation::Delegate>),
 }
 
 impl Principal {
-    /// The one patient this principal may act for: a patient's own id; `None` for an operator
-    /// (any patient) and for a client (which acts for no patient).
+    /// The one patient this principal may act for: a patient's own id, or the patient a
+    /// delegate acts for; `None` for an operator (any patient) and for a client (which acts
+    /// for no patient). What a delegate may do for that patient is [`Principal::may`].
     pub fn own_patient(&self) -> Option<&str> {
         match self {
             Principal::Patient { patient_id, .. } => Some(patient_id),
-            _ => None,
+            Principal::Delegate(d) => Some(&d.patient_id),
+            Principal::Client(_) | Principal::Operator { .. } => None,
+        }
+    }
+
+    /// Whether this principal may do `action` for the patient it acts for: a delegate only
+    /// within its delegation (403 `outside_delegation` otherwise); everyone else is bounded
+    /// by the rules of the workflow itself.
+    pub fn may(&self, action: crate::delegation::Action) -> Result<(), crate::error::DomainError> {
+        match self {
+            Principal::Delegate(d) if !d.may(action) => {
+                Err(crate::delegation::model::outside_delegation(action))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The person acting, as a FHIR reference: `Patient/{id}` or `RelatedPerson/{id}`;
+    /// `None` for clients and operators.
+    pub fn person_reference(&self) -> Option<String> {
+        match self {
+            Principal::Patient { patient_id, .. } => Some(format!("Patient/{patient_id}")),
+            Principal::Delegate(d) => Some(d.reference()),
+            Principal::Client(_) | Principal::Operator { .. } => None,
         }
     }
 
@@ -97,6 +123,13 @@ impl Principal {
                 "HSYSADMIN".to_string(),
                 None,
             ),
+            Principal::Delegate(d) => (
+                crate::audit::DELEGATE_CLIENT.to_string(),
+                "consentgate".to_string(),
+                Some(d.reference()),
+                "PATRQT".to_string(),
+                None,
+            ),
         };
         let mut entry = AuditEntry {
             client_id,
@@ -113,6 +146,17 @@ impl Principal {
             entry
                 .detail
                 .insert("purpose_defaulted".into(), "true".into());
+        }
+        // A delegate's entry names both: the person who acted (`user`) and the patient they
+        // acted for, with the delegation that allowed it.
+        if let Principal::Delegate(d) = self {
+            entry.patient_id = Some(d.patient_id.clone()).filter(|p| !p.is_empty());
+            entry
+                .detail
+                .insert("on_behalf_of".into(), format!("Patient/{}", d.patient_id));
+            entry
+                .detail
+                .insert("delegation".into(), d.delegation_id.clone());
         }
         entry
     }

@@ -3,8 +3,10 @@
 //! (`consentgate token patient|operator`, refused under the production profile).
 //!
 //! A person's token becomes a [`Principal`]: `roles` containing `operator` makes an operator;
-//! a `fhirUser` of `Patient/{id}` makes that patient. Anything else (a `RelatedPerson` without
-//! a delegation on file, no claim at all) is refused.
+//! a `fhirUser` of `Patient/{id}` makes that patient; `RelatedPerson/{id}` makes a delegate
+//! who may do nothing until `auth::bearer` reads their delegation in force (on every
+//! request, so a revocation holds from the next one; none on file is refused there).
+//! Anything else (no claim at all, another type) is refused.
 
 use std::sync::Arc;
 
@@ -140,18 +142,28 @@ fn person_key_algorithm(key: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// The principal a person's claims make: operator by role, else patient by `fhirUser`.
+/// The principal a person's claims make: operator by role, else a patient or an (as yet
+/// unresolved) delegate by `fhirUser`.
 pub fn principal_of(person: &PersonClaims) -> Option<Principal> {
     if person.roles.iter().any(|r| r == "operator") {
         return Some(Principal::Operator {
             subject: person.sub.clone(),
         });
     }
-    let id = person.fhir_user.as_deref()?.strip_prefix("Patient/")?;
-    crate::records::validate::is_valid_id(id).then(|| Principal::Patient {
-        patient_id: id.to_string(),
-        subject: person.sub.clone(),
-    })
+    let (ty, id) = person.fhir_user.as_deref()?.split_once('/')?;
+    if !crate::records::validate::is_valid_id(id) {
+        return None;
+    }
+    match ty {
+        "Patient" => Some(Principal::Patient {
+            patient_id: id.to_string(),
+            subject: person.sub.clone(),
+        }),
+        "RelatedPerson" => Some(Principal::Delegate(Box::new(
+            crate::delegation::Delegate::unresolved(id, &person.sub),
+        ))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -184,8 +196,14 @@ mod tests {
             principal_of(&person(None, &["operator"])),
             Some(Principal::Operator { .. })
         ));
+        assert_eq!(
+            principal_of(&person(Some("RelatedPerson/r1"), &[])),
+            Some(Principal::Delegate(Box::new(
+                crate::delegation::Delegate::unresolved("r1", "s")
+            )))
+        );
         for (user, roles) in [
-            (Some("RelatedPerson/r1"), vec![]),
+            (Some("RelatedPerson/bad id"), vec![]),
             (None, vec!["patient"]),
             (Some("Patient/bad id"), vec![]),
             (Some("Practitioner/x"), vec![]),

@@ -148,7 +148,9 @@ pub async fn create(
         ));
     }
     let refs = selection::references(&chosen);
-    let shaped = package::shaped(chosen, &decisions);
+    let mut shaped = package::shaped(chosen, &decisions);
+    // A record the patient disputes goes with their statement of disagreement.
+    crate::amendment::dispute::attach(gateway, patient.as_str(), &mut shaped, &refs).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let bytes = package::freeze(&gateway.fhir_base(), &id, now, &shaped);
     let row = DisclosureRow {

@@ -112,13 +112,21 @@ async fn still_permitted(
     };
     let patient = PatientId::parse(&row.patient_id).map_err(DomainError::internal)?;
     let bundle: Value = serde_json::from_str(&row.bundle).map_err(DomainError::internal)?;
+    // The records chosen are decided again; a statement of disagreement travels with its
+    // record (`amendment::dispute`), so it is not a choice of its own.
+    let listed: Vec<String> =
+        serde_json::from_str(&row.resources).map_err(DomainError::internal)?;
+    let chosen: Vec<Value> = package::entries_of(&bundle)
+        .into_iter()
+        .filter(|r| listed.contains(&super::reference_of(r)))
+        .collect();
     let decisions = package::decide_all(
         gateway,
         &Requester::of(&registry::from_row(client)?),
         &consents,
         &patient,
         &row.purpose,
-        &package::entries_of(&bundle),
+        &chosen,
     );
     if decisions.iter().all(package::releasable) {
         Ok(decisions)

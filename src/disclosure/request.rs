@@ -72,6 +72,7 @@ pub fn patient_for(by: &Principal, named: Option<String>) -> Result<PatientId, D
             "this caller may not use this endpoint",
         ));
     }
+    by.may(crate::delegation::Action::SendEvidence)?;
     let patient = match (by.own_patient(), named) {
         (Some(own), Some(named)) if own != named => {
             return Err(DomainError::forbidden(

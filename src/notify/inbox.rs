@@ -31,6 +31,13 @@ enum Allowed {
 fn authorize(by: &Principal, patient: &PatientId, allowed: Allowed) -> Result<(), DomainError> {
     match (by, allowed) {
         (Principal::Patient { patient_id, .. }, _) if *patient == *patient_id.as_str() => Ok(()),
+        // A delegate allowed to view the access log also reads (and marks) the feed; the
+        // webhook stays the patient's own.
+        (Principal::Delegate(d), Allowed::PatientOrOperator)
+            if *patient == *d.patient_id.as_str() =>
+        {
+            by.may(crate::delegation::Action::ViewAccessLog)
+        }
         (Principal::Operator { .. }, Allowed::PatientOrOperator) => Ok(()),
         (Principal::Operator { .. }, Allowed::PatientOnly) => Err(DomainError::forbidden(
             "patient_only",
@@ -82,7 +89,8 @@ pub async fn feed(
         .await?;
     let more = found.len() as i64 > query.limit;
     found.truncate(query.limit as usize);
-    if by.own_patient().is_none() {
+    // The patient reading their own feed is not audited; an operator or a delegate is.
+    if !matches!(by, Principal::Patient { .. }) {
         let mut entry = by.audit_entry(
             AuditAction::Read,
             AuditOutcome::Success,

@@ -43,6 +43,14 @@ pub enum Kind {
     Disclosure,
     /// A recipient asked the patient for access; the patient may approve or decline.
     AccessRequest,
+    /// A delegate was named for the patient, or a delegation ended (revoked, or at the
+    /// patient's coming of age).
+    Delegation,
+    /// A delegate acted for the patient; the summary names both.
+    DelegateAction,
+    /// A step of the patient's request to amend a record (requested, extended, accepted,
+    /// denied, overdue).
+    Amendment,
 }
 
 impl Kind {
@@ -52,6 +60,9 @@ impl Kind {
             Self::BreakGlass => "break_glass",
             Self::Disclosure => "disclosure",
             Self::AccessRequest => "access_request",
+            Self::Delegation => "delegation",
+            Self::DelegateAction => "delegate_action",
+            Self::Amendment => "amendment",
         }
     }
 
@@ -61,6 +72,9 @@ impl Kind {
             "break_glass" => Some(Self::BreakGlass),
             "disclosure" => Some(Self::Disclosure),
             "access_request" => Some(Self::AccessRequest),
+            "delegation" => Some(Self::Delegation),
+            "delegate_action" => Some(Self::DelegateAction),
+            "amendment" => Some(Self::Amendment),
             _ => None,
         }
     }
@@ -112,8 +126,31 @@ const NOT_RECIPIENTS: [&str; 2] = ["patient", "operator"];
 /// recipient's successful read, search, export or disclosure of one patient's records is a
 /// `disclosure`, or a `break_glass` when break-the-glass access was claimed. One entry gives
 /// at most one notification; a break-glass one carries the same facts as a disclosure.
+///
+/// A delegate's successful action for the patient is a `delegate_action` naming both (reading
+/// the notification feed itself excepted: the patient sees the feed anyway); naming or ending
+/// a delegation is a `delegation`; each step of an amendment request is an `amendment`.
 pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
     let patient_id = entry.patient_id.as_ref()?;
+    if entry.outcome == AuditOutcome::Success
+        && let Some(notice) = about_delegates(entry, patient_id)
+    {
+        return notice;
+    }
+    if entry.action == AuditAction::Amend && entry.outcome == AuditOutcome::Success {
+        return Some(NewNotification {
+            patient_id: patient_id.clone(),
+            kind: Kind::Amendment,
+            created: entry.recorded_micros,
+            audit_seq: Some(entry.sequence),
+            access_request_id: None,
+            summary: json!({
+                "step": entry.detail.get("step"),
+                "amendment": entry.detail.get("amendment"),
+                "record": entry.resources.first(),
+            }),
+        });
+    }
     let discloses = matches!(
         entry.action,
         AuditAction::Read | AuditAction::Search | AuditAction::Export | AuditAction::Disclose
@@ -160,6 +197,68 @@ pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
         access_request_id: None,
         summary,
     })
+}
+
+/// The notification of a successful entry about delegates (`Some(None)`: about delegates,
+/// but nothing to tell); `None` when the entry is not about delegates.
+fn about_delegates(entry: &AuditEntry, patient_id: &str) -> Option<Option<NewNotification>> {
+    let delegation = entry.detail.get("delegation")?;
+    let notice = |kind: Kind, summary: Value| NewNotification {
+        patient_id: patient_id.to_string(),
+        kind,
+        created: entry.recorded_micros,
+        audit_seq: Some(entry.sequence),
+        access_request_id: None,
+        summary,
+    };
+    if entry.client_id == crate::audit::DELEGATE_CLIENT {
+        if entry
+            .detail
+            .get("view")
+            .is_some_and(|v| v == "notifications")
+        {
+            return Some(None);
+        }
+        let mut types: Vec<&str> = entry
+            .resources
+            .iter()
+            .filter_map(|r| r.split_once('/').map(|(ty, _)| ty))
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        return Some(Some(notice(
+            Kind::DelegateAction,
+            json!({
+                "action": entry.action.as_str(),
+                "delegate": entry.user,
+                "on_behalf_of": format!("Patient/{patient_id}"),
+                "delegation": delegation,
+                "resource_types": types,
+                "resource_count": entry.resources.len(),
+                "consents": entry.consents,
+            }),
+        )));
+    }
+    if !matches!(entry.action, AuditAction::Grant | AuditAction::Revoke) {
+        return None;
+    }
+    let delegate = entry
+        .resources
+        .iter()
+        .find(|r| r.starts_with("RelatedPerson/"))?;
+    let mut summary = json!({
+        "action": entry.action.as_str(),
+        "delegate": delegate,
+        "delegation": delegation,
+        "relationship": entry.detail.get("relationship"),
+    });
+    if let Some(reason) = entry.detail.get("reason") {
+        summary["reason"] = json!(reason);
+    }
+    if let Some(actions) = entry.detail.get("actions") {
+        summary["actions"] = json!(actions);
+    }
+    Some(Some(notice(Kind::Delegation, summary)))
 }
 
 /// Writes notifications (and their webhook deliveries) in the caller's transaction.

@@ -109,7 +109,14 @@ fn summaries_hold_ids_and_codes_only() {
 
 #[test]
 fn kinds_round_trip() {
-    for k in [Kind::BreakGlass, Kind::Disclosure, Kind::AccessRequest] {
+    for k in [
+        Kind::BreakGlass,
+        Kind::Disclosure,
+        Kind::AccessRequest,
+        Kind::Delegation,
+        Kind::DelegateAction,
+        Kind::Amendment,
+    ] {
         assert_eq!(Kind::parse(k.as_str()), Some(k));
     }
     assert_eq!(Kind::parse("other"), None);
@@ -200,4 +207,38 @@ fn webhook_urls_are_https_without_credentials() {
     }
     let long = format!("https://example.org/{}", "a".repeat(3000));
     assert_eq!(validate_url(&long), Err(UrlError::TooLong));
+}
+
+#[test]
+fn delegates_are_told_to_the_patient_naming_both() {
+    let mut by_delegate = entry("delegate", AuditAction::Grant, AuditOutcome::Success);
+    by_delegate.user = Some("RelatedPerson/rp-1".into());
+    by_delegate.detail.insert("delegation".into(), "d-1".into());
+    let n = for_audit_entry(&by_delegate).unwrap();
+    assert_eq!(n.kind, Kind::DelegateAction);
+    assert_eq!(n.summary["delegate"], "RelatedPerson/rp-1");
+    assert_eq!(n.summary["on_behalf_of"], "Patient/pat-1");
+    assert_eq!(n.summary["delegation"], "d-1");
+    let mut denied = by_delegate.clone();
+    denied.outcome = AuditOutcome::Denied;
+    assert!(for_audit_entry(&denied).is_none());
+    let mut feed = by_delegate.clone();
+    feed.action = AuditAction::Read;
+    feed.detail.insert("view".into(), "notifications".into());
+    assert!(
+        for_audit_entry(&feed).is_none(),
+        "reading the feed is not news"
+    );
+
+    let mut ended = entry("operator", AuditAction::Revoke, AuditOutcome::Success);
+    ended.resources = vec!["RelatedPerson/rp-1".into()];
+    ended.detail.insert("delegation".into(), "d-1".into());
+    ended
+        .detail
+        .insert("relationship".into(), "guardian".into());
+    ended.detail.insert("reason".into(), "majority".into());
+    let n = for_audit_entry(&ended).unwrap();
+    assert_eq!(n.kind, Kind::Delegation);
+    assert_eq!(n.summary["reason"], "majority");
+    assert_eq!(n.summary["delegate"], "RelatedPerson/rp-1");
 }

@@ -27,6 +27,10 @@ fn confined_to(principal: &Principal) -> Result<Option<&str>, DomainError> {
     match principal {
         Principal::Operator { .. } => Ok(None),
         Principal::Patient { patient_id, .. } => Ok(Some(patient_id)),
+        Principal::Delegate(d) => {
+            principal.may(crate::delegation::Action::ReadRecords)?;
+            Ok(Some(&d.patient_id))
+        }
         Principal::Client(_) => Err(DomainError::forbidden(
             "forbidden",
             "this caller may not use this endpoint",

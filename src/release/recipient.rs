@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::context::{Recipient, requester_and_patient, requester_and_resource};
 use super::decide::{Interaction, Permitted, decide_each};
 use super::released::{Released, shape};
+use crate::amendment::dispute::disputed;
 use crate::audit::AuditAction;
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
@@ -73,7 +74,8 @@ pub async fn read(
         PolicyAction::Read,
         Interaction::Read,
     );
-    let released = shape(gateway, recipient, &context, permitted)?;
+    let mut released = shape(gateway, recipient, &context, permitted)?;
+    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
     if released.is_empty() {
         return Err(not_known(resource_type, id));
     }
@@ -168,7 +170,8 @@ pub async fn search(
         .filter(|_| has_next)
         .and_then(|p| p.resource["id"].as_str())
         .map(str::to_string);
-    let released = shape(gateway, recipient, &context, visible)?;
+    let mut released = shape(gateway, recipient, &context, visible)?;
+    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
     record(
         gateway,
         claims,
@@ -220,7 +223,8 @@ pub async fn everything(
     if visible.is_empty() {
         return Err(not_known("Patient", patient.as_str()));
     }
-    let released = shape(gateway, recipient, &context, visible)?;
+    let mut released = shape(gateway, recipient, &context, visible)?;
+    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
     record(
         gateway,
         claims,

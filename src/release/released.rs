@@ -145,6 +145,16 @@ impl Released {
         self.resources.into_iter().map(|r| r.body).collect()
     }
 
+    /// Marks the records the patient disputes (`amendment::dispute`), except de-identified
+    /// ones: the statement would re-identify them.
+    pub fn mark_disputed(&mut self, disputed: &std::collections::BTreeMap<String, String>) {
+        for r in &mut self.resources {
+            if !r.decision.obligations.iter().any(Obligation::deidentifies) {
+                crate::amendment::dispute::mark(&mut r.body, &r.source, disputed);
+            }
+        }
+    }
+
     /// The audit entry of this release to `principal`, about `patient`: the resources that
     /// leave, the consents and policies that let them, and their count.
     pub fn audit_entry(

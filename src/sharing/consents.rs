@@ -73,6 +73,7 @@ fn admit(by: &Principal, consent: &Value) -> Result<String, WriteError> {
     if by.own_patient().is_some_and(|own| own != patient) {
         return Err(not_yours().into());
     }
+    by.may(crate::delegation::Action::ManageConsents)?;
     Ok(patient)
 }
 
@@ -166,6 +167,7 @@ pub async fn revise(
 /// Consent `id` as stored, if `by` may see it (a patient sees only their own; anything else
 /// is the same 404 as a missing one).
 pub async fn read(gateway: &Gateway, by: &Principal, id: &str) -> Result<Value, DomainError> {
+    by.may(crate::delegation::Action::ManageConsents)?;
     let only = by.own_patient().map(str::to_string);
     let key = id.to_string();
     gateway
@@ -210,6 +212,7 @@ pub async fn search(
     if by.own_patient().is_some_and(|own| own != patient.as_str()) {
         return Err(not_yours());
     }
+    by.may(crate::delegation::Action::ManageConsents)?;
     let p = patient.as_str().to_string();
     let stored = gateway
         .store

@@ -75,6 +75,10 @@ pub async fn ask(
     let client_view = match by {
         Principal::Operator { .. } => false,
         Principal::Patient { patient_id, .. } if question.patient == *patient_id.as_str() => false,
+        Principal::Delegate(d) if question.patient == *d.patient_id.as_str() => {
+            by.may(crate::delegation::Action::ManageConsents)?;
+            false
+        }
         Principal::Client(c) if question.client_id == *c.client_id.as_str() => true,
         _ => {
             return Err(DomainError::forbidden(

@@ -11,13 +11,16 @@
 //! queue on the lock instead of one failing when it upgrades from reading to writing.
 
 pub mod access_requests;
+pub mod amendments;
 pub mod audit;
+pub mod delegations;
 pub mod disclosures;
 pub mod exports;
 pub mod identity;
 pub mod notifications;
 pub mod resources;
 pub mod schema;
+pub mod share_links;
 pub mod web;
 
 use std::time::Duration;

@@ -282,3 +282,82 @@ diesel::table! {
         expires -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Requests to amend a record, their answers and statements of disagreement.
+    amendments (id) {
+        id -> Text,
+        patient_id -> Text,
+        resource_type -> Text,
+        resource_id -> Text,
+        version_id -> BigInt,
+        source_client -> Nullable<Text>,
+        status -> Text,
+        requested_by -> Text,
+        what_is_wrong -> Text,
+        proposed_correction -> Text,
+        created -> BigInt,
+        due -> BigInt,
+        extended_at -> Nullable<BigInt>,
+        extension_reason -> Nullable<Text>,
+        overdue_at -> Nullable<BigInt>,
+        answered_at -> Nullable<BigInt>,
+        answered_by -> Nullable<Text>,
+        denial_reason -> Nullable<Text>,
+        corrected_version -> Nullable<BigInt>,
+        provenance_id -> Nullable<Text>,
+        statement_id -> Nullable<Text>,
+        statement -> Nullable<Text>,
+        statement_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Delegates acting for a patient within a grant.
+    delegations (id) {
+        id -> Text,
+        patient_id -> Text,
+        related_person_id -> Text,
+        relationship -> Text,
+        actions -> Text,
+        period_start -> BigInt,
+        period_end -> Nullable<BigInt>,
+        created_by -> Text,
+        legal_document -> Nullable<Text>,
+        created -> BigInt,
+        ended_at -> Nullable<BigInt>,
+        ended_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// SMART Health Links: the encrypted file and the link's limits.
+    share_links (id) {
+        id -> Text,
+        patient_id -> Text,
+        label -> Nullable<Text>,
+        created -> BigInt,
+        created_by -> Text,
+        expires -> Nullable<BigInt>,
+        max_uses -> Nullable<BigInt>,
+        uses -> BigInt,
+        passcode_hash -> Nullable<Text>,
+        failed_passcodes -> BigInt,
+        content_type -> Text,
+        jwe -> Text,
+        resources -> Text,
+        deactivated_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Short-lived, single-use file locations handed out by a link's manifest.
+    share_link_tickets (ticket) {
+        ticket -> Text,
+        link_id -> Text,
+        expires -> BigInt,
+    }
+}
+
+diesel::joinable!(share_link_tickets -> share_links (link_id));
+diesel::allow_tables_to_appear_in_same_query!(share_links, share_link_tickets);

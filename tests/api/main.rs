@@ -1,10 +1,12 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
 mod access_requests;
+mod amendments;
 mod audit;
 mod bad_input;
 mod browser;
 mod decisions;
+mod delegates;
 mod disclosures;
 mod examples;
 mod export;
@@ -24,4 +26,5 @@ mod release;
 mod security;
 mod served;
 mod standard_clients;
+mod summary;
 mod web;

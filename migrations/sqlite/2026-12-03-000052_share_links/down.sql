@@ -1,0 +1,2 @@
+DROP TABLE share_link_tickets;
+DROP TABLE share_links;

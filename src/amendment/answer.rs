@@ -1,0 +1,202 @@
+//! Answering a request to amend: accept (the corrected version is stored with a `Provenance`
+//! linking it to the disputed one), deny (with a reason), or extend the deadline once (with a
+//! reason). Each is one conditional update on a pending request, so of two concurrent answers
+//! exactly one wins; the other is `409 amendment_answered`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AmendmentView, DAY, load, record, text, unknown, view};
+use crate::auth::Principal;
+use crate::error::DomainError;
+use crate::fhir_time::{format_instant, now_micros};
+use crate::gateway::Gateway;
+use crate::records::{ingest, validate};
+use crate::store::amendments::{self as rows, AmendmentRow};
+use crate::store::write_tx;
+
+/// An answer, as the API takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Answer {
+    /// Accept: the corrected resource (same type and id as the disputed record).
+    Accept {
+        /// The corrected resource.
+        resource: Value,
+    },
+    /// Deny, with the reason the patient is given.
+    Deny {
+        /// Why.
+        reason: String,
+    },
+    /// Take the one extension, with the reason the patient is given.
+    Extend {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Who answers (the operators, for now), as recorded on the request.
+fn answerer(by: &Principal) -> Result<&'static str, DomainError> {
+    match by {
+        Principal::Operator { .. } => Ok(crate::audit::OPERATOR_CLIENT),
+        _ => Err(DomainError::forbidden(
+            "forbidden",
+            "only the record's answerer answers an amendment request",
+        )),
+    }
+}
+
+fn answered() -> DomainError {
+    DomainError::conflict(
+        "amendment_answered",
+        "this request is no longer pending, or its one extension was taken",
+    )
+}
+
+/// The Provenance that links the corrected version to the disputed one.
+fn provenance(id: &str, row: &AmendmentRow, corrected: i64, now: i64) -> Value {
+    let version = |v: i64| json!({"reference": format!("{}/{}/_history/{v}", row.resource_type, row.resource_id)});
+    json!({
+        "resourceType": "Provenance",
+        "id": id,
+        "target": [version(corrected)],
+        "recorded": format_instant(now),
+        "reason": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+            "code": "PATRQT", "display": "patient requested"}]}],
+        "activity": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+            "code": "UPDATE"}]},
+        "agent": [
+            {"type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "code": "author"}]},
+             "who": {"display": "consentgate operator"}},
+            {"type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "code": "informant"}]},
+             "who": {"reference": format!("Patient/{}", row.patient_id)}},
+        ],
+        "entity": [{"role": "revision", "what": version(row.version_id)}],
+    })
+}
+
+/// Answers request `id`; the patient is told through the step's audit entry.
+pub async fn answer(
+    gateway: &Gateway,
+    by: &Principal,
+    id: &str,
+    answer: Answer,
+    request_id: &str,
+) -> Result<AmendmentView, DomainError> {
+    let who = answerer(by).map_err(|e| match by {
+        Principal::Client(_) => unknown(),
+        _ => e,
+    })?;
+    let row = load(gateway, id).await?;
+    let now = now_micros();
+    let step = match answer {
+        Answer::Accept { resource } => {
+            accept(gateway, &row, who, resource, now).await?;
+            "accepted"
+        }
+        Answer::Deny { reason } => {
+            let reason = text(&reason, "reason")?;
+            let key = row.id.clone();
+            let done = gateway
+                .store
+                .run(move |conn| rows::deny(conn, &key, now, who, &reason))
+                .await?;
+            if !done {
+                return Err(answered());
+            }
+            "denied"
+        }
+        Answer::Extend { reason } => {
+            let reason = text(&reason, "reason")?;
+            let days = i64::from(gateway.settings.rights.amendment_extension_days);
+            if days == 0 {
+                return Err(DomainError::unprocessable(
+                    "no_extension",
+                    "this gateway allows no extension",
+                ));
+            }
+            let (key, due) = (row.id.clone(), row.due + days * DAY);
+            let done = gateway
+                .store
+                .run(move |conn| rows::extend(conn, &key, now, due, &reason))
+                .await?;
+            if !done {
+                return Err(answered());
+            }
+            "extended"
+        }
+    };
+    let row = load(gateway, id).await?;
+    record(gateway, by, request_id, &row, step).await?;
+    Ok(view(&row, now))
+}
+
+/// Stores the corrected version and its Provenance, and marks the request accepted, in one
+/// transaction.
+async fn accept(
+    gateway: &Gateway,
+    row: &AmendmentRow,
+    who: &'static str,
+    mut resource: Value,
+    now: i64,
+) -> Result<(), DomainError> {
+    let body_type = validate::resource(&resource)?.to_string();
+    let same_record = body_type == row.resource_type
+        && resource
+            .get("id")
+            .is_none_or(|i| i.as_str() == Some(row.resource_id.as_str()));
+    if !same_record {
+        return Err(DomainError::invalid(
+            "not_the_record",
+            "the corrected resource must have the disputed record's type and id",
+        ));
+    }
+    resource["id"] = json!(row.resource_id);
+    // Labelled as at ingest: the correction may change what is sensitive.
+    gateway
+        .institution
+        .labeller
+        .apply(&mut resource)
+        .map_err(|e| DomainError::invalid(e.code(), e.to_string()))?;
+    let (row, provenance_id) = (row.clone(), ingest::new_id());
+    gateway
+        .store
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let pending = rows::find(conn, &row.id)?.is_some_and(|r| r.status == "pending");
+                if !pending {
+                    return Err(answered());
+                }
+                // Still there (a PUT would otherwise create it).
+                ingest::read(conn, &row.resource_type, &row.resource_id)?;
+                let stored = ingest::put(conn, &row.resource_type, &row.resource_id, resource)?;
+                let owner = crate::records::index::owner(
+                    &row.resource_type,
+                    &row.resource_id,
+                    &stored.body,
+                )
+                .ok()
+                .flatten();
+                if owner.as_deref() != Some(row.patient_id.as_str()) {
+                    return Err(DomainError::invalid(
+                        "not_the_record",
+                        "the corrected resource must stay the same patient's",
+                    ));
+                }
+                let prov = provenance(&provenance_id, &row, stored.version_id, now);
+                ingest::put(conn, "Provenance", &provenance_id, prov)?;
+                if !rows::accept(conn, &row.id, now, who, stored.version_id, &provenance_id)? {
+                    return Err(answered());
+                }
+                Ok(())
+            })
+        })
+        .await
+}

@@ -1,0 +1,121 @@
+//! Corrections over HTTP; the rules live in [`crate::amendment`].
+//!
+//! - `POST /api/v1/amendments` (the patient, or a delegate allowed `request_amendments`):
+//!   `record` (`Type/id`), `what_is_wrong`, `proposed_correction`. 201 with the request.
+//! - `GET /api/v1/amendments` (`?pending=true`): the patient's requests, or every request for
+//!   an operator (the answerers' queue).
+//! - `GET /api/v1/amendments/{id}`.
+//! - `POST /api/v1/amendments/{id}/answer` (an operator): `{"decision": "accept",
+//!   "resource": {...}}`, `{"decision": "deny", "reason": "..."}` or
+//!   `{"decision": "extend", "reason": "..."}`.
+//! - `POST /api/v1/amendments/{id}/disagreement` (after a denial): `statement`. 201.
+
+use actix_web::web::{Data, Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse, get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::{AppState, audit};
+use crate::amendment::dispute::NewStatement;
+use crate::amendment::{self, NewAmendment, answer::Answer};
+
+/// `POST /api/v1/amendments`.
+#[post("/api/v1/amendments")]
+pub async fn create(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    req: HttpRequest,
+    body: Json<NewAmendment>,
+) -> Result<HttpResponse, ApiError> {
+    let filed = amendment::file(
+        &state,
+        &principal,
+        body.into_inner(),
+        &audit::request_id(&req),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(filed))
+}
+
+/// The listing's query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only requests not yet answered.
+    #[serde(default)]
+    pending: bool,
+}
+
+/// `GET /api/v1/amendments`.
+#[get("/api/v1/amendments")]
+pub async fn list(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    query: Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let items = amendment::list(&state, &principal, query.pending).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"amendments": items})))
+}
+
+/// `GET /api/v1/amendments/{id}`.
+#[get("/api/v1/amendments/{id}")]
+pub async fn show(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = amendment::show(&state, &principal, &path).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(found))
+}
+
+/// `POST /api/v1/amendments/{id}/answer`.
+#[post("/api/v1/amendments/{id}/answer")]
+pub async fn answer(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    req: HttpRequest,
+    path: Path<String>,
+    body: Json<Answer>,
+) -> Result<HttpResponse, ApiError> {
+    let answered = amendment::answer::answer(
+        &state,
+        &principal,
+        &path,
+        body.into_inner(),
+        &audit::request_id(&req),
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(answered))
+}
+
+/// `POST /api/v1/amendments/{id}/disagreement`: the patient's statement after a denial.
+#[post("/api/v1/amendments/{id}/disagreement")]
+pub async fn disagree(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    req: HttpRequest,
+    path: Path<String>,
+    body: Json<NewStatement>,
+) -> Result<HttpResponse, ApiError> {
+    let filed = amendment::dispute::file(
+        &state,
+        &principal,
+        &path,
+        body.into_inner(),
+        &audit::request_id(&req),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(filed))
+}
