@@ -15,9 +15,10 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use consentgate::audit::log::AuditLog;
+use consentgate::audit::stored::{DbNodes, node_rows};
 use consentgate::audit::{AuditAction, AuditEntry, AuditOutcome, Frontier, leaf_hash};
 use consentgate::config::Settings;
-use consentgate::store::audit::{self as rows, DbNodes, EntryRow};
+use consentgate::store::audit::{self as rows, EntryRow};
 use consentgate::store::{Store, write_tx};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diesel::connection::SimpleConnection;
@@ -281,7 +282,7 @@ fn timed_commits(
         let started = Instant::now();
         let done = write_tx(conn, |conn| {
             rows::lock_head(conn)?;
-            rows::append(conn, &entries, &nodes, frontier.size())?;
+            rows::append(conn, &entries, &node_rows(&nodes), frontier.size())?;
             if commit {
                 Ok(())
             } else {

@@ -10,8 +10,6 @@
 //! Checkpoints and proofs are public: they hold hashes only, and third parties must be able
 //! to check the log without an account.
 
-use std::cell::RefCell;
-
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Query};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get};
@@ -23,9 +21,9 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::observe::RequestId;
-use crate::audit::{AuditAction, AuditEntry, AuditOutcome, consistency_proof, inclusion_proof};
+use crate::audit::stored;
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::Principal;
-use crate::store::audit::{self as rows, DbNodes};
 
 /// The request id of a request (set by the observation middleware).
 pub fn request_id(req: &HttpRequest) -> String {
@@ -105,14 +103,6 @@ pub struct ConsistencyQuery {
     to: u64,
 }
 
-fn bad_proof_request(message: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_proof_request",
-        message.to_string(),
-    )
-}
-
 /// `GET /api/v1/audit/proofs/inclusion?index=&tree_size=`.
 #[get("/api/v1/audit/proofs/inclusion")]
 pub async fn inclusion(
@@ -122,16 +112,7 @@ pub async fn inclusion(
     let InclusionQuery { index, tree_size } = query.into_inner();
     let proof = state
         .store
-        .run(move |conn| {
-            if tree_size > rows::size(conn)? {
-                return Err(bad_proof_request("tree_size is larger than the log"));
-            }
-            if index >= tree_size {
-                return Err(bad_proof_request("index must be below tree_size"));
-            }
-            let nodes = DbNodes(RefCell::new(conn));
-            inclusion_proof(index, tree_size, &nodes).map_err(|e| ApiError::internal(e.to_string()))
-        })
+        .run(move |conn| stored::inclusion(conn, index, tree_size))
         .await?;
     let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
     Ok(HttpResponse::Ok()
@@ -147,16 +128,7 @@ pub async fn consistency(
     let ConsistencyQuery { from, to } = query.into_inner();
     let proof = state
         .store
-        .run(move |conn| {
-            if to > rows::size(conn)? {
-                return Err(bad_proof_request("to is larger than the log"));
-            }
-            if from == 0 || from > to {
-                return Err(bad_proof_request("need 0 < from <= to"));
-            }
-            let nodes = DbNodes(RefCell::new(conn));
-            consistency_proof(from, to, &nodes).map_err(|e| ApiError::internal(e.to_string()))
-        })
+        .run(move |conn| stored::consistency(conn, from, to))
         .await?;
     let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
     Ok(HttpResponse::Ok().json(json!({"first": from, "second": to, "proof": proof})))

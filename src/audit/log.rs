@@ -24,8 +24,9 @@ use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 use tokio::sync::oneshot;
 
+use super::stored::{DbNodes, node_rows};
 use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
-use crate::store::audit::{self as rows, CheckpointRow, DbNodes, EntryRow};
+use crate::store::audit::{self as rows, CheckpointRow, EntryRow};
 use crate::store::{DbConn, Store, StoreError, write_tx};
 
 /// Most entries committed in one transaction.
@@ -231,7 +232,7 @@ fn commit(
                 body: String::from_utf8(bytes).map_err(|e| AuditError::Tree(e.to_string()))?,
             });
         }
-        rows::append(conn, &entry_rows, &nodes, frontier.size())?;
+        rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
         // The patient's notifications commit with the entries they report, or neither does.
         crate::notify::enqueue(conn, &notices)?;
         Ok((frontier, first))

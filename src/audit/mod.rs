@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod log;
 pub mod merkle;
+pub mod stored;
 pub mod verify;
 
 pub use checkpoint::{

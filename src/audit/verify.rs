@@ -660,7 +660,13 @@ mod tests {
                 patient_id: e.patient_id.clone(),
                 body: String::from_utf8(bytes).unwrap(),
             };
-            rows::append(&mut conn, &[row], &nodes, frontier.size()).unwrap();
+            rows::append(
+                &mut conn,
+                &[row],
+                &crate::audit::stored::node_rows(&nodes),
+                frontier.size(),
+            )
+            .unwrap();
             if checkpoint_sizes.contains(&frontier.size()) {
                 let root = frontier.root();
                 let cp = Checkpoint::new(ORIGIN, frontier.size(), root).unwrap();
@@ -797,7 +803,7 @@ mod tests {
             let nodes = frontier
                 .append(leaf_hash(body_of(&mut conn, seq).as_bytes()))
                 .unwrap();
-            rows::append(&mut conn, &[], &nodes, 12).unwrap();
+            rows::append(&mut conn, &[], &crate::audit::stored::node_rows(&nodes), 12).unwrap();
         }
         let found = problem(&mut conn, &key, CHUNK).unwrap();
         assert_eq!(found.kind, ProblemKind::CheckpointMismatch, "{found}");

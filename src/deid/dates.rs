@@ -78,14 +78,22 @@ pub(super) fn shift(date: Date, days: i64) -> Option<Date> {
     (1..=9999).contains(&moved.year()).then_some(moved)
 }
 
-/// `YYYY-MM-DD`.
+/// `YYYY-MM-DD` (with room for a time after it, which most shifted values carry).
 pub(super) fn format_date(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
+    let mut text = String::with_capacity(32);
+    let digits = |text: &mut String, value: u32, width: u32| {
+        for place in (0..width).rev() {
+            let digit = (value / 10u32.pow(place)) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+    };
+    // Years are 1..=9999 (see `shift`), so four digits always suffice.
+    digits(&mut text, date.year().unsigned_abs(), 4);
+    text.push('-');
+    digits(&mut text, u32::from(u8::from(date.month())), 2);
+    text.push('-');
+    digits(&mut text, u32::from(date.day()), 2);
+    text
 }
 
 /// Completed years from `born` to `on` (an age); negative when `on` is earlier.

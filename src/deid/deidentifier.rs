@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use time::Date;
 
 use super::dates::{self, FhirDate};
-use super::leak::IdentifierSet;
+use super::leak::{IdentifierSet, ScanContext};
 use super::profile::{AllowList, Profile};
 use super::schema::{self, ElementDef, TypeKind, is_fhir_id, is_uuid};
 use super::{DeidError, StudyKey};
@@ -17,12 +17,26 @@ const DATA_ABSENT_REASON_URL: &str = "http://hl7.org/fhir/StructureDefinition/da
 const UCUM: &str = "http://unitsofmeasure.org";
 
 /// Applies a profile with a study key; one value per study and export run.
+///
+/// `Copy`, `Send` and `Sync`, with no state of its own: share one across threads, and for
+/// each patient take a [`PatientDeidentifier`] ([`Deidentifier::patient`]) so that the
+/// patient's date offset and identifier matchers are made once for all its resources.
 #[derive(Debug, Clone, Copy)]
 pub struct Deidentifier<'a> {
     profile: &'a Profile,
     key: &'a StudyKey,
     /// "Now" for age limits: the day the export is made.
     reference_date: Date,
+}
+
+/// A [`Deidentifier`] bound to one patient: its offset computed once, its source identifiers
+/// compiled once (by the caller, [`IdentifierSet::from_sources`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PatientDeidentifier<'d> {
+    deid: Deidentifier<'d>,
+    patient_id: &'d str,
+    offset: i64,
+    sources: &'d IdentifierSet,
 }
 
 impl<'a> Deidentifier<'a> {
@@ -35,32 +49,82 @@ impl<'a> Deidentifier<'a> {
         }
     }
 
-    /// De-identifies one resource of `patient_id` (the source patient's id). Default-deny:
-    /// elements not allowed by the profile are dropped.
-    pub fn deidentify(&self, resource: &Value, patient_id: &str) -> Result<Value, DeidError> {
-        let walk = Walk {
-            deid: self,
+    /// This de-identifier for the resources of `patient_id` (the source patient's id), whose
+    /// identifying values `sources` holds.
+    pub fn patient<'p>(
+        &self,
+        patient_id: &'p str,
+        sources: &'p IdentifierSet,
+    ) -> PatientDeidentifier<'p>
+    where
+        'a: 'p,
+    {
+        PatientDeidentifier {
+            deid: *self,
+            patient_id,
             offset: self.date_offset_days(patient_id),
-        };
-        walk.resource(resource, false)
+            sources,
+        }
+    }
+
+    /// De-identifies one resource of `patient_id` (the source patient's id). Default-deny:
+    /// elements not allowed by the profile are dropped. No leak scan: see
+    /// [`Self::deidentify_checked`].
+    pub fn deidentify(&self, resource: &Value, patient_id: &str) -> Result<Value, DeidError> {
+        self.shape(resource, patient_id, self.date_offset_days(patient_id))
+            .map(|(output, _)| output)
     }
 
     /// [`Self::deidentify`], then the leak scan against the patient's source identifiers: the
-    /// first hit is an error, never a silent pass.
+    /// first hit is an error ([`DeidError::Leak`]), never a silent pass. For many resources
+    /// of one patient, [`Self::patient`] saves recomputing the patient's offset.
     pub fn deidentify_checked(
         &self,
         resource: &Value,
         patient_id: &str,
         sources: &IdentifierSet,
     ) -> Result<Value, DeidError> {
-        let output = self.deidentify(resource, patient_id)?;
-        match sources.scan(&output).into_iter().next() {
-            Some(leak) => Err(DeidError::Leak {
-                path: leak.path,
-                kind: leak.kind,
-            }),
-            None => Ok(output),
+        self.patient(patient_id, sources)
+            .deidentify_checked(resource)
+    }
+
+    /// The output and how its dates were shifted.
+    fn shape(
+        &self,
+        resource: &Value,
+        patient_id: &str,
+        offset: i64,
+    ) -> Result<(Value, ScanContext), DeidError> {
+        let _ = patient_id;
+        if let Some(config) = self.profile.anonymizer() {
+            let keys = config.keys_for(self.key);
+            let output = config.anonymize_with(resource, &keys, self.reference_date)?;
+            let context = ScanContext {
+                date_shift_days: config.date_shift_days(&keys, resource),
+            };
+            return Ok((output, context));
         }
+        let walk = Walk { deid: self, offset };
+        let output = walk.resource(resource, false)?;
+        Ok((
+            output,
+            ScanContext {
+                date_shift_days: Some(offset),
+            },
+        ))
+    }
+
+    /// `Type/pseudonym` of a source resource, as failures name it.
+    fn reference_of(&self, resource: &Value) -> (String, String) {
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("Resource");
+        let reference = match resource.get("id").and_then(Value::as_str) {
+            Some(id) => format!("{resource_type}/{}", self.pseudonym(resource_type, id)),
+            None => resource_type.to_string(),
+        };
+        (resource_type.to_string(), reference)
     }
 
     /// The pseudonym that replaces the id of `resource_type/id`.
@@ -93,8 +157,41 @@ impl<'a> Deidentifier<'a> {
         let mut parts = unversioned.rsplit('/');
         let id = parts.next()?;
         let resource_type = parts.next()?;
-        (schema::is_resource_type(resource_type) && is_fhir_id(id))
-            .then(|| format!("{resource_type}/{}", self.pseudonym(resource_type, id)))
+        if !(schema::is_resource_type(resource_type) && is_fhir_id(id)) {
+            return None;
+        }
+        let mut out = String::with_capacity(resource_type.len() + 33);
+        out.push_str(resource_type);
+        out.push('/');
+        self.key.push_pseudonym(&mut out, resource_type, id);
+        Some(out)
+    }
+}
+
+impl PatientDeidentifier<'_> {
+    /// De-identifies one resource of this patient, then scans it; the first leak is an error
+    /// ([`DeidError::Leak`] with the resource's type, pseudonymous reference, path and kind).
+    pub fn deidentify_checked(&self, resource: &Value) -> Result<Value, DeidError> {
+        let (output, context) = self.deid.shape(resource, self.patient_id, self.offset)?;
+        match self.sources.first_leak(&output, &context) {
+            None => Ok(output),
+            Some(leak) => {
+                let (resource_type, reference) = self.deid.reference_of(resource);
+                Err(DeidError::Leak {
+                    resource_type,
+                    reference,
+                    path: leak.path,
+                    kind: leak.kind,
+                })
+            }
+        }
+    }
+
+    /// De-identifies one resource of this patient without the scan.
+    pub fn deidentify(&self, resource: &Value) -> Result<Value, DeidError> {
+        self.deid
+            .shape(resource, self.patient_id, self.offset)
+            .map(|(output, _)| output)
     }
 }
 
@@ -146,8 +243,15 @@ impl Walk<'_, '_> {
             "resourceType".into(),
             Value::String(resource_type.to_string()),
         );
-        self.object(object, &scope, &mut out)?;
-        Ok(Value::Object(out))
+        match self.object(object, &scope, &mut out) {
+            Ok(()) => Ok(Value::Object(out)),
+            // A nested resource's failure is named by the outer resource, whose path it extends.
+            Err(e) if contained => Err(e),
+            Err(e) => {
+                let (resource_type, reference) = self.deid.reference_of(resource);
+                Err(e.in_resource(&resource_type, &reference))
+            }
+        }
     }
 
     fn object(
@@ -157,65 +261,77 @@ impl Walk<'_, '_> {
         out: &mut Map<String, Value>,
     ) -> Result<(), DeidError> {
         for key in object.keys() {
-            let name = key.strip_prefix('_').unwrap_or(key);
-            if name == "resourceType" || (key.starts_with('_') && object.contains_key(name)) {
-                continue;
-            }
-            let value = object.get(name);
-            if name == "extension" || name == "modifierExtension" {
-                if let Some(kept) = value
-                    .map(|v| self.extensions(v, name == "modifierExtension"))
-                    .transpose()?
-                    .flatten()
-                {
-                    out.insert(name.to_string(), kept);
-                }
-                continue;
-            }
-            let Some(def) = schema::child(scope.base, name) else {
-                continue;
-            };
-            if !scope.rules.allows(scope.root, &def) {
-                continue;
-            }
-            if let (Some(contained), "id") = (scope.resource, name) {
-                if let Some(id) = value.and_then(Value::as_str) {
-                    let key = &self.deid.key;
-                    let pseudonym = if contained {
-                        key.contained_pseudonym(id)
-                    } else {
-                        key.pseudonym(scope.root, id)
-                    };
-                    out.insert("id".into(), Value::String(pseudonym));
-                }
-                continue;
-            }
-            match def.kind() {
-                TypeKind::Primitive => {
-                    let sibling = object.get(&format!("_{name}"));
-                    self.primitive(name, value, sibling, &def, out)?;
-                }
-                TypeKind::Datatype => {
-                    self.complex(name, value, out, |item| self.datatype(item, def.type_code))?
-                }
-                TypeKind::Backbone => {
-                    let inner = Scope {
-                        root: scope.root,
-                        base: def.child_base(),
-                        rules: scope.rules,
-                        resource: None,
-                    };
-                    self.complex(name, value, out, |item| self.backbone(item, &inner))?
-                }
-                TypeKind::Resource => {
-                    let contained = name == "contained";
-                    self.complex(name, value, out, |item| {
-                        self.resource(item, contained).map(Some)
-                    })?
-                }
-            }
+            self.member(object, key, scope, out)
+                .map_err(|e| e.within(&format!(".{key}")))?;
         }
         Ok(())
+    }
+
+    /// One member `key` of `object` (a `_name` sibling is handled with its primitive).
+    fn member(
+        &self,
+        object: &Map<String, Value>,
+        key: &str,
+        scope: &Scope,
+        out: &mut Map<String, Value>,
+    ) -> Result<(), DeidError> {
+        let name = key.strip_prefix('_').unwrap_or(key);
+        if name == "resourceType" || (key.starts_with('_') && object.contains_key(name)) {
+            return Ok(());
+        }
+        let value = object.get(name);
+        if name == "extension" || name == "modifierExtension" {
+            if let Some(kept) = value
+                .map(|v| self.extensions(v, name == "modifierExtension"))
+                .transpose()?
+                .flatten()
+            {
+                out.insert(name.to_string(), kept);
+            }
+            return Ok(());
+        }
+        let Some(def) = schema::child(scope.base, name) else {
+            return Ok(());
+        };
+        if !scope.rules.allows(&def) {
+            return Ok(());
+        }
+        if let (Some(contained), "id") = (scope.resource, name) {
+            if let Some(id) = value.and_then(Value::as_str) {
+                let key = &self.deid.key;
+                let pseudonym = if contained {
+                    key.contained_pseudonym(id)
+                } else {
+                    key.pseudonym(scope.root, id)
+                };
+                out.insert("id".into(), Value::String(pseudonym));
+            }
+            return Ok(());
+        }
+        match def.kind() {
+            TypeKind::Primitive => {
+                let sibling = sibling_of(object, name);
+                self.primitive(name, value, sibling, &def, out)
+            }
+            TypeKind::Datatype => {
+                self.complex(name, value, out, |item| self.datatype(item, def.type_code))
+            }
+            TypeKind::Backbone => {
+                let inner = Scope {
+                    root: scope.root,
+                    base: def.child_base(),
+                    rules: scope.rules,
+                    resource: None,
+                };
+                self.complex(name, value, out, |item| self.backbone(item, &inner))
+            }
+            TypeKind::Resource => {
+                let contained = name == "contained";
+                self.complex(name, value, out, |item| {
+                    self.resource(item, contained).map(Some)
+                })
+            }
+        }
     }
 
     /// Puts the kept items of a complex element (one object or an array of them) into `out`.
@@ -229,8 +345,8 @@ impl Walk<'_, '_> {
         match value {
             Some(Value::Array(items)) => {
                 let mut kept = Vec::new();
-                for item in items {
-                    kept.extend(walk(item)?);
+                for (index, item) in items.iter().enumerate() {
+                    kept.extend(walk(item).map_err(|e| e.within(&format!("[{index}]")))?);
                 }
                 if !kept.is_empty() {
                     out.insert(name.to_string(), Value::Array(kept));
@@ -370,7 +486,11 @@ impl Walk<'_, '_> {
         };
         let (shifted, shifted_start) = match date.full_date() {
             Some(day) => match dates::shift(day, self.offset) {
-                Some(moved) => (format!("{}{}", dates::format_date(moved), date.rest), moved),
+                Some(moved) => {
+                    let mut text = dates::format_date(moved);
+                    text.push_str(date.rest);
+                    (text, moved)
+                }
                 None => return Primitive::Drop,
             },
             None => (date.year_text(), start),
@@ -443,13 +563,24 @@ impl Walk<'_, '_> {
     /// extensions it names); an unlisted modifier extension is an error.
     fn extensions(&self, list: &Value, modifier: bool) -> Result<Option<Value>, DeidError> {
         let mut kept = Vec::new();
-        for item in schema::items(list) {
+        let items = match list {
+            Value::Array(items) => items.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for (index, item) in items.iter().enumerate() {
             let Some(url) = item.get("url").and_then(Value::as_str) else {
                 continue;
             };
             let Some(nested) = self.deid.profile.extension_rules(url) else {
                 if modifier {
                     return Err(DeidError::ModifierExtensionNotAllowed {
+                        resource_type: String::new(),
+                        reference: String::new(),
+                        path: if list.is_array() {
+                            format!("[{index}]")
+                        } else {
+                            String::new()
+                        },
                         url: url.to_string(),
                     });
                 }
@@ -494,7 +625,7 @@ impl Walk<'_, '_> {
             };
             match def.kind() {
                 TypeKind::Primitive => {
-                    let sibling = object.get(&format!("_{key}"));
+                    let sibling = sibling_of(object, key);
                     self.primitive(key, object.get(key), sibling, &def, &mut out)?;
                 }
                 _ => self.complex(key, object.get(key), &mut out, |item| {
@@ -503,6 +634,21 @@ impl Walk<'_, '_> {
             }
         }
         Ok((out.len() > 1).then_some(Value::Object(out)))
+    }
+}
+
+/// The `_name` sibling of a primitive element, found without allocating for the usual short
+/// names (the walk asks for one per primitive).
+fn sibling_of<'o>(object: &'o Map<String, Value>, name: &str) -> Option<&'o Value> {
+    let mut buffer = [0u8; 64];
+    match buffer.get_mut(1..=name.len()) {
+        Some(rest) => {
+            rest.copy_from_slice(name.as_bytes());
+            buffer[0] = b'_';
+            let key = std::str::from_utf8(&buffer[..=name.len()]).ok()?;
+            object.get(key)
+        }
+        None => object.get(&format!("_{name}")),
     }
 }
 

@@ -54,7 +54,19 @@ impl StudyKey {
 
     /// The pseudonym of resource `resource_type/id`.
     pub fn pseudonym(&self, resource_type: &str, id: &str) -> String {
-        self.hex_prefix(&format!("{resource_type}/{id}"))
+        let mut text = String::with_capacity(PSEUDONYM_HEX_DIGITS);
+        self.push_pseudonym(&mut text, resource_type, id);
+        text
+    }
+
+    /// Appends the pseudonym of `resource_type/id` to `out` (every reference of every exported
+    /// resource needs one, so the message is fed to the MAC in pieces, never joined).
+    pub fn push_pseudonym(&self, out: &mut String, resource_type: &str, id: &str) {
+        let mut context = hmac::Context::with_key(&self.key);
+        for piece in [resource_type, "/", id] {
+            context.update(piece.as_bytes());
+        }
+        push_hex(out, &context.sign().as_ref()[..PSEUDONYM_HEX_DIGITS / 2]);
     }
 
     /// The pseudonym of a contained resource's local id (and of `#id` references to it).
@@ -98,6 +110,12 @@ impl StudyKey {
         }
     }
 
+    /// A secret derived from the study key for another use (e.g. an anonymizer configuration's
+    /// empty `cryptoHashKey`): HMAC-SHA256(key, `label`) in hex.
+    pub fn derived_text(&self, label: &str) -> String {
+        hex(self.mac(label).as_ref())
+    }
+
     fn hex_prefix(&self, message: &str) -> String {
         let mut text = hex(self.mac(message).as_ref());
         text.truncate(PSEUDONYM_HEX_DIGITS);
@@ -117,13 +135,18 @@ impl fmt::Debug for StudyKey {
 
 /// Lower-case hex of `bytes`.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
+    push_hex(&mut text, bytes);
     text
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// HMAC-SHA256 of `message` keyed with the UTF-8 bytes of `key`, in lower-case hex (the

@@ -5,11 +5,23 @@
 //! is made like this (`today` judges ages; the key decides every pseudonym and date offset):
 //!
 //! ```text
-//! let profile = Profile::safe_harbor();                       // or Profile::load(path)?
+//! let profile = Profile::safe_harbor();                       // or Profile::load(path)? (an
+//!                                                             // allow-list or an MS config)
 //! let key = StudyKey::for_study(master_secret, study_id)?;    // unlinkable across studies
-//! let deid = Deidentifier::new(&profile, &key, today);
+//! let deid = Deidentifier::new(&profile, &key, today);        // Copy + Send + Sync
+//! // Once per patient: its identifiers compiled, its date offset computed.
 //! let sources = IdentifierSet::from_sources(&patient_resources);
-//! let out = deid.deidentify_checked(&resource, patient_id, &sources)?; // a leak is an error
+//! let patient = deid.patient(patient_id, &sources);
+//! for resource in &patient_resources {
+//!     match patient.deidentify_checked(resource) {             // de-identify, then scan
+//!         Ok(out) => write(out),
+//!         Err(DeidError::ResourceTypeNotInProfile { .. }) => {} // default deny: left out
+//!         Err(e) => match e.location() {                       // withhold just this one:
+//!             Some(at) => withhold(at.resource_type, at.reference, at.path, e.code()),
+//!             None => return Err(e),                           // configuration or key
+//!         },
+//!     }
+//! }
 //! ```
 //!
 //! # Profiles (`policies/deid/<name>.json`)
@@ -66,7 +78,9 @@
 //! # Errors
 //!
 //! [`DeidError`] carries a stable [`DeidError::code`]; messages name element paths, resource
-//! types, URLs and files, never patient values.
+//! types, pseudonymous references, URLs and files, never patient values. Callers match on
+//! the variants; [`DeidError::location`] tells a failure of one resource (withhold it) from a
+//! failure of the configuration or key (stop).
 
 mod dates;
 mod deidentifier;
@@ -82,34 +96,68 @@ mod tests;
 
 pub use deidentifier::{AGE_EXTENSION_URL, Deidentifier};
 pub use keys::StudyKey;
-pub use leak::{IdentifierSet, Leak, LeakKind};
+pub use leak::{IdentifierSet, Leak, LeakKind, ScanContext};
 pub use profile::Profile;
 
 /// Why de-identification (or loading its configuration) failed.
+///
+/// Two families, told apart by [`DeidError::location`]: a failure of one resource (a leak, an
+/// unlisted modifier extension, a method that cannot apply) names that resource by type and
+/// pseudonymous reference and the element path, so the caller can withhold just it and report
+/// where; everything else is about the configuration or the key, and stops the whole job.
+/// Messages and fields never carry a patient value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeidError {
     /// The input has no `resourceType`.
     #[error("the input is not a FHIR resource")]
     NotAResource,
-    /// The profile does not list the resource type.
+    /// The profile does not list the resource type (default deny: drop it, it is no failure).
     #[error("resource type {resource_type} is not allowed by the de-identification profile")]
     ResourceTypeNotInProfile {
         /// The refused type.
         resource_type: String,
     },
-    /// A modifier extension the profile does not list.
-    #[error("modifier extension {url} is not allowed by the de-identification profile")]
+    /// A modifier extension the profile does not list: dropping it would change the meaning
+    /// of what is left, so the resource is withheld.
+    #[error(
+        "{resource_type} {reference}: modifier extension {url} at {path} is not allowed by the de-identification profile"
+    )]
     ModifierExtensionNotAllowed {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
+        /// Where, as a JSON path.
+        path: String,
         /// The extension URL.
         url: String,
     },
     /// The output still carries a value of the source records.
-    #[error("de-identified output still holds a {kind} of the source records at {path}")]
+    #[error(
+        "{resource_type} {reference}: de-identified output still holds a {kind} of the source records at {path}"
+    )]
     Leak {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
         /// Where, as a JSON path.
         path: String,
         /// What kind of value.
         kind: LeakKind,
+    },
+    /// An anonymizer rule's method cannot apply to the element it selected (e.g. `perturb`
+    /// on a string), and the configuration says to raise processing errors.
+    #[error("{resource_type} {reference}: method {method} cannot apply at {path}")]
+    MethodNotApplicable {
+        /// The resource's type.
+        resource_type: String,
+        /// `Type/pseudonym` of the resource in the study.
+        reference: String,
+        /// Where, as a JSON path.
+        path: String,
+        /// The anonymizer method.
+        method: &'static str,
     },
     /// A profile file could not be read.
     #[error("cannot read de-identification profile file {path}")]
@@ -130,11 +178,35 @@ pub enum DeidError {
         min: usize,
     },
     /// A Microsoft anonymizer configuration this module cannot interpret.
-    #[error("unsupported anonymizer configuration: {reason}")]
+    #[error("{}", anonymizer_config_message(file, *rule, reason))]
     AnonymizerConfig {
+        /// The configuration file (its name as given to the loader).
+        file: String,
+        /// The index in `fhirPathRules` of the rule at fault, when one is.
+        rule: Option<usize>,
         /// What is not supported.
         reason: String,
     },
+}
+
+fn anonymizer_config_message(file: &str, rule: Option<usize>, reason: &str) -> String {
+    match rule {
+        Some(index) => {
+            format!("unsupported anonymizer configuration {file}, fhirPathRules[{index}]: {reason}")
+        }
+        None => format!("unsupported anonymizer configuration {file}: {reason}"),
+    }
+}
+
+/// The resource a per-resource failure is about, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLocation<'e> {
+    /// The resource's type.
+    pub resource_type: &'e str,
+    /// `Type/pseudonym` of the resource in the study.
+    pub reference: &'e str,
+    /// The element's JSON path.
+    pub path: &'e str,
 }
 
 impl DeidError {
@@ -145,10 +217,73 @@ impl DeidError {
             DeidError::ResourceTypeNotInProfile { .. } => "resource_type_not_in_profile",
             DeidError::ModifierExtensionNotAllowed { .. } => "modifier_extension_not_allowed",
             DeidError::Leak { .. } => "identifier_leak",
+            DeidError::MethodNotApplicable { .. } => "method_not_applicable",
             DeidError::ProfileUnreadable { .. } => "profile_unreadable",
             DeidError::ProfileInvalid { .. } => "profile_invalid",
             DeidError::KeyTooShort { .. } => "study_key_too_short",
             DeidError::AnonymizerConfig { .. } => "anonymizer_config_unsupported",
         }
+    }
+
+    /// For a failure of one resource, which resource and where; `None` for everything else.
+    pub fn location(&self) -> Option<FailureLocation<'_>> {
+        match self {
+            DeidError::ModifierExtensionNotAllowed {
+                resource_type,
+                reference,
+                path,
+                ..
+            }
+            | DeidError::Leak {
+                resource_type,
+                reference,
+                path,
+                ..
+            }
+            | DeidError::MethodNotApplicable {
+                resource_type,
+                reference,
+                path,
+                ..
+            } => Some(FailureLocation {
+                resource_type,
+                reference,
+                path,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Prefixes the path of a per-resource failure with one more step (`.key` or `[i]`),
+    /// as the error travels up the walk that found it.
+    pub(crate) fn within(mut self, step: &str) -> Self {
+        if let DeidError::ModifierExtensionNotAllowed { path, .. }
+        | DeidError::MethodNotApplicable { path, .. } = &mut self
+        {
+            path.insert_str(0, step);
+        }
+        self
+    }
+
+    /// Names the resource of a per-resource failure found inside it.
+    pub(crate) fn in_resource(mut self, resource: &str, pseudonymous: &str) -> Self {
+        if let DeidError::ModifierExtensionNotAllowed {
+            resource_type,
+            reference,
+            path,
+            ..
+        }
+        | DeidError::MethodNotApplicable {
+            resource_type,
+            reference,
+            path,
+            ..
+        } = &mut self
+        {
+            *resource_type = resource.to_string();
+            *reference = pseudonymous.to_string();
+            path.insert_str(0, resource);
+        }
+        self
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::DeidError;
+use super::methods::AnonymizerConfig;
 use super::schema::{self, ElementDef, TypeKind};
 
 const SAFE_HARBOR: &str = include_str!("../../policies/deid/safe-harbor.json");
@@ -27,6 +28,9 @@ pub struct Profile {
     resources: BTreeMap<String, AllowList>,
     datatypes: BTreeMap<String, AllowList>,
     extensions: BTreeMap<String, BTreeSet<String>>,
+    /// Set when the profile is a Microsoft anonymizer configuration: it then shapes every
+    /// resource, and the allow-list fields above are empty and unused.
+    anonymizer: Option<AnonymizerConfig>,
 }
 
 /// The ZIP3 prefixes that must become `000`, with the version of the list.
@@ -38,44 +42,44 @@ struct RestrictedZip3 {
     prefixes: BTreeSet<String>,
 }
 
-/// Allowed element paths relative to a resource or datatype (`component.value[x]`).
+/// Allowed elements of a resource or datatype.
+///
+/// Kept in the form the walk asks about, so that a question is one bit test: the element
+/// table rows of every listed path, with each `[x]` expanded to its concrete choices
+/// (`valueQuantity`, ...), and of every ancestor of a listed path (listing `a.b` lets `a`
+/// through).
 #[derive(Debug, Clone, Default)]
 pub(super) struct AllowList {
-    paths: BTreeSet<String>,
+    rows: Vec<u64>,
 }
 
 impl AllowList {
-    /// Whether `def`, an element of the type `root`, may leave: its path (or, for a choice,
-    /// its `[x]` form) is listed, or something inside it is.
-    pub fn allows(&self, root: &str, def: &ElementDef) -> bool {
-        let Some(relative) = def
-            .path
-            .strip_prefix(root)
-            .and_then(|p| p.strip_prefix('.'))
-        else {
-            return false;
-        };
-        if self.allows_relative(relative) {
-            return true;
-        }
-        match (def.choice_name(), relative.rsplit_once('.')) {
-            (Some(choice), Some((parent, _))) => {
-                self.allows_relative(&format!("{parent}.{choice}"))
-            }
-            (Some(choice), None) => self.allows_relative(&choice),
-            (None, _) => false,
-        }
+    /// Whether `def`, an element of the type this list is for, may leave: its path (or, for a
+    /// choice, its `[x]` form) is listed, or something inside it is.
+    pub fn allows(&self, def: &ElementDef) -> bool {
+        self.rows
+            .get(def.row / 64)
+            .is_some_and(|word| word & (1 << (def.row % 64)) != 0)
     }
 
-    fn allows_relative(&self, relative: &str) -> bool {
-        if self.paths.contains(relative) {
-            return true;
+    /// Adds the rows of `root.path` for each concrete form of a listed path (already checked
+    /// against the table) and of its ancestors.
+    fn add(&mut self, root: &str, concrete: &[String]) {
+        for path in concrete {
+            let mut end = path.len();
+            loop {
+                if let Some(row) = schema::row_of(&format!("{root}.{}", &path[..end])) {
+                    if self.rows.len() <= row / 64 {
+                        self.rows.resize(row / 64 + 1, 0);
+                    }
+                    self.rows[row / 64] |= 1 << (row % 64);
+                }
+                match path[..end].rfind('.') {
+                    Some(dot) => end = dot,
+                    None => break,
+                }
+            }
         }
-        let prefix = format!("{relative}.");
-        self.paths
-            .range(prefix.clone()..)
-            .next()
-            .is_some_and(|p| p.starts_with(&prefix))
     }
 }
 
@@ -108,7 +112,9 @@ struct Zip3File {
 }
 
 impl Profile {
-    /// Loads a profile file and the restricted-ZIP3 list it names (relative to its folder).
+    /// Loads a profile file and the restricted-ZIP3 list it names (relative to its folder), or
+    /// a Microsoft anonymizer configuration (a file with `fhirPathRules`, see
+    /// [`Profile::from_anonymizer_config`]).
     pub fn load(path: &Path) -> Result<Profile, DeidError> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|_| DeidError::ProfileUnreadable {
@@ -116,6 +122,16 @@ impl Profile {
             })
         };
         let text = read(path)?;
+        let is_anonymizer =
+            serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+                .is_ok_and(|v| v.get("fhirPathRules").is_some());
+        if is_anonymizer {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default();
+            return Profile::from_anonymizer_config(&text, &file);
+        }
         let file: ProfileFile = parse(&text)?;
         let zip_path = path
             .parent()
@@ -123,6 +139,40 @@ impl Profile {
             .join(&file.restricted_zip3);
         let zip3 = read(&zip_path)?;
         Profile::build(file, &zip3)
+    }
+
+    /// A profile that is a Microsoft FHIR anonymizer configuration (`fhirPathRules` and
+    /// `parameters`), named after `file`; its version is the first 12 hex digits of the
+    /// SHA-256 of the text, so an audit entry says exactly which configuration shaped the data.
+    /// The de-identifier applies its rules under the study's keys (see
+    /// [`AnonymizerConfig::keys_for`]), and the leak scan still runs on every output.
+    pub fn from_anonymizer_config(text: &str, file: &str) -> Result<Profile, DeidError> {
+        let config = AnonymizerConfig::parse(text, file)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let mut version = super::keys::hex(digest.as_ref());
+        version.truncate(12);
+        let name = file.strip_suffix(".json").unwrap_or(file).to_string();
+        Ok(Profile {
+            description: format!("Microsoft FHIR anonymizer configuration {file}"),
+            name,
+            version,
+            date_shift_max_days: 50,
+            max_age: 89,
+            restricted_zip3: RestrictedZip3 {
+                version: String::new(),
+                source: String::new(),
+                prefixes: BTreeSet::new(),
+            },
+            resources: BTreeMap::new(),
+            datatypes: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+            anonymizer: Some(config),
+        })
+    }
+
+    /// The anonymizer configuration, when the profile is one.
+    pub fn anonymizer(&self) -> Option<&AnonymizerConfig> {
+        self.anonymizer.as_ref()
     }
 
     /// The built-in HIPAA Safe Harbor profile (`policies/deid/safe-harbor.json`).
@@ -162,9 +212,10 @@ impl Profile {
         &self.restricted_zip3.source
     }
 
-    /// Whether the resource type may leave at all.
+    /// Whether the resource type may leave at all (every type, under an anonymizer
+    /// configuration, which keeps what its rules do not touch).
     pub fn allows_resource_type(&self, resource_type: &str) -> bool {
-        self.resources.contains_key(resource_type)
+        self.anonymizer.is_some() || self.resources.contains_key(resource_type)
     }
 
     pub(super) fn resource_rules(&self, resource_type: &str) -> Option<&AllowList> {
@@ -249,6 +300,7 @@ impl Profile {
             resources,
             datatypes,
             extensions,
+            anonymizer: None,
         })
     }
 }
@@ -274,6 +326,7 @@ fn allow_list<'p>(
     for path in paths {
         let mut base = root.to_string();
         let steps: Vec<&str> = path.split('.').collect();
+        let mut concrete = Vec::new();
         for (index, step) in steps.iter().enumerate() {
             let def = match step.strip_suffix("[x]") {
                 Some(stem) => schema::choice_of(&base, stem),
@@ -288,9 +341,17 @@ fn allow_list<'p>(
                     )));
                 }
                 base = def.child_base().to_string();
+            } else {
+                let parent = &path[..path.len() - step.len()];
+                concrete = match step.strip_suffix("[x]") {
+                    Some(stem) => schema::choices_of(&base, stem)
+                        .map(|name| format!("{parent}{name}"))
+                        .collect(),
+                    None => vec![path.clone()],
+                };
             }
         }
-        list.paths.insert(path.clone());
+        list.add(root, &concrete);
     }
     Ok(list)
 }

@@ -14,6 +14,12 @@
 //! Load [`directory_bundle`] first: patient bundles refer to its organisations and practitioners
 //! by `urn:uuid:` reference, which the gateway resolves to the stored ids.
 //!
+//! About one patient in eight moved into the region: it carries a `birthPlace` extension with
+//! the state it was born in and lives in a town named after that state (born in Kansas, living
+//! in Kansas City), which exercises the leak scan's rule that a kept state never matches a
+//! removed city. Who moved is drawn from separate streams, so every other value of every
+//! patient is the same as before this was added; the moved patients' address and phone differ.
+//!
 //! A share of patients carry sensitive items (substance use, HIV, mental health, reproductive
 //! and sexual health, genetics), recognisable from their codes alone. They deliberately carry no
 //! `meta.security` labels: labelling happens at ingest.
@@ -68,6 +74,24 @@ pub fn patient_bundles(opts: &DemoOptions) -> impl Iterator<Item = Value> + use<
     let directory = Directory::new(opts.seed);
     let seed = opts.seed;
     (0..opts.patients).map(move |index| patient::bundle(&directory, seed, index))
+}
+
+/// One patient in this many (on average) was born in another state and lives in a town named
+/// after it ([`names::HOMETOWNS`]).
+const MOVED_ONE_IN: u32 = 8;
+
+/// Seed salt of the streams that decide who moved, apart from the patients' own streams.
+const HOMETOWN_SALT: u64 = 0x686f_6d65_746f_776e;
+
+/// Where patient `index` under `seed` was born and lives, when it moved into the region; drawn
+/// from a stream of its own so that it changes no other value of the patient.
+fn hometown(seed: u64, index: usize) -> Option<&'static names::Hometown> {
+    use rand::Rng;
+    let mut rng = stream_rng(seed ^ HOMETOWN_SALT, index as u64);
+    if rng.random_range(0..MOVED_ONE_IN) != 0 {
+        return None;
+    }
+    Some(fhir::pick(&mut rng, &names::HOMETOWNS))
 }
 
 /// ChaCha stream reserved for the directory; patients use streams `0..N`.

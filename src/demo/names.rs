@@ -113,3 +113,113 @@ pub(super) const TOWNS: [Town; 7] = [
         area_code: "541",
     },
 ];
+
+/// Where a patient who moved to the demo population from another state was born, and the
+/// town they live in now: a town whose name shares words with (or starts like) the birth
+/// state, the pattern that once made the leak scan mistake a kept birth state for the
+/// removed city of residence.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hometown {
+    /// `Patient.extension[birthPlace].valueAddress.state` (a state's name, kept by Safe Harbor).
+    pub(super) birth_state: &'static str,
+    /// The birth city (removed by Safe Harbor).
+    pub(super) birth_city: &'static str,
+    /// Where the patient lives now.
+    pub(super) town: Town,
+}
+
+/// Born in a state, living in a town named after it (Kansas / Kansas City), named like it
+/// (Indiana / Indiana, Pennsylvania; New York / New York) or starting like it (Indiana /
+/// Indianapolis).
+pub(super) const HOMETOWNS: [Hometown; 9] = [
+    Hometown {
+        birth_state: "Kansas",
+        birth_city: "Wichita",
+        town: Town {
+            city: "Kansas City",
+            state: "KS",
+            zip: "66101",
+            area_code: "913",
+        },
+    },
+    Hometown {
+        birth_state: "Iowa",
+        birth_city: "Des Moines",
+        town: Town {
+            city: "Iowa City",
+            state: "IA",
+            zip: "52240",
+            area_code: "319",
+        },
+    },
+    Hometown {
+        birth_state: "Oklahoma",
+        birth_city: "Tulsa",
+        town: Town {
+            city: "Oklahoma City",
+            state: "OK",
+            zip: "73102",
+            area_code: "405",
+        },
+    },
+    Hometown {
+        birth_state: "Virginia",
+        birth_city: "Richmond",
+        town: Town {
+            city: "Virginia Beach",
+            state: "VA",
+            zip: "23451",
+            area_code: "757",
+        },
+    },
+    Hometown {
+        birth_state: "Nevada",
+        birth_city: "Reno",
+        town: Town {
+            city: "Nevada City",
+            state: "CA",
+            zip: "95959",
+            area_code: "530",
+        },
+    },
+    Hometown {
+        birth_state: "Indiana",
+        birth_city: "Fort Wayne",
+        town: Town {
+            city: "Indianapolis",
+            state: "IN",
+            zip: "46204",
+            area_code: "317",
+        },
+    },
+    Hometown {
+        birth_state: "Indiana",
+        birth_city: "Gary",
+        town: Town {
+            city: "Indiana",
+            state: "PA",
+            zip: "15701",
+            area_code: "724",
+        },
+    },
+    Hometown {
+        birth_state: "Oregon",
+        birth_city: "Pendleton",
+        town: Town {
+            city: "Oregon City",
+            state: "OR",
+            zip: "97045",
+            area_code: "503",
+        },
+    },
+    Hometown {
+        birth_state: "New York",
+        birth_city: "Buffalo",
+        town: Town {
+            city: "New York",
+            state: "NY",
+            zip: "10001",
+            area_code: "212",
+        },
+    },
+];

@@ -23,6 +23,8 @@ use super::fhir::{self, age_on, entry, pick, pick_slice, reference_to};
 use super::names::{self, TOWNS};
 use super::sensitive::{self, Sensitive};
 
+/// The birth-place extension of a patient who moved into the demo region.
+const BIRTH_PLACE: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
 /// Everything is dated relative to this day, never to the wall clock.
 pub(super) const REFERENCE_DATE: Date = date!(2026 - 01 - 01);
 /// First day an encounter may start.
@@ -269,7 +271,13 @@ impl<'d> Gen<'d> {
 
     fn patient_resource(&mut self, seed: u64, index: usize) {
         let p = &self.person;
-        let town = *pick(&mut self.rng, &TOWNS);
+        let mut town = *pick(&mut self.rng, &TOWNS);
+        // Decided on a stream of its own, after the draw above, so that every other value of
+        // every patient is what it was before moved patients existed.
+        let hometown = super::hometown(seed, index);
+        if let Some(moved) = hometown {
+            town = moved.town;
+        }
         let line = format!(
             "{} {} {}",
             self.rng.random_range(10..9999u32),
@@ -293,7 +301,7 @@ impl<'d> Gen<'d> {
             1 + (index / 9_999) % 99,
             1 + index % 9_999
         );
-        let resource = json!({
+        let mut resource = json!({
             "resourceType": "Patient",
             "id": p.id.to_string(),
             "identifier": [
@@ -321,6 +329,20 @@ impl<'d> Gen<'d> {
             "generalPractitioner": [reference_to(p.gp.id, &p.gp.display)],
             "managingOrganization": reference_to(p.org.id, p.org.name),
         });
+        if let (Some(moved), Some(fields)) = (hometown, resource.as_object_mut()) {
+            fields.shift_insert(
+                2,
+                "extension".into(),
+                json!([{
+                    "url": BIRTH_PLACE,
+                    "valueAddress": {
+                        "city": moved.birth_city,
+                        "state": moved.birth_state,
+                        "country": "US",
+                    },
+                }]),
+            );
+        }
         let id = self.person.id;
         self.push("Patient", id, resource);
     }

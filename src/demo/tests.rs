@@ -543,3 +543,41 @@ fn patients_are_adults_at_every_visit() {
         }
     }
 }
+
+#[test]
+fn some_patients_were_born_in_a_state_their_town_is_named_after() {
+    let birth_place = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
+    let mut moved = 0;
+    let mut towns = HashSet::new();
+    for bundle in cohort() {
+        let patient = resources(bundle, "Patient")[0];
+        let Some(extension) = patient["extension"].as_array() else {
+            continue;
+        };
+        let place = extension
+            .iter()
+            .find(|e| e["url"] == birth_place)
+            .expect("a moved patient's extension is its birth place");
+        let state = place["valueAddress"]["state"].as_str().unwrap_or_default();
+        let city = patient["address"][0]["city"].as_str().unwrap_or_default();
+        let hometown = super::names::HOMETOWNS
+            .iter()
+            .find(|h| h.town.city == city && h.birth_state == state)
+            .expect("a town of the list, with its birth state");
+        // The phone and ZIP belong to the town the patient lives in now.
+        let phone = patient["telecom"][0]["value"].as_str().unwrap_or_default();
+        assert!(
+            phone.starts_with(&format!("({})", hometown.town.area_code)),
+            "{phone}"
+        );
+        assert_eq!(patient["address"][0]["postalCode"], hometown.town.zip);
+        assert!(
+            city.starts_with(state.split(' ').next().unwrap_or_default()),
+            "{city} is named after {state}"
+        );
+        moved += 1;
+        towns.insert(city.to_string());
+    }
+    assert!((12..=45).contains(&moved), "{moved} of 200 moved");
+    assert!(towns.len() >= 5, "{towns:?}");
+}

@@ -130,6 +130,10 @@ pub fn withheld_outcome(w: &Withheld) -> Value {
             "{} was withheld: it carries a modifier extension the de-identification profile does not list",
             w.reference
         ),
+        WithheldReason::MethodNotApplicable => format!(
+            "{} was withheld: a rule of the de-identification profile cannot apply at {}",
+            w.reference, w.path
+        ),
         WithheldReason::PatientWithheld => format!(
             "{} was withheld with its patient, whose Patient resource failed de-identification",
             w.reference

@@ -70,6 +70,8 @@ pub enum WithheldReason {
     /// It carries a modifier extension the profile does not list: dropping it would change
     /// the meaning of what is left.
     ModifierExtension,
+    /// An anonymizer rule's method cannot apply to the element it selected.
+    MethodNotApplicable,
     /// Its patient's Patient resource was withheld, so none of the patient's records leave.
     PatientWithheld,
 }
@@ -80,6 +82,7 @@ impl WithheldReason {
         match self {
             WithheldReason::Leak(kind) => kind.code(),
             WithheldReason::ModifierExtension => "modifier_extension",
+            WithheldReason::MethodNotApplicable => "method_not_applicable",
             WithheldReason::PatientWithheld => "patient_withheld",
         }
     }
@@ -225,21 +228,27 @@ enum OnLeak {
     Withhold,
 }
 
-/// The reason a de-identification failure withholds one resource; `None` when the failure
-/// is not about that resource (the key, the profile), which stops the whole release.
-fn withheld_reason(e: &DeidError) -> Option<(String, WithheldReason)> {
-    match e {
-        DeidError::Leak { path, kind } => Some((path.clone(), WithheldReason::Leak(*kind))),
-        DeidError::ModifierExtensionNotAllowed { .. } => {
-            Some((String::new(), WithheldReason::ModifierExtension))
-        }
+/// What a de-identification failure withholds: the one resource it is about (as
+/// [`DeidError::location`] names it); `None` when the failure is not about one resource (the
+/// key, the profile), which stops the whole release.
+fn withheld_by(e: &DeidError) -> Option<Withheld> {
+    let at = e.location()?;
+    let reason = match e {
+        DeidError::Leak { kind, .. } => WithheldReason::Leak(*kind),
+        DeidError::ModifierExtensionNotAllowed { .. } => WithheldReason::ModifierExtension,
+        DeidError::MethodNotApplicable { .. } => WithheldReason::MethodNotApplicable,
         DeidError::NotAResource
         | DeidError::ResourceTypeNotInProfile { .. }
         | DeidError::ProfileUnreadable { .. }
         | DeidError::ProfileInvalid { .. }
         | DeidError::KeyTooShort { .. }
-        | DeidError::AnonymizerConfig { .. } => None,
-    }
+        | DeidError::AnonymizerConfig { .. } => return None,
+    };
+    Some(Withheld {
+        reference: at.reference.to_string(),
+        path: at.path.to_string(),
+        reason,
+    })
 }
 
 /// Nothing was sent because a de-identified output still held an identifier.
@@ -294,14 +303,9 @@ fn shape_under(
                         Ok(v) => body = v,
                         // Default-deny: a type the profile does not allow never leaves.
                         Err(DeidError::ResourceTypeNotInProfile { .. }) => continue 'each,
-                        Err(e) => match (on_leak, withheld_reason(&e)) {
-                            (OnLeak::Withhold, Some((path, reason))) => {
-                                let (ty, id) = source.split_once('/').unwrap_or_default();
-                                withheld.push(Withheld {
-                                    reference: format!("{ty}/{}", deidentifier.pseudonym(ty, id)),
-                                    path,
-                                    reason,
-                                });
+                        Err(e) => match (on_leak, withheld_by(&e)) {
+                            (OnLeak::Withhold, Some(w)) => {
+                                withheld.push(w);
                                 continue 'each;
                             }
                             (OnLeak::Fail, _) => {

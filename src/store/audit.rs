@@ -1,13 +1,10 @@
 //! Rows of the audit log: the head, entries, tree nodes and checkpoints.
 
-use std::cell::RefCell;
-
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::schema::{audit_checkpoints, audit_entries, audit_head, audit_nodes};
 use super::{DbConn, StoreError};
-use crate::audit::{Hash, NodeStore, TreeNode};
 
 /// One stored entry.
 #[derive(Debug, Clone, Queryable, Insertable)]
@@ -73,11 +70,23 @@ pub fn size(conn: &mut DbConn) -> Result<u64, StoreError> {
     Ok(u64::try_from(size).unwrap_or(0))
 }
 
+/// One stored Merkle tree node: its level above the leaves, its index on that level, and
+/// its hash. The tree itself is `audit/`'s; this file only keeps the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Height above the leaves.
+    pub level: u8,
+    /// Position on its level.
+    pub index: u64,
+    /// The hash bytes.
+    pub hash: Vec<u8>,
+}
+
 /// Writes a batch of entries and the nodes they complete, and moves the head.
 pub fn append(
     conn: &mut DbConn,
     entries: &[EntryRow],
-    nodes: &[TreeNode],
+    nodes: &[NodeRow],
     new_size: u64,
 ) -> Result<(), StoreError> {
     let node_rows: Vec<_> = nodes
@@ -86,7 +95,7 @@ pub fn append(
             (
                 audit_nodes::level.eq(i32::from(n.level)),
                 audit_nodes::idx.eq(n.index as i64),
-                audit_nodes::hash.eq(n.hash.to_vec()),
+                audit_nodes::hash.eq(n.hash.as_slice()),
             )
         })
         .collect();
@@ -111,22 +120,14 @@ pub fn append(
     Ok(())
 }
 
-/// A [`NodeStore`] reading tree nodes through a connection.
-pub struct DbNodes<'c>(pub RefCell<&'c mut DbConn>);
-
-impl NodeStore for DbNodes<'_> {
-    type Error = StoreError;
-
-    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
-        let mut conn = self.0.borrow_mut();
-        let bytes: Option<Vec<u8>> = audit_nodes::table
-            .filter(audit_nodes::level.eq(i32::from(level)))
-            .filter(audit_nodes::idx.eq(index as i64))
-            .select(audit_nodes::hash)
-            .first(&mut **conn)
-            .optional()?;
-        Ok(bytes.and_then(|b| <Hash>::try_from(b.as_slice()).ok()))
-    }
+/// The hash bytes of tree node `(level, index)`, if stored.
+pub fn node(conn: &mut DbConn, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(audit_nodes::table
+        .filter(audit_nodes::level.eq(i32::from(level)))
+        .filter(audit_nodes::idx.eq(index as i64))
+        .select(audit_nodes::hash)
+        .first(conn)
+        .optional()?)
 }
 
 /// Entries from `from` (inclusive), at most `limit`, in order.

@@ -14,9 +14,13 @@
 //! selected elements and everything below them (not into nested resources), and an element
 //! handled by an earlier rule is not touched again. Each resource that is not contained gets
 //! `meta.security` labels for the operations applied to it and to the resources inside it.
-//! `perturb`, `encrypt`, `substitute` and `generalize` are refused with
-//! [`DeidError::AnonymizerConfig`]: the first two are random by design and none of them is part
-//! of consentgate's de-identification. Only `dateShiftScope` `resource` is supported.
+//! `substitute` is supported with a primitive `replaceWith` (a string, number or boolean that
+//! replaces each selected primitive value; selected complex elements are left as they are).
+//! `perturb`, `encrypt`, `generalize` and `substitute` with a complex `replaceWith` are refused
+//! at load with [`DeidError::AnonymizerConfig`] naming the file and rule index, as is any path
+//! outside the subset above. Only `dateShiftScope` `resource` is supported; `fhirVersion` must
+//! be empty, null or `R4`; `processingError(s)` may be `raise` or `skip` (no supported method
+//! raises one).
 
 use std::collections::BTreeSet;
 
@@ -35,6 +39,8 @@ const LABEL_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Observation
 #[derive(Debug, Clone)]
 pub struct AnonymizerConfig {
     rules: Vec<Rule>,
+    /// The `replaceWith` values of `substitute` rules, by [`Method::Substitute`] index.
+    replacements: Vec<String>,
     date_shift_key: String,
     crypto_hash_key: String,
     redact: RedactSettings,
@@ -46,6 +52,8 @@ enum Method {
     Redact,
     DateShift,
     CryptoHash,
+    /// `substitute` with a primitive `replaceWith`, by index into the replacements.
+    Substitute(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -69,11 +77,89 @@ enum Step {
     Where { child: String, literal: String },
 }
 
+/// The keys an anonymizer run uses: the configuration's own, or, where it leaves one empty,
+/// one derived from the study key (see [`AnonymizerConfig::keys_for`]).
+#[derive(Clone)]
+pub struct AnonymizerKeys {
+    date_shift: String,
+    crypto_hash: String,
+}
+
+impl std::fmt::Debug for AnonymizerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnonymizerKeys(..)")
+    }
+}
+
 impl AnonymizerConfig {
-    /// Parses a configuration file's text (a UTF-8 byte-order mark is allowed).
+    /// Parses a configuration file's text (a UTF-8 byte-order mark is allowed); errors name
+    /// the configuration `<inline>`.
     pub fn from_json(text: &str) -> Result<AnonymizerConfig, DeidError> {
+        AnonymizerConfig::parse(text, "<inline>")
+    }
+
+    /// Parses the text of the configuration file `file`; anything this module cannot
+    /// interpret is refused here, with the file and the index of the rule at fault.
+    pub fn parse(text: &str, file: &str) -> Result<AnonymizerConfig, DeidError> {
+        AnonymizerConfig::parse_unnamed(text).map_err(|e| match e {
+            DeidError::AnonymizerConfig { rule, reason, .. } => DeidError::AnonymizerConfig {
+                file: file.to_string(),
+                rule,
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// The keys for a run under `study`: a key the configuration leaves empty (or out) is
+    /// HMAC(study key, `anonymizer:{parameter}`) in hex, so that studies sharing one
+    /// configuration file stay unlinkable; a key written in the file is used as it is.
+    pub fn keys_for(&self, study: &crate::deid::StudyKey) -> AnonymizerKeys {
+        let key = |given: &str, parameter: &str| {
+            if given.is_empty() {
+                study.derived_text(&format!("anonymizer:{parameter}"))
+            } else {
+                given.to_string()
+            }
+        };
+        AnonymizerKeys {
+            date_shift: key(&self.date_shift_key, "dateShiftKey"),
+            crypto_hash: key(&self.crypto_hash_key, "cryptoHashKey"),
+        }
+    }
+
+    /// Whether a rule shifts dates, so that the leak scan knows every full date moved.
+    pub fn shifts_dates(&self) -> bool {
+        self.rules.iter().any(|r| r.method == Method::DateShift)
+    }
+
+    /// The days the dates of `resource` move under `keys`, when the configuration shifts
+    /// dates (the anonymizer's offset depends on the resource's id).
+    pub fn date_shift_days(&self, keys: &AnonymizerKeys, resource: &Value) -> Option<i64> {
+        let id = resource.get("id").and_then(Value::as_str).unwrap_or("");
+        self.shifts_dates()
+            .then(|| super::date_shift_offset(&keys.date_shift, id))
+    }
+
+    fn parse_unnamed(text: &str) -> Result<AnonymizerConfig, DeidError> {
         let config: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
             .map_err(|e| unsupported(format!("not JSON: {e}")))?;
+        match config.get("fhirVersion") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) if v.is_empty() || v.eq_ignore_ascii_case("R4") => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "fhirVersion {other} (this gateway holds FHIR R4)"
+                )));
+            }
+        }
+        for name in ["processingError", "processingErrors"] {
+            match config.get(name).and_then(Value::as_str) {
+                None => {}
+                Some(v) if v.eq_ignore_ascii_case("raise") || v.eq_ignore_ascii_case("skip") => {}
+                Some(v) => return Err(unsupported(format!("{name} {v}"))),
+            }
+        }
         let parameters = config.get("parameters").cloned().unwrap_or(Value::Null);
         let text_of = |name: &str| {
             parameters
@@ -102,15 +188,29 @@ impl AnonymizerConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let mut replacements = Vec::new();
         let rules = config
             .get("fhirPathRules")
             .and_then(Value::as_array)
             .ok_or_else(|| unsupported("no fhirPathRules"))?
             .iter()
-            .map(parse_rule)
+            .enumerate()
+            .map(|(index, rule)| {
+                parse_rule(rule, &mut replacements).map_err(|e| match e {
+                    DeidError::AnonymizerConfig { file, reason, .. } => {
+                        DeidError::AnonymizerConfig {
+                            file,
+                            rule: Some(index),
+                            reason,
+                        }
+                    }
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AnonymizerConfig {
             rules,
+            replacements,
             date_shift_key: text_of("dateShiftKey"),
             crypto_hash_key: text_of("cryptoHashKey"),
             redact: RedactSettings {
@@ -125,10 +225,25 @@ impl AnonymizerConfig {
     /// Anonymizes one resource (a Bundle's entries and contained resources included), judging
     /// ages on `today`.
     pub fn anonymize(&self, resource: &Value, today: Date) -> Result<Value, DeidError> {
+        let keys = AnonymizerKeys {
+            date_shift: self.date_shift_key.clone(),
+            crypto_hash: self.crypto_hash_key.clone(),
+        };
+        self.anonymize_with(resource, &keys, today)
+    }
+
+    /// [`Self::anonymize`] with the keys of a study ([`Self::keys_for`]).
+    pub fn anonymize_with(
+        &self,
+        resource: &Value,
+        keys: &AnonymizerKeys,
+        today: Date,
+    ) -> Result<Value, DeidError> {
         let mut tree = Tree::from_resource(resource)?;
         let visited = vec![false; tree.nodes.len()];
         let mut run = Run {
             config: self,
+            keys,
             tree: &mut tree,
             visited,
             today,
@@ -140,11 +255,13 @@ impl AnonymizerConfig {
 
 fn unsupported(reason: impl Into<String>) -> DeidError {
     DeidError::AnonymizerConfig {
+        file: String::new(),
+        rule: None,
         reason: reason.into(),
     }
 }
 
-fn parse_rule(rule: &Value) -> Result<Rule, DeidError> {
+fn parse_rule(rule: &Value, replacements: &mut Vec<String>) -> Result<Rule, DeidError> {
     let path = rule
         .get("path")
         .and_then(Value::as_str)
@@ -155,6 +272,23 @@ fn parse_rule(rule: &Value) -> Result<Rule, DeidError> {
         "redact" => Method::Redact,
         "dateshift" => Method::DateShift,
         "cryptohash" => Method::CryptoHash,
+        "substitute" => {
+            let replacement = match rule.get("replaceWith") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Object(_) | Value::Array(_)) => {
+                    return Err(unsupported(
+                        "substitute with a complex replaceWith (only primitive values are supported)",
+                    ));
+                }
+                None | Some(Value::Null) => {
+                    return Err(unsupported("substitute without replaceWith"));
+                }
+            };
+            replacements.push(replacement);
+            Method::Substitute(replacements.len() - 1)
+        }
         _ => return Err(unsupported(format!("method {method_name}"))),
     };
     let type_end = path
@@ -250,17 +384,23 @@ fn label(operation: Operation) -> (Option<&'static str>, &'static str, &'static 
             "CRYTOHASH",
             "cryptographic hash function",
         ),
-        // The anonymizer gives this one no system.
+        // The anonymizer gives these no system.
         Operation::Perturb => (
             None,
             "PERTURBED",
             "exact value is replaced with another exact value",
+        ),
+        Operation::Substitute => (
+            None,
+            "SUBSTITUTED",
+            "exact value is replaced with a predefined value",
         ),
     }
 }
 
 struct Run<'c, 't> {
     config: &'c AnonymizerConfig,
+    keys: &'c AnonymizerKeys,
     tree: &'t mut Tree,
     visited: Vec<bool>,
     today: Date,
@@ -359,6 +499,12 @@ impl Run<'_, '_> {
         if let Some(mark) = self.visited.get_mut(index) {
             *mark = true;
         }
+        // A primitive replacement stands for the selected value, never for the parts of a
+        // complex element: those are left as they are (and not touched by later rules).
+        let method = match method {
+            Method::Substitute(_) if self.tree.nodes[index].value.is_none() => Method::Keep,
+            other => other,
+        };
         for child in self.tree.nodes[index].children.clone() {
             if self.tree.nodes[child].resource_type.is_none() {
                 self.process_recursive(child, method, operations);
@@ -381,6 +527,13 @@ impl Run<'_, '_> {
         let is_date = matches!(node.type_code.as_str(), "date" | "dateTime" | "instant");
         let outcome = match method {
             Method::Keep => return None,
+            Method::Substitute(replacement) => {
+                let replacement = self.config.replacements.get(replacement)?.clone();
+                super::Transformed {
+                    value: Some(replacement),
+                    operation: Operation::Substitute,
+                }
+            }
             Method::Redact => {
                 let kind = match (node.type_code.as_str(), node.name.as_str(), parent_type) {
                     ("date", _, _) => ValueKind::Date,
@@ -394,7 +547,7 @@ impl Run<'_, '_> {
             Method::DateShift if is_date => {
                 let resource_id = self.root_id();
                 date_shift(
-                    &self.config.date_shift_key,
+                    &self.keys.date_shift,
                     &resource_id,
                     &text,
                     self.config.redact.partial_dates,
@@ -403,7 +556,7 @@ impl Run<'_, '_> {
             }
             Method::DateShift => return None,
             Method::CryptoHash => {
-                let key = &self.config.crypto_hash_key;
+                let key = &self.keys.crypto_hash;
                 let hashed = if node.name == "reference" && parent_type == "Reference" {
                     crypto_hash_reference(key, &text)
                 } else {

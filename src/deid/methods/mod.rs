@@ -17,7 +17,7 @@
 mod config;
 mod tree;
 
-pub use config::AnonymizerConfig;
+pub use config::{AnonymizerConfig, AnonymizerKeys};
 
 use time::Date;
 
@@ -39,6 +39,8 @@ pub enum Operation {
     CryptoHash,
     /// Moved, e.g. a shifted date (`PERTURBED`).
     Perturb,
+    /// Replaced with a configured value (`SUBSTITUTED`).
+    Substitute,
 }
 
 /// The outcome of a method on one value.

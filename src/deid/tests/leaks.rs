@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::super::{IdentifierSet, Leak, LeakKind};
+use super::super::{IdentifierSet, Leak, LeakKind, ScanContext};
 
 /// A source patient with one of everything the scan looks for.
 fn sources() -> IdentifierSet {
@@ -142,11 +142,209 @@ fn leaks_name_the_path_never_the_value() {
         "{debug}"
     );
     let error = super::super::DeidError::Leak {
+        resource_type: "Patient".into(),
+        reference: "Patient/0f3a".into(),
         path: leaks[0].path.clone(),
         kind: leaks[0].kind,
     };
     assert_eq!(
         error.to_string(),
-        "de-identified output still holds a name of the source records at Patient.contact[0].name.given[1]"
+        "Patient Patient/0f3a: de-identified output still holds a name of the source records at Patient.contact[0].name.given[1]"
+    );
+}
+
+const BIRTH_PLACE: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
+
+/// A patient born in `born_in` who lives in `city`, `state`, named `given` White.
+fn resident(born_in: &str, city: &str, state: &str, given: &str) -> IdentifierSet {
+    IdentifierSet::from_sources(&[
+        json!({
+            "resourceType": "Patient", "id": "kc-patient-0001",
+            "extension": [{"url": BIRTH_PLACE, "valueAddress": {"city": "Topeka", "state": born_in, "country": "US"}}],
+            "identifier": [{"system": "http://hospital.example/mrn", "value": "MRN-7700123"}],
+            "name": [{"family": "White", "given": [given]}],
+            "birthDate": "1969-03-27",
+            "address": [{"line": ["12 Elm Street"], "city": city, "state": state, "postalCode": "66101", "country": "US"}]
+        }),
+        json!({
+            "resourceType": "Encounter", "id": "kc-encounter-01",
+            "period": {"start": "1969-02-25T10:00:00Z"}
+        }),
+    ])
+}
+
+/// The kinds found in `output`.
+fn kinds(set: &IdentifierSet, output: Value) -> Vec<LeakKind> {
+    set.scan(&output).into_iter().map(|l| l.kind).collect()
+}
+
+#[test]
+fn a_kept_state_never_matches_a_removed_city() {
+    let kansas = resident("Kansas", "Kansas City", "KS", "Carol");
+    let kept = json!({"resourceType": "Patient",
+        "extension": [{"url": BIRTH_PLACE, "valueAddress": {"state": "Kansas", "country": "US"}}],
+        "address": [{"state": "KS", "postalCode": "661", "country": "US"}]});
+    assert_eq!(kinds(&kansas, kept), []);
+    // The city itself, wherever an address part carries it, is still a leak.
+    let smuggled = json!({"resourceType": "Patient", "address": [{"state": "Kansas City"}]});
+    assert_eq!(kinds(&kansas, smuggled), [LeakKind::Address]);
+    let city = json!({"resourceType": "Patient", "address": [{"city": "Kansas City"}]});
+    assert_eq!(kinds(&kansas, city), [LeakKind::Address]);
+
+    // A city named like the state the patient was born in (Indiana, Pennsylvania).
+    let indiana = resident("Indiana", "Indiana", "PA", "Carol");
+    let kept = json!({"resourceType": "Patient",
+        "extension": [{"url": BIRTH_PLACE, "valueAddress": {"state": "Indiana"}}]});
+    assert_eq!(kinds(&indiana, kept), []);
+    let city = json!({"resourceType": "Patient", "address": [{"city": "Indiana"}]});
+    assert_eq!(kinds(&indiana, city), [LeakKind::Address]);
+
+    // A patient named like her birth state.
+    let virginia = resident("Virginia", "Virginia Beach", "VA", "Virginia");
+    let kept = json!({"resourceType": "Patient",
+        "extension": [{"url": BIRTH_PLACE, "valueAddress": {"state": "Virginia"}}]});
+    assert_eq!(kinds(&virginia, kept), []);
+    let name = json!({"resourceType": "Patient", "name": [{"given": ["Virginia"]}]});
+    assert_eq!(kinds(&virginia, name), [LeakKind::Name]);
+}
+
+#[test]
+fn values_are_looked_for_in_elements_of_their_kind_and_in_free_text() {
+    let set = resident("Kansas", "Kansas City", "KS", "Carol");
+    let cases = [
+        // A clinic named after the town is not the patient's address.
+        (
+            json!({"resourceType": "Organization", "name": "Kansas City Clinic"}),
+            vec![],
+        ),
+        // A race display equal to the family name is a code's text, not a name.
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"display": "White"}]}}),
+            vec![],
+        ),
+        (
+            json!({"resourceType": "Observation", "code": {"text": "White"}}),
+            vec![LeakKind::Name],
+        ),
+        // A whole name in a code's display is a name all the same.
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"display": "told by Carol White"}]}}),
+            vec![LeakKind::Name],
+        ),
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"display": "White, Carol"}]}}),
+            vec![LeakKind::Name],
+        ),
+        (
+            json!({"resourceType": "Observation", "note": [{"text": "lives in Kansas City"}]}),
+            vec![LeakKind::Address],
+        ),
+        // A code equal to the ZIP code is a code.
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"code": "66101"}]}}),
+            vec![],
+        ),
+        (
+            json!({"resourceType": "Observation", "code": {"text": "zip 66101"}}),
+            vec![LeakKind::PostalCode],
+        ),
+        (
+            json!({"resourceType": "Observation", "identifier": [{"value": "MRN-7700123"}]}),
+            vec![LeakKind::Identifier],
+        ),
+        // An identifier is looked for in codes too.
+        (
+            json!({"resourceType": "Observation", "code": {"coding": [{"code": "MRN-7700123"}]}}),
+            vec![LeakKind::Identifier],
+        ),
+        (
+            json!({"resourceType": "Observation", "subject": {"reference": "Patient/kc-patient-0001"}}),
+            vec![LeakKind::Identifier],
+        ),
+        (
+            json!({"resourceType": "Observation", "subject": {"display": "Carol White"}}),
+            vec![LeakKind::Name],
+        ),
+        (
+            json!({"resourceType": "Patient", "address": [{"line": ["12 Elm Street"]}]}),
+            vec![LeakKind::Address],
+        ),
+        (
+            json!({"resourceType": "Observation", "unknownElement": "Carol"}),
+            vec![LeakKind::Name],
+        ),
+    ];
+    for (output, expected) in cases {
+        assert_eq!(kinds(&set, output.clone()), expected, "{output}");
+    }
+}
+
+#[test]
+fn zip3_forms_are_kept_and_full_zips_are_not() {
+    let set = resident("Kansas", "Kansas City", "KS", "Carol");
+    for (code, expected) in [
+        ("661", vec![]),
+        ("66100", vec![]),
+        ("661**", vec![]),
+        ("000", vec![]),
+        ("66101", vec![LeakKind::PostalCode]),
+        ("66101-1234", vec![LeakKind::PostalCode]),
+    ] {
+        let output = json!({"resourceType": "Patient", "address": [{"postalCode": code}]});
+        assert_eq!(kinds(&set, output), expected, "{code}");
+    }
+}
+
+#[test]
+fn a_shifted_date_on_the_birth_date_is_no_leak_an_unshifted_birth_date_is() {
+    let set = resident("Kansas", "Kansas City", "KS", "Carol");
+    let shifted_by = |days| ScanContext {
+        date_shift_days: Some(days),
+    };
+    let on_birthday =
+        json!({"resourceType": "Encounter", "period": {"start": "1969-03-27T10:00:00Z"}});
+    // The source encounter (1969-02-25) moved 30 days lands on the birth date: coincidence.
+    assert_eq!(set.scan_with(&on_birthday, &shifted_by(30)), []);
+    // Nothing explains it: no shift, or a shift that does not come from a source date.
+    assert_eq!(
+        set.scan_with(&on_birthday, &ScanContext::default())[0].kind,
+        LeakKind::BirthDate
+    );
+    assert_eq!(
+        set.scan_with(&on_birthday, &shifted_by(12))[0].kind,
+        LeakKind::BirthDate
+    );
+    // In Patient.birthDate the true birth date is always a leak, shifted or not.
+    let patient = json!({"resourceType": "Patient", "birthDate": "1969-03-27"});
+    assert_eq!(
+        set.scan_with(&patient, &shifted_by(30)),
+        vec![Leak {
+            path: "Patient.birthDate".into(),
+            kind: LeakKind::BirthDate
+        }]
+    );
+    // The year of birth alone is kept on purpose.
+    let year = json!({"resourceType": "Patient", "birthDate": "1969"});
+    assert_eq!(set.scan_with(&year, &shifted_by(30)), []);
+    // Text is never shifted.
+    let note = json!({"resourceType": "Observation", "note": [{"text": "DOB 03/27/1969"}]});
+    assert_eq!(
+        set.scan_with(&note, &shifted_by(30))[0].kind,
+        LeakKind::BirthDate
+    );
+}
+
+#[test]
+fn the_first_leak_stops_the_scan() {
+    let set = resident("Kansas", "Kansas City", "KS", "Carol");
+    let output = json!({"resourceType": "Patient",
+        "name": [{"family": "White"}], "address": [{"city": "Kansas City"}]});
+    assert_eq!(set.scan(&output).len(), 2);
+    assert_eq!(
+        set.first_leak(&output, &ScanContext::default()),
+        Some(Leak {
+            path: "Patient.name[0].family".into(),
+            kind: LeakKind::Name
+        })
     );
 }

@@ -212,12 +212,13 @@ fn redact_with_partial_flags() {
 
 #[test]
 fn configurations_with_other_methods_or_paths_are_refused() {
-    let substitute =
-        std::fs::read_to_string(fixtures().join("ms-anonymizer/configs/substitute-primitive.json"))
-            .expect("config");
+    let substitute = std::fs::read_to_string(
+        fixtures().join("ms-anonymizer/more-configs/substitute-complex.json"),
+    )
+    .expect("config");
     assert_eq!(
         AnonymizerConfig::from_json(&substitute)
-            .expect_err("substitute")
+            .expect_err("complex substitute")
             .code(),
         "anonymizer_config_unsupported"
     );

@@ -5,6 +5,8 @@ mod element_table;
 mod leaks;
 mod methods;
 mod ms_pairs;
+mod population;
+mod properties;
 mod rules;
 mod synthea;
 

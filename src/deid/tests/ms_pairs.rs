@@ -91,3 +91,51 @@ fn r4_sample_config_pairs_match_exactly() {
     let failed = mismatches("r4-configuration-sample.json", &pairs);
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+#[test]
+fn substitute_primitive_pair_matches_exactly() {
+    let failed = mismatches(
+        "substitute-primitive.json",
+        &[(
+            "patient-substitute-primitive",
+            "patient-substitute-primitive-target",
+        )],
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[test]
+fn every_shipped_configuration_loads() {
+    let dir = fixtures().join("ms-anonymizer/configs");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        AnonymizerConfig::parse(&text, &name).unwrap_or_else(|e| panic!("{e}"));
+        loaded += 1;
+    }
+    assert_eq!(loaded, 5);
+}
+
+#[test]
+fn configurations_this_module_cannot_apply_are_refused_with_their_rule() {
+    let dir = fixtures().join("ms-anonymizer/more-configs");
+    for (name, rule) in [
+        ("generalize-patient-config.json", 1),
+        ("substitute-complex.json", 0),
+        ("substitute-multiple.json", 0),
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("readable");
+        match AnonymizerConfig::parse(&text, name) {
+            Err(super::super::DeidError::AnonymizerConfig { file, rule: at, .. }) => {
+                assert_eq!((file.as_str(), at), (name, Some(rule)));
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
