@@ -7,6 +7,7 @@ mod decisions;
 mod disclosures;
 mod examples;
 mod export;
+mod export_withheld;
 mod faults;
 mod flows;
 mod helpers;
