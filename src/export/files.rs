@@ -131,7 +131,7 @@ pub fn withheld_outcome(w: &Withheld) -> Value {
             w.reference
         ),
         WithheldReason::MethodNotApplicable => format!(
-            "{} was withheld: a rule of the de-identification profile cannot apply at {}",
+            "{} was withheld: an anonymizer rule's method cannot apply to the element at {}",
             w.reference, w.path
         ),
         WithheldReason::PatientWithheld => format!(
