@@ -242,7 +242,8 @@ fn withheld_by(e: &DeidError) -> Option<Withheld> {
         | DeidError::ProfileUnreadable { .. }
         | DeidError::ProfileInvalid { .. }
         | DeidError::KeyTooShort { .. }
-        | DeidError::AnonymizerConfig { .. } => return None,
+        | DeidError::AnonymizerConfig { .. }
+        | DeidError::Randomness => return None,
     };
     Some(Withheld {
         reference: at.reference.to_string(),

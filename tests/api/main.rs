@@ -12,6 +12,7 @@ mod faults;
 mod flows;
 mod helpers;
 mod hostile;
+mod hot_path;
 mod identity;
 mod interop;
 mod multi_instance;
