@@ -12,9 +12,9 @@
 //! check. Limits are per instance: behind a load balancer of `n` instances a key gets up to
 //! `n` times the configured rate, which is why the defaults are modest.
 //!
-//! [`KeyedLimiter`] is the reusable part: the patient page's sign-in (not built yet) is to
-//! call [`RateLimits::check_sign_in`] before it checks a credential, and anything else that
-//! needs a limit per key can hold its own [`KeyedLimiter`].
+//! [`KeyedLimiter`] is the reusable part: the patient page's sign-in (`web::sign_in`) calls
+//! [`RateLimits::check_sign_in`] before it looks at an issuer or a code, and anything else
+//! that needs a limit per key can hold its own [`KeyedLimiter`].
 //!
 //! Behind a proxy every request comes from the proxy's address; [`RateLimits::source`] takes
 //! the client's address from `X-Forwarded-For` when, and only when, the peer is one of

@@ -118,6 +118,9 @@ impl Application {
             notify_worker,
             export_worker,
         });
+        let openapi = web::Data::new(
+            api::openapi::Served::new().context("serialising the OpenAPI document")?,
+        );
         let server_settings = &settings.server;
         let mut server = HttpServer::new(move || {
             App::new()
@@ -126,8 +129,10 @@ impl Application {
                 .app_data(intake.clone())
                 .wrap(from_fn(api::intake::intake))
                 .wrap(from_fn(observe::observe))
+                .app_data(openapi.clone())
                 .configure(|cfg| api::body_configs(cfg, &limits))
-                .configure(api::configure)
+                .configure(crate::web::configure)
+                .configure(api::routes)
         })
         .shutdown_timeout(server_settings.shutdown_timeout_secs)
         // Slow clients (slowloris): headers, then the close, each within its time; bodies

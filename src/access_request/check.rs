@@ -20,7 +20,7 @@ pub const MAX_CLASSES: usize = 20;
 pub const MAX_IDENTIFIER_CHARS: usize = 256;
 
 /// A patient identifier as the recipient knows it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifierBody {
     /// The identifier's system (a URI).
@@ -30,7 +30,7 @@ pub struct IdentifierBody {
 }
 
 /// The patient asked about.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientBody {
     /// Matched against stored Patient identifiers.
@@ -38,7 +38,7 @@ pub struct PatientBody {
 }
 
 /// A FHIR Period of dates or dateTimes.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodBody {
     /// Start, inclusive.
@@ -51,7 +51,7 @@ pub struct PeriodBody {
 
 /// A new request as the recipient sends it (`POST /api/v1/access-requests`). No `Debug`: it
 /// holds an identifier and free text.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     /// Whose records.

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Reader;
 use super::error::{ApiError, FHIR_JSON};
+use super::openapi::schemas::{AccessLog, Bundle, OperationOutcome, Problem, Resource};
 use crate::accounting::{self, Format, Viewer};
 
 /// CSV when asked for by `format`, or by an `Accept` header naming `text/csv`.
@@ -29,7 +30,28 @@ fn wants_csv(req: &HttpRequest, format: Option<Format>) -> bool {
     }
 }
 
-/// `GET /api/v1/patients/{id}/access-log`.
+/// `GET /api/v1/patients/{id}/access-log`: the patient's accounting of disclosures, newest
+/// first, each entry with its inclusion proof's inputs.
+#[utoipa::path(
+    tag = "access-log",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("id" = String, Path, description = "The patient id (a patient may name only themself)"),
+        ("since" = Option<String>, Query, description = "Recorded on or after (FHIR date or dateTime)"),
+        ("until" = Option<String>, Query, description = "Recorded on or before (FHIR date or dateTime)"),
+        ("recipient" = Option<String>, Query, description = "Only disclosures to this client id"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
+        ("before" = Option<u64>, Query, description = "Paging: entries below this log sequence number (from `next`)"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`; `Accept: text/csv` also selects CSV"),
+    ),
+    responses(
+        (status = 200, description = "The accounting; `Link: <next>; rel=\"next\"` when there is more", content(
+            (AccessLog = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`invalid_date`, `invalid_recipient`, `invalid_count`, `invalid_cursor`, `unsupported_format`, `unknown_parameter`, `repeated_parameter`, `invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/patients/{id}/access-log")]
 pub async fn access_log(
     state: Data<AppState>,
@@ -60,7 +82,23 @@ fn fhir_ok(body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
-/// `GET /fhir/AuditEvent?patient=&agent=&date=&_count=&_cursor=`.
+/// `GET /fhir/AuditEvent?patient=&agent=&date=&_count=&_cursor=`: the log as FHIR
+/// AuditEvents (BALP), newest first.
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("patient" = Option<String>, Query, description = "Only entries about this patient (id or `Patient/id`); a patient token implies its own"),
+        ("agent" = Option<String>, Query, description = "Only entries by this client id"),
+        ("date" = Option<String>, Query, description = "Recorded date with a FHIR prefix (`eq`, `ge`, `gt`, `le`, `lt`); may repeat"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
+        ("_cursor" = Option<String>, Query, description = "Paging token from a `next` link"),
+    ),
+    responses(
+        (status = 200, description = "A searchset Bundle of AuditEvents", body = Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_search_value`, `unsupported_search_parameter`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/AuditEvent")]
 pub async fn search_audit_events(
     state: Data<AppState>,
@@ -76,6 +114,15 @@ pub async fn search_audit_events(
 /// `GET /fhir/AuditEvent/{sequence}`. Only all-digit ids are log entries; any other id
 /// falls through to the generic read of a stored resource (an AuditEvent a data source
 /// sent, or an official example).
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = []), ("patient" = [])),
+    params(("id" = u64, Path, description = "The log sequence number (all digits; other ids are stored AuditEvents, read by the generic read)")),
+    responses(
+        (status = 200, description = "The AuditEvent", body = Resource, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: no such entry, or not the caller's to see", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/AuditEvent/{id:\\d+}")]
 pub async fn read_audit_event(
     state: Data<AppState>,

@@ -16,18 +16,20 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{Caller, ClientCaller, Reader};
 use super::error::ApiError;
+use super::openapi::schemas::{AccessRequestList, AccessRequestView, Problem};
 use super::{AppState, audit};
 use crate::access_request::{self as requests, ListQuery, NewRequest, Reviewer, view};
 use crate::auth::Principal;
 use crate::error::{DomainError, ErrorKind};
 
 /// The optional body of `.../approve`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// When the consent ends (FHIR dateTime); open-ended when absent.
@@ -48,7 +50,34 @@ fn no_store(mut response: HttpResponseBuilder) -> HttpResponseBuilder {
     response
 }
 
-/// `POST /api/v1/access-requests`.
+/// The answer to a new request: the same whether or not the patient was found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Submitted {
+    /// The request id.
+    pub id: String,
+    /// `submitted`.
+    pub status: &'static str,
+}
+
+/// One page of requests (its schema is [`AccessRequestList`]).
+#[derive(Debug, Serialize)]
+pub struct AccessRequestPage {
+    /// The requests, newest first.
+    pub access_requests: Vec<Value>,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+}
+
+/// `POST /api/v1/access-requests`: a recipient client asks a patient for access.
+#[utoipa::path(
+    tag = "access-requests",
+    security(("client" = [])),
+    responses(
+        (status = 202, description = "Submitted; `Location` names the request. The same answer whether the identifier matched one patient, none or several", body = Submitted),
+        (status = 400, description = "`invalid_json`: not the JSON this endpoint takes", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_identifier`, `unknown_purpose`, `purpose_not_allowed`, `invalid_data_classes`, `unknown_data_class`, `data_class_not_allowed`, `invalid_period`, `invalid_reason`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/access-requests")]
 pub async fn create(
     state: Data<AppState>,
@@ -67,10 +96,28 @@ pub async fn create(
     .map_err(api_error)?;
     Ok(no_store(HttpResponse::Accepted())
         .insert_header(("Location", format!("/api/v1/access-requests/{id}")))
-        .json(json!({"id": id, "status": "submitted"})))
+        .json(Submitted {
+            id,
+            status: "submitted",
+        }))
 }
 
-/// `GET /api/v1/access-requests`.
+/// `GET /api/v1/access-requests`: a patient's own requests, or (operator) all of them;
+/// newest first.
+#[utoipa::path(
+    tag = "access-requests",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`pending`, `approved`, `declined` or `unmatched`; every status when absent"),
+        ("patient" = Option<String>, Query, description = "Only this patient's requests (id or `Patient/id`); a patient may name only themself"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"),
+        ("before" = Option<String>, Query, description = "Paging: requests older than this request id (from `next`)"),
+    ),
+    responses(
+        (status = 200, description = "One page of requests", body = AccessRequestList),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/access-requests")]
 pub async fn list(
     state: Data<AppState>,
@@ -88,10 +135,22 @@ pub async fn list(
         .iter()
         .map(|r| view(r, page.audience))
         .collect();
-    Ok(no_store(HttpResponse::Ok()).json(json!({"access_requests": items, "next": next})))
+    Ok(no_store(HttpResponse::Ok()).json(AccessRequestPage {
+        access_requests: items,
+        next,
+    }))
 }
 
-/// `GET /api/v1/access-requests/{id}`.
+/// `GET /api/v1/access-requests/{id}`: the requesting client sees the status only; the
+/// patient and an operator see the whole request.
+#[utoipa::path(
+    tag = "access-requests",
+    security(("operator" = []), ("patient" = []), ("client" = [])),
+    responses(
+        (status = 200, description = "The request as the caller may see it", body = AccessRequestView),
+        (status = 404, description = "`unknown_access_request`: no such request, or not the caller's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/access-requests/{id}")]
 pub async fn show(
     state: Data<AppState>,
@@ -118,7 +177,19 @@ fn parse_approval(bytes: &[u8]) -> Result<Approval, ApiError> {
     })
 }
 
-/// `POST /api/v1/access-requests/{id}/approve`.
+/// `POST /api/v1/access-requests/{id}/approve`: creates the Consent the request asked for.
+#[utoipa::path(
+    tag = "access-requests",
+    security(("operator" = []), ("patient" = [])),
+    request_body(content = Option<Approval>, content_type = "application/json", description = "Empty, or when the consent ends"),
+    responses(
+        (status = 200, description = "Approved; `consent` names the new Consent", body = AccessRequestView),
+        (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_access_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`access_request_not_pending`: decided already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_expires`, `invalid_consent`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/access-requests/{id}/approve")]
 pub async fn approve(
     state: Data<AppState>,
@@ -140,6 +211,15 @@ pub async fn approve(
 }
 
 /// `POST /api/v1/access-requests/{id}/decline`.
+#[utoipa::path(
+    tag = "access-requests",
+    security(("operator" = []), ("patient" = [])),
+    responses(
+        (status = 200, description = "Declined", body = AccessRequestView),
+        (status = 404, description = "`unknown_access_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`access_request_not_pending`: decided already", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/access-requests/{id}/decline")]
 pub async fn decline(
     state: Data<AppState>,

@@ -15,12 +15,13 @@ use actix_web::web::{Data, Query};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
 use super::observe::RequestId;
+use super::openapi::schemas::Problem;
 use crate::audit::stored;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::Principal;
@@ -59,7 +60,14 @@ pub async fn record(state: &AppState, entry: AuditEntry) -> Result<u64, ApiError
     Ok(state.record(entry).await?)
 }
 
-/// `GET /api/v1/audit/checkpoint`.
+/// `GET /api/v1/audit/checkpoint`: the newest signed checkpoint.
+#[utoipa::path(
+    tag = "audit",
+    responses(
+        (status = 200, description = "A C2SP signed note: origin, tree size, root hash (base64), blank line, Ed25519 signature lines", body = String, content_type = "text/plain"),
+        (status = 404, description = "`empty_log`: the audit log has no entries yet", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/audit/checkpoint")]
 pub async fn checkpoint(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
@@ -81,7 +89,11 @@ pub async fn checkpoint(state: Data<AppState>) -> Result<HttpResponse, ApiError>
     }
 }
 
-/// `GET /api/v1/audit/verifier-key`.
+/// `GET /api/v1/audit/verifier-key`: the key checkpoint signatures verify with.
+#[utoipa::path(
+    tag = "audit",
+    responses((status = 200, description = "A C2SP note verifier key (`name+hash+base64`), one line", body = String, content_type = "text/plain"))
+)]
 #[get("/api/v1/audit/verifier-key")]
 pub async fn verifier_key(state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
@@ -90,20 +102,55 @@ pub async fn verifier_key(state: Data<AppState>) -> HttpResponse {
 }
 
 /// Query of the inclusion proof endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
+    /// The leaf (entry sequence number), below `tree_size`.
     index: u64,
+    /// The size of the tree the proof is for (a checkpoint's size).
     tree_size: u64,
 }
 
 /// Query of the consistency proof endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
+    /// The older tree size, at least 1.
     from: u64,
+    /// The newer tree size, at most the log's.
     to: u64,
 }
 
+/// An RFC 9162 inclusion proof.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InclusionProof {
+    /// The leaf.
+    pub leaf_index: u64,
+    /// The tree size.
+    pub tree_size: u64,
+    /// The audit path, base64 SHA-256 hashes, leaf to root.
+    pub proof: Vec<String>,
+}
+
+/// An RFC 9162 consistency proof.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyProof {
+    /// The older tree size.
+    pub first: u64,
+    /// The newer tree size.
+    pub second: u64,
+    /// The proof, base64 SHA-256 hashes.
+    pub proof: Vec<String>,
+}
+
 /// `GET /api/v1/audit/proofs/inclusion?index=&tree_size=`.
+#[utoipa::path(
+    tag = "audit",
+    responses(
+        (status = 200, description = "The proof", body = InclusionProof),
+        (status = 400, description = "`invalid_query` (missing or non-integer parameter) or `invalid_proof_request` (index or size out of range)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/audit/proofs/inclusion")]
 pub async fn inclusion(
     state: Data<AppState>,
@@ -115,11 +162,21 @@ pub async fn inclusion(
         .run(move |conn| stored::inclusion(conn, index, tree_size))
         .await?;
     let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({"leaf_index": index, "tree_size": tree_size, "proof": proof})))
+    Ok(HttpResponse::Ok().json(InclusionProof {
+        leaf_index: index,
+        tree_size,
+        proof,
+    }))
 }
 
 /// `GET /api/v1/audit/proofs/consistency?from=&to=`.
+#[utoipa::path(
+    tag = "audit",
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, description = "`invalid_query` (missing or non-integer parameter) or `invalid_proof_request` (sizes out of range)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/audit/proofs/consistency")]
 pub async fn consistency(
     state: Data<AppState>,
@@ -131,5 +188,9 @@ pub async fn consistency(
         .run(move |conn| stored::consistency(conn, from, to))
         .await?;
     let proof: Vec<String> = proof.iter().map(|h| STANDARD.encode(h)).collect();
-    Ok(HttpResponse::Ok().json(json!({"first": from, "second": to, "proof": proof})))
+    Ok(HttpResponse::Ok().json(ConsistencyProof {
+        first: from,
+        second: to,
+        proof,
+    }))
 }

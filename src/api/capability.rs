@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::FHIR_JSON;
+use super::openapi::schemas::Resource;
 use crate::records::resource_types::R4_RESOURCE_TYPES;
 
 /// The search parameters every type supports (see `records::search`).
@@ -36,7 +37,11 @@ const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// `GET /fhir/metadata`.
+/// `GET /fhir/metadata`: the CapabilityStatement.
+#[utoipa::path(
+    tag = "fhir",
+    responses((status = 200, description = "The CapabilityStatement (public)", body = Resource, content_type = "application/fhir+json"))
+)]
 #[get("/metadata")]
 pub async fn metadata(state: Data<AppState>) -> HttpResponse {
     let params: Vec<_> = SEARCH_PARAMS

@@ -5,17 +5,35 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json, Path};
 use actix_web::{HttpResponse, delete, get, post};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
-use crate::auth::clients::NewClient;
+use super::openapi::schemas::Problem;
+use crate::auth::clients::{Client, NewClient};
 use crate::auth::now_secs;
 use crate::auth::registry;
 use crate::store::identity;
 
-/// `POST /api/v1/clients`.
+/// Every registered client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientList {
+    /// The clients.
+    pub clients: Vec<Client>,
+}
+
+/// `POST /api/v1/clients`: registers a recipient client or data source.
+#[utoipa::path(
+    tag = "clients",
+    security(("operator" = [])),
+    responses(
+        (status = 201, description = "Registered; `Location` names it", body = Client),
+        (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_client_registration`: the role, keys, purposes or resources do not hold together", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/clients")]
 pub async fn create(
     state: Data<AppState>,
@@ -35,7 +53,12 @@ pub async fn create(
         .json(client))
 }
 
-/// `GET /api/v1/clients`.
+/// `GET /api/v1/clients`: every registered client.
+#[utoipa::path(
+    tag = "clients",
+    security(("operator" = [])),
+    responses((status = 200, description = "The registry", body = ClientList))
+)]
 #[get("/api/v1/clients")]
 pub async fn list(state: Data<AppState>, _operator: Operator) -> Result<HttpResponse, ApiError> {
     let rows = state.store.run(identity::list_clients).await?;
@@ -43,7 +66,7 @@ pub async fn list(state: Data<AppState>, _operator: Operator) -> Result<HttpResp
         .into_iter()
         .map(registry::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(json!({ "clients": clients })))
+    Ok(HttpResponse::Ok().json(ClientList { clients }))
 }
 
 fn unknown_client() -> ApiError {
@@ -51,6 +74,14 @@ fn unknown_client() -> ApiError {
 }
 
 /// `GET /api/v1/clients/{id}`.
+#[utoipa::path(
+    tag = "clients",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The client", body = Client),
+        (status = 404, description = "`unknown_client`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/clients/{id}")]
 pub async fn show(
     state: Data<AppState>,
@@ -67,6 +98,14 @@ pub async fn show(
 }
 
 /// `DELETE /api/v1/clients/{id}`: removal; its tokens stop working at the next request.
+#[utoipa::path(
+    tag = "clients",
+    security(("operator" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`unknown_client`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[delete("/api/v1/clients/{id}")]
 pub async fn remove(
     state: Data<AppState>,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::auth::Reader;
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
+use super::openapi::schemas::{Bundle, OperationOutcome, Resource};
 use super::{AppState, audit};
 use crate::ids::PatientId;
 use crate::records::RecordError;
@@ -59,7 +60,19 @@ fn stored_response(status: StatusCode, base: &str, stored: &Stored) -> HttpRespo
         .body(stored.body.to_string())
 }
 
-/// `POST /fhir/Consent`.
+/// `POST /fhir/Consent`: records a patient's consent.
+#[utoipa::path(
+    tag = "consents",
+    security(("operator" = []), ("patient" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json", description = "A FHIR R4 Consent (`application/fhir+json` or `application/json`)"),
+    responses(
+        (status = 201, description = "Recorded; `Location` and `ETag` name the version", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_json`, `empty_body`, `too_deep`, `not_a_resource`, `type_mismatch`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden`: a patient records only their own consents", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "One issue per defect of the Consent, each with its stable code and FHIRPath", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[post("/Consent")]
 pub async fn create(
     state: Data<AppState>,
@@ -80,6 +93,20 @@ pub async fn create(
 
 /// `PUT /fhir/Consent/{id}`: a new version; the patient may not move a consent to another
 /// patient.
+#[utoipa::path(
+    tag = "consents",
+    security(("operator" = []), ("patient" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json", description = "A FHIR R4 Consent (`application/fhir+json` or `application/json`)"),
+    responses(
+        (status = 200, description = "A new version", body = Resource, content_type = "application/fhir+json"),
+        (status = 201, description = "Created under this id", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_json`, `id_mismatch`, `invalid_id`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: not the patient's consent", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "One issue per defect of the Consent; `conflicting_patient`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[put("/Consent/{id}")]
 pub async fn update(
     state: Data<AppState>,
@@ -103,6 +130,14 @@ pub async fn update(
 }
 
 /// `GET /fhir/Consent/{id}`.
+#[utoipa::path(
+    tag = "consents",
+    security(("operator" = []), ("patient" = [])),
+    responses(
+        (status = 200, description = "The Consent's current version", body = Resource, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/Consent/{id}")]
 pub async fn read(
     state: Data<AppState>,
@@ -116,6 +151,14 @@ pub async fn read(
 }
 
 /// `POST /fhir/Consent/{id}/$revoke`: status becomes `inactive`, as a new version.
+#[utoipa::path(
+    tag = "consents",
+    security(("operator" = []), ("patient" = [])),
+    responses(
+        (status = 200, description = "The new, inactive version; the next request of any recipient sees the change", body = Resource, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[post("/Consent/{id}/$revoke")]
 pub async fn revoke(
     state: Data<AppState>,
@@ -132,6 +175,22 @@ pub async fn revoke(
 
 /// `GET /fhir/Consent?patient=&status=&actor=&purpose=`: a patient's consents (a patient
 /// token implies its own patient).
+#[utoipa::path(
+    tag = "consents",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("patient" = Option<String>, Query, description = "The patient (id or `Patient/id`); required for operators, implied for a patient"),
+        ("status" = Option<String>, Query, description = "Consent status"),
+        ("actor" = Option<String>, Query, description = "A reference the consent names as actor"),
+        ("purpose" = Option<String>, Query, description = "A purpose of use (v3 ActReason)"),
+        ("_count" = Option<String>, Query, description = "Accepted and ignored: every match is returned"),
+    ),
+    responses(
+        (status = 200, description = "A searchset Bundle of Consents", body = Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "`missing_patient`, `invalid_patient`, `unsupported_search_parameter`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden`: a patient names another patient", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/Consent")]
 pub async fn search(
     state: Data<AppState>,

@@ -4,18 +4,21 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json};
 use actix_web::{HttpRequest, HttpResponse, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::openapi::schemas::Problem;
 use super::{AppState, audit};
+use crate::consent::ConsentResult;
 use crate::ids::{ClientId, PatientId};
-use crate::policy::PolicyAction;
+use crate::policy::{Obligation, PolicyAction};
 use crate::sharing::question::{self, Answer, Asked, DecisionQuestion};
 
 /// The resource asked about: a stored one, or the attributes of one not yet stored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     /// `Type/id` of a stored resource.
@@ -23,11 +26,12 @@ pub struct ResourceRef {
     pub reference: Option<String>,
     /// A FHIR resource (need not be stored), e.g. `{"resourceType": "Observation", ...}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<Value>,
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// The client asking (its id).
@@ -51,7 +55,40 @@ const CLIENT_PERMIT: &str = "The gateway would share this record with you for th
 /// What a client learns otherwise: the same words whether the record is hidden or missing.
 const CLIENT_DENY: &str = "The gateway would not share this record with you for this purpose, or there is no such record.";
 
-/// `POST /api/v1/decisions`.
+/// The answer: the whole decision for the patient and operators; for a client asking about
+/// itself, only whether and with which obligations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionAnswer {
+    /// `permit` or `deny`.
+    pub decision: &'static str,
+    /// What would be done to the resource (e.g. `deidentify:safe-harbor`).
+    #[schema(value_type = Vec<String>)]
+    pub obligations: Vec<Obligation>,
+    /// Step 1: the consents' result and the provisions that decided (not for clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub consent: Option<ConsentResult>,
+    /// Step 2: the Cedar policies that decided (not for clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// Whether the patient opted out of emergency access (not for clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_opt_out: Option<bool>,
+    /// Sentences a patient can read.
+    pub explanation: Vec<String>,
+}
+
+/// `POST /api/v1/decisions`: what the gateway would decide, and why.
+#[utoipa::path(
+    tag = "decisions",
+    security(("operator" = []), ("patient" = []), ("client" = [])),
+    responses(
+        (status = 200, description = "The decision", body = DecisionAnswer),
+        (status = 400, description = "`invalid_json`, `invalid_action`, `invalid_patient`, `invalid_client_id`, `invalid_reference`, `invalid_resource`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: the resource, or `unknown_client`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The question does not hold together (e.g. `unknown_purpose`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/decisions")]
 pub async fn decide(
     state: Data<AppState>,
@@ -104,27 +141,33 @@ pub async fn decide(
     };
     let answer = question::ask(&state, &principal, &audit::request_id(&req), question).await?;
     let body = match answer {
-        Answer::Full(d) => json!({
-            "decision": if d.permit { "permit" } else { "deny" },
-            "obligations": d.obligations,
-            "consent": d.consent,
-            "policies": d.policies,
-            "emergency_opt_out": d.emergency_opt_out,
-            "explanation": d.explanation,
-        }),
+        Answer::Full(d) => DecisionAnswer {
+            decision: if d.permit { "permit" } else { "deny" },
+            obligations: d.obligations,
+            consent: Some(d.consent),
+            policies: Some(d.policies),
+            emergency_opt_out: Some(d.emergency_opt_out),
+            explanation: d.explanation,
+        },
         Answer::ForClient {
             permit: true,
             obligations,
-        } => json!({
-            "decision": "permit",
-            "obligations": obligations,
-            "explanation": [CLIENT_PERMIT],
-        }),
-        Answer::ForClient { permit: false, .. } => json!({
-            "decision": "deny",
-            "obligations": [],
-            "explanation": [CLIENT_DENY],
-        }),
+        } => DecisionAnswer {
+            decision: "permit",
+            obligations,
+            consent: None,
+            policies: None,
+            emergency_opt_out: None,
+            explanation: vec![CLIENT_PERMIT.into()],
+        },
+        Answer::ForClient { permit: false, .. } => DecisionAnswer {
+            decision: "deny",
+            obligations: vec![],
+            consent: None,
+            policies: None,
+            emergency_opt_out: None,
+            explanation: vec![CLIENT_DENY.into()],
+        },
     };
     Ok(HttpResponse::Ok().json(body))
 }

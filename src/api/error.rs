@@ -16,8 +16,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
+use super::openapi::schemas::Problem;
 use crate::error::{DomainError, ErrorKind};
 use crate::records::RecordError;
 use crate::records::outcome;
@@ -156,14 +156,14 @@ impl ApiError {
                 outcome::operation_outcome(self.issue_type(), self.code, &self.message).to_string(),
             ),
             Flavor::Problem => response.content_type(PROBLEM_JSON).body(
-                json!({
-                    "type": format!("https://consentgate.dev/problems/{}", self.code),
-                    "title": self.code.replace('_', " "),
-                    "status": self.status.as_u16(),
-                    "detail": self.message,
-                    "code": self.code,
+                serde_json::to_string(&Problem {
+                    kind: format!("https://consentgate.dev/problems/{}", self.code),
+                    title: self.code.replace('_', " "),
+                    status: self.status.as_u16(),
+                    detail: self.message.clone(),
+                    code: self.code.to_string(),
                 })
-                .to_string(),
+                .unwrap_or_default(),
             ),
         }
     }

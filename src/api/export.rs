@@ -48,6 +48,23 @@ fn refused(e: DomainError) -> ApiError {
 }
 
 /// `GET /fhir/Group/{study}/$export`: starts an export (202 with `Content-Location`).
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = [])),
+    params(
+        ("id" = String, Path, description = "The study's Group id"),
+        ("Prefer" = String, Header, description = "Must be `respond-async`"),
+        ("_outputFormat" = Option<String>, Query, description = "`application/fhir+ndjson` (the only one)"),
+        ("_type" = Option<String>, Query, description = "Resource types, comma-separated"),
+        ("_since" = Option<String>, Query, description = "Only resources updated after this FHIR instant"),
+    ),
+    responses(
+        (status = 202, description = "Accepted; `Content-Location` is the status URL", headers(("Content-Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "`respond_async_required`, `duplicate_parameter`, `unsupported_output_format`, `invalid_type`, `invalid_since`, `unsupported_parameter`, `unknown_parameter`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: no such study for this researcher", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 429, description = "`too_many_exports`; carries `Retry-After`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/Group/{id}/$export")]
 pub async fn kick_off(
     state: Data<AppState>,
@@ -78,6 +95,16 @@ fn client_of(claims: &crate::auth::tokens::AccessClaims) -> Result<ClientId, Api
 }
 
 /// `GET /fhir/$export-status/{job}`: progress (202), the manifest (200) or the error (500).
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = [])),
+    responses(
+        (status = 200, description = "Complete: the Bulk Data manifest; `Expires` says until when the files are kept", body = crate::api::openapi::schemas::ExportManifest, content_type = "application/json"),
+        (status = 202, description = "Running; `X-Progress` and `Retry-After`"),
+        (status = 404, description = "`not_found`: no such job for this client", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 500, description = "The job failed; the OperationOutcome says why", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/$export-status/{job}")]
 pub async fn status(
     state: Data<AppState>,
@@ -111,6 +138,14 @@ pub async fn status(
 }
 
 /// `DELETE /fhir/$export-status/{job}`: cancels a running job or deletes a finished one.
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = [])),
+    responses(
+        (status = 202, description = "Cancelled (or deleted) and its files removed", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[delete("/$export-status/{job}")]
 pub async fn cancel(
     state: Data<AppState>,
@@ -127,6 +162,18 @@ pub async fn cancel(
 }
 
 /// `GET /fhir/$export-file/{job}/{file}`: one output (or `error`) file, streamed.
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = [])),
+    params(
+        ("job" = String, Path, description = "The job id"),
+        ("file" = String, Path, description = "`{Type}.ndjson`, or the error file the manifest names"),
+    ),
+    responses(
+        (status = 200, description = "One resource per line, de-identified (or one OperationOutcome per line)", body = String, content_type = "application/fhir+ndjson"),
+        (status = 404, description = "`not_found`: no such file, or not this client's, or expired", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/$export-file/{job}/{file}")]
 pub async fn download(
     state: Data<AppState>,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::auth::{Caller, Operator, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
+use super::openapi::schemas::{Bundle, OperationOutcome, Resource};
 use super::{AppState, audit};
 use crate::auth::Principal;
 use crate::auth::clients::Role;
@@ -49,6 +50,19 @@ fn stored_response(state: &AppState, stored: &Stored) -> HttpResponse {
 }
 
 /// `POST /fhir`: a transaction, batch or collection Bundle.
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = [])),
+    request_body(content = Bundle, content_type = "application/fhir+json", description = "A transaction, batch or collection Bundle; `urn:uuid:` and conditional references between entries are resolved"),
+    responses(
+        (status = 200, description = "The transaction-response or batch-response Bundle", body = Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_json`, `empty_body`, `too_deep`, `unsupported_bundle_type`, `too_many_entries`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: a reference names nothing", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 409, description = "`concurrent_update`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "A resource does not validate", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[post("")]
 pub async fn post_bundle(
     state: Data<AppState>,
@@ -65,6 +79,18 @@ pub async fn post_bundle(
 }
 
 /// `POST /fhir/{type}`: create with a server-assigned id.
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = [])),
+    params(("type" = String, Path, description = "An R4 resource type")),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses(
+        (status = 201, description = "Created; `Location`, `ETag`, `Last-Modified`", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_json`, `unknown_resource_type`, `type_mismatch`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "The resource does not validate", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[post("/{type}")]
 pub async fn create(
     state: Data<AppState>,
@@ -93,6 +119,20 @@ pub async fn create(
 }
 
 /// `PUT /fhir/{type}/{id}`: create or update under a client-chosen id, keeping every version.
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = [])),
+    params(("type" = String, Path, description = "An R4 resource type"), ("id" = String, Path, description = "A FHIR id")),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses(
+        (status = 200, description = "A new version; `Location`, `ETag`, `Last-Modified`", body = Resource, content_type = "application/fhir+json"),
+        (status = 201, description = "Created under this id", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`invalid_json`, `unknown_resource_type`, `invalid_id`, `id_mismatch`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 409, description = "`concurrent_update`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "The resource does not validate", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[put("/{type}/{id}")]
 pub async fn update(
     state: Data<AppState>,
@@ -153,7 +193,19 @@ fn asker(principal: Principal) -> Result<Asker, ApiError> {
     }
 }
 
-/// `GET /fhir/{type}/{id}`.
+/// `GET /fhir/{type}/{id}`: a recipient gets the consent-checked, shaped release; a person
+/// reads directly (a patient only their own records).
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = []), ("operator" = []), ("patient" = [])),
+    params(("type" = String, Path, description = "An R4 resource type"), ("id" = String, Path, description = "A FHIR id")),
+    responses(
+        (status = 200, description = "The resource (as shaped for a recipient)", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`unknown_resource_type`, `invalid_id`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: missing, or not the caller's to see (the two look alike)", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 410, description = "`gone`: deleted", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/{type}/{id}")]
 pub async fn read(
     state: Data<AppState>,
@@ -176,6 +228,20 @@ pub async fn read(
 }
 
 /// `GET /fhir/{type}/{id}/_history/{version}`.
+#[utoipa::path(
+    tag = "fhir",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("type" = String, Path, description = "An R4 resource type"),
+        ("id" = String, Path, description = "A FHIR id"),
+        ("version" = String, Path, description = "The version id"),
+    ),
+    responses(
+        (status = 200, description = "That version", body = Resource, content_type = "application/fhir+json"),
+        (status = 400, description = "`unknown_resource_type`, `invalid_id`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/{type}/{id}/_history/{version}")]
 pub async fn vread(
     state: Data<AppState>,
@@ -197,6 +263,14 @@ pub async fn vread(
 }
 
 /// `GET /fhir/Patient/{id}/$everything`: every resource of the patient the caller may see.
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = []), ("operator" = []), ("patient" = [])),
+    responses(
+        (status = 200, description = "A searchset Bundle of every resource of the patient the caller may see", body = Bundle, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/Patient/{id}/$everything")]
 pub async fn everything(
     state: Data<AppState>,
@@ -225,7 +299,28 @@ pub async fn everything(
     ))
 }
 
-/// `GET /fhir/{type}?...`: search.
+/// `GET /fhir/{type}?...`: search. Paged with `_cursor` links; no total.
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = []), ("operator" = []), ("patient" = [])),
+    params(
+        ("type" = String, Path, description = "An R4 resource type"),
+        ("patient" = Option<String>, Query, description = "The patient (id or `Patient/id`; alias `subject`); required for recipients"),
+        ("date" = Option<String>, Query, description = "Clinical date with a FHIR prefix (`eq`, `gt`, `ge`, `lt`, `le`, `sa`, `eb`)"),
+        ("category" = Option<String>, Query, description = "Category token (`system|code` or `code`)"),
+        ("code" = Option<String>, Query, description = "Clinical code token"),
+        ("identifier" = Option<String>, Query, description = "Business identifier token"),
+        ("_id" = Option<String>, Query, description = "Logical id"),
+        ("_security" = Option<String>, Query, description = "Security label token"),
+        ("_lastUpdated" = Option<String>, Query, description = "When stored, with a FHIR prefix"),
+        ("_count" = inline(Option<crate::api::openapi::schemas::PageSize>), Query, description = "Page size (capped by the configured maximum)"),
+        ("_cursor" = Option<String>, Query, description = "Paging token from a `next` link"),
+    ),
+    responses(
+        (status = 200, description = "A searchset Bundle", body = Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "`unknown_resource_type`, `unsupported_search_parameter`, `invalid_search_value`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 #[get("/{type}")]
 pub async fn search_type(
     state: Data<AppState>,

@@ -22,6 +22,7 @@ pub mod intake;
 pub mod notifications;
 pub mod oauth;
 pub mod observe;
+pub mod openapi;
 pub mod ops;
 pub mod throttle;
 pub mod wellknown;
@@ -30,6 +31,8 @@ use std::sync::Arc;
 
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig as DocumentedConfig;
 
 use crate::gateway::Gateway;
 use error::ApiError;
@@ -56,13 +59,20 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut ServiceConfig) {
+/// Mounts every route the gateway serves: what the server runs, and what
+/// `tests/api/openapi.rs` enumerates to hold the OpenAPI document to.
+pub fn routes(cfg: &mut ServiceConfig) {
+    configure(&mut DocumentedConfig::new(cfg));
+}
+
+/// Registers every route, and with it the route's entry in the OpenAPI document
+/// ([`openapi`]): `service` takes only handlers that carry `#[utoipa::path]`.
+pub fn configure(cfg: &mut DocumentedConfig) {
     // FHIR first: the hot path. actix tries routes in order, each pattern with a parameter
     // by a regular expression, and walks them again for the route name the log and metrics
     // carry; no route outside this scope starts with `/fhir`, so the order is otherwise free.
     cfg.service(
-        web::scope("/fhir")
+        scope::scope("/fhir")
             // Before the generic `/{type}` routes, which would take AuditEvent.
             .service(access_log::search_audit_events)
             .service(access_log::read_audit_event)
@@ -86,6 +96,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(fhir::create)
             .default_service(web::to(no_route)),
     )
+    .service(openapi::openapi_json)
     .service(ops::healthz)
     .service(ops::readyz)
     .service(ops::metrics)

@@ -15,13 +15,15 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit;
 use super::auth::Reader;
 use super::error::ApiError;
+use super::openapi::schemas::{Notification, Problem};
 use crate::ids::PatientId;
 use crate::notify::inbox;
 use crate::records::dates::format_instant;
@@ -97,7 +99,56 @@ fn next_link(q: &FeedQuery, last_id: &str) -> String {
     )
 }
 
-/// `GET /api/v1/patients/{id}/notifications`.
+/// One page of the feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Feed {
+    /// Newest first (each as [`crate::notify::view`] shows it).
+    #[schema(value_type = Vec<Notification>)]
+    pub notifications: Vec<Value>,
+    /// How many are unread in all.
+    pub unread: i64,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+}
+
+/// A patient's webhook registration, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Webhook {
+    /// The patient.
+    pub patient_id: String,
+    /// Where notifications are POSTed.
+    pub url: String,
+    /// When it was registered (FHIR instant).
+    pub created: String,
+}
+
+/// A registration just made: the signing secret is shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookCreated {
+    /// The patient.
+    pub patient_id: String,
+    /// Where notifications are POSTed.
+    pub url: String,
+    /// When it was registered (FHIR instant).
+    pub created: String,
+    /// The HMAC-SHA256 key deliveries are signed with; never shown again.
+    pub secret: String,
+}
+
+/// `GET /api/v1/patients/{id}/notifications`: the feed, newest first.
+#[utoipa::path(
+    tag = "notifications",
+    security(("operator" = []), ("patient" = [])),
+    params(
+        ("unread" = Option<bool>, Query, description = "Only unread notifications"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"),
+        ("before" = Option<String>, Query, description = "Paging: notifications older than this notification id (from `next`)"),
+    ),
+    responses(
+        (status = 200, description = "One page of the feed", body = Feed),
+        (status = 400, description = "`invalid_query`, `invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/patients/{id}/notifications")]
 pub async fn feed(
     state: Data<AppState>,
@@ -121,10 +172,23 @@ pub async fn feed(
         .map(|last| next_link(&query, last));
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "notifications": page.items, "unread": page.unread, "next": next })))
+        .json(Feed {
+            notifications: page.items,
+            unread: page.unread,
+            next,
+        }))
 }
 
 /// `POST /api/v1/patients/{id}/notifications/{nid}/read`: idempotent; keeps the first time.
+#[utoipa::path(
+    tag = "notifications",
+    security(("patient" = []), ("operator" = [])),
+    responses(
+        (status = 200, description = "The notification, read", body = Notification),
+        (status = 400, description = "`invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_notification`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/patients/{id}/notifications/{nid}/read")]
 pub async fn mark_read(
     state: Data<AppState>,
@@ -138,7 +202,7 @@ pub async fn mark_read(
 }
 
 /// Body of `PUT /api/v1/patients/{id}/webhook`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// Where notifications are POSTed; https only.
@@ -146,6 +210,15 @@ pub struct WebhookRequest {
 }
 
 /// `GET /api/v1/patients/{id}/webhook`: the registration without its secret.
+#[utoipa::path(
+    tag = "notifications",
+    security(("operator" = []), ("patient" = [])),
+    responses(
+        (status = 200, description = "The registration", body = Webhook),
+        (status = 400, description = "`invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`no_webhook`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/patients/{id}/webhook")]
 pub async fn show_webhook(
     state: Data<AppState>,
@@ -154,15 +227,25 @@ pub async fn show_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let patient = patient_of(&path)?;
     let row = inbox::webhook(&state, &reader.principal, &patient).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "patient_id": row.patient_id,
-        "url": row.url,
-        "created": format_instant(row.created),
-    })))
+    Ok(HttpResponse::Ok().json(Webhook {
+        patient_id: row.patient_id,
+        url: row.url,
+        created: format_instant(row.created),
+    }))
 }
 
 /// `PUT /api/v1/patients/{id}/webhook`: 201 when new, 200 when replaced; the answer holds
 /// the new secret, which is never shown again.
+#[utoipa::path(
+    tag = "notifications",
+    security(("patient" = []), ("operator" = [])),
+    responses(
+        (status = 200, description = "Replaced; the new secret", body = WebhookCreated),
+        (status = 201, description = "Registered; the secret", body = WebhookCreated),
+        (status = 400, description = "`invalid_json`, `invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The URL is not an https URL the gateway may call (`invalid_webhook_url`, ...)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[put("/api/v1/patients/{id}/webhook")]
 pub async fn put_webhook(
     state: Data<AppState>,
@@ -180,15 +263,24 @@ pub async fn put_webhook(
     };
     Ok(HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({
-            "patient_id": row.patient_id,
-            "url": row.url,
-            "created": format_instant(row.created),
-            "secret": row.secret,
-        })))
+        .json(WebhookCreated {
+            patient_id: row.patient_id,
+            url: row.url,
+            created: format_instant(row.created),
+            secret: row.secret,
+        }))
 }
 
 /// `DELETE /api/v1/patients/{id}/webhook`: 204; pending deliveries are cancelled.
+#[utoipa::path(
+    tag = "notifications",
+    security(("patient" = []), ("operator" = [])),
+    responses(
+        (status = 204, description = "Removed; pending deliveries cancelled"),
+        (status = 400, description = "`invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`no_webhook`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[delete("/api/v1/patients/{id}/webhook")]
 pub async fn delete_webhook(
     state: Data<AppState>,

@@ -8,10 +8,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, PRAGMA};
 use actix_web::web::{Data, Form};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::{authenticate, bearer};
+use super::openapi::schemas::OAuthError as OAuthErrorBody;
 use super::throttle::{rate_limits, throttled_token, throttled_token_address};
 use super::{AppState, audit};
 use crate::audit::{AuditAction, AuditOutcome};
@@ -50,7 +52,37 @@ impl ResponseError for OAuthError {
 /// The token request form.
 pub type TokenForm = TokenRequest;
 
-/// `POST /oauth/token`.
+/// An issued access token (RFC 6749 section 5.1, with SMART's purpose of use).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The access token (`at+jwt`, RFC 9068), at most 300 s.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The purpose of use (v3 ActReason code).
+    pub purpose_of_use: String,
+    /// Whether the gateway chose the purpose because the request named none.
+    pub purpose_of_use_defaulted: bool,
+}
+
+/// `POST /oauth/token`: SMART Backend Services, `client_credentials` with a
+/// `private_key_jwt` assertion.
+#[utoipa::path(
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The access token; `Cache-Control: no-store`", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `invalid_scope`, `unauthorized_client` or `unsupported_grant_type`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: the assertion did not authenticate a registered client", body = OAuthErrorBody),
+        (status = 429, description = "`too_many_requests`; carries `Retry-After`", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable` (the audit log or database); carries `Retry-After`", body = OAuthErrorBody),
+    )
+)]
 #[post("/oauth/token")]
 pub async fn issue_token(
     state: Data<AppState>,
@@ -110,18 +142,19 @@ pub async fn issue_token(
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .insert_header((PRAGMA, "no-cache"))
-        .json(json!({
-            "access_token": issued.token,
-            "token_type": "Bearer",
-            "expires_in": issued.lifetime,
-            "scope": issued.claims.scope,
-            "purpose_of_use": issued.claims.purpose_of_use,
-            "purpose_of_use_defaulted": issued.claims.purpose_defaulted,
-        })))
+        .json(TokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.lifetime,
+            scope: issued.claims.scope,
+            purpose_of_use: issued.claims.purpose_of_use,
+            purpose_of_use_defaulted: issued.claims.purpose_defaulted,
+        }))
 }
 
-/// The form of revocation and introspection requests.
-#[derive(Debug, Deserialize)]
+/// The form of revocation and introspection requests: the operator authenticates with a
+/// bearer token, a client with its assertion in the form.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenQueryForm {
     token: Option<String>,
     #[allow(dead_code)]
@@ -158,6 +191,20 @@ async fn asker(
 }
 
 /// `POST /oauth/revoke` (RFC 7009): always 200 once the asker is authenticated.
+#[utoipa::path(
+    tag = "oauth",
+    security(("operator" = []), ()),
+    request_body(content = TokenQueryForm, content_type = "application/x-www-form-urlencoded",
+        description = "An operator sends its bearer token; a client sends `client_assertion_type` and `client_assertion` (its own tokens only)"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (RFC 7009)"),
+        (status = 400, description = "`invalid_request`: no `token`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: neither an operator token nor a client assertion that authenticates", body = OAuthErrorBody),
+        (status = 429, description = "`too_many_requests`; carries `Retry-After`", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`; carries `Retry-After`", body = OAuthErrorBody),
+    )
+)]
 #[post("/oauth/revoke")]
 pub async fn revoke(
     state: Data<AppState>,
@@ -184,7 +231,70 @@ pub async fn revoke(
         .finish())
 }
 
+/// An introspection answer (RFC 7662): `{"active": false}`, or the token's claims.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Introspection {
+    /// Whether the token is valid now (and the asker may know about it).
+    pub active: bool,
+    /// Granted scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Expiry, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issue time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The client id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The FHIR base the token is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The client's role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The purpose of use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    /// Whether the gateway chose the purpose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use_defaulted: Option<bool>,
+    /// The break-glass justification, for a break-glass token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+}
+
 /// `POST /oauth/introspect` (RFC 7662).
+#[utoipa::path(
+    tag = "oauth",
+    security(("operator" = []), ()),
+    request_body(content = TokenQueryForm, content_type = "application/x-www-form-urlencoded",
+        description = "An operator sends its bearer token; a client sends `client_assertion_type` and `client_assertion` (its own tokens only)"),
+    responses(
+        (status = 200, description = "The token's state; `Cache-Control: no-store`", body = Introspection),
+        (status = 400, description = "`invalid_request`: no `token`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: neither an operator token nor a client assertion that authenticates", body = OAuthErrorBody),
+        (status = 429, description = "`too_many_requests`; carries `Retry-After`", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`; carries `Retry-After`", body = OAuthErrorBody),
+    )
+)]
 #[post("/oauth/introspect")]
 pub async fn introspect(
     state: Data<AppState>,
@@ -204,7 +314,7 @@ pub async fn introspect(
     let inactive = || {
         HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
-            .json(json!({"active": false}))
+            .json(Introspection::default())
     };
     let Ok(Principal::Client(claims)) = authenticate(&state, &token).await else {
         return Ok(inactive());
@@ -214,25 +324,24 @@ pub async fn introspect(
     {
         return Ok(inactive());
     }
-    let mut body = json!({
-        "active": true,
-        "scope": claims.scope,
-        "client_id": claims.client_id,
-        "token_type": "Bearer",
-        "exp": claims.exp,
-        "iat": claims.iat,
-        "nbf": claims.nbf,
-        "sub": claims.sub,
-        "aud": claims.aud,
-        "iss": claims.iss,
-        "jti": claims.jti,
-        "role": claims.role,
-        "purpose_of_use": claims.purpose_of_use,
-        "purpose_of_use_defaulted": claims.purpose_defaulted,
-    });
-    if let Some(j) = &claims.justification {
-        body["justification"] = json!(j);
-    }
+    let claims = *claims;
+    let body = Introspection {
+        active: true,
+        scope: Some(claims.scope),
+        client_id: Some(claims.client_id),
+        token_type: Some("Bearer"),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        nbf: Some(claims.nbf),
+        sub: Some(claims.sub),
+        aud: Some(claims.aud),
+        iss: Some(claims.iss),
+        jti: Some(claims.jti),
+        role: Some(claims.role),
+        purpose_of_use: Some(claims.purpose_of_use),
+        purpose_of_use_defaulted: Some(claims.purpose_defaulted),
+        justification: claims.justification,
+    };
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(body))

@@ -7,17 +7,28 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::web::Data;
 use actix_web::{HttpResponse, get};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::audit::log::Stalled;
 use crate::store::{StoreError, write_tx};
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (healthz) or `ready` (readyz).
+    pub status: &'static str,
+}
+
 /// `GET /healthz`: the process is up.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health, example = json!({"status": "ok"})))
+)]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// How long one audit batch may take to commit before readiness gives up on the writer.
@@ -62,10 +73,18 @@ async fn readiness(state: &AppState) -> Result<(), NotReady> {
 }
 
 /// `GET /readyz`: 200 when [`readiness`] holds, else 503 with the reason's code.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Health, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready: `migrations_pending`, `database_unavailable`, `database_not_writable` or `audit_writer_stalled`; carries `Retry-After`",
+            body = super::openapi::schemas::Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/readyz")]
 pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (code, message) = match readiness(&state).await {
-        Ok(()) => return Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
+        Ok(()) => return Ok(HttpResponse::Ok().json(Health { status: "ready" })),
         Err(NotReady::MigrationsPending(n)) => (
             "migrations_pending",
             format!("{n} database migrations are pending; run `consentgate migrate`"),
@@ -89,6 +108,10 @@ pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
 #[get("/metrics")]
 pub async fn metrics(state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

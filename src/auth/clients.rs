@@ -10,7 +10,7 @@ use crate::config::RolePurposes;
 use crate::records::validate::is_resource_type;
 
 /// What a recipient does; limits the purposes it may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A clinic or clinician's system.
@@ -62,7 +62,7 @@ impl Role {
 }
 
 /// A registration request (API body and CLI arguments).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
     /// Display name of the software.
@@ -95,7 +95,7 @@ pub struct NewClient {
 }
 
 /// A stored client.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Client {
     /// The client id (`iss` and `sub` of its assertions).
     pub id: String,

@@ -74,7 +74,7 @@ impl From<crate::error::DomainError> for TokenRefusal {
 }
 
 /// A token request, as the form carries it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     /// Must be `client_credentials`.
     pub grant_type: Option<String>,

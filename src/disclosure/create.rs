@@ -25,7 +25,8 @@ use crate::store::{identity, write_tx};
 const NAMED_IN_REFUSAL: usize = 20;
 
 /// A package just created, as its creator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DisclosureCreated)]
 pub struct Created {
     /// The disclosure id (also the Bundle's).
     pub id: String,

@@ -16,8 +16,9 @@ use crate::store::disclosures::{self as rows, DisclosureRow};
 use crate::store::identity;
 
 /// What state a package is in now, for its patient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = DisclosureStatus)]
 pub enum Status {
     /// The recipient may fetch it.
     Active,
@@ -46,7 +47,7 @@ impl Status {
 }
 
 /// The recipient of a package, named while the client is registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecipientName {
     /// The client id.
     pub id: String,
@@ -57,7 +58,8 @@ pub struct RecipientName {
 }
 
 /// One package as its patient sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = DisclosureSummary)]
 pub struct Summary {
     /// The disclosure id.
     pub id: String,

@@ -22,7 +22,7 @@ const RETRIEVALS: std::ops::RangeInclusive<i64> = 1..=100;
 const MAX_POLICY_LEN: usize = 2048;
 
 /// The body of a new disclosure.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDisclosure {
     /// The patient (required for operators; a patient may only name themself); read with

@@ -21,7 +21,7 @@ const MAX_FILTER_TYPES: usize = 50;
 const MAX_LABEL_LEN: usize = 64;
 
 /// Exactly one of an explicit list or a filter (the request's `selection`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     /// `Type/id` of each resource.
@@ -33,7 +33,7 @@ pub struct Selection {
 }
 
 /// A filter over the patient's current resources, as the request gives it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// Resource types to include.

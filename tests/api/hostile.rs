@@ -390,6 +390,40 @@ async fn limits_answer_429_with_retry_after(backend: Backend) {
     );
 }
 
+/// The patient page's sign-in is limited per source address: past the burst, `/sign-in/start`
+/// and `/sign-in/callback` answer a 429 page with `Retry-After` before looking at anything.
+async fn sign_in_attempts_are_limited(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        &[
+            (
+                "CONSENTGATE__RATE_LIMITS__SIGN_IN_PER_ADDRESS__PER_MINUTE",
+                "1",
+            ),
+            ("CONSENTGATE__RATE_LIMITS__SIGN_IN_PER_ADDRESS__BURST", "2"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let get = |path: &str| app.client.get(app.url(path)).send();
+    for i in 0..2 {
+        let status = get("/sign-in/start?issuer=nobody").await.unwrap().status();
+        assert_ne!(status.as_u16(), 429, "attempt {i} is within the burst");
+    }
+    for path in ["/sign-in/start?issuer=nobody", "/sign-in/callback?code=x&state=y"] {
+        let response = get(path).await.unwrap();
+        assert_eq!(response.status().as_u16(), 429, "{path}");
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1, "{path}: Retry-After {retry}");
+    }
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -795,6 +829,7 @@ async fn concurrent_large_bodies_stay_within_memory(backend: Backend) {
 both_backends!(
     loopback_urls_are_refused_without_a_connection,
     limits_answer_429_with_retry_after,
+    sign_in_attempts_are_limited,
     bad_assertion_burst_does_not_slow_good_clients,
 );
 
