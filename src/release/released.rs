@@ -70,7 +70,7 @@ pub enum WithheldReason {
     /// It carries a modifier extension the profile does not list: dropping it would change
     /// the meaning of what is left.
     ModifierExtension,
-    /// An anonymizer rule's method could not apply to the element it selected.
+    /// An anonymizer rule's method cannot apply to the element it selected.
     MethodNotApplicable,
     /// Its patient's Patient resource was withheld, so none of the patient's records leave.
     PatientWithheld,
@@ -238,25 +238,28 @@ enum OnLeak {
     Withhold,
 }
 
-/// The reason a de-identification failure withholds one resource; `None` when the failure
-/// is not about that resource (the key, the profile), which stops the whole release.
-fn withheld_reason(e: &DeidError) -> Option<(String, WithheldReason)> {
-    match e {
-        DeidError::Leak { path, kind, .. } => Some((path.clone(), WithheldReason::Leak(*kind))),
-        DeidError::ModifierExtensionNotAllowed { .. } => {
-            Some((String::new(), WithheldReason::ModifierExtension))
-        }
-        DeidError::MethodNotApplicable { path, .. } => {
-            Some((path.clone(), WithheldReason::MethodNotApplicable))
-        }
+/// What a de-identification failure withholds: the one resource it is about (as
+/// [`DeidError::location`] names it); `None` when the failure is not about one resource (the
+/// key, the profile), which stops the whole release.
+fn withheld_by(e: &DeidError) -> Option<Withheld> {
+    let at = e.location()?;
+    let reason = match e {
+        DeidError::Leak { kind, .. } => WithheldReason::Leak(*kind),
+        DeidError::ModifierExtensionNotAllowed { .. } => WithheldReason::ModifierExtension,
+        DeidError::MethodNotApplicable { .. } => WithheldReason::MethodNotApplicable,
         DeidError::NotAResource
         | DeidError::ResourceTypeNotInProfile { .. }
         | DeidError::ProfileUnreadable { .. }
         | DeidError::ProfileInvalid { .. }
         | DeidError::KeyTooShort { .. }
         | DeidError::AnonymizerConfig { .. }
-        | DeidError::Randomness => None,
-    }
+        | DeidError::Randomness => return None,
+    };
+    Some(Withheld {
+        reference: at.reference.to_string(),
+        path: at.path.to_string(),
+        reason,
+    })
 }
 
 /// Nothing was sent because a de-identified output still held an identifier.
@@ -311,14 +314,9 @@ fn shape_under(
                         Ok(v) => body = v,
                         // Default-deny: a type the profile does not allow never leaves.
                         Err(DeidError::ResourceTypeNotInProfile { .. }) => continue 'each,
-                        Err(e) => match (on_leak, withheld_reason(&e)) {
-                            (OnLeak::Withhold, Some((path, reason))) => {
-                                let (ty, id) = source.split_once('/').unwrap_or_default();
-                                withheld.push(Withheld {
-                                    reference: format!("{ty}/{}", deidentifier.pseudonym(ty, id)),
-                                    path,
-                                    reason,
-                                });
+                        Err(e) => match (on_leak, withheld_by(&e)) {
+                            (OnLeak::Withhold, Some(w)) => {
+                                withheld.push(w);
                                 continue 'each;
                             }
                             (OnLeak::Fail, _) => {

@@ -10,6 +10,7 @@ mod delegates;
 mod disclosures;
 mod examples;
 mod export;
+mod export_withheld;
 mod faults;
 mod flows;
 mod helpers;
