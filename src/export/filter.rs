@@ -57,13 +57,12 @@ impl TypeFilter {
                 resource_type: resource_type.to_string(),
                 query: parsed.query,
             }),
-            Err(RecordError::Invalid { code, message })
-                if code == "unsupported_search_parameter" =>
-            {
-                Err(FilterProblem::Unsupported(format!(
-                    "`_typeFilter` for {resource_type}: {message}"
-                )))
-            }
+            Err(RecordError::Invalid {
+                code: "unsupported_search_parameter",
+                message,
+            }) => Err(FilterProblem::Unsupported(format!(
+                "`_typeFilter` for {resource_type}: {message}"
+            ))),
             Err(e) => Err(FilterProblem::Invalid(format!(
                 "`_typeFilter` for {resource_type}: {}",
                 crate::records::outcome::describe(&e).3

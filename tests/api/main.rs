@@ -20,4 +20,5 @@ mod records;
 mod release;
 mod security;
 mod served;
+mod spec_replay;
 mod standard_clients;
