@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderMap;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -88,17 +87,28 @@ async fn token(app: &TestApp, key: &Es384, client_id: &str) -> String {
         );
     }
 
-    // The assertion: header alg, kid and typ JWT; iss and sub the client, aud the token
-    // endpoint, exp at most five minutes ahead, a fresh jti.
-    let mut header = Header::new(Algorithm::ES384);
-    header.kid = Some(key.kid.clone());
-    header.typ = Some("JWT".into());
+    // The assertion, a compact JWS (RFC 7515) signed here with ring: header alg ES384, kid and
+    // typ JWT; iss and sub the client, aud the token endpoint, exp at most five minutes
+    // ahead, a fresh jti. ES384 signatures are r || s, 48 bytes each (RFC 7518 section 3.4).
+    let header = json!({"alg": "ES384", "kid": key.kid, "typ": "JWT"});
     let claims = json!({
         "iss": client_id, "sub": client_id, "aud": token_endpoint,
         "exp": unix_now() + 300, "jti": uuid::Uuid::now_v7().to_string(),
     });
-    let assertion =
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(&key.pkcs8)).unwrap();
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let rng = SystemRandom::new();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &key.pkcs8, &rng).unwrap();
+    let signature = pair.sign(&rng, signing_input.as_bytes()).unwrap();
+    assert_eq!(signature.as_ref().len(), 96);
+    let assertion = format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.as_ref())
+    );
     let resp = app
         .client
         .post(&token_endpoint)
