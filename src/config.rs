@@ -43,6 +43,16 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// Request rates per client and per source address.
     pub rate_limits: RateLimitSettings,
+    /// The patient page.
+    pub web: WebSettings,
+}
+
+/// The patient page (`GET /` and below).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// How long a sign-in lasts, in seconds (60 to 86400); then the patient signs in again.
+    pub session_lifetime_secs: u64,
 }
 
 /// Outbound requests: special-purpose addresses are refused unless allow-listed here.
@@ -226,6 +236,20 @@ pub struct OidcIssuer {
     /// The claim carrying roles (an array of strings).
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
+    /// The name the patient page's sign-in button shows; empty means the issuer's host.
+    #[serde(default)]
+    pub name: String,
+    /// The authorization endpoint for the patient page's sign-in; empty means the one the
+    /// issuer's discovery document (`{issuer}/.well-known/openid-configuration`) names.
+    #[serde(default)]
+    pub authorization_endpoint: String,
+    /// The token endpoint, likewise.
+    #[serde(default)]
+    pub token_endpoint: String,
+    /// A file holding the page's client secret at this issuer (`client_secret_post`); empty
+    /// for a public client that proves itself with PKCE alone. The client id is `audience`.
+    #[serde(default)]
+    pub client_secret_file: PathBuf,
 }
 
 fn default_fhir_user_claim() -> String {
@@ -442,6 +466,25 @@ impl Settings {
                     "each issuer needs exactly one of `jwks_file` and `jwks_url`",
                 );
             }
+        }
+        for (key, endpoint) in self.auth.oidc_issuers.iter().flat_map(|i| {
+            [
+                ("authorization_endpoint", &i.authorization_endpoint),
+                ("token_endpoint", &i.token_endpoint),
+            ]
+        }) {
+            if !endpoint.is_empty() && !endpoint.starts_with("https://") {
+                return invalid(
+                    "auth.oidc_issuers",
+                    &format!("`{key}` must be an https:// URL or empty"),
+                );
+            }
+        }
+        if !(60..=86_400).contains(&self.web.session_lifetime_secs) {
+            return invalid(
+                "web.session_lifetime_secs",
+                "must be between 60 and 86400 seconds",
+            );
         }
         let base = &self.server.public_base_url;
         if !base.is_empty() && !base.starts_with("https://") && !base.starts_with("http://") {

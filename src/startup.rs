@@ -127,6 +127,7 @@ impl Application {
                 .wrap(from_fn(api::intake::intake))
                 .wrap(from_fn(observe::observe))
                 .configure(|cfg| api::body_configs(cfg, &limits))
+                .configure(crate::web::configure)
                 .configure(api::configure)
         })
         .shutdown_timeout(server_settings.shutdown_timeout_secs)

@@ -13,6 +13,8 @@ Rules, mirrored by the Rust test `element_types_match_the_package`:
   the FHIR type named by its `structuredefinition-fhir-type` extension;
 - an element with a `contentReference` (`#Questionnaire.item`) records that reference;
 - the `value` element of a primitive type (its FHIRPath value) is left out.
+A second table, REPEATING, lists the element paths whose snapshot `max` is not 0 or 1 (they
+are arrays in JSON even when an input writes a single object).
 """
 import glob
 import json
@@ -64,15 +66,25 @@ def rows_of(sd):
     return rows
 
 
+def repeating_of(sd):
+    return {
+        element["path"]
+        for element in sd["snapshot"]["element"]
+        if "." in element["path"] and element.get("max", "1") not in ("0", "1")
+    }
+
+
 def main():
     package = sys.argv[1] if len(sys.argv) > 1 else "package"
     rows, resources, datatypes, primitives = set(), set(), set(), set()
+    repeating = set()
     for path in glob.glob(os.path.join(package, "StructureDefinition-*.json")):
         with open(path, encoding="utf-8-sig") as f:
             sd = json.load(f)
         if not defines_type(sd):
             continue
         rows.update(rows_of(sd))
+        repeating.update(repeating_of(sd))
         kind = sd["kind"]
         if kind == "resource" and not sd.get("abstract"):
             resources.add(sd["type"])
@@ -102,6 +114,7 @@ def main():
     for name, doc, values in (
         ("DATATYPES", "Every complex datatype, abstract `Element` and `BackboneElement` included", datatypes),
         ("PRIMITIVE_TYPES", "Every primitive type", primitives),
+        ("REPEATING", "Every element path whose cardinality allows more than one", repeating),
     ):
         print()
         print(f"/// {doc}, sorted; {len(values)} in all.")

@@ -98,7 +98,21 @@ impl<'a> Deidentifier<'a> {
         let _ = patient_id;
         if let Some(config) = self.profile.anonymizer() {
             let keys = config.keys_for(self.key);
-            let output = config.anonymize_with(resource, &keys, self.reference_date)?;
+            let output = config
+                .anonymize_with(resource, &keys, self.reference_date)
+                .map_err(|e| match e {
+                    // The configuration names the resource by type; the study by pseudonym.
+                    DeidError::MethodNotApplicable { path, method, .. } => {
+                        let (resource_type, reference) = self.reference_of(resource);
+                        DeidError::MethodNotApplicable {
+                            resource_type,
+                            reference,
+                            path,
+                            method,
+                        }
+                    }
+                    other => other,
+                })?;
             let context = ScanContext {
                 date_shift_days: config.date_shift_days(&keys, resource),
             };

@@ -177,6 +177,9 @@ pub enum DeidError {
         /// The minimum length.
         min: usize,
     },
+    /// The operating system's random source failed (for `encrypt` IVs and `perturb` noise).
+    #[error("no randomness available for encrypt or perturb")]
+    Randomness,
     /// A Microsoft anonymizer configuration this module cannot interpret.
     #[error("{}", anonymizer_config_message(file, *rule, reason))]
     AnonymizerConfig {
@@ -222,6 +225,7 @@ impl DeidError {
             DeidError::ProfileInvalid { .. } => "profile_invalid",
             DeidError::KeyTooShort { .. } => "study_key_too_short",
             DeidError::AnonymizerConfig { .. } => "anonymizer_config_unsupported",
+            DeidError::Randomness => "randomness_unavailable",
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES};
+use super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES, REPEATING};
 use crate::records::resource_types::R4_RESOURCE_TYPES;
 
 /// How the children of an element are found.
@@ -90,6 +90,11 @@ impl ElementDef {
         }
         let name = self.name();
         name.get(..name.len().checked_sub(self.type_code.len())?)
+    }
+
+    /// Whether the element may repeat (an array in JSON, even when written as one object).
+    pub fn repeats(&self) -> bool {
+        REPEATING.binary_search(&self.path).is_ok()
     }
 
     /// What kind of value the element holds.

@@ -28,6 +28,7 @@
 
 mod error;
 mod loader;
+mod memo;
 pub mod obligation;
 mod request;
 
@@ -46,6 +47,7 @@ use cedar_policy::{
 };
 
 pub use error::PolicyError;
+pub use memo::MEMO_LIMIT;
 pub use obligation::Obligation;
 pub use request::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyRequest};
 
@@ -82,6 +84,8 @@ pub struct PolicyEngine {
     authorizer: Authorizer,
     shapes: CedarShapes,
     warnings: Vec<String>,
+    /// Answers already given, when the policies cannot observe ids ([`memo`]).
+    memo: Option<memo::Memo>,
 }
 
 impl PolicyEngine {
@@ -132,17 +136,38 @@ impl PolicyEngine {
                     reason: format!("{reason}; {REQUEST_SHAPE}"),
                 })?;
         }
+        let memo = memo::blind_to_ids(&policies).then(memo::Memo::new);
         Ok(PolicyEngine {
             policies,
             obligations,
             authorizer: Authorizer::new(),
             shapes,
             warnings,
+            memo,
         })
     }
 
     /// Decides one request; never fails: anything unexpected denies and is in `errors`.
+    ///
+    /// When the policies cannot observe the client's, resource's or patient's id, the answer
+    /// for the request's other inputs is remembered and given again without asking Cedar
+    /// ([`memo`]); break-glass requests always go to Cedar.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        match &self.memo {
+            Some(memo) if memo::Memo::applies(request) => {
+                memo.answer(request, || self.evaluate(request))
+            }
+            _ => self.evaluate(request),
+        }
+    }
+
+    /// Whether decisions are memoised (the loaded policies cannot observe ids).
+    pub fn memoises(&self) -> bool {
+        self.memo.is_some()
+    }
+
+    /// Asks Cedar.
+    fn evaluate(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
         let (cedar_request, entities) = match self.shapes.build(request, None) {
             Ok(built) => built,
             Err(reason) => {

@@ -510,6 +510,29 @@ fn builtin_policies_decide_as_the_baseline_rules_say() {
 }
 
 #[test]
+fn memoised_answers_are_cedars_answers() {
+    // The shipped policies read attributes only, so their decisions are memoised; every
+    // row, asked twice (the second answer from the memo), answers as Cedar itself does, and
+    // another client, resource and patient with the same attributes get the same answer.
+    let engine = PolicyEngine::builtin().expect("the shipped policies load");
+    assert!(engine.memoises(), "the shipped policies observe no ids");
+    for case in CASES {
+        with_request(case, |request| {
+            let cedar = engine.evaluate(request);
+            assert_eq!(engine.decide(request), cedar, "{}", case.name);
+            assert_eq!(engine.decide(request), cedar, "{} (memoised)", case.name);
+            let other = PolicyRequest {
+                client_id: "client-2",
+                resource_id: "obs-2",
+                patient: "patient-2",
+                ..*request
+            };
+            assert_eq!(engine.decide(&other), cedar, "{} (other ids)", case.name);
+        });
+    }
+}
+
+#[test]
 fn every_shipped_policy_decides_some_row() {
     // A policy no row ever names is a rule no test would notice breaking.
     let engine = PolicyEngine::builtin().expect("the shipped policies load");

@@ -340,3 +340,25 @@ fn evaluation_errors_deny_and_are_reported_without_values() {
     assert_eq!(decision.policies, ["overflowing"]);
     assert_eq!(decision.errors, ["overflowing: integer_overflow"]);
 }
+
+#[test]
+fn policies_that_name_ids_are_never_memoised() {
+    // An institution's policy about one patient must see every request's patient.
+    let dir = policy_dir(
+        None,
+        &[(
+            "a.cedar",
+            "@id(\"all\")\npermit (principal, action, resource);\n\n\
+             @id(\"not-p\")\nforbid (principal, action, resource) when { resource.patient == \"p\" };\n",
+        )],
+    );
+    let engine = PolicyEngine::load(dir.path()).expect("loads");
+    assert!(!engine.memoises());
+    let first = engine.decide(&request(ConsentOutcome::Permit, &[]));
+    assert!(!first.permit, "patient p is refused");
+    let other = PolicyRequest {
+        patient: "q",
+        ..request(ConsentOutcome::Permit, &[])
+    };
+    assert!(engine.decide(&other).permit, "patient q is not");
+}

@@ -3,9 +3,10 @@
 //! Start at [`read`], [`search`] and [`everything`], one function per thing a recipient can
 //! ask for; the HTTP handlers parse, call one of them and render. Each goes the same way:
 //!
-//! 1. **Who and about whom** ([`requester`], [`PatientContext::load`]): the client's
-//!    registration and the patient's consents are read afresh for the request, so a removed
-//!    client or a revoked consent stops access at the next request whatever tokens exist.
+//! 1. **Who and about whom** ([`requester`], [`PatientContext::load`], or both together in
+//!    one blocking-pool trip with the resource for a read): the client's registration and
+//!    the patient's consents are read afresh for the request, so a removed client or a
+//!    revoked consent stops access at the next request whatever tokens exist.
 //! 2. **Decide each** ([`decide_each`]): a resource passes when the token's scopes reach it
 //!    and the one decision engine ([`crate::decision::decide`]) permits it.
 //! 3. **Shape** ([`shape`], [`shape_for_study`]): the obligations of each decision change

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::context::{PatientContext, Recipient, requester};
+use super::context::{Recipient, requester_and_patient, requester_and_resource};
 use super::decide::{Interaction, Permitted, decide_each};
 use super::released::{Released, shape};
 use crate::audit::AuditAction;
@@ -22,7 +22,7 @@ use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::policy::PolicyAction;
-use crate::records::{RecordError, index, ingest, search, validate};
+use crate::records::{RecordError, search, validate};
 use crate::store::resources as rows;
 
 /// The answer for a resource the recipient may not see or that does not exist: the same.
@@ -55,26 +55,12 @@ pub async fn read(
     id: &str,
 ) -> Result<Value, DomainError> {
     validate::resource_type(resource_type)?;
-    let requester = requester(gateway, claims).await?;
-    let (ty, key) = (resource_type.to_string(), id.to_string());
-    let stored = gateway
-        .store
-        .run(move |conn| match ingest::read(conn, &ty, &key) {
-            Ok(v) => Ok(Some(v)),
-            Err(RecordError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await?;
+    let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some(resource) = stored else {
+    let Some((resource, context)) = found else {
         return Err(not_known(resource_type, id));
     };
-    let Some(patient) =
-        index::patient_of(resource_type, id, &resource).and_then(|p| PatientId::parse(&p).ok())
-    else {
-        return Err(not_known(resource_type, id));
-    };
-    let context = PatientContext::load(gateway, &patient).await?;
+    let patient = context.patient.clone();
     let recipient = Recipient {
         claims,
         requester: &requester,
@@ -140,8 +126,7 @@ pub async fn search(
             "`patient` must be an id or a Patient reference",
         )
     })?;
-    let requester = requester(gateway, claims).await?;
-    let context = PatientContext::load(gateway, &patient).await?;
+    let (requester, context) = requester_and_patient(gateway, claims, &patient).await?;
     let recipient = Recipient {
         claims,
         requester: &requester,
@@ -210,8 +195,7 @@ pub async fn everything(
     request_id: &str,
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
-    let requester = requester(gateway, claims).await?;
-    let context = PatientContext::load(gateway, patient).await?;
+    let (requester, context) = requester_and_patient(gateway, claims, patient).await?;
     let p = patient.clone();
     let all = gateway
         .store

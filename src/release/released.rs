@@ -244,7 +244,8 @@ fn withheld_reason(e: &DeidError) -> Option<(String, WithheldReason)> {
         | DeidError::ProfileUnreadable { .. }
         | DeidError::ProfileInvalid { .. }
         | DeidError::KeyTooShort { .. }
-        | DeidError::AnonymizerConfig { .. } => None,
+        | DeidError::AnonymizerConfig { .. }
+        | DeidError::Randomness => None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod identity;
 pub mod notifications;
 pub mod resources;
 pub mod schema;
+pub mod web;
 
 use std::time::Duration;
 

@@ -239,3 +239,46 @@ diesel::table! {
         expires -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    /// Signed-in sessions of the patient page (see `store::web`).
+    web_sessions (id_hash) {
+        id_hash -> Text,
+        patient_id -> Text,
+        subject -> Text,
+        issuer -> Text,
+        csrf -> Text,
+        created -> BigInt,
+        expires -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Sign-ins under way (OpenID Connect code flow with PKCE).
+    web_sign_ins (state_hash) {
+        state_hash -> Text,
+        binding_hash -> Text,
+        issuer -> Text,
+        nonce -> Text,
+        verifier -> Text,
+        redirect_uri -> Text,
+        created -> BigInt,
+        expires -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The development issuer's authorization requests and codes.
+    dev_issuer_requests (id) {
+        id -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        state -> Text,
+        nonce -> Text,
+        code_challenge -> Text,
+        fhir_user -> Nullable<Text>,
+        code_hash -> Nullable<Text>,
+        created -> BigInt,
+        expires -> BigInt,
+    }
+}

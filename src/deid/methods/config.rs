@@ -1,88 +1,104 @@
 //! An interpreter of the Microsoft FHIR anonymizer's configuration files
-//! (`fhirPathRules` + `parameters`), for the methods `keep`, `redact`, `dateShift` and
-//! `cryptoHash`.
+//! (`fhirPathRules` + `parameters`), for all its methods: `keep`, `redact`, `dateShift`,
+//! `cryptoHash`, `encrypt`, `substitute` (primitive or complex `replaceWith`), `perturb` and
+//! `generalize`.
 //!
-//! Supported rule paths (the forms the anonymizer's sample configurations use):
-//! - `nodesByType('T')` and `nodesByType('T').child`: every element of type `T` in a resource;
-//! - `Type`, `Resource`, `DomainResource`: the whole resource;
-//! - `Type.step.step...` and `Resource.step...`, where a step is a child name (a choice
-//!   element by its stem, `Observation.value`), `nodesByType('T')` (descendants of type `T`) or
-//!   `where(child='literal')`.
+//! Rule paths and `generalize` cases are FHIRPath in the subset of [`super::fhirpath`]
+//! (`nodesByType`, `nodesByName`, `ofType`, `as`, `|`, `where` with `and`/`or`/`=`/`!=`/
+//! comparisons/`in`/`contains`/`matches`, `exists`, string functions, resource-type prefixes).
+//! Anything outside it, a method parameter out of range, an unknown method or an
+//! `encryptKey` that is not 128, 192 or 256 bits is refused at load with
+//! [`DeidError::AnonymizerConfig`] naming the file and the rule index.
 //!
-//! Semantics follow the anonymizer: rules run in order for each resource (nested resources in
-//! document order, each with the rules for its type); a rule applies its method to the
-//! selected elements and everything below them (not into nested resources), and an element
-//! handled by an earlier rule is not touched again. Each resource that is not contained gets
-//! `meta.security` labels for the operations applied to it and to the resources inside it.
-//! `substitute` is supported with a primitive `replaceWith` (a string, number or boolean that
-//! replaces each selected primitive value; selected complex elements are left as they are).
-//! `perturb`, `encrypt`, `generalize` and `substitute` with a complex `replaceWith` are refused
-//! at load with [`DeidError::AnonymizerConfig`] naming the file and rule index, as is any path
-//! outside the subset above. Only `dateShiftScope` `resource` is supported; `fhirVersion` must
-//! be empty, null or `R4`; `processingError(s)` may be `raise` or `skip` (no supported method
-//! raises one).
+//! Semantics follow the anonymizer (see [`super::run`]): rules run in order for each resource
+//! (nested resources in document order, each with the rules for its type); a rule applies its
+//! method to the selected elements and everything below them (not into nested resources), and
+//! an element handled by an earlier rule is not touched again. `dateShiftScope` `resource`
+//! seeds the shift with the resource id; `file` and `folder` both mean our export unit, one
+//! study's export: every resource of it moves by the same days. `fhirVersion` must be empty,
+//! null or `R4`. A method that cannot apply to what a rule selected (`perturb` on a string,
+//! an object `replaceWith` on a primitive, `encrypt` without a usable key, a `generalize` case
+//! that gives no single value) fails the resource with [`DeidError::MethodNotApplicable`]
+//! under `processingError` `raise` (the default); under `skip` the element is removed
+//! instead, never left as it was.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
+use regex::Regex;
 use serde_json::Value;
 use time::Date;
 
 use super::super::DeidError;
-use super::tree::{Node, Tree};
-use super::{
-    Operation, RedactSettings, ValueKind, crypto_hash, crypto_hash_reference, date_shift, redact,
-};
-
-const LABEL_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+use super::RedactSettings;
+use super::fhirpath::{self, Expr, Function};
 
 /// A parsed anonymizer configuration.
 #[derive(Debug, Clone)]
 pub struct AnonymizerConfig {
-    rules: Vec<Rule>,
-    /// The `replaceWith` values of `substitute` rules, by [`Method::Substitute`] index.
-    replacements: Vec<String>,
-    date_shift_key: String,
-    crypto_hash_key: String,
-    redact: RedactSettings,
+    pub(super) rules: Vec<Rule>,
+    /// Every regular expression the rules use, compiled at load.
+    pub(super) regexes: HashMap<String, Regex>,
+    pub(super) date_shift_key: String,
+    pub(super) date_shift_per_export: bool,
+    pub(super) crypto_hash_key: String,
+    pub(super) encrypt_key: String,
+    pub(super) redact: RedactSettings,
+    /// `processingError` `raise` (the default): a method that cannot apply fails the
+    /// resource; `skip`: the element is removed instead.
+    pub(super) raise_errors: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+/// What a rule does to what it selects.
+#[derive(Debug, Clone)]
+pub(super) enum Method {
     Keep,
     Redact,
     DateShift,
     CryptoHash,
-    /// `substitute` with a primitive `replaceWith`, by index into the replacements.
-    Substitute(usize),
+    Encrypt,
+    /// A primitive `replaceWith` (its text) for primitive elements.
+    SubstitutePrimitive(String),
+    /// A JSON object `replaceWith` for complex elements.
+    SubstituteComplex(serde_json::Map<String, Value>),
+    Perturb(Perturb),
+    Generalize(Generalize),
+}
+
+/// The settings of a `perturb` rule.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Perturb {
+    /// The width of the noise range.
+    pub span: f64,
+    /// `rangeType` `proportional`: the range is `span * value` wide.
+    pub proportional: bool,
+    /// Decimal places kept; `None` for the anonymizer's default (0 for integers, 2 otherwise).
+    pub round_to: Option<u32>,
+}
+
+/// The settings of a `generalize` rule.
+#[derive(Debug, Clone)]
+pub(super) struct Generalize {
+    /// `(condition, replacement)` in the order written; the first true condition wins.
+    pub cases: Vec<(Expr, Expr)>,
+    /// `otherValues` `keep` (else values matching no case are redacted).
+    pub keep_others: bool,
 }
 
 #[derive(Debug, Clone)]
-struct Rule {
-    /// `None` for rules on every resource type.
-    resource_type: Option<String>,
-    selector: Selector,
-    method: Method,
-}
-
-#[derive(Debug, Clone)]
-enum Selector {
-    WholeResource,
-    Steps(Vec<Step>),
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Child(String),
-    NodesByType(String),
-    Where { child: String, literal: String },
+pub(super) struct Rule {
+    pub path: Expr,
+    pub method: Method,
 }
 
 /// The keys an anonymizer run uses: the configuration's own, or, where it leaves one empty,
 /// one derived from the study key (see [`AnonymizerConfig::keys_for`]).
 #[derive(Clone)]
 pub struct AnonymizerKeys {
-    date_shift: String,
-    crypto_hash: String,
+    pub(super) date_shift: String,
+    /// With an export-wide date-shift scope, what stands for the resource id.
+    pub(super) date_shift_prefix: Option<String>,
+    pub(super) crypto_hash: String,
+    pub(super) encrypt: Vec<u8>,
 }
 
 impl std::fmt::Debug for AnonymizerKeys {
@@ -113,7 +129,8 @@ impl AnonymizerConfig {
 
     /// The keys for a run under `study`: a key the configuration leaves empty (or out) is
     /// HMAC(study key, `anonymizer:{parameter}`) in hex, so that studies sharing one
-    /// configuration file stay unlinkable; a key written in the file is used as it is.
+    /// configuration file stay unlinkable; a key written in the file is used as it is. The
+    /// derived encryption key is the first 32 hex digits (AES-256).
     pub fn keys_for(&self, study: &crate::deid::StudyKey) -> AnonymizerKeys {
         let key = |given: &str, parameter: &str| {
             if given.is_empty() {
@@ -122,23 +139,51 @@ impl AnonymizerConfig {
                 given.to_string()
             }
         };
+        let mut encrypt = key(&self.encrypt_key, "encryptKey").into_bytes();
+        if self.encrypt_key.is_empty() {
+            encrypt.truncate(32);
+        }
         AnonymizerKeys {
             date_shift: key(&self.date_shift_key, "dateShiftKey"),
+            date_shift_prefix: self
+                .date_shift_per_export
+                .then(|| study.derived_text("anonymizer:dateShiftScope")),
             crypto_hash: key(&self.crypto_hash_key, "cryptoHashKey"),
+            encrypt,
+        }
+    }
+
+    /// The configuration's own keys (an empty one stays empty; an empty `encryptKey` makes
+    /// `encrypt` leave values as they are and count nothing).
+    pub fn own_keys(&self) -> AnonymizerKeys {
+        AnonymizerKeys {
+            date_shift: self.date_shift_key.clone(),
+            date_shift_prefix: self.date_shift_per_export.then(String::new),
+            crypto_hash: self.crypto_hash_key.clone(),
+            encrypt: self.encrypt_key.clone().into_bytes(),
         }
     }
 
     /// Whether a rule shifts dates, so that the leak scan knows every full date moved.
     pub fn shifts_dates(&self) -> bool {
-        self.rules.iter().any(|r| r.method == Method::DateShift)
+        self.rules
+            .iter()
+            .any(|r| matches!(r.method, Method::DateShift))
     }
 
     /// The days the dates of `resource` move under `keys`, when the configuration shifts
-    /// dates (the anonymizer's offset depends on the resource's id).
+    /// dates (the anonymizer's offset depends on the resource's id, or on the export).
     pub fn date_shift_days(&self, keys: &AnonymizerKeys, resource: &Value) -> Option<i64> {
         let id = resource.get("id").and_then(Value::as_str).unwrap_or("");
+        let seed = keys.date_shift_prefix.as_deref().unwrap_or(id);
         self.shifts_dates()
-            .then(|| super::date_shift_offset(&keys.date_shift, id))
+            .then(|| super::date_shift_offset(&keys.date_shift, seed))
+    }
+
+    /// Anonymizes one resource (a Bundle's entries and contained resources included) with
+    /// the configuration's own keys, judging ages against `today`.
+    pub fn anonymize(&self, resource: &Value, today: Date) -> Result<Value, DeidError> {
+        self.anonymize_with(resource, &self.own_keys(), today)
     }
 
     fn parse_unnamed(text: &str) -> Result<AnonymizerConfig, DeidError> {
@@ -153,10 +198,12 @@ impl AnonymizerConfig {
                 )));
             }
         }
+        let mut raise_errors = true;
         for name in ["processingError", "processingErrors"] {
             match config.get(name).and_then(Value::as_str) {
                 None => {}
-                Some(v) if v.eq_ignore_ascii_case("raise") || v.eq_ignore_ascii_case("skip") => {}
+                Some(v) if v.eq_ignore_ascii_case("raise") => {}
+                Some(v) if v.eq_ignore_ascii_case("skip") => raise_errors = false,
                 Some(v) => return Err(unsupported(format!("{name} {v}"))),
             }
         }
@@ -174,9 +221,17 @@ impl AnonymizerConfig {
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         };
-        let scope = text_of("dateShiftScope");
-        if !(scope.is_empty() || scope.eq_ignore_ascii_case("resource")) {
-            return Err(unsupported(format!("dateShiftScope {scope}")));
+        let scope = text_of("dateShiftScope").to_ascii_lowercase();
+        let date_shift_per_export = match scope.as_str() {
+            "" | "resource" => false,
+            "file" | "folder" => true,
+            other => return Err(unsupported(format!("dateShiftScope {other}"))),
+        };
+        let encrypt_key = text_of("encryptKey");
+        if !encrypt_key.is_empty() && ![16, 24, 32].contains(&encrypt_key.len()) {
+            return Err(unsupported(
+                "encryptKey must be 128, 192 or 256 bits (16, 24 or 32 bytes)",
+            ));
         }
         let restricted_zip3 = parameters
             .get("restrictedZipCodeTabulationAreas")
@@ -188,7 +243,7 @@ impl AnonymizerConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let mut replacements = Vec::new();
+        let mut regexes = HashMap::new();
         let rules = config
             .get("fhirPathRules")
             .and_then(Value::as_array)
@@ -196,60 +251,28 @@ impl AnonymizerConfig {
             .iter()
             .enumerate()
             .map(|(index, rule)| {
-                parse_rule(rule, &mut replacements).map_err(|e| match e {
-                    DeidError::AnonymizerConfig { file, reason, .. } => {
-                        DeidError::AnonymizerConfig {
-                            file,
-                            rule: Some(index),
-                            reason,
-                        }
-                    }
-                    other => other,
+                parse_rule(rule, &mut regexes).map_err(|reason| DeidError::AnonymizerConfig {
+                    file: String::new(),
+                    rule: Some(index),
+                    reason,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AnonymizerConfig {
             rules,
-            replacements,
+            regexes,
             date_shift_key: text_of("dateShiftKey"),
+            date_shift_per_export,
             crypto_hash_key: text_of("cryptoHashKey"),
+            encrypt_key,
             redact: RedactSettings {
                 partial_dates: flag("enablePartialDatesForRedact"),
                 partial_ages: flag("enablePartialAgesForRedact"),
                 partial_zip_codes: flag("enablePartialZipCodesForRedact"),
                 restricted_zip3,
             },
+            raise_errors,
         })
-    }
-
-    /// Anonymizes one resource (a Bundle's entries and contained resources included), judging
-    /// ages on `today`.
-    pub fn anonymize(&self, resource: &Value, today: Date) -> Result<Value, DeidError> {
-        let keys = AnonymizerKeys {
-            date_shift: self.date_shift_key.clone(),
-            crypto_hash: self.crypto_hash_key.clone(),
-        };
-        self.anonymize_with(resource, &keys, today)
-    }
-
-    /// [`Self::anonymize`] with the keys of a study ([`Self::keys_for`]).
-    pub fn anonymize_with(
-        &self,
-        resource: &Value,
-        keys: &AnonymizerKeys,
-        today: Date,
-    ) -> Result<Value, DeidError> {
-        let mut tree = Tree::from_resource(resource)?;
-        let visited = vec![false; tree.nodes.len()];
-        let mut run = Run {
-            config: self,
-            keys,
-            tree: &mut tree,
-            visited,
-            today,
-        };
-        run.visit(0);
-        Ok(tree.to_json())
     }
 }
 
@@ -261,383 +284,154 @@ fn unsupported(reason: impl Into<String>) -> DeidError {
     }
 }
 
-fn parse_rule(rule: &Value, replacements: &mut Vec<String>) -> Result<Rule, DeidError> {
-    let path = rule
+/// Parses one FHIRPath expression of a rule and compiles the regular expressions it names.
+fn expression(
+    text: &str,
+    what: &str,
+    regexes: &mut HashMap<String, Regex>,
+) -> Result<Expr, String> {
+    let expr = fhirpath::parse(text).map_err(|e| format!("{what} {text:?}: {e}"))?;
+    collect_regexes(&expr, regexes).map_err(|e| format!("{what} {text:?}: {e}"))?;
+    Ok(expr)
+}
+
+fn collect_regexes(expr: &Expr, regexes: &mut HashMap<String, Regex>) -> Result<(), String> {
+    match expr {
+        Expr::This | Expr::Literal(_) => Ok(()),
+        Expr::Member(on, _) => on
+            .as_deref()
+            .map_or(Ok(()), |on| collect_regexes(on, regexes)),
+        Expr::As(inner, _) => collect_regexes(inner, regexes),
+        Expr::Binary(_, left, right) => {
+            collect_regexes(left, regexes)?;
+            collect_regexes(right, regexes)
+        }
+        Expr::Call(on, function) => {
+            if let Some(on) = on {
+                collect_regexes(on, regexes)?;
+            }
+            match function {
+                Function::Matches(pattern) => compile(pattern, regexes),
+                Function::ReplaceMatches(pattern, substitution) => {
+                    compile(pattern, regexes)?;
+                    collect_regexes(substitution, regexes)
+                }
+                Function::Where(e)
+                | Function::Exists(Some(e))
+                | Function::StartsWith(e)
+                | Function::EndsWith(e)
+                | Function::Contains(e)
+                | Function::Substring(e, None) => collect_regexes(e, regexes),
+                Function::Substring(a, Some(b)) => {
+                    collect_regexes(a, regexes)?;
+                    collect_regexes(b, regexes)
+                }
+                Function::NodesByType(_)
+                | Function::NodesByName(_)
+                | Function::OfType(_)
+                | Function::As(_)
+                | Function::Exists(None)
+                | Function::Empty
+                | Function::Not => Ok(()),
+            }
+        }
+    }
+}
+
+fn compile(pattern: &Expr, regexes: &mut HashMap<String, Regex>) -> Result<(), String> {
+    match pattern {
+        Expr::Literal(fhirpath::Literal::String(p)) => {
+            if !regexes.contains_key(p) {
+                let regex = Regex::new(p).map_err(|_| format!("the regular expression {p:?}"))?;
+                regexes.insert(p.clone(), regex);
+            }
+            Ok(())
+        }
+        _ => Err("a regular expression that is not a quoted literal".to_string()),
+    }
+}
+
+fn parse_rule(rule: &Value, regexes: &mut HashMap<String, Regex>) -> Result<Rule, String> {
+    let path_text = rule
         .get("path")
         .and_then(Value::as_str)
-        .ok_or_else(|| unsupported("a rule without a path"))?;
+        .ok_or("a rule without a path")?;
+    let path = expression(path_text, "path", regexes)?;
     let method_name = rule.get("method").and_then(Value::as_str).unwrap_or("");
     let method = match method_name.to_ascii_lowercase().as_str() {
         "keep" => Method::Keep,
         "redact" => Method::Redact,
         "dateshift" => Method::DateShift,
         "cryptohash" => Method::CryptoHash,
-        "substitute" => {
-            let replacement = match rule.get("replaceWith") {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Object(_) | Value::Array(_)) => {
-                    return Err(unsupported(
-                        "substitute with a complex replaceWith (only primitive values are supported)",
-                    ));
-                }
-                None | Some(Value::Null) => {
-                    return Err(unsupported("substitute without replaceWith"));
-                }
-            };
-            replacements.push(replacement);
-            Method::Substitute(replacements.len() - 1)
-        }
-        _ => return Err(unsupported(format!("method {method_name}"))),
+        "encrypt" => Method::Encrypt,
+        "substitute" => match rule.get("replaceWith") {
+            Some(Value::String(text)) => Method::SubstitutePrimitive(text.clone()),
+            Some(Value::Number(n)) => Method::SubstitutePrimitive(n.to_string()),
+            Some(Value::Bool(b)) => Method::SubstitutePrimitive(b.to_string()),
+            Some(Value::Object(fragment)) => Method::SubstituteComplex(fragment.clone()),
+            Some(Value::Array(_)) => return Err("substitute with an array replaceWith".into()),
+            None | Some(Value::Null) => return Err("substitute without replaceWith".into()),
+        },
+        "perturb" => Method::Perturb(perturb(rule)?),
+        "generalize" => Method::Generalize(generalize(rule, regexes)?),
+        _ => return Err(format!("method {method_name:?}")),
     };
-    let type_end = path
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .unwrap_or(path.len());
-    let (prefix, expression) = match path.split_at(type_end) {
-        (prefix, rest) if prefix.starts_with(|c: char| c.is_ascii_uppercase()) => {
-            (Some(prefix), rest.strip_prefix('.').unwrap_or(rest))
-        }
-        _ => (None, path),
+    Ok(Rule { path, method })
+}
+
+fn perturb(rule: &Value) -> Result<Perturb, String> {
+    let span = match rule.get("span") {
+        Some(Value::Number(n)) => n.as_f64().filter(|s| *s >= 0.0 && s.is_finite()),
+        Some(Value::String(s)) => s.parse::<f64>().ok().filter(|s| *s >= 0.0 && s.is_finite()),
+        _ => None,
+    }
+    .ok_or("perturb needs a non-negative span")?;
+    let proportional = match rule.get("rangeType").and_then(Value::as_str) {
+        None => false,
+        Some(t) if t.eq_ignore_ascii_case("fixed") => false,
+        Some(t) if t.eq_ignore_ascii_case("proportional") => true,
+        Some(t) => return Err(format!("perturb rangeType {t:?}")),
     };
-    let resource_type = prefix
-        .filter(|p| *p != "Resource" && *p != "DomainResource")
-        .map(str::to_string);
-    let selector = if expression.is_empty() {
-        Selector::WholeResource
-    } else {
-        Selector::Steps(
-            split_steps(expression)
-                .map(|s| parse_step(s, path))
-                .collect::<Result<_, _>>()?,
-        )
+    let round_to = match rule.get("roundTo") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|d| u32::try_from(d).ok())
+                .filter(|d| *d <= 28)
+                .ok_or("perturb roundTo must be an integer from 0 to 28")?,
+        ),
     };
-    Ok(Rule {
-        resource_type,
-        selector,
-        method,
+    Ok(Perturb {
+        span,
+        proportional,
+        round_to,
     })
 }
 
-/// Splits a path at the dots outside parentheses.
-fn split_steps(expression: &str) -> impl Iterator<Item = &str> {
-    let mut depth = 0usize;
-    expression
-        .split(move |c: char| {
-            match c {
-                '(' => depth += 1,
-                ')' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            c == '.' && depth == 0
+fn generalize(rule: &Value, regexes: &mut HashMap<String, Regex>) -> Result<Generalize, String> {
+    let cases = rule
+        .get("cases")
+        .and_then(Value::as_object)
+        .filter(|cases| !cases.is_empty())
+        .ok_or("generalize needs cases")?
+        .iter()
+        .map(|(condition, replacement)| {
+            let replacement = replacement
+                .as_str()
+                .ok_or("a generalize case whose value is not an expression")?;
+            Ok((
+                expression(condition, "case", regexes)?,
+                expression(replacement, "case value", regexes)?,
+            ))
         })
-        .map(str::trim)
-}
-
-fn parse_step(step: &str, path: &str) -> Result<Step, DeidError> {
-    let quoted = |text: &str| -> Option<String> {
-        let text = text.trim();
-        let inner = text
-            .strip_prefix('\'')
-            .and_then(|t| t.strip_suffix('\''))
-            .or_else(|| text.strip_prefix('"').and_then(|t| t.strip_suffix('"')))?;
-        Some(inner.to_string())
+        .collect::<Result<Vec<_>, String>>()?;
+    let keep_others = match rule.get("otherValues").and_then(Value::as_str) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("redact") => false,
+        Some(v) if v.eq_ignore_ascii_case("keep") => true,
+        Some(v) => return Err(format!("generalize otherValues {v:?}")),
     };
-    if let Some(argument) = step
-        .strip_prefix("nodesByType(")
-        .and_then(|s| s.strip_suffix(')'))
-    {
-        return quoted(argument)
-            .map(Step::NodesByType)
-            .ok_or_else(|| unsupported(format!("path {path}")));
-    }
-    if let Some(condition) = step
-        .strip_prefix("where(")
-        .and_then(|s| s.strip_suffix(')'))
-    {
-        let (child, literal) = condition
-            .split_once('=')
-            .ok_or_else(|| unsupported(format!("path {path}")))?;
-        let literal = quoted(literal).ok_or_else(|| unsupported(format!("path {path}")))?;
-        return Ok(Step::Where {
-            child: child.trim().to_string(),
-            literal,
-        });
-    }
-    if !step.is_empty() && step.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Ok(Step::Child(step.to_string()));
-    }
-    Err(unsupported(format!("path {path}")))
-}
-
-/// The operations applied to a resource (and the resources inside it); their order is the
-/// order of the labels.
-type Operations = BTreeSet<Operation>;
-
-/// `(system, code, display)` of the `meta.security` label of an operation.
-fn label(operation: Operation) -> (Option<&'static str>, &'static str, &'static str) {
-    match operation {
-        Operation::Redact => (Some(LABEL_SYSTEM), "REDACTED", "redacted"),
-        Operation::Abstract => (Some(LABEL_SYSTEM), "ABSTRED", "abstracted"),
-        Operation::CryptoHash => (
-            Some(LABEL_SYSTEM),
-            "CRYTOHASH",
-            "cryptographic hash function",
-        ),
-        // The anonymizer gives these no system.
-        Operation::Perturb => (
-            None,
-            "PERTURBED",
-            "exact value is replaced with another exact value",
-        ),
-        Operation::Substitute => (
-            None,
-            "SUBSTITUTED",
-            "exact value is replaced with a predefined value",
-        ),
-    }
-}
-
-struct Run<'c, 't> {
-    config: &'c AnonymizerConfig,
-    keys: &'c AnonymizerKeys,
-    tree: &'t mut Tree,
-    visited: Vec<bool>,
-    today: Date,
-}
-
-impl Run<'_, '_> {
-    /// Visits `index` and below; returns the operations on the resources met there.
-    fn visit(&mut self, index: usize) -> Operations {
-        let is_resource = self.tree.nodes[index].resource_type.is_some();
-        let mut operations = if is_resource {
-            self.process_resource(index)
-        } else {
-            Operations::new()
-        };
-        for child in self.tree.nodes[index].children.clone() {
-            operations.extend(self.visit(child));
-        }
-        if is_resource && self.tree.nodes[index].name != "contained" {
-            self.add_labels(index, &operations);
-        }
-        operations
-    }
-
-    fn process_resource(&mut self, index: usize) -> Operations {
-        let resource_type = self.tree.nodes[index]
-            .resource_type
-            .clone()
-            .unwrap_or_default();
-        let mut operations = Operations::new();
-        for rule in &self.config.rules {
-            if rule
-                .resource_type
-                .as_ref()
-                .is_some_and(|t| *t != resource_type)
-            {
-                continue;
-            }
-            for selected in self.select(&rule.selector, index) {
-                self.process_recursive(selected, rule.method, &mut operations);
-            }
-        }
-        operations
-    }
-
-    fn select(&self, selector: &Selector, resource: usize) -> Vec<usize> {
-        let Selector::Steps(steps) = selector else {
-            return vec![resource];
-        };
-        let mut current = vec![resource];
-        for step in steps {
-            current = match step {
-                Step::Child(name) => current
-                    .iter()
-                    .flat_map(|&n| self.tree.nodes[n].children.iter().copied())
-                    .filter(|&c| {
-                        let node = &self.tree.nodes[c];
-                        node.name == *name || node.choice_stem == Some(name.as_str())
-                    })
-                    .collect(),
-                Step::NodesByType(type_code) => current
-                    .iter()
-                    .flat_map(|&n| self.descendants(n))
-                    .filter(|&d| self.tree.nodes[d].type_code == *type_code)
-                    .collect(),
-                Step::Where { child, literal } => current
-                    .into_iter()
-                    .filter(|&n| {
-                        self.tree.children_named(n, child).any(|c| {
-                            self.tree.nodes[c].value.as_ref().and_then(Value::as_str)
-                                == Some(literal)
-                        })
-                    })
-                    .collect(),
-            };
-        }
-        current
-    }
-
-    /// Every node below `index` in document order, stopping at (but including) nested resources.
-    fn descendants(&self, index: usize) -> Vec<usize> {
-        let mut found = Vec::new();
-        for &child in &self.tree.nodes[index].children {
-            found.push(child);
-            if self.tree.nodes[child].resource_type.is_none() {
-                found.extend(self.descendants(child));
-            }
-        }
-        found
-    }
-
-    fn process_recursive(&mut self, index: usize, method: Method, operations: &mut Operations) {
-        if self.visited.get(index).copied().unwrap_or(false) {
-            return;
-        }
-        operations.extend(self.process_node(index, method));
-        if let Some(mark) = self.visited.get_mut(index) {
-            *mark = true;
-        }
-        // A primitive replacement stands for the selected value, never for the parts of a
-        // complex element: those are left as they are (and not touched by later rules).
-        let method = match method {
-            Method::Substitute(_) if self.tree.nodes[index].value.is_none() => Method::Keep,
-            other => other,
-        };
-        for child in self.tree.nodes[index].children.clone() {
-            if self.tree.nodes[child].resource_type.is_none() {
-                self.process_recursive(child, method, operations);
-            }
-        }
-    }
-
-    fn process_node(&mut self, index: usize, method: Method) -> Option<Operation> {
-        let node = &self.tree.nodes[index];
-        let text = match &node.value {
-            None | Some(Value::Null) => return None,
-            Some(Value::String(s)) if s.is_empty() => return None,
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        };
-        let parent_type = node
-            .parent
-            .map(|p| self.tree.nodes[p].type_code.as_str())
-            .unwrap_or("");
-        let is_date = matches!(node.type_code.as_str(), "date" | "dateTime" | "instant");
-        let outcome = match method {
-            Method::Keep => return None,
-            Method::Substitute(replacement) => {
-                let replacement = self.config.replacements.get(replacement)?.clone();
-                super::Transformed {
-                    value: Some(replacement),
-                    operation: Operation::Substitute,
-                }
-            }
-            Method::Redact => {
-                let kind = match (node.type_code.as_str(), node.name.as_str(), parent_type) {
-                    ("date", _, _) => ValueKind::Date,
-                    ("dateTime" | "instant", _, _) => ValueKind::DateTime,
-                    (_, "value", "Age") => ValueKind::AgeValue,
-                    (_, "postalCode", "Address") => ValueKind::PostalCode,
-                    _ => ValueKind::Other,
-                };
-                redact(&text, kind, &self.config.redact, self.today)
-            }
-            Method::DateShift if is_date => {
-                let resource_id = self.root_id();
-                date_shift(
-                    &self.keys.date_shift,
-                    &resource_id,
-                    &text,
-                    self.config.redact.partial_dates,
-                    self.today,
-                )
-            }
-            Method::DateShift => return None,
-            Method::CryptoHash => {
-                let key = &self.keys.crypto_hash;
-                let hashed = if node.name == "reference" && parent_type == "Reference" {
-                    crypto_hash_reference(key, &text)
-                } else {
-                    crypto_hash(key, &text)
-                };
-                super::Transformed {
-                    value: Some(hashed),
-                    operation: Operation::CryptoHash,
-                }
-            }
-        };
-        let node = &mut self.tree.nodes[index];
-        // A number the method left alone stays a number.
-        if outcome.value.as_deref() != Some(text.as_str())
-            || node.value.as_ref().is_some_and(Value::is_string)
-        {
-            node.value = outcome.value.map(Value::String);
-        }
-        Some(outcome.operation)
-    }
-
-    /// The id of the outermost resource, which seeds the anonymizer's date offset.
-    fn root_id(&self) -> String {
-        self.tree
-            .children_named(0, "id")
-            .find_map(|c| {
-                self.tree.nodes[c]
-                    .value
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default()
-    }
-
-    fn add_labels(&mut self, resource: usize, operations: &Operations) {
-        if operations.is_empty() {
-            return;
-        }
-        let existing = self.tree.children_named(resource, "meta").next();
-        let meta = match existing {
-            Some(meta) => meta,
-            None => self
-                .tree
-                .add(Some(resource), Tree::node("meta", "Meta", None, false)),
-        };
-        let present: Vec<String> = self
-            .tree
-            .children_named(meta, "security")
-            .flat_map(|s| self.tree.children_named(s, "code").collect::<Vec<_>>())
-            .filter_map(|c| {
-                self.tree.nodes[c]
-                    .value
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .map(str::to_ascii_uppercase)
-            })
-            .collect();
-        for (system, code, display) in operations.iter().copied().map(label) {
-            if present.iter().any(|p| p == code) {
-                continue;
-            }
-            let coding = self
-                .tree
-                .add(Some(meta), Tree::node("security", "Coding", None, true));
-            let fields = [
-                ("system", "uri", system),
-                ("code", "code", Some(code)),
-                ("display", "string", Some(display)),
-            ];
-            for (name, type_code, value) in fields {
-                if let Some(value) = value {
-                    let field: Node = Tree::node(
-                        name,
-                        type_code,
-                        Some(Value::String(value.to_string())),
-                        false,
-                    );
-                    self.tree.add(Some(coding), field);
-                }
-            }
-        }
-    }
+    Ok(Generalize { cases, keep_others })
 }

@@ -1,6 +1,7 @@
-//! The Microsoft FHIR anonymizer's `cryptoHash`, `dateShift` and `redact` methods, value by
-//! value, and [`AnonymizerConfig`], an interpreter of its configuration files that applies
-//! them to whole resources (used to check this module against the anonymizer's own test pairs).
+//! The Microsoft FHIR anonymizer's methods value by value (`cryptoHash`, `dateShift`,
+//! `redact`, `encrypt`, `perturb`), and [`AnonymizerConfig`], an interpreter of its
+//! configuration files that applies every method (with `substitute` and `generalize`) to
+//! whole resources; `docs/DEIDENTIFICATION.md` lists the methods and the FHIRPath subset.
 //!
 //! The algorithms follow the anonymizer's source:
 //! - `cryptoHash`: HMAC-SHA256 keyed with the UTF-8 bytes of the key over the UTF-8 value, in
@@ -15,9 +16,16 @@
 //! Ages are judged against a `today` passed in, where the anonymizer uses the clock.
 
 mod config;
+mod eval;
+pub(super) mod fhirpath;
+mod run;
 mod tree;
 
 pub use config::{AnonymizerConfig, AnonymizerKeys};
+
+use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
+use base64::Engine as _;
+use rand::{Rng, RngCore};
 
 use time::Date;
 
@@ -41,6 +49,10 @@ pub enum Operation {
     Perturb,
     /// Replaced with a configured value (`SUBSTITUTED`).
     Substitute,
+    /// Encrypted (`MASKED`).
+    Encrypt,
+    /// Mapped to a more general value (`GENERALIZED`).
+    Generalize,
 }
 
 /// The outcome of a method on one value.
@@ -118,6 +130,57 @@ pub fn crypto_hash_reference(key: &str, reference: &str) -> String {
         }
     }
     crypto_hash(key, reference)
+}
+
+/// `encrypt`: AES-CBC with PKCS#7 padding under `key` (16, 24 or 32 bytes) and the random
+/// `iv`, written as Base64 of IV followed by ciphertext, so the holder of the key can decrypt
+/// each value alone; `None` for a key of another length.
+pub fn encrypt(key: &[u8], iv: &[u8; 16], value: &str) -> Option<String> {
+    let plain = value.as_bytes();
+    let mut buffer = vec![0u8; (plain.len() / 16 + 1) * 16];
+    let cipher_len = match key.len() {
+        16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv)
+            .ok()?
+            .encrypt_padded_b2b_mut::<Pkcs7>(plain, &mut buffer)
+            .ok()?
+            .len(),
+        24 => cbc::Encryptor::<aes::Aes192>::new_from_slices(key, iv)
+            .ok()?
+            .encrypt_padded_b2b_mut::<Pkcs7>(plain, &mut buffer)
+            .ok()?
+            .len(),
+        32 => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
+            .ok()?
+            .encrypt_padded_b2b_mut::<Pkcs7>(plain, &mut buffer)
+            .ok()?
+            .len(),
+        _ => return None,
+    };
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&buffer[..cipher_len]);
+    Some(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// `perturb` of a number: noise uniform over `[-span/2, span/2]` (times the value for a
+/// proportional range), rounded to `roundTo` places (integers to whole numbers).
+fn perturb(value: f64, settings: &config::Perturb, integral: bool, rng: &mut dyn RngCore) -> f64 {
+    let half = if settings.proportional {
+        settings.span * value.abs() / 2.0
+    } else {
+        settings.span / 2.0
+    };
+    let noise = if half > 0.0 {
+        rng.random_range(-half..=half)
+    } else {
+        0.0
+    };
+    let places = if integral {
+        0
+    } else {
+        settings.round_to.unwrap_or(2)
+    };
+    let scale = 10f64.powi(i32::try_from(places).unwrap_or(0));
+    ((value + noise) * scale).round() / scale
 }
 
 /// The anonymizer's per-resource date offset in days, within [-50, 50].

@@ -20,7 +20,7 @@ pub(super) struct Node {
     pub value: Option<Value>,
     pub children: Vec<usize>,
     pub parent: Option<usize>,
-    /// Whether it came from a JSON array.
+    /// Whether it is written as a JSON array (it came from one, or its element repeats).
     pub in_array: bool,
     /// For a resource node, its `resourceType`.
     pub resource_type: Option<String>,
@@ -102,7 +102,8 @@ impl Tree {
         Ok(index)
     }
 
-    fn add_children(
+    /// Adds the elements of a JSON object of type `base` under `parent`.
+    pub fn add_children(
         &mut self,
         object: &Map<String, Value>,
         base: &str,
@@ -127,7 +128,8 @@ impl Tree {
             };
             match def.kind() {
                 TypeKind::Primitive => {
-                    let array = matches!(value, Some(Value::Array(_)))
+                    let array = def.repeats()
+                        || matches!(value, Some(Value::Array(_)))
                         || matches!(sibling, Some(Value::Array(_)));
                     let values = as_list(value);
                     let siblings = as_list(sibling);
@@ -150,13 +152,13 @@ impl Tree {
                     }
                 }
                 TypeKind::Resource => {
-                    let array = matches!(value, Some(Value::Array(_)));
+                    let array = def.repeats() || matches!(value, Some(Value::Array(_)));
                     for item in as_list(value) {
                         self.add_resource(item, name, Some(parent), array)?;
                     }
                 }
                 TypeKind::Datatype | TypeKind::Backbone => {
-                    let array = matches!(value, Some(Value::Array(_)));
+                    let array = def.repeats() || matches!(value, Some(Value::Array(_)));
                     for item in as_list(value) {
                         let node = self.add(
                             Some(parent),

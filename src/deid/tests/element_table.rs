@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES};
+use super::super::element_types::{DATATYPES, ELEMENT_TYPES, PRIMITIVE_TYPES, REPEATING};
 use crate::records::resource_types::R4_RESOURCE_TYPES as RESOURCE_TYPES;
 
 const FHIR_TYPE_EXT: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
@@ -15,7 +15,7 @@ const SYSTEM_PREFIX: &str = "http://hl7.org/fhirpath/System.";
 fn element_table_is_sorted_and_unique() {
     // Lookups are binary searches.
     assert!(ELEMENT_TYPES.windows(2).all(|w| w[0].0 < w[1].0));
-    for list in [RESOURCE_TYPES, DATATYPES, PRIMITIVE_TYPES] {
+    for list in [RESOURCE_TYPES, DATATYPES, PRIMITIVE_TYPES, REPEATING] {
         assert!(list.windows(2).all(|w| w[0] < w[1]));
     }
     assert_eq!((RESOURCE_TYPES.len(), PRIMITIVE_TYPES.len()), (146, 20));
@@ -89,6 +89,7 @@ fn element_types_match_the_package() {
         BTreeSet::new(),
         BTreeSet::new(),
     );
+    let mut repeating = BTreeSet::new();
     for entry in std::fs::read_dir(Path::new(&dir)).expect("the package directory") {
         let path = entry.expect("entry").path();
         let name = path
@@ -110,6 +111,17 @@ fn element_types_match_the_package() {
             continue;
         }
         rows.extend(rows_of(&sd));
+        repeating.extend(
+            sd["snapshot"]["element"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    let max = e["max"].as_str().unwrap_or("1");
+                    e["path"].as_str().is_some_and(|p| p.contains('.')) && max != "0" && max != "1"
+                })
+                .filter_map(|e| e["path"].as_str().map(str::to_string)),
+        );
         match kind {
             "resource" if sd["abstract"] != true => {
                 resources.insert(type_name);
@@ -137,4 +149,5 @@ fn element_types_match_the_package() {
     assert_eq!(resources, owned(RESOURCE_TYPES));
     assert_eq!(datatypes, owned(DATATYPES));
     assert_eq!(primitives, owned(PRIMITIVE_TYPES));
+    assert_eq!(repeating, owned(REPEATING));
 }

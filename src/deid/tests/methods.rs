@@ -7,7 +7,6 @@ use super::super::methods::{
     AnonymizerConfig, Operation, RedactSettings, Transformed, ValueKind, crypto_hash,
     crypto_hash_reference, date_shift, date_shift_offset, redact,
 };
-use super::fixtures;
 
 const TODAY: Date = date!(2020 - 06 - 01);
 
@@ -211,22 +210,23 @@ fn redact_with_partial_flags() {
 }
 
 #[test]
-fn configurations_with_other_methods_or_paths_are_refused() {
-    let substitute = std::fs::read_to_string(
-        fixtures().join("ms-anonymizer/more-configs/substitute-complex.json"),
-    )
-    .expect("config");
-    assert_eq!(
-        AnonymizerConfig::from_json(&substitute)
-            .expect_err("complex substitute")
-            .code(),
-        "anonymizer_config_unsupported"
-    );
+fn configurations_outside_the_subset_are_refused() {
     for rule in [
         r#"{"path": "Observation.value", "method": "perturb"}"#,
-        r#"{"path": "Patient.name", "method": "encrypt"}"#,
+        r#"{"path": "Observation.value", "method": "perturb", "span": -1}"#,
+        r#"{"path": "Observation.value", "method": "perturb", "span": 1, "roundTo": 29}"#,
+        r#"{"path": "Observation.value", "method": "perturb", "span": 1, "rangeType": "wide"}"#,
+        r#"{"path": "Patient.name", "method": "generalize"}"#,
+        r#"{"path": "Patient.name", "method": "generalize", "cases": {"$this": 1}}"#,
+        r#"{"path": "Patient.name", "method": "generalize", "cases": {"true": "'a'"}, "otherValues": "drop"}"#,
+        r#"{"path": "Patient.name", "method": "substitute", "replaceWith": [1]}"#,
+        r#"{"path": "Patient.name", "method": "mask"}"#,
         r#"{"path": "Patient.name.first()", "method": "redact"}"#,
         r#"{"path": "Patient.name[0]", "method": "redact"}"#,
+        r#"{"path": "Patient.name.where(family.matches('('))", "method": "redact"}"#,
+        r#"{"path": "Patient.name.where(family.matches(%pattern))", "method": "redact"}"#,
+        r#"{"path": "Patient.name implies true", "method": "redact"}"#,
+        r#"{"path": "Patient.name is HumanName", "method": "redact"}"#,
     ] {
         let config = format!(r#"{{"fhirPathRules": [{rule}]}}"#);
         assert_eq!(
@@ -235,8 +235,16 @@ fn configurations_with_other_methods_or_paths_are_refused() {
             "{rule}"
         );
     }
-    let scoped = r#"{"fhirPathRules": [], "parameters": {"dateShiftScope": "folder"}}"#;
-    assert!(AnonymizerConfig::from_json(scoped).is_err());
+    for parameters in [
+        r#"{"dateShiftScope": "galaxy"}"#,
+        r#"{"encryptKey": "too short"}"#,
+    ] {
+        let config = format!(r#"{{"fhirPathRules": [], "parameters": {parameters}}}"#);
+        assert!(
+            AnonymizerConfig::from_json(&config).is_err(),
+            "{parameters}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Tests of the de-identification module: unit rules, the Microsoft anonymizer's pairs, the
 //! Safe Harbor profile on the Synthea fixtures, the leak scan and the generated element table.
 
+mod anonymizer;
 mod element_table;
 mod leaks;
 mod methods;
