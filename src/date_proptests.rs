@@ -78,7 +78,7 @@ proptest! {
         for name in ["since", "until"] {
             let _ = crate::accounting::parse_log_query(&format!("{name}={encoded}"), &limits);
         }
-        let _ = crate::export::ExportRequest::from_query(&format!("_since={encoded}"));
+        let _ = crate::export::ExportRequest::from_query(&format!("_since={encoded}"), false, &limits);
     }
 
     #[test]

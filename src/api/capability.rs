@@ -37,6 +37,26 @@ const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The canonical definition of the group-level Bulk Data export.
+pub const GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+/// The canonical definition of `Patient/$everything`.
+pub const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
+/// The definition of `Consent/{id}/$revoke` (the gateway's own).
+pub const CONSENT_REVOKE: &str = "https://consentgate.dev/fhir/OperationDefinition/consent-revoke";
+/// The Bulk Data IG's server CapabilityStatement, which this one instantiates.
+pub const BULK_DATA_SERVER: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
+
+/// The operations served on one type's instances: none at system level (export is served for
+/// a study's Group only).
+fn operations_on(resource_type: &str) -> Vec<serde_json::Value> {
+    match resource_type {
+        "Group" => vec![json!({"name": "export", "definition": GROUP_EXPORT})],
+        "Patient" => vec![json!({"name": "everything", "definition": PATIENT_EVERYTHING})],
+        "Consent" => vec![json!({"name": "revoke", "definition": CONSENT_REVOKE})],
+        _ => Vec::new(),
+    }
+}
+
 /// `GET /fhir/metadata`: the CapabilityStatement.
 #[utoipa::path(
     tag = "fhir",
@@ -51,7 +71,7 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
     let resources: Vec<_> = R4_RESOURCE_TYPES
         .iter()
         .map(|ty| {
-            json!({
+            let mut resource = json!({
                 "type": ty,
                 "versioning": "versioned",
                 "readHistory": false,
@@ -63,7 +83,13 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
                     {"code": "create"}, {"code": "search-type"}
                 ],
                 "searchParam": params,
-            })
+            });
+            // FHIR forbids empty arrays: only types with operations list them.
+            let operations = operations_on(ty);
+            if !operations.is_empty() {
+                resource["operation"] = json!(operations);
+            }
+            resource
         })
         .collect();
     let body = json!({
@@ -71,6 +97,7 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
         "status": "active",
         "date": "2026-11-29",
         "kind": "instance",
+        "instantiates": [BULK_DATA_SERVER],
         "software": {"name": "consentgate", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {
             "description": "consentgate: a consent-managed health-data-sharing gateway",
@@ -87,12 +114,7 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
                 "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients, OpenID Connect for patients and operators."
             },
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
-            "operation": [
-                {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
-                {"name": "revoke", "definition": "https://consentgate.dev/fhir/OperationDefinition/consent-revoke"}
-            ]
+            "interaction": [{"code": "transaction"}, {"code": "batch"}]
         }]
     });
     HttpResponse::Ok()

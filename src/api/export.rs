@@ -1,5 +1,5 @@
 //! FHIR Bulk Data export of a research study (`docs/EXPORT.md`): the kick-off
-//! (`GET /fhir/Group/{study}/$export`), its status (`GET` and
+//! (`GET`, or `POST` with a `Parameters` body, `/fhir/Group/{study}/$export`), its status (`GET` and
 //! `DELETE /fhir/$export-status/{job}`) and its files (`GET /fhir/$export-file/{job}/{file}`).
 //! Each handler reads the request, calls one function of [`crate::export`] and renders.
 
@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use actix_web::http::header::{CONTENT_LOCATION, EXPIRES, HttpDate, RETRY_AFTER};
 use actix_web::web::{Bytes, Data, Path};
-use actix_web::{HttpRequest, HttpResponse, delete, get};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post};
 use serde_json::json;
 
 use super::auth::ClientCaller;
+use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::error::{DomainError, ErrorKind};
@@ -57,6 +58,7 @@ fn refused(e: DomainError) -> ApiError {
         ("_outputFormat" = Option<String>, Query, description = "`application/fhir+ndjson` (the only one)"),
         ("_type" = Option<String>, Query, description = "Resource types, comma-separated"),
         ("_since" = Option<String>, Query, description = "Only resources updated after this FHIR instant"),
+        ("_typeFilter" = Option<String>, Query, description = "`Type?search` filters (the search parameters the gateway supports), comma-separated"),
     ),
     responses(
         (status = 202, description = "Accepted; `Content-Location` is the status URL", headers(("Content-Location" = String, description = "The job's status URL"))),
@@ -72,10 +74,52 @@ pub async fn kick_off(
     req: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    start(state, claims, req, path.into_inner(), None).await
+}
+
+/// `POST /fhir/Group/{study}/$export` with a FHIR `Parameters` body (Bulk Data v2): the same
+/// kick-off, its parameters in the body (size and depth limited by [`FhirJson`]).
+#[utoipa::path(
+    tag = "fhir",
+    security(("client" = [])),
+    params(
+        ("id" = String, Path, description = "The study's Group id"),
+        ("Prefer" = String, Header, description = "`respond-async`, optionally with `handling=lenient`"),
+    ),
+    request_body(content = crate::api::openapi::schemas::Resource, description = "A FHIR `Parameters` resource: `_outputFormat`, `_type`, `_since`, `_typeFilter`, `patient`", content_type = "application/fhir+json"),
+    responses(
+        (status = 202, description = "Accepted; `Content-Location` is the status URL", headers(("Content-Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "`respond_async_required`, `invalid_parameters`, `invalid_type_filter`, `unsupported_type_filter`, and the GET kick-off's codes", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: no such study for this researcher", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "The body is not JSON", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 429, description = "`too_many_exports`; carries `Retry-After`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
+#[post("/Group/{id}/$export")]
+pub async fn kick_off_post(
+    state: Data<AppState>,
+    ClientCaller(claims): ClientCaller,
+    req: HttpRequest,
+    path: Path<String>,
+    FhirJson(body): FhirJson,
+) -> Result<HttpResponse, ApiError> {
+    start(state, claims, req, path.into_inner(), Some(body)).await
+}
+
+async fn start(
+    state: Data<AppState>,
+    claims: crate::auth::tokens::AccessClaims,
+    req: HttpRequest,
+    study: String,
+    parameters: Option<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let prefer = preferences(&req);
     let asked = KickOff {
-        study: path.into_inner(),
+        study,
         query: req.query_string().to_string(),
-        respond_async: preferences(&req).iter().any(|p| p == "respond-async"),
+        parameters,
+        lenient: prefer.iter().any(|p| p == "handling=lenient"),
+        respond_async: prefer.iter().any(|p| p == "respond-async"),
         request_url: format!("{}{}", state.base_url, req.uri()),
         request_id: audit::request_id(&req),
     };

@@ -82,6 +82,7 @@ pub fn configure(cfg: &mut DocumentedConfig) {
             .service(capability::metadata)
             // Bulk Data export, before the generic `/{type}/...` routes.
             .service(export::kick_off)
+            .service(export::kick_off_post)
             .service(export::status)
             .service(export::cancel)
             .service(export::download)

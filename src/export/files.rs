@@ -148,6 +148,18 @@ pub fn withheld_outcome(w: &Withheld) -> Value {
     )
 }
 
+/// The `error` line of a kick-off parameter (or `_typeFilter`) that `Prefer:
+/// handling=lenient` had ignored: the export went ahead without it.
+pub fn ignored_outcome(message: &str) -> Value {
+    issue(
+        "warning",
+        "not-supported",
+        "ignored_parameter",
+        message,
+        None,
+    )
+}
+
 /// The open files of a running job.
 pub struct Output {
     dir: PathBuf,

@@ -60,6 +60,10 @@ pub struct KickOff {
     pub study: String,
     /// The query string, as sent.
     pub query: String,
+    /// The `Parameters` body of a `POST` kick-off (its query string must then be empty).
+    pub parameters: Option<Value>,
+    /// Whether `Prefer: handling=lenient` was sent.
+    pub lenient: bool,
     /// Whether `Prefer: respond-async` was sent.
     pub respond_async: bool,
     /// The kick-off URL (the manifest's `request`).
@@ -94,7 +98,18 @@ pub async fn kick_off(
             "a Bulk Data export needs the header `Prefer: respond-async`",
         ));
     }
-    let request = ExportRequest::from_query(&asked.query)?;
+    let limits = &gateway.settings.limits;
+    let request = match &asked.parameters {
+        // Parameters in both places would leave one set unread: refused, never ignored.
+        Some(_) if !asked.query.is_empty() => {
+            return Err(DomainError::invalid(
+                "invalid_parameters",
+                "a POST kick-off carries its parameters in the Parameters body, not the URL",
+            ));
+        }
+        Some(body) => ExportRequest::from_parameters(body, asked.lenient, limits)?,
+        None => ExportRequest::from_query(&asked.query, asked.lenient, limits)?,
+    };
     let root = files::exports_dir(gateway);
     gateway
         .store

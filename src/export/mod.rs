@@ -25,6 +25,7 @@
 //! is audited as an `export` with outcome `error`; each file download as an `export` without
 //! a patient.
 
+pub mod filter;
 pub mod job;
 pub mod request;
 pub mod worker;

@@ -213,11 +213,16 @@ fn read(
     };
     let mut after: Option<String> = None;
     loop {
-        let page = jobs::consenting_patients(&mut conn, after.as_deref(), PATIENT_PAGE)
+        let mut page = jobs::consenting_patients(&mut conn, after.as_deref(), PATIENT_PAGE)
             .map_err(Stop::from_store)?;
         let Some(last) = page.last().cloned() else {
             break;
         };
+        // `patient` narrows the study to the members named; a patient who is not a member
+        // is never a candidate, so nothing of theirs can go out.
+        if !job.request.patients.is_empty() {
+            page.retain(|p| job.request.patients.contains(p));
+        }
         let requester = Arc::new(current_requester(&mut conn, job)?);
         let inputs = patient_inputs(&mut conn, &page, &requester)?;
         let mut cut = Cutter {
@@ -412,6 +417,7 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
     if unit.with_patient
         && let (Some(patient), Some((_, stored))) = (context.sources.first(), &input.source)
         && job.request.since.is_none_or(|since| *stored > since)
+        && job.request.filters.admits("Patient", patient, *stored)
     {
         resources.push(patient.clone());
     }
@@ -422,7 +428,13 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
                 row.resource_type, row.id
             ))
         })?;
-        resources.push(value);
+        if job
+            .request
+            .filters
+            .admits(&row.resource_type, &value, row.last_updated)
+        {
+            resources.push(value);
+        }
     }
     let recipient = Recipient {
         claims: &job.claims,

@@ -82,6 +82,11 @@ pub(super) fn write(
         total,
         last_beat: Instant::now(),
     };
+    for message in &job.request.ignored {
+        w.out
+            .error(&files::ignored_outcome(message))
+            .map_err(Stop::storage)?;
+    }
     w.beat()?;
     let mut pending: BTreeMap<u64, Shaped> = BTreeMap::new();
     let mut next = 0u64;

@@ -295,7 +295,7 @@ async fn research_export(backend: Backend) {
         "_type=Observation,Nonsense",
         "_since=yesterday",
         "_outputFormat=text/csv",
-        "_typeFilter=Observation%3Fcode%3D1",
+        "_typeFilter=Observation%3Fvalue-quantity%3D1",
     ] {
         let (status, _, body) = bulk_call(
             &app,
