@@ -16,12 +16,13 @@ use crate::store::amendments::{self as rows, AmendmentRow};
 use crate::store::write_tx;
 
 /// An answer, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Answer {
     /// Accept: the corrected resource (same type and id as the disputed record).
     Accept {
         /// The corrected resource.
+        #[schema(value_type = Object)]
         resource: Value,
     },
     /// Deny, with the reason the patient is given.

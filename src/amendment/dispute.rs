@@ -30,7 +30,7 @@ pub const STATEMENT_EXTENSION: &str =
     "https://consentgate.dev/fhir/StructureDefinition/statement-of-disagreement";
 
 /// A statement of disagreement, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewStatement {
     /// The patient's words.

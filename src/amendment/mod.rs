@@ -44,7 +44,7 @@ const LIST_LIMIT: i64 = 200;
 pub(crate) const DAY: i64 = 86_400_000_000;
 
 /// A request to amend a record, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAmendment {
     /// The record: `Type/id` (its current version is the one disputed).

@@ -17,11 +17,21 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::openapi::schemas::Problem;
 use super::{AppState, audit};
 use crate::amendment::dispute::NewStatement;
 use crate::amendment::{self, NewAmendment, answer::Answer};
 
 /// `POST /api/v1/amendments`.
+#[utoipa::path(
+    tag = "amendments",
+    security(("patient" = []), ("operator" = []), ("client" = [])),
+    responses(
+        (status = 201, description = "The request, filed; the answerer has 60 days", body = Object),
+        (status = 400, description = "`invalid_amendment`, `invalid_record`, `not_the_record`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such record of this patient", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/amendments")]
 pub async fn create(
     state: Data<AppState>,
@@ -42,7 +52,8 @@ pub async fn create(
 }
 
 /// The listing's query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only requests not yet answered.
@@ -51,6 +62,14 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/amendments`.
+#[utoipa::path(
+    tag = "amendments",
+    security(("patient" = []), ("operator" = []), ("client" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"amendments\": [...]}`: the caller's requests (the patient's own, or all for an operator)", body = Object),
+    )
+)]
 #[get("/api/v1/amendments")]
 pub async fn list(
     state: Data<AppState>,
@@ -64,6 +83,15 @@ pub async fn list(
 }
 
 /// `GET /api/v1/amendments/{id}`.
+#[utoipa::path(
+    tag = "amendments",
+    security(("patient" = []), ("operator" = []), ("client" = [])),
+    params(("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request", body = Object),
+        (status = 404, description = "`unknown_amendment`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/amendments/{id}")]
 pub async fn show(
     state: Data<AppState>,
@@ -77,6 +105,16 @@ pub async fn show(
 }
 
 /// `POST /api/v1/amendments/{id}/answer`.
+#[utoipa::path(
+    tag = "amendments",
+    security(("operator" = []), ("client" = [])),
+    params(("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request, answered", body = Object),
+        (status = 404, description = "`unknown_amendment`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`amendment_answered`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/amendments/{id}/answer")]
 pub async fn answer(
     state: Data<AppState>,
@@ -99,6 +137,16 @@ pub async fn answer(
 }
 
 /// `POST /api/v1/amendments/{id}/disagreement`: the patient's statement after a denial.
+#[utoipa::path(
+    tag = "amendments",
+    security(("patient" = [])),
+    params(("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 201, description = "The statement of disagreement, filed; it travels with the record from now on", body = Object),
+        (status = 404, description = "`unknown_amendment`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_disputable`: the request was not denied", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/amendments/{id}/disagreement")]
 pub async fn disagree(
     state: Data<AppState>,

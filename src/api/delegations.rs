@@ -14,11 +14,21 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::openapi::schemas::Problem;
 use super::{AppState, audit};
 use crate::delegation::{self, NewDelegation};
 use crate::ids::PatientId;
 
 /// `POST /api/v1/delegations`.
+#[utoipa::path(
+    tag = "delegations",
+    security(("patient" = []), ("operator" = [])),
+    responses(
+        (status = 201, description = "The delegation; its `delegate` is the `fhirUser` of the delegate's sign-in", body = Object),
+        (status = 400, description = "`invalid_delegation`, ...", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`legal_document_required`, `outside_delegation`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/delegations")]
 pub async fn create(
     state: Data<AppState>,
@@ -39,6 +49,15 @@ pub async fn create(
 }
 
 /// `GET /api/v1/patients/{id}/delegations`.
+#[utoipa::path(
+    tag = "delegations",
+    security(("patient" = []), ("operator" = [])),
+    params(("id" = String, Path, description = "The Patient id")),
+    responses(
+        (status = 200, description = "`{\"delegations\": [...]}`", body = Object),
+        (status = 400, description = "`invalid_patient_id`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[get("/api/v1/patients/{id}/delegations")]
 pub async fn list(
     state: Data<AppState>,
@@ -54,6 +73,15 @@ pub async fn list(
 }
 
 /// `POST /api/v1/delegations/{id}/revoke`.
+#[utoipa::path(
+    tag = "delegations",
+    security(("patient" = []), ("operator" = [])),
+    params(("id" = String, Path, description = "The delegation id")),
+    responses(
+        (status = 200, description = "The delegation, ended; the delegate's next request is refused", body = Object),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[post("/api/v1/delegations/{id}/revoke")]
 pub async fn revoke(
     state: Data<AppState>,

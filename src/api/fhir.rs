@@ -23,7 +23,7 @@ use crate::records::{RecordError, bundle, search, validate};
 use crate::release::{self, SearchPage, direct};
 use crate::store::write_tx;
 
-fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
+pub(super) fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(FHIR_JSON)
         .body(body.to_string())
@@ -171,7 +171,7 @@ pub async fn update(
 }
 
 /// Who reads: a person reads directly, a recipient client through the release.
-enum Asker {
+pub(super) enum Asker {
     /// An operator, or a patient (their own records only).
     Person(Principal),
     /// A recipient client.
@@ -179,7 +179,7 @@ enum Asker {
 }
 
 /// Sorts the caller; a data source sends records and reads none.
-fn asker(principal: Principal) -> Result<Asker, ApiError> {
+pub(super) fn asker(principal: Principal) -> Result<Asker, ApiError> {
     match principal {
         Principal::Client(claims) if Role::parse(&claims.role) == Some(Role::DataSource) => {
             Err(ApiError::new(
@@ -297,41 +297,6 @@ pub async fn everything(
         StatusCode::OK,
         &searchset(&state.fhir_base(), resources, None),
     ))
-}
-
-/// `GET /fhir/Patient/{id}/$summary`: the International Patient Summary document of what the
-/// caller may see of the patient (`crate::summary`).
-#[utoipa::path(
-    tag = "fhir",
-    security(("client" = []), ("operator" = []), ("patient" = [])),
-    params(("id" = String, Path, description = "The Patient id")),
-    responses(
-        (status = 200, description = "An International Patient Summary document Bundle of what the caller may see", body = Bundle, content_type = "application/fhir+json"),
-        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
-    )
-)]
-#[get("/Patient/{id}/$summary")]
-pub async fn summary(
-    state: Data<AppState>,
-    Caller(principal): Caller,
-    path: Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let asker = asker(principal)?;
-    let raw = path.into_inner();
-    let patient = PatientId::parse(&raw).map_err(|_| {
-        ApiError::from(RecordError::not_found(
-            "not_found",
-            format!("Patient/{raw} is not known"),
-        ))
-    })?;
-    let request_id = audit::request_id(&req);
-    let who = match &asker {
-        Asker::Recipient(claims) => crate::summary::Asker::Recipient(claims),
-        Asker::Person(person) => crate::summary::Asker::Person(person),
-    };
-    let document = crate::summary::summary(&state, who, &request_id, &patient).await?;
-    Ok(fhir_ok(StatusCode::OK, &document))
 }
 
 /// `GET /fhir/{type}?...`: search. Paged with `_cursor` links; no total.

@@ -27,6 +27,7 @@ pub mod oauth;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+pub mod summary;
 pub mod throttle;
 pub mod wellknown;
 
@@ -93,7 +94,7 @@ pub fn configure(cfg: &mut DocumentedConfig) {
             .service(consents::update)
             .service(fhir::post_bundle)
             .service(fhir::everything)
-            .service(fhir::summary)
+            .service(summary::summary)
             .service(fhir::vread)
             .service(fhir::read)
             .service(fhir::update)

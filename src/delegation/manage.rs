@@ -31,11 +31,12 @@ const LIST_LIMIT: i64 = 200;
 const MAX_TEXT: usize = 500;
 
 /// A new delegation, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDelegation {
     /// The patient (an operator names one; a patient's own is implied).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub patient: Option<PatientId>,
     /// A stored RelatedPerson of the patient to name as the delegate.
     #[serde(default)]
@@ -43,9 +44,12 @@ pub struct NewDelegation {
     /// Or the delegate's name, for a RelatedPerson the gateway writes.
     #[serde(default)]
     pub name: Option<String>,
-    /// How the delegate relates to the patient.
+    /// How the delegate relates to the patient (`parent`, `guardian`, `carer`,
+    /// `power_of_attorney`, ...).
+    #[schema(value_type = String)]
     pub relationship: Relationship,
-    /// What the delegate may do.
+    /// What the delegate may do (snake_case action codes).
+    #[schema(value_type = Vec<String>)]
     pub actions: Vec<Action>,
     /// From when (FHIR dateTime); now when absent.
     #[serde(default)]

@@ -412,7 +412,10 @@ async fn sign_in_attempts_are_limited(backend: Backend) {
         let status = get("/sign-in/start?issuer=nobody").await.unwrap().status();
         assert_ne!(status.as_u16(), 429, "attempt {i} is within the burst");
     }
-    for path in ["/sign-in/start?issuer=nobody", "/sign-in/callback?code=x&state=y"] {
+    for path in [
+        "/sign-in/start?issuer=nobody",
+        "/sign-in/callback?code=x&state=y",
+    ] {
         let response = get(path).await.unwrap();
         assert_eq!(response.status().as_u16(), 429, "{path}");
         let retry: u64 = response.headers()["retry-after"]
