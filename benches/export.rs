@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench --bench export                       # 1,000 patients
 //! cargo bench --bench export -- --patients 5000
+//! cargo test --bench export                        # a smoke run with 5 patients
 //! ```
 //!
 //! The population is generated once per size into `target/bench-export/p{N}/` (the demo
@@ -34,9 +35,12 @@ const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 fn main() {
-    let mut patients = 1000usize;
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as
+    // a smoke test that keeps the bench working: a small population then.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mut patients = if benching { 1000usize } else { 5 };
     let mut args = std::env::args().skip(1);
-    // cargo bench passes --bench; anything but --patients is ignored.
+    // Anything but --patients is ignored.
     while let Some(arg) = args.next() {
         if arg == "--patients" {
             patients = args
