@@ -35,6 +35,8 @@ const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 fn main() {
+    // reqwest is built without a default TLS provider; the gateway uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as
     // a smoke test that keeps the bench working: a small population then.
     let benching = std::env::args().any(|a| a == "--bench");
