@@ -68,6 +68,7 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "`{\"amendments\": [...]}`: the caller's requests (the patient's own, or all for an operator)", body = Object),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/amendments")]

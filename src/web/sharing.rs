@@ -378,15 +378,15 @@ pub async fn preview_page(
     let names = names_of(&directory(&state).await?);
     let line = words::describe(&grant.to_fhir(), &names, state.purposes.hierarchy());
     let summary = format!(
-        "They will see {} of your {} records; {} sensitive records stay hidden.",
+        "They will see {} of your {} records; {}",
         shown.visible_count(),
         shown.total,
-        shown.hidden_count()
+        stay_hidden(shown.hidden_count(), "sensitive")
     );
     let hidden = shown
         .hidden_sensitive
         .iter()
-        .map(|(code, n)| format!("{n} {} records stay hidden.", category_name(code)))
+        .map(|(code, n)| stay_hidden(*n, category_name(code)))
         .collect();
     let mut notes = Vec::new();
     if shown.deidentified {
@@ -464,4 +464,13 @@ pub async fn confirm(
             ),
         })?;
     Ok(see_other("/sharing").finish())
+}
+
+/// "1 HIV status record stays hidden.", "6 mental health records stay hidden."
+fn stay_hidden(n: usize, kind: &str) -> String {
+    if n == 1 {
+        format!("1 {kind} record stays hidden.")
+    } else {
+        format!("{n} {kind} records stay hidden.")
+    }
 }

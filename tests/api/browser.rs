@@ -284,7 +284,7 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         click(c, "form[action='/share/preview'] button[type=submit]").await;
         let preview = arrive(c, "/share/preview", "They will see").await;
         assert!(
-            preview.contains("1 HIV status records stay hidden."),
+            preview.contains("1 HIV status record stays hidden."),
             "{preview}"
         );
         check.page(c, "05-share-preview").await;

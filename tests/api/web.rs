@@ -232,7 +232,7 @@ async fn sign_in_share_preview_revoke(backend: Backend) {
         "the preview names what stays hidden:\n{}",
         preview.body
     );
-    assert!(preview.body.contains("1 HIV status records stay hidden."));
+    assert!(preview.body.contains("1 HIV status record stays hidden."));
     assert!(preview.body.contains("until 1 March 2099"));
     assert_eq!(
         get_as(&app, &token, "/fhir/Observation/vitals").await.0,
