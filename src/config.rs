@@ -102,6 +102,8 @@ pub struct RateLimitSettings {
     pub failed_auth_per_address: RateLimit,
     /// Sign-in attempts per source address (the patient page's sign-in).
     pub sign_in_per_address: RateLimit,
+    /// Requests to SMART Health Link manifests and files per source address.
+    pub share_link_per_address: RateLimit,
     /// Proxies (CIDR) whose `X-Forwarded-For` names the real source address.
     pub trusted_proxies: Vec<String>,
 }

@@ -35,6 +35,7 @@ pub mod ratelimit;
 pub mod records;
 pub mod release;
 pub mod sharing;
+pub mod shl;
 pub mod sign_in;
 pub mod startup;
 pub mod store;

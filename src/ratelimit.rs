@@ -114,6 +114,7 @@ pub struct RateLimits {
     token_per_client: KeyedLimiter<String>,
     failed_auth: KeyedLimiter<IpAddr>,
     sign_in: KeyedLimiter<IpAddr>,
+    share_link: KeyedLimiter<IpAddr>,
     /// Addresses that spent their failed-authentication allowance, until when.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
     trusted_proxies: Vec<IpNet>,
@@ -146,6 +147,10 @@ impl RateLimits {
                 settings.failed_auth_per_address,
             ),
             sign_in: KeyedLimiter::new("sign_in_per_address", settings.sign_in_per_address),
+            share_link: KeyedLimiter::new(
+                "share_link_per_address",
+                settings.share_link_per_address,
+            ),
             blocked: Mutex::new(HashMap::new()),
             trusted_proxies,
             refusals,
@@ -250,6 +255,15 @@ impl RateLimits {
         Err(t)
     }
 
+    /// A SMART Health Link manifest or file request from `source`, before the link is looked
+    /// up.
+    pub fn check_share_link(&self, source: Option<IpAddr>) -> Result<(), Throttled> {
+        match source {
+            Some(ip) => self.counted(self.share_link.check(&ip)),
+            None => Ok(()),
+        }
+    }
+
     /// A sign-in attempt from `source` (the patient page's sign-in calls this first).
     pub fn check_sign_in(&self, source: Option<IpAddr>) -> Result<(), Throttled> {
         match source {
@@ -270,6 +284,7 @@ mod tests {
             token_per_client: limit,
             failed_auth_per_address: limit,
             sign_in_per_address: limit,
+            share_link_per_address: limit,
             trusted_proxies: proxies.iter().map(|s| s.to_string()).collect(),
         }
     }

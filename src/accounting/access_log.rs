@@ -100,7 +100,8 @@ pub async fn access_log(
 
 /// Who received a disclosure, as the access log shows it.
 pub(super) struct Recipient<'a> {
-    /// `client`, `operator` for the gateway's operators, or `delegate` for the patient's.
+    /// `client`, `operator` for the gateway's operators, `delegate` for the patient's, or
+    /// `share_link` for whoever opened one of the patient's SMART Health Links.
     pub kind: &'static str,
     /// The client's display name, when registered.
     pub client_name: Option<&'a str>,
@@ -126,6 +127,8 @@ impl AccessLog {
                 OPERATOR_CLIENT if client.is_none() => "operator",
                 // A delegate acting for the patient; `user` names the RelatedPerson.
                 DELEGATE_CLIENT if client.is_none() => "delegate",
+                // Whoever opened one of the patient's SMART Health Links.
+                crate::shl::SHARE_LINK_CLIENT if client.is_none() => "share_link",
                 _ => "client",
             },
             client_name: client.map(|c| c.name.as_str()),
@@ -175,6 +178,9 @@ impl AccessLog {
                 "organisation": recipient.organisation,
                 "organisation_id": e.organisation,
                 "user": e.user,
+                // What the opener of a SMART Health Link called themself, and which link.
+                "named": e.detail.get("recipient"),
+                "share_link": e.detail.get("share_link"),
             },
             "disclosed": {
                 "resource_types": type_counts(&e.resources),

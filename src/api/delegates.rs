@@ -144,6 +144,23 @@ const ROUTES: &[(&str, &str, Gate)] = &[
         "/api/v1/amendments/{id}/disagreement",
         Gate::Needs(Action::RequestAmendments),
     ),
+    // SMART Health Links to the summary (the domain also asks for `read_records`: the key
+    // shows the delegate what they share).
+    (
+        "POST",
+        "/api/v1/share-links",
+        Gate::Needs(Action::SendEvidence),
+    ),
+    (
+        "GET",
+        "/api/v1/share-links",
+        Gate::Needs(Action::SendEvidence),
+    ),
+    (
+        "DELETE",
+        "/api/v1/share-links/{id}",
+        Gate::Needs(Action::SendEvidence),
+    ),
 ];
 
 /// What `method` on the route `pattern` asks of a delegate.

@@ -27,6 +27,7 @@ pub mod oauth;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+pub mod share_links;
 pub mod summary;
 pub mod throttle;
 pub mod wellknown;
@@ -139,6 +140,11 @@ pub fn configure(cfg: &mut DocumentedConfig) {
     .service(delegations::create)
     .service(delegations::list)
     .service(delegations::revoke)
+    .service(share_links::create)
+    .service(share_links::list)
+    .service(share_links::deactivate)
+    .service(share_links::manifest)
+    .service(share_links::file)
     .service(notifications::feed)
     .service(notifications::mark_read)
     .service(notifications::show_webhook)

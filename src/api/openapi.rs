@@ -66,6 +66,7 @@ pub mod who {
         (name = "access-requests", description = "Recipients ask, patients approve or decline"),
         (name = "clients", description = "The client registry (operators)"),
         (name = "notifications", description = "The patient's feed and webhook"),
+        (name = "share-links", description = "SMART Health Links to the patient's summary: made, listed and deactivated by the patient; manifest and file opened by anyone holding the link"),
         (name = "consents", description = "The patient's FHIR Consents: grant, revise, read, search, revoke"),
         (name = "fhir", description = "FHIR R4: records in and out, the log as AuditEvents, Bulk Data export"),
     ),

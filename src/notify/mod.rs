@@ -51,6 +51,9 @@ pub enum Kind {
     /// A step of the patient's request to amend a record (requested, extended, accepted,
     /// denied, overdue).
     Amendment,
+    /// One of the patient's SMART Health Links was made, opened, locked by wrong passcodes
+    /// or deactivated.
+    ShareLink,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             Self::Delegation => "delegation",
             Self::DelegateAction => "delegate_action",
             Self::Amendment => "amendment",
+            Self::ShareLink => "share_link",
         }
     }
 
@@ -75,6 +79,7 @@ impl Kind {
             "delegation" => Some(Self::Delegation),
             "delegate_action" => Some(Self::DelegateAction),
             "amendment" => Some(Self::Amendment),
+            "share_link" => Some(Self::ShareLink),
             _ => None,
         }
     }
@@ -130,12 +135,16 @@ const NOT_RECIPIENTS: [&str; 2] = ["patient", "operator"];
 /// A delegate's successful action for the patient is a `delegate_action` naming both (reading
 /// the notification feed itself excepted: the patient sees the feed anyway); naming or ending
 /// a delegation is a `delegation`; each step of an amendment request is an `amendment`.
+/// Each step of a SMART Health Link (made, opened, locked, deactivated) is a `share_link`.
 pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
     let patient_id = entry.patient_id.as_ref()?;
     if entry.outcome == AuditOutcome::Success
         && let Some(notice) = about_delegates(entry, patient_id)
     {
         return notice;
+    }
+    if let Some(link) = entry.detail.get("share_link") {
+        return about_share_link(entry, patient_id, link);
     }
     if entry.action == AuditAction::Amend && entry.outcome == AuditOutcome::Success {
         return Some(NewNotification {
@@ -259,6 +268,41 @@ fn about_delegates(entry: &AuditEntry, patient_id: &str) -> Option<Option<NewNot
         summary["actions"] = json!(actions);
     }
     Some(Some(notice(Kind::Delegation, summary)))
+}
+
+/// The notification of an entry about a SMART Health Link: every successful step, and the
+/// wrong passcode that locked the link (the ones before it are in the AuditEvent trail).
+/// The recipient's own words stay out: they are free text, and the access log shows them.
+fn about_share_link(entry: &AuditEntry, patient_id: &str, link: &str) -> Option<NewNotification> {
+    let locked = entry.detail.get("locked").is_some_and(|v| v == "true");
+    if entry.outcome != AuditOutcome::Success && !locked {
+        return None;
+    }
+    let mut types: Vec<&str> = entry
+        .resources
+        .iter()
+        .filter_map(|r| r.split_once('/').map(|(ty, _)| ty))
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    let step = if locked {
+        "locked"
+    } else {
+        entry.detail.get("step").map_or("", String::as_str)
+    };
+    Some(NewNotification {
+        patient_id: patient_id.to_string(),
+        kind: Kind::ShareLink,
+        created: entry.recorded_micros,
+        audit_seq: Some(entry.sequence),
+        access_request_id: None,
+        summary: json!({
+            "step": step,
+            "share_link": link,
+            "resource_types": types,
+            "resource_count": entry.resources.len(),
+        }),
+    })
 }
 
 /// Writes notifications (and their webhook deliveries) in the caller's transaction.

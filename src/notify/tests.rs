@@ -116,10 +116,32 @@ fn kinds_round_trip() {
         Kind::Delegation,
         Kind::DelegateAction,
         Kind::Amendment,
+        Kind::ShareLink,
     ] {
         assert_eq!(Kind::parse(k.as_str()), Some(k));
     }
     assert_eq!(Kind::parse("other"), None);
+}
+
+#[test]
+fn share_link_steps_are_told_without_the_recipients_words() {
+    let mut e = entry("share_link", AuditAction::Disclose, AuditOutcome::Success);
+    e.detail.insert("share_link".into(), "handle-1".into());
+    e.detail.insert("step".into(), "file".into());
+    e.detail.insert("recipient".into(), "free text".into());
+    let n = for_audit_entry(&e).expect("an opened link is told");
+    assert_eq!(n.kind, Kind::ShareLink);
+    assert_eq!(n.summary["share_link"], "handle-1");
+    assert_eq!(n.summary["step"], "file");
+    assert!(!n.summary.to_string().contains("free text"));
+    e.outcome = AuditOutcome::Denied;
+    e.detail.insert("step".into(), "passcode".into());
+    assert!(
+        for_audit_entry(&e).is_none(),
+        "one wrong passcode is not told"
+    );
+    e.detail.insert("locked".into(), "true".into());
+    assert_eq!(for_audit_entry(&e).unwrap().summary["step"], "locked");
 }
 
 #[test]

@@ -347,6 +347,7 @@ diesel::table! {
         jwe -> Text,
         resources -> Text,
         deactivated_at -> Nullable<BigInt>,
+        handle -> Nullable<Text>,
     }
 }
 
@@ -356,6 +357,7 @@ diesel::table! {
         ticket -> Text,
         link_id -> Text,
         expires -> BigInt,
+        recipient -> Nullable<Text>,
     }
 }
 

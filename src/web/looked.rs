@@ -115,6 +115,10 @@ fn line(entry: &Value, verified: bool) -> Line {
         (Some(org), Some(name)) if !org.is_empty() => format!("{org} ({name})"),
         (_, Some(name)) => name.to_string(),
         _ if r["kind"] == "operator" => "The gateway's operators".to_string(),
+        _ if r["kind"] == "share_link" => format!(
+            "“{}”, through a link to your health summary",
+            r["named"].as_str().unwrap_or_default()
+        ),
         _ => r["client_id"].as_str().unwrap_or_default().to_string(),
     };
     let what = entry["disclosed"]["resource_types"]

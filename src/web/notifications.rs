@@ -48,6 +48,18 @@ fn sentence(item: &Value, names: &BTreeMap<String, String>) -> String {
         Some("access_request") => {
             "Someone asked to see your records. Answer on the Requests page.".to_string()
         }
+        Some("share_link") => match s["step"].as_str() {
+            Some("created") => "A link to your health summary was made.".to_string(),
+            Some("deactivated") => "A link to your health summary was deactivated.".to_string(),
+            Some("locked") => {
+                "A link to your health summary was locked after too many wrong passcodes."
+                    .to_string()
+            }
+            _ => format!(
+                "Someone opened a link to your health summary ({} records). See Who looked.",
+                s["resource_count"].as_u64().unwrap_or(0)
+            ),
+        },
         _ => {
             let client = s["client_id"].as_str().unwrap_or_default();
             let who = names

@@ -1,0 +1,262 @@
+//! Opening a link, as the SMART Health Links specification has a receiver do it: the
+//! manifest request (recipient, passcode, `embeddedLengthMax`) and the file behind a
+//! single-use ticket. Nobody authenticates: the manifest URL's 256-bit id is the capability.
+//!
+//! Passcode guesses are bounded over the link's whole life, also against parallel requests:
+//! an attempt is counted before the passcode is checked and given back when it was right
+//! (`store::share_links::take_attempt`), so at most [`MAX_WRONG_PASSCODES`] wrong ones are
+//! ever tried; the last deactivates the link. A use is counted by one conditional update per
+//! manifest request, so the limit holds on every instance.
+
+use serde::Deserialize;
+
+use super::{
+    MAX_WRONG_PASSCODES, PASSCODE_CHARS, SHARE_LINK_CLIENT, TICKET_LIFETIME_SECS, about, crypto,
+    resources_of, unknown,
+};
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
+use crate::error::DomainError;
+use crate::fhir_time::now_micros;
+use crate::gateway::Gateway;
+use crate::store::share_links::{self as rows, ShareLinkRow};
+use crate::store::{StoreError, write_tx};
+
+/// Longest recipient description.
+pub const MAX_RECIPIENT_CHARS: usize = 200;
+
+/// The manifest request's body. Unknown members are ignored, as the specification asks.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct ManifestRequest {
+    /// Who is asking, shown to the patient in their access log (1 to 200 characters).
+    pub recipient: String,
+    /// The passcode, when the link has the `P` flag (at most 100 characters).
+    #[serde(default)]
+    pub passcode: Option<String>,
+    /// The longest file the receiver takes embedded in the manifest.
+    #[serde(default, rename = "embeddedLengthMax")]
+    pub embedded_length_max: Option<u64>,
+}
+
+/// What a manifest request gets.
+#[derive(Debug)]
+pub enum ManifestAnswer {
+    /// The manifest: the one file, embedded or at a ticket URL.
+    Files(serde_json::Value),
+    /// A missing or wrong passcode: 401 with how many attempts remain.
+    WrongPasscode {
+        /// Wrong passcodes the link still survives.
+        remaining_attempts: i64,
+    },
+}
+
+/// What happened inside the database step of a manifest request.
+enum Step {
+    Unknown,
+    NoPasscode(i64),
+    Wrong {
+        row: ShareLinkRow,
+        failed: i64,
+    },
+    Served {
+        row: ShareLinkRow,
+        ticket: Option<String>,
+    },
+}
+
+fn recipient(text: &str) -> Result<String, DomainError> {
+    let r = text.trim();
+    let n = r.chars().count();
+    if n == 0 || n > MAX_RECIPIENT_CHARS || r.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "invalid_recipient",
+            format!("`recipient` must be 1 to {MAX_RECIPIENT_CHARS} characters of text"),
+        ));
+    }
+    Ok(r.to_string())
+}
+
+/// Whether a link still answers manifest requests at `now`.
+fn live(row: &ShareLinkRow, now: i64) -> bool {
+    row.deactivated_at.is_none()
+        && row.expires.is_none_or(|e| e > now)
+        && row.max_uses.is_none_or(|m| row.uses < m)
+}
+
+/// Answers a manifest request for link `id`.
+pub async fn manifest(
+    gateway: &Gateway,
+    id: &str,
+    ask: ManifestRequest,
+    request_id: &str,
+) -> Result<ManifestAnswer, DomainError> {
+    let recipient = recipient(&ask.recipient)?;
+    if ask
+        .passcode
+        .as_deref()
+        .is_some_and(|p| p.chars().count() > PASSCODE_CHARS.1)
+    {
+        return Err(DomainError::invalid(
+            "invalid_passcode",
+            format!("`passcode` is at most {} characters", PASSCODE_CHARS.1),
+        ));
+    }
+    if !crypto::is_token(id) {
+        return Err(unknown());
+    }
+    let ticket = crypto::random_token()?;
+    let (key, named) = (id.to_string(), recipient.clone());
+    let now = now_micros();
+    let embed_up_to = ask.embedded_length_max;
+    let step = gateway
+        .store
+        .run(move |conn| {
+            let Some(row) = rows::find(conn, &key)?.filter(|r| live(r, now)) else {
+                return Ok::<_, StoreError>(Step::Unknown);
+            };
+            if let Some(hash) = &row.passcode_hash {
+                let Some(given) = ask.passcode.as_deref() else {
+                    return Ok(Step::NoPasscode(MAX_WRONG_PASSCODES - row.failed_passcodes));
+                };
+                if !rows::take_attempt(conn, &key, MAX_WRONG_PASSCODES)? {
+                    return Ok(Step::Unknown);
+                }
+                if !crypto::passcode_matches(hash, given) {
+                    let failed = rows::lock_when_spent(conn, &key, MAX_WRONG_PASSCODES, now)?;
+                    return Ok(Step::Wrong { row, failed });
+                }
+                rows::give_back_attempt(conn, &key)?;
+            }
+            write_tx(conn, |conn| {
+                if !rows::use_once(conn, &key, now)? {
+                    return Ok(Step::Unknown);
+                }
+                let embedded = embed_up_to.is_some_and(|max| row.jwe.len() as u64 <= max);
+                if embedded {
+                    return Ok(Step::Served { row, ticket: None });
+                }
+                let expires = now + TICKET_LIFETIME_SECS * 1_000_000;
+                rows::insert_ticket(conn, &ticket, &key, expires, &named)?;
+                Ok(Step::Served {
+                    row,
+                    ticket: Some(ticket),
+                })
+            })
+        })
+        .await?;
+    match step {
+        Step::Unknown => Err(unknown()),
+        Step::NoPasscode(remaining) => Ok(ManifestAnswer::WrongPasscode {
+            remaining_attempts: remaining.max(0),
+        }),
+        Step::Wrong { row, failed } => {
+            let mut entry = opened(
+                &row,
+                "passcode",
+                &recipient,
+                AuditOutcome::Denied,
+                request_id,
+            );
+            let remaining = (MAX_WRONG_PASSCODES - failed).max(0);
+            if remaining == 0 {
+                entry.detail.insert("locked".into(), "true".into());
+            }
+            gateway.record(entry).await?;
+            Ok(ManifestAnswer::WrongPasscode {
+                remaining_attempts: remaining,
+            })
+        }
+        Step::Served { row, ticket } => {
+            let mut entry = opened(
+                &row,
+                "manifest",
+                &recipient,
+                AuditOutcome::Success,
+                request_id,
+            );
+            let file = match ticket {
+                None => {
+                    entry.resources = resources_of(&row);
+                    serde_json::json!({"contentType": row.content_type, "embedded": row.jwe})
+                }
+                Some(ticket) => serde_json::json!({
+                    "contentType": row.content_type,
+                    "location": format!("{}/api/v1/shl/files/{ticket}", gateway.base_url),
+                }),
+            };
+            // Durable before disclosed.
+            gateway.record(entry).await?;
+            Ok(ManifestAnswer::Files(serde_json::json!({"files": [file]})))
+        }
+    }
+}
+
+/// The encrypted file behind a ticket, once: the compact JWE.
+pub async fn file(
+    gateway: &Gateway,
+    ticket: &str,
+    request_id: &str,
+) -> Result<String, DomainError> {
+    if !crypto::is_token(ticket) {
+        return Err(unknown());
+    }
+    let key = ticket.to_string();
+    let now = now_micros();
+    let found = gateway
+        .store
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let Some((link, named)) = rows::redeem_ticket(conn, &key, now)? else {
+                    return Ok::<_, StoreError>(None);
+                };
+                // The use was counted by the manifest request; only a deactivation or the
+                // end of the link's life since then stops the file.
+                Ok(rows::find(conn, &link)?
+                    .filter(|r| r.deactivated_at.is_none() && r.expires.is_none_or(|e| e > now))
+                    .map(|r| (r, named.unwrap_or_default())))
+            })
+        })
+        .await?;
+    let (row, named) = found.ok_or_else(unknown)?;
+    let mut entry = opened(&row, "file", &named, AuditOutcome::Success, request_id);
+    entry.resources = resources_of(&row);
+    gateway.record(entry).await?;
+    Ok(row.jwe)
+}
+
+/// The audit entry of someone opening link `row`: a `disclose` about the patient by the
+/// link's holder, who is known only by the recipient they named.
+fn opened(
+    row: &ShareLinkRow,
+    step: &str,
+    recipient: &str,
+    outcome: AuditOutcome,
+    request_id: &str,
+) -> AuditEntry {
+    let mut entry = AuditEntry {
+        client_id: SHARE_LINK_CLIENT.into(),
+        // The patient asked for this disclosure by making the link.
+        purpose_of_use: "PATRQT".into(),
+        ..AuditEntry::new(AuditAction::Disclose, outcome, request_id.into())
+    };
+    about(&mut entry, row, step);
+    if !recipient.is_empty() {
+        entry
+            .detail
+            .insert("recipient".into(), recipient.to_string());
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_short_plain_text() {
+        assert_eq!(recipient("  Dr Lee, Lisbon ").unwrap(), "Dr Lee, Lisbon");
+        assert!(recipient("").is_err());
+        assert!(recipient("a\u{7}b").is_err());
+        assert!(recipient(&"x".repeat(201)).is_err());
+        assert!(recipient(&"é".repeat(200)).is_ok());
+    }
+}
