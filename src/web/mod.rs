@@ -13,6 +13,8 @@
 //! - [`notifications`]: the feed, mark as read, the webhook setting.
 //! - [`requests`]: access requests waiting for the patient; approve through the share form,
 //!   decline at once.
+//! - [`summary_links`]: "Share my summary", SMART Health Links to the patient's summary:
+//!   make one (the link and its QR code shown once), list, deactivate.
 //! - [`words`]: consents as sentences a person reads.
 //!
 //! Every answer carries the page's security headers ([`secure`]): a Content-Security-Policy
@@ -28,6 +30,7 @@ pub mod notifications;
 pub mod requests;
 pub mod sharing;
 pub mod sign_in;
+pub mod summary_links;
 pub mod words;
 
 use actix_web::http::StatusCode;
@@ -77,7 +80,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(notifications::webhook)
         .service(evidence::list)
         .service(evidence::preview_page)
-        .service(evidence::send);
+        .service(evidence::send)
+        .service(summary_links::list)
+        .service(summary_links::create)
+        .service(summary_links::deactivate);
 }
 
 /// Adds the security headers every page answer carries.

@@ -26,6 +26,7 @@ mod records;
 mod release;
 mod security;
 mod served;
+mod share_links;
 mod spec_replay;
 mod standard_clients;
 mod summary;
