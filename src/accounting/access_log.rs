@@ -168,7 +168,7 @@ impl AccessLog {
     fn entry_json(&self, d: &Decoded) -> Value {
         let e = &d.entry;
         let recipient = self.recipient(e);
-        json!({
+        let mut out = json!({
             "date": format_instant(e.recorded_micros),
             "action": e.action.as_str(),
             "recipient": {
@@ -178,9 +178,6 @@ impl AccessLog {
                 "organisation": recipient.organisation,
                 "organisation_id": e.organisation,
                 "user": e.user,
-                // What the opener of a SMART Health Link called themself, and which link.
-                "named": e.detail.get("recipient"),
-                "share_link": e.detail.get("share_link"),
             },
             "disclosed": {
                 "resource_types": type_counts(&e.resources),
@@ -199,7 +196,13 @@ impl AccessLog {
                 "tree_size": self.checkpoint.as_ref().map(|c| c.size),
                 "proof_url": self.proof_url(d.row.seq),
             },
-        })
+        });
+        if recipient.kind == "share_link" {
+            // What the opener of a SMART Health Link called themself, and which link.
+            out["recipient"]["named"] = json!(e.detail.get("recipient"));
+            out["recipient"]["share_link"] = json!(e.detail.get("share_link"));
+        }
+        out
     }
 }
 

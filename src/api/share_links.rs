@@ -115,7 +115,7 @@ fn throttled(req: &HttpRequest) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "`{\"files\": [{\"contentType\": \"application/fhir+json\", \"location\" | \"embedded\"}]}`", body = Object),
         (status = 400, description = "`invalid_recipient`, `invalid_passcode`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`wrong_passcode`: a missing or wrong passcode, with `remainingAttempts`; the link is deactivated when none remain", body = Object, content_type = "application/problem+json"),
+        (status = 401, description = "`wrong_passcode`: a missing or wrong passcode; the problem carries `remainingAttempts` (an integer, the specification's member), and the link is deactivated when none remain", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown_share_link`: unknown, expired, deactivated or used up, alike", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests` from this address; carries `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
