@@ -34,6 +34,7 @@ use crate::shl::{self, Created, LinkView, NewShareLink};
     responses(
         (status = 201, description = "The link: `link` (`shlink:/...`), its `payload`, `qr_svg`; the key is shown only here", body = Created),
         (status = 400, description = "`invalid_label`, `invalid_passcode`, `invalid_expires`, `invalid_max_uses`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`too_many_share_links`: 20 links already work; deactivate one first", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/share-links")]

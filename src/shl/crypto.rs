@@ -135,7 +135,8 @@ pub fn passcode_matches(stored: &str, passcode: &str) -> bool {
 }
 
 /// The SHLink payload (SMART Health Links specification): what the `shlink:/` link carries.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// No `Debug`: it holds the key.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct Payload {
     /// The manifest URL.
     pub url: String,

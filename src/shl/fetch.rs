@@ -25,7 +25,7 @@ use crate::store::{StoreError, write_tx};
 pub const MAX_RECIPIENT_CHARS: usize = 200;
 
 /// The manifest request's body. Unknown members are ignored, as the specification asks.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct ManifestRequest {
     /// Who is asking, shown to the patient in their access log (1 to 200 characters).
     pub recipient: String,
@@ -35,6 +35,15 @@ pub struct ManifestRequest {
     /// The longest file the receiver takes embedded in the manifest.
     #[serde(default, rename = "embeddedLengthMax")]
     pub embedded_length_max: Option<u64>,
+}
+
+impl std::fmt::Debug for ManifestRequest {
+    /// The passcode is a secret, the recipient free text: neither is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestRequest")
+            .field("embedded_length_max", &self.embedded_length_max)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a manifest request gets.

@@ -60,10 +60,12 @@ pub const MAX_USES: i64 = 1000;
 const MAX_MANIFEST_URL: usize = 128;
 /// Most links a listing shows.
 const LIST_LIMIT: i64 = 200;
+/// Most links of one patient that work at the same time (each holds a copy of the summary).
+pub const MAX_LIVE_LINKS: usize = 20;
 const DAY: i64 = 86_400_000_000;
 
 /// A new link, as the API and the page take it.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewShareLink {
     /// What the link holds, shown to the receiver (at most 80 characters).
@@ -78,15 +80,19 @@ pub struct NewShareLink {
     pub max_uses: Option<i64>,
 }
 
-impl std::fmt::Display for NewShareLink {
+impl std::fmt::Debug for NewShareLink {
     /// The passcode is a secret: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NewShareLink")
+        f.debug_struct("NewShareLink")
+            .field("lifetime_days", &self.lifetime_days)
+            .field("max_uses", &self.max_uses)
+            .finish_non_exhaustive()
     }
 }
 
-/// A link just made: the only time its key (in `link` and `payload`) is shown.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A link just made: the only time its key (in `link` and `payload`) is shown. No `Debug`:
+/// nothing may print the key by accident.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     /// The link's public handle (to list and deactivate it by).
     pub id: String,
@@ -317,10 +323,27 @@ pub async fn create(
         passcode_hash,
     };
     let stored = row.clone();
-    gateway
+    let live = gateway
         .store
-        .run(move |conn| write_tx(conn, |conn| rows::insert(conn, &stored)))
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let live = rows::for_patient(conn, &stored.patient_id, LIST_LIMIT)?
+                    .iter()
+                    .filter(|r| view(r, now).active)
+                    .count();
+                if live < MAX_LIVE_LINKS {
+                    rows::insert(conn, &stored)?;
+                }
+                Ok::<_, crate::store::StoreError>(live)
+            })
+        })
         .await?;
+    if live >= MAX_LIVE_LINKS {
+        return Err(DomainError::conflict(
+            "too_many_share_links",
+            format!("at most {MAX_LIVE_LINKS} links work at once; deactivate one first"),
+        ));
+    }
     let mut entry = by.audit_entry(AuditAction::Grant, AuditOutcome::Success, request_id.into());
     about(&mut entry, &row, "created");
     entry.resources = resources;

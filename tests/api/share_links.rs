@@ -314,6 +314,54 @@ async fn passcodes_count_down_and_lock(backend: Backend) {
     );
 }
 
+async fn limits_hold_against_parallel_guesses_and_many_links(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    load_records(&app).await;
+    let pat = app.patient_token("pat");
+    let made = make(&app, &pat, json!({"passcode": "right-one"})).await;
+    let url = made["payload"]["url"].as_str().unwrap().to_string();
+    let wrong = || Some(json!({"recipient": "A guesser", "passcode": "wrong"}));
+    let guesses = (0..12).map(|_| open(&app, Method::POST, &url, wrong()));
+    let answers = futures_util::future::join_all(guesses).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "exactly the lifetime limit of guesses is tried: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 404),
+        "{statuses:?}"
+    );
+    let right = Some(json!({"recipient": "A clinic", "passcode": "right-one"}));
+    gone(&open(&app, Method::POST, &url, right).await);
+
+    // At most 20 links work at once; a locked one does not count.
+    for _ in 0..20 {
+        make(&app, &pat, json!({})).await;
+    }
+    let (status, refused) = call(
+        &app,
+        &pat,
+        Method::POST,
+        "/api/v1/share-links",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (409, &json!("too_many_share_links")),
+        "{refused}"
+    );
+    let (_, listed) = get_as(&app, &pat, "/api/v1/share-links").await;
+    let first = listed["share_links"][0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/share-links/{first}");
+    assert_eq!(call(&app, &pat, Method::DELETE, &path, None).await.0, 200);
+    make(&app, &pat, json!({})).await;
+}
+
 async fn expiry_uses_deactivation_and_owners_end_access(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -581,6 +629,7 @@ async fn the_page_shows_a_new_link_once_and_deactivates_it(backend: Backend) {
 
 both_backends!(
     the_page_shows_a_new_link_once_and_deactivates_it,
+    limits_hold_against_parallel_guesses_and_many_links,
     a_link_opens_in_an_independent_receiver,
     passcodes_count_down_and_lock,
     expiry_uses_deactivation_and_owners_end_access,
