@@ -355,6 +355,28 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         assert!(text(c).await.contains("received"));
         check.page(c, "11-notifications").await;
 
+        // Share my summary: the link and its QR code (inline SVG) once, then the list.
+        c.goto(&app.url("/summary-links")).await.unwrap();
+        check.page(c, "12-share-summary").await;
+        set_date(c, "label", "Travel summary").await;
+        click(c, "form[action='/summary-links'] button[type=submit]").await;
+        arrive(c, "/summary-links", "Your new link").await;
+        let link = c
+            .find(Locator::Css("#made-link"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(link.starts_with("shlink:/"), "{link}");
+        c.find(Locator::Css(".qr svg"))
+            .await
+            .expect("the QR code is drawn");
+        check.page(c, "13-summary-link-made").await;
+        c.goto(&app.url("/summary-links")).await.unwrap();
+        assert!(!text(c).await.contains("shlink:/"), "shown once");
+
         // Sign out: back to the sign-in page, and the data pages send you there.
         click(c, "form[action='/sign-out'] button").await;
         arrive(c, "/", "Sign in").await;
