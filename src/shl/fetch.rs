@@ -58,18 +58,16 @@ pub enum ManifestAnswer {
     },
 }
 
-/// What happened inside the database step of a manifest request.
+/// What looking a link up for a manifest request found.
 enum Step {
+    /// Unknown or no longer active.
     Unknown,
+    /// A passcode is needed and none came: how many attempts remain.
     NoPasscode(i64),
-    Wrong {
-        row: ShareLinkRow,
-        failed: i64,
-    },
-    Served {
-        row: ShareLinkRow,
-        ticket: Option<String>,
-    },
+    /// A passcode came; one attempt is taken and it must be checked.
+    Check(ShareLinkRow),
+    /// No passcode is needed.
+    Open(ShareLinkRow),
 }
 
 fn recipient(text: &str) -> Result<String, DomainError> {
@@ -112,91 +110,127 @@ pub async fn manifest(
     if !crypto::is_token(id) {
         return Err(unknown());
     }
-    let ticket = crypto::random_token()?;
-    let (key, named) = (id.to_string(), recipient.clone());
+    let key = id.to_string();
     let now = now_micros();
-    let embed_up_to = ask.embedded_length_max;
-    let step = gateway
-        .store
-        .run(move |conn| {
-            let Some(row) = rows::find(conn, &key)?.filter(|r| live(r, now)) else {
-                return Ok::<_, StoreError>(Step::Unknown);
-            };
-            if let Some(hash) = &row.passcode_hash {
-                let Some(given) = ask.passcode.as_deref() else {
-                    return Ok(Step::NoPasscode(MAX_WRONG_PASSCODES - row.failed_passcodes));
+    let given = ask.passcode.clone();
+    let looked_up = {
+        let key = key.clone();
+        gateway
+            .store
+            .run(move |conn| {
+                let Some(row) = rows::find(conn, &key)?.filter(|r| live(r, now)) else {
+                    return Ok::<_, StoreError>(Step::Unknown);
                 };
+                if row.passcode_hash.is_none() {
+                    return Ok(Step::Open(row));
+                }
+                if given.is_none() {
+                    return Ok(Step::NoPasscode(MAX_WRONG_PASSCODES - row.failed_passcodes));
+                }
+                // Counted before the check, so parallel guesses cannot exceed the limit.
                 if !rows::take_attempt(conn, &key, MAX_WRONG_PASSCODES)? {
                     return Ok(Step::Unknown);
                 }
-                if !crypto::passcode_matches(hash, given) {
-                    let failed = rows::lock_when_spent(conn, &key, MAX_WRONG_PASSCODES, now)?;
-                    return Ok(Step::Wrong { row, failed });
-                }
-                rows::give_back_attempt(conn, &key)?;
+                Ok(Step::Check(row))
+            })
+            .await?
+    };
+    let row = match looked_up {
+        Step::Open(row) => row,
+        Step::Check(row) => {
+            // PBKDF2 takes a while on purpose: on the blocking pool, holding no connection.
+            let (hash, passcode) = (
+                row.passcode_hash.clone().unwrap_or_default(),
+                ask.passcode.clone().unwrap_or_default(),
+            );
+            let right =
+                tokio::task::spawn_blocking(move || crypto::passcode_matches(&hash, &passcode))
+                    .await
+                    .map_err(|e| DomainError::internal(format!("passcode check: {e}")))?;
+            let key = key.clone();
+            if !right {
+                let failed = gateway
+                    .store
+                    .run(move |conn| rows::lock_when_spent(conn, &key, MAX_WRONG_PASSCODES, now))
+                    .await?;
+                return refused(gateway, &row, failed, &recipient, request_id).await;
             }
+            gateway
+                .store
+                .run(move |conn| rows::give_back_attempt(conn, &key))
+                .await?;
+            row
+        }
+        Step::NoPasscode(remaining) => {
+            return Ok(ManifestAnswer::WrongPasscode {
+                remaining_attempts: remaining.max(0),
+            });
+        }
+        Step::Unknown => return Err(unknown()),
+    };
+    let ticket = crypto::random_token()?;
+    let named = recipient.clone();
+    let embedded = ask
+        .embedded_length_max
+        .is_some_and(|max| row.jwe.len() as u64 <= max);
+    let served = gateway
+        .store
+        .run(move |conn| {
             write_tx(conn, |conn| {
                 if !rows::use_once(conn, &key, now)? {
-                    return Ok(Step::Unknown);
+                    return Ok::<_, StoreError>(None);
                 }
-                let embedded = embed_up_to.is_some_and(|max| row.jwe.len() as u64 <= max);
                 if embedded {
-                    return Ok(Step::Served { row, ticket: None });
+                    return Ok(Some(None));
                 }
                 let expires = now + TICKET_LIFETIME_SECS * 1_000_000;
                 rows::insert_ticket(conn, &ticket, &key, expires, &named)?;
-                Ok(Step::Served {
-                    row,
-                    ticket: Some(ticket),
-                })
+                Ok(Some(Some(ticket)))
             })
         })
         .await?;
-    match step {
-        Step::Unknown => Err(unknown()),
-        Step::NoPasscode(remaining) => Ok(ManifestAnswer::WrongPasscode {
-            remaining_attempts: remaining.max(0),
+    let Some(ticket) = served else {
+        return Err(unknown());
+    };
+    let mut entry = opened(
+        &row,
+        "manifest",
+        &recipient,
+        AuditOutcome::Success,
+        request_id,
+    );
+    let file = match ticket {
+        None => {
+            entry.resources = resources_of(&row);
+            serde_json::json!({"contentType": row.content_type, "embedded": row.jwe})
+        }
+        Some(ticket) => serde_json::json!({
+            "contentType": row.content_type,
+            "location": format!("{}/api/v1/shl/files/{ticket}", gateway.base_url),
         }),
-        Step::Wrong { row, failed } => {
-            let mut entry = opened(
-                &row,
-                "passcode",
-                &recipient,
-                AuditOutcome::Denied,
-                request_id,
-            );
-            let remaining = (MAX_WRONG_PASSCODES - failed).max(0);
-            if remaining == 0 {
-                entry.detail.insert("locked".into(), "true".into());
-            }
-            gateway.record(entry).await?;
-            Ok(ManifestAnswer::WrongPasscode {
-                remaining_attempts: remaining,
-            })
-        }
-        Step::Served { row, ticket } => {
-            let mut entry = opened(
-                &row,
-                "manifest",
-                &recipient,
-                AuditOutcome::Success,
-                request_id,
-            );
-            let file = match ticket {
-                None => {
-                    entry.resources = resources_of(&row);
-                    serde_json::json!({"contentType": row.content_type, "embedded": row.jwe})
-                }
-                Some(ticket) => serde_json::json!({
-                    "contentType": row.content_type,
-                    "location": format!("{}/api/v1/shl/files/{ticket}", gateway.base_url),
-                }),
-            };
-            // Durable before disclosed.
-            gateway.record(entry).await?;
-            Ok(ManifestAnswer::Files(serde_json::json!({"files": [file]})))
-        }
+    };
+    // Durable before disclosed.
+    gateway.record(entry).await?;
+    Ok(ManifestAnswer::Files(serde_json::json!({"files": [file]})))
+}
+
+/// The answer to a wrong passcode, audited (and told, when it locked the link).
+async fn refused(
+    gateway: &Gateway,
+    row: &ShareLinkRow,
+    failed: i64,
+    recipient: &str,
+    request_id: &str,
+) -> Result<ManifestAnswer, DomainError> {
+    let mut entry = opened(row, "passcode", recipient, AuditOutcome::Denied, request_id);
+    let remaining = (MAX_WRONG_PASSCODES - failed).max(0);
+    if remaining == 0 {
+        entry.detail.insert("locked".into(), "true".into());
     }
+    gateway.record(entry).await?;
+    Ok(ManifestAnswer::WrongPasscode {
+        remaining_attempts: remaining,
+    })
 }
 
 /// The encrypted file behind a ticket, once: the compact JWE.
