@@ -27,6 +27,7 @@ mod release;
 mod security;
 mod served;
 mod share_links;
+mod share_links_page;
 mod spec_replay;
 mod standard_clients;
 mod summary;
