@@ -237,6 +237,7 @@ diesel::table! {
         error_message -> Nullable<Text>,
         completed -> Nullable<BigInt>,
         expires -> Nullable<BigInt>,
+        owner_kind -> Text,
     }
 }
 

@@ -22,6 +22,7 @@ mod multi_instance;
 mod notifications;
 mod openapi;
 mod operations;
+mod patient_export;
 mod records;
 mod release;
 mod security;
