@@ -137,7 +137,7 @@ pub async fn kick_off(
     let profile = gateway.shaping.profile();
     let scope = Scope::Study {
         study: study.clone(),
-        claims: claims.clone(),
+        claims: Box::new(claims.clone()),
         profile: format!("{} {}", profile.name(), profile.version()),
     };
     let owner = (OwnerKind::Client, claims.client_id.clone());

@@ -100,7 +100,7 @@ pub enum Scope {
         study: String,
         /// The kick-off token's claims: purpose, scopes and the client, for decisions and
         /// audit.
-        claims: AccessClaims,
+        claims: Box<AccessClaims>,
         /// The de-identification profile, `name version`, for the audit entries.
         profile: String,
     },
@@ -133,7 +133,7 @@ impl Job {
     /// Who the job's audit entries name.
     pub fn principal(&self) -> Principal {
         match &self.scope {
-            Scope::Study { claims, .. } => Principal::Client(Box::new(claims.clone())),
+            Scope::Study { claims, .. } => Principal::Client(claims.clone()),
             Scope::Own { person, .. } => person.clone(),
         }
     }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
 mod access_requests;
+mod advance_directives;
 mod amendments;
 mod audit;
 mod bad_input;
