@@ -39,6 +39,10 @@ const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
 
 /// The canonical definition of the group-level Bulk Data export.
 pub const GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+/// The canonical definition of the patient-level Bulk Data export (served for the caller's
+/// own records only).
+pub const PATIENT_EXPORT: &str =
+    "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
 /// The canonical definition of `Patient/$everything`.
 pub const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
 /// The definition of `Consent/{id}/$revoke` (the gateway's own).
@@ -46,12 +50,15 @@ pub const CONSENT_REVOKE: &str = "https://consentgate.dev/fhir/OperationDefiniti
 /// The Bulk Data IG's server CapabilityStatement, which this one instantiates.
 pub const BULK_DATA_SERVER: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
 
-/// The operations served on one type's instances: none at system level (export is served for
-/// a study's Group only).
+/// The operations served on one type: none at system level (export is served for a study's
+/// Group, and for a patient's own records at `Patient/$export`).
 fn operations_on(resource_type: &str) -> Vec<serde_json::Value> {
     match resource_type {
         "Group" => vec![json!({"name": "export", "definition": GROUP_EXPORT})],
-        "Patient" => vec![json!({"name": "everything", "definition": PATIENT_EVERYTHING})],
+        "Patient" => vec![
+            json!({"name": "everything", "definition": PATIENT_EVERYTHING}),
+            json!({"name": "export", "definition": PATIENT_EXPORT}),
+        ],
         "Consent" => vec![json!({"name": "revoke", "definition": CONSENT_REVOKE})],
         _ => Vec::new(),
     }
