@@ -17,6 +17,11 @@
 //! - **Write** (`writer.rs`): units in their original order, so the output is deterministic
 //!   and a patient whose Patient record is withheld is withheld whole.
 //!
+//! A person's own copy ([`Scope::Own`]) runs the same pipeline with one candidate, its
+//! patient, whose consents are not read: each resource is filtered as a study's, then leaves
+//! as stored when `release::direct::in_own_copy` admits it (no decision, no
+//! de-identification, nothing withheld).
+//!
 //! Memory is bounded by the credits: the reader takes one before it sends a unit and the
 //! writer returns it once the unit is written, so at most [`IN_FLIGHT`] units exist at a time
 //! whatever the population. A failure anywhere that is not about one resource (storage, the

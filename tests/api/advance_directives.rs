@@ -83,6 +83,8 @@ async fn a_break_glass_clinician_gets_the_directive_first(backend: Backend) {
         json!(format!("Consent/{directive}"))
     );
     assert_eq!(document["entry"][1]["resource"]["id"], json!(directive));
+    // Still a valid R4 (R4B) document to an independent validator.
+    crate::summary::validate_with_fhir_resources(&document);
 
     // A clinician the patient consented to gets it too (first in `$everything`), but not the
     // privacy consent; without a consent or an emergency, nothing.
