@@ -140,12 +140,7 @@ pub async fn kick_off(
         claims: Box::new(claims.clone()),
         profile: format!("{} {}", profile.name(), profile.version()),
     };
-    let owner = (OwnerKind::Client, claims.client_id.clone());
-    let purpose = claims.purpose_of_use.clone();
-    accept(
-        gateway, worker, owner, study, purpose, asked, request, scope,
-    )
-    .await
+    accept(gateway, worker, asked, request, scope).await
 }
 
 /// Starts a person's export of their own copy (`GET /fhir/Patient/$export`): the patient,
@@ -157,12 +152,12 @@ pub async fn kick_off_own(
     person: &Principal,
     asked: KickOff,
 ) -> Result<String, DomainError> {
-    let Some(reference) = person.person_reference() else {
+    if person.person_reference().is_none() {
         return Err(DomainError::forbidden(
             "forbidden",
             "only a patient (or their delegate) exports their own records",
         ));
-    };
+    }
     person.may(crate::delegation::Action::ReadRecords)?;
     let patient = person
         .own_patient()
@@ -179,22 +174,10 @@ pub async fn kick_off_own(
     }
     let request = read_request(gateway, &asked)?;
     let scope = Scope::Own {
-        patient: patient.clone(),
+        patient,
         person: person.clone(),
     };
-    let owner = (OwnerKind::Person, reference);
-    let subject = patient.to_string();
-    accept(
-        gateway,
-        worker,
-        owner,
-        subject,
-        "PATRQT".into(),
-        asked,
-        request,
-        scope,
-    )
-    .await
+    accept(gateway, worker, asked, request, scope).await
 }
 
 fn respond_async_required() -> DomainError {
@@ -218,18 +201,34 @@ fn read_request(gateway: &Gateway, asked: &KickOff) -> Result<ExportRequest, Dom
     }
 }
 
+/// What a job's row says of its scope: the owner (kind and key), the subject (the study, or
+/// the patient of an own copy) and the purpose of use.
+fn row_facts(scope: &Scope) -> (OwnerKind, String, String, String) {
+    match scope {
+        Scope::Study { study, claims, .. } => (
+            OwnerKind::Client,
+            claims.client_id.clone(),
+            study.clone(),
+            claims.purpose_of_use.clone(),
+        ),
+        Scope::Own { patient, person } => (
+            OwnerKind::Person,
+            person.person_reference().unwrap_or_default(),
+            patient.to_string(),
+            "PATRQT".to_string(),
+        ),
+    }
+}
+
 /// Stores a job (within the capacity limits) and hands it to the worker.
-#[allow(clippy::too_many_arguments)]
 async fn accept(
     gateway: &Gateway,
     worker: &ExportWorker,
-    (owner_kind, owner): (OwnerKind, String),
-    subject: String,
-    purpose: String,
     asked: KickOff,
     request: ExportRequest,
     scope: Scope,
 ) -> Result<String, DomainError> {
+    let (owner_kind, owner, subject, purpose) = row_facts(&scope);
     let root = files::exports_dir(gateway);
     gateway
         .store
