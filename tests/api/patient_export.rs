@@ -263,10 +263,16 @@ async fn an_own_export_is_the_persons_alone_and_their_own_access(backend: Backen
     let (status, manifest) = poll(&app, &reader, &theirs).await;
     assert_eq!(status, 200, "{manifest}");
     assert_eq!(manifest["output"][0]["count"], 1);
-    assert_eq!(
-        bulk_call(&app, Method::GET, &pat, &theirs, false).await.0,
-        404
+    let their_file = manifest["output"][0]["url"].as_str().unwrap();
+    let (status, _, body) = bulk_call(&app, Method::GET, &reader, their_file, false).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"MRN-1\""),
+        "the delegate's copy is identified: {body}"
     );
+    for url in [&theirs, their_file] {
+        assert_eq!(bulk_call(&app, Method::GET, &pat, url, false).await.0, 404);
+    }
     let (_, log) = get_as(&app, &pat, "/api/v1/patients/pat/access-log?_count=100").await;
     assert!(
         log["disclosures"]
