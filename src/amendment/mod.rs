@@ -74,6 +74,9 @@ pub struct AmendmentView {
     pub record: String,
     /// `pending`, `accepted` or `denied`.
     pub status: String,
+    /// Who answers: the client id of the data source that supplied the record, or `None`
+    /// when the operators do.
+    pub source: Option<String>,
     /// `Patient/{id}` or `RelatedPerson/{id}` (left out of a data source's view).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
@@ -111,6 +114,7 @@ pub fn view(row: &AmendmentRow, now: i64) -> AmendmentView {
         patient: Some(row.patient_id.clone()),
         record: version(row.version_id),
         status: row.status.clone(),
+        source: row.source_client.clone(),
         requested_by: Some(row.requested_by.clone()),
         what_is_wrong: row.what_is_wrong.clone(),
         proposed_correction: row.proposed_correction.clone(),

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
 mod access_requests;
+mod amendment_sources;
 mod amendments;
 mod audit;
 mod bad_input;
