@@ -130,7 +130,7 @@ async fn a_data_source_writes_its_own_records_and_reads_none(backend: Backend) {
         return;
     };
     let (a_id, a_key, a) = data_source(&app).await;
-    let (_, _, b) = data_source(&app).await;
+    let (b_id, _, b) = data_source(&app).await;
     send_records(&app, &a).await;
     let obs = json!({"resourceType": "Observation", "status": "final",
         "subject": {"reference": "Patient/pat"}, "code": {"text": "weight"}});
@@ -184,6 +184,22 @@ async fn a_data_source_writes_its_own_records_and_reads_none(backend: Backend) {
         .send_as(&b, Method::PUT, "/fhir/Condition/htn", Some(&htn()))
         .await;
     assert_refused(&refused, 403, "not_your_record");
+    // In a batch, the entry is refused and the rest stored.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": htn(), "request": {"method": "PUT", "url": "Condition/htn"}},
+        {"resource": {"resourceType": "Observation", "id": "b-obs", "status": "final",
+            "subject": {"reference": "Patient/pat"}, "code": {"text": "temperature"}},
+         "request": {"method": "PUT", "url": "Observation/b-obs"}},
+    ]});
+    let (status, response) = app.send_as(&b, Method::POST, "/fhir", Some(&batch)).await;
+    assert_eq!(status, 200, "{response}");
+    let statuses: Vec<&str> = response["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["403 Forbidden", "201 Created"], "{response}");
     let (status, _) = app
         .put(
             "/fhir/Organization/org1",
@@ -267,8 +283,27 @@ async fn a_data_source_writes_its_own_records_and_reads_none(backend: Backend) {
         .await;
     assert_refused(&refused, 403, "forbidden");
 
-    // Each write is audited, naming the data source.
-    assert!(audited(&audit_events(&app, "pat").await, "write", &a_id));
+    // Each write is audited, naming the data source and what it stored.
+    let events = audit_events(&app, "pat").await;
+    assert!(audited(&events, "write", &a_id));
+    let b_writes: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["subtype"][0]["code"] == "write"
+                && e["agent"][0]["who"]["identifier"]["value"] == json!(b_id)
+        })
+        .collect();
+    assert_eq!(b_writes.len(), 1, "{events:?}");
+    assert!(
+        b_writes[0].to_string().contains("Observation/b-obs"),
+        "{}",
+        b_writes[0]
+    );
+    assert!(
+        !b_writes[0].to_string().contains("Condition/htn"),
+        "{}",
+        b_writes[0]
+    );
 }
 
 async fn a_data_source_answers_the_requests_about_its_records(backend: Backend) {
