@@ -114,11 +114,11 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Records in are the operator's; recipients read through consent checks (SMART Backend Services tokens), patients read their own records. Searches return no total and page with `_cursor` links; a resource the caller may not see answers exactly like a missing one.",
+            "documentation": "Records in are written by operators and by data sources (SMART Backend Services tokens with write scopes only; a data source reads nothing and updates only the records it supplied); recipients read through consent checks (SMART Backend Services tokens), patients read their own records. Searches return no total and page with `_cursor` links; a resource the caller may not see answers exactly like a missing one.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients, OpenID Connect for patients and operators."
+                "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients and data sources, OpenID Connect for patients and operators."
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}]

@@ -2,6 +2,7 @@
 
 mod access_requests;
 mod advance_directives;
+mod amendment_sources;
 mod amendments;
 mod audit;
 mod bad_input;
