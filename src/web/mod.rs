@@ -25,6 +25,7 @@
 pub mod evidence;
 pub mod looked;
 pub mod notifications;
+pub mod records;
 pub mod requests;
 pub mod sharing;
 pub mod sign_in;
@@ -77,7 +78,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(notifications::webhook)
         .service(evidence::list)
         .service(evidence::preview_page)
-        .service(evidence::send);
+        .service(evidence::send)
+        .service(records::list)
+        .service(records::download)
+        .service(records::correct_form)
+        .service(records::correct)
+        .service(records::disagree);
 }
 
 /// Adds the security headers every page answer carries.
