@@ -27,6 +27,7 @@
 pub mod evidence;
 pub mod looked;
 pub mod notifications;
+pub mod records;
 pub mod requests;
 pub mod sharing;
 pub mod sign_in;
@@ -81,6 +82,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(evidence::list)
         .service(evidence::preview_page)
         .service(evidence::send)
+        .service(records::list)
+        .service(records::download)
+        .service(records::correct_form)
+        .service(records::correct)
+        .service(records::disagree)
         .service(summary_links::list)
         .service(summary_links::create)
         .service(summary_links::deactivate);

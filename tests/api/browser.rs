@@ -355,9 +355,25 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         assert!(text(c).await.contains("received"));
         check.page(c, "11-notifications").await;
 
+        // My records: the own copy, and the form reporting a mistake in one record.
+        c.goto(&app.url("/records")).await.unwrap();
+        assert!(text(c).await.contains("Download my records"));
+        check.page(c, "12-my-records").await;
+        let report = c
+            .find(Locator::Css("a[href$='/correct']"))
+            .await
+            .expect("a record to report a mistake in")
+            .attr("href")
+            .await
+            .unwrap()
+            .expect("href");
+        c.goto(&app.url(&report)).await.unwrap();
+        assert!(text(c).await.contains("What it should say"));
+        check.page(c, "13-report-a-mistake").await;
+
         // Share my summary: the link and its QR code (inline SVG) once, then the list.
         c.goto(&app.url("/summary-links")).await.unwrap();
-        check.page(c, "12-share-summary").await;
+        check.page(c, "14-share-summary").await;
         set_date(c, "label", "Travel summary").await;
         click(c, "form[action='/summary-links'] button[type=submit]").await;
         arrive(c, "/summary-links", "Your new link").await;
@@ -373,7 +389,7 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         c.find(Locator::Css(".qr svg"))
             .await
             .expect("the QR code is drawn");
-        check.page(c, "13-summary-link-made").await;
+        check.page(c, "15-summary-link-made").await;
         c.goto(&app.url("/summary-links")).await.unwrap();
         assert!(!text(c).await.contains("shlink:/"), "shown once");
 

@@ -35,3 +35,4 @@ mod spec_replay;
 mod standard_clients;
 mod summary;
 mod web;
+mod web_records;

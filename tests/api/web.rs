@@ -169,7 +169,7 @@ impl Browser {
 
 impl Page {
     /// The first link whose href starts with `prefix`, unescaped.
-    fn hidden_href(&self, prefix: &str) -> String {
+    pub(crate) fn hidden_href(&self, prefix: &str) -> String {
         let marker = format!("href=\"{prefix}");
         let start = self.body.find(&marker).unwrap() + "href=\"".len();
         let end = self.body[start..].find('"').unwrap() + start;
