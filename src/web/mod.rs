@@ -22,6 +22,7 @@
 //! reading them is in a browser. Bodies and query strings are parsed here, not by actix's
 //! extractors, so a malformed one is a page too.
 
+pub mod delegates;
 pub mod evidence;
 pub mod looked;
 pub mod notifications;
@@ -83,7 +84,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(records::download)
         .service(records::correct_form)
         .service(records::correct)
-        .service(records::disagree);
+        .service(records::disagree)
+        .service(delegates::list)
+        .service(delegates::create)
+        .service(delegates::revoke);
 }
 
 /// Adds the security headers every page answer carries.

@@ -370,6 +370,9 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         c.goto(&app.url(&report)).await.unwrap();
         assert!(text(c).await.contains("What it should say"));
         check.page(c, "13-report-a-mistake").await;
+        c.goto(&app.url("/delegates")).await.unwrap();
+        assert!(text(c).await.contains("Name a delegate"));
+        check.page(c, "14-delegates").await;
 
         // Sign out: back to the sign-in page, and the data pages send you there.
         click(c, "form[action='/sign-out'] button").await;
