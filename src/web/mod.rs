@@ -24,6 +24,7 @@
 //! reading them is in a browser. Bodies and query strings are parsed here, not by actix's
 //! extractors, so a malformed one is a page too.
 
+pub mod delegates;
 pub mod evidence;
 pub mod looked;
 pub mod notifications;
@@ -87,6 +88,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(records::correct_form)
         .service(records::correct)
         .service(records::disagree)
+        .service(delegates::list)
+        .service(delegates::create)
+        .service(delegates::revoke)
         .service(summary_links::list)
         .service(summary_links::create)
         .service(summary_links::deactivate);

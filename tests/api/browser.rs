@@ -370,10 +370,13 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         c.goto(&app.url(&report)).await.unwrap();
         assert!(text(c).await.contains("What it should say"));
         check.page(c, "13-report-a-mistake").await;
+        c.goto(&app.url("/delegates")).await.unwrap();
+        assert!(text(c).await.contains("Name a delegate"));
+        check.page(c, "14-delegates").await;
 
         // Share my summary: the link and its QR code (inline SVG) once, then the list.
         c.goto(&app.url("/summary-links")).await.unwrap();
-        check.page(c, "14-share-summary").await;
+        check.page(c, "15-share-summary").await;
         set_date(c, "label", "Travel summary").await;
         click(c, "form[action='/summary-links'] button[type=submit]").await;
         arrive(c, "/summary-links", "Your new link").await;
@@ -389,7 +392,7 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         c.find(Locator::Css(".qr svg"))
             .await
             .expect("the QR code is drawn");
-        check.page(c, "15-summary-link-made").await;
+        check.page(c, "16-summary-link-made").await;
         c.goto(&app.url("/summary-links")).await.unwrap();
         assert!(!text(c).await.contains("shlink:/"), "shown once");
 

@@ -1,8 +1,11 @@
-//! "My records" on the patient page, driven as a browser without JavaScript (the `Browser`
-//! of `web.rs`): the patient's own copy listed and downloaded, a correction asked for from a
-//! record's row, the operator's refusal shown with its reason, and the statement of
-//! disagreement filed from the page and seen by the API. Each case on SQLite and PostgreSQL.
+//! The patient's rights on the patient page, driven as a browser without JavaScript (the
+//! `Browser` of `web.rs`). "My records": the own copy listed and downloaded, a correction
+//! asked for from a record's row, the operator's refusal shown with its reason, the statement
+//! of disagreement filed from the page and seen by the API. "Delegates": a carer named with
+//! one permission acts within it and no further, and revoking on the page ends it on their
+//! next request. Each case on SQLite and PostgreSQL.
 
+use consentgate::cli::person_token;
 use reqwest::header::CONTENT_DISPOSITION;
 use serde_json::{Value, json};
 
@@ -144,4 +147,92 @@ async fn my_records_copy_and_corrections(backend: Backend) {
     );
 }
 
-both_backends!(my_records_copy_and_corrections);
+async fn delegates_are_named_and_revoked_on_the_page(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    load_records(&app).await;
+    let mut browser = Browser::new(&app);
+    let csrf = browser.sign_in("pat").await.hidden("csrf");
+    let page = browser.get("/delegates").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("You have not named anyone."));
+
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::days(365))
+        .date()
+        .to_string();
+    let name = [
+        ("csrf", csrf.as_str()),
+        ("name", "Sam Carer"),
+        ("relationship", "carer"),
+        ("action", "view_access_log"),
+        ("end", until.as_str()),
+    ];
+    assert_eq!(
+        browser.post("/delegates", &name[1..]).await.status,
+        403,
+        "CSRF"
+    );
+    // Nothing ticked: refused with the API's code, and nothing named.
+    let nothing = browser
+        .post("/delegates", &[name[0], name[1], name[2], name[4]])
+        .await;
+    assert_eq!(nothing.status, 400, "{}", nothing.body);
+    let named = browser.post("/delegates", &name).await;
+    assert_eq!(named.status, 303, "{}", named.body);
+    let page = browser.get("/delegates").await;
+    assert!(page.body.contains("In effect"), "{}", page.body);
+    // What they may do is listed on their card; the form below offers every action.
+    assert!(
+        page.body
+            .contains("<li>see who looked at my records, and my notifications</li>")
+    );
+    assert!(
+        !page
+            .body
+            .contains("<li>see my records, my summary and my own copy</li>")
+    );
+
+    // The delegate signs in as themself and acts within the grant only.
+    let patient = app.patient_token("pat");
+    let (_, listed) = get_as(&app, &patient, "/api/v1/patients/pat/delegations").await;
+    assert_eq!(
+        listed["delegations"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    let delegation = listed["delegations"][0]["id"].as_str().unwrap().to_string();
+    let who = listed["delegations"][0]["delegate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        page.body.contains(&who),
+        "the page names the account to give them"
+    );
+    let carer = person_token(&app.settings, &app.base, "sub-sam", Some(who), vec![], 7200)
+        .expect("delegate token");
+    let log = "/api/v1/patients/pat/access-log";
+    assert_eq!(get_as(&app, &carer, log).await.0, 200);
+    let records = "/fhir/Patient/pat/$everything";
+    assert_eq!(
+        get_as(&app, &carer, records).await.0,
+        403,
+        "outside the grant"
+    );
+
+    // Revoked on the page: their very next request is refused.
+    let revoke = format!("/delegates/{delegation}/revoke");
+    assert!(page.body.contains(&revoke));
+    let revoked = browser.post(&revoke, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    assert_eq!(get_as(&app, &carer, log).await.0, 401);
+    let page = browser.get("/delegates").await;
+    assert!(page.body.contains("Revoked"), "{}", page.body);
+    assert!(!page.body.contains(&revoke), "nothing left to revoke");
+}
+
+both_backends!(
+    my_records_copy_and_corrections,
+    delegates_are_named_and_revoked_on_the_page,
+);
