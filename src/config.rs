@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// Longest `server.public_base_url`, so that a SMART Health Link's manifest URL fits the
+/// specification's 128 characters.
+pub const MAX_PUBLIC_BASE_URL_CHARS: usize = 73;
+
 /// The defaults, compiled into the binary so it runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -530,6 +534,14 @@ impl Settings {
                 "must start with https:// or http://",
             );
         }
+        // A SMART Health Link's manifest URL (`{base}/api/v1/shl/` and a 43-character id)
+        // may be at most 128 characters by the specification.
+        if base.trim_end_matches('/').len() > MAX_PUBLIC_BASE_URL_CHARS {
+            return invalid(
+                "server.public_base_url",
+                "must be at most 73 characters (SMART Health Link URLs are at most 128)",
+            );
+        }
         if self.server.max_inflight_body_bytes < self.limits.max_body_bytes {
             return invalid(
                 "server.max_inflight_body_bytes",
@@ -715,6 +727,26 @@ mod tests {
         assert_eq!(
             s.database_target().unwrap(),
             DatabaseTarget::Sqlite("data/consentgate.db".into())
+        );
+    }
+
+    #[test]
+    fn a_public_base_url_leaves_room_for_share_link_urls() {
+        let with = |base: &str| {
+            Settings::load_from(None, env(&[("CONSENTGATE__SERVER__PUBLIC_BASE_URL", base)]))
+        };
+        let longest = format!("https://{}", "a".repeat(MAX_PUBLIC_BASE_URL_CHARS - 8));
+        assert!(with(&longest).is_ok());
+        assert!(
+            with(&format!("{longest}/")).is_ok(),
+            "a trailing slash is dropped"
+        );
+        let err = with(&format!("{longest}a")).unwrap_err().to_string();
+        assert!(err.contains("server.public_base_url"), "{err}");
+        // The manifest URL of the longest allowed base fits the specification's 128.
+        assert_eq!(
+            format!("{longest}/api/v1/shl/{}", "x".repeat(43)).len(),
+            128
         );
     }
 
