@@ -146,6 +146,8 @@ pub fn configure(cfg: &mut DocumentedConfig) {
     .service(share_links::deactivate)
     .service(share_links::manifest)
     .service(share_links::file)
+    .service(share_links::manifest_preflight)
+    .service(share_links::file_preflight)
     .service(notifications::feed)
     .service(notifications::mark_read)
     .service(notifications::show_webhook)

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage};
@@ -100,7 +100,9 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 /// Re-renders an error response in the flavour of its route's scope ([`Flavor::for_path`]):
-/// whoever failed (extractor, handler, body config), the route decides the body.
+/// whoever failed (extractor, handler, body config), the route decides the body. Headers a
+/// route's own middleware added to the first rendering (CORS on the share-link routes) are
+/// kept unless the new rendering sets them itself.
 fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
     let rendered = response
         .response()
@@ -108,7 +110,15 @@ fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceRespo
         .and_then(|e| e.as_error::<ApiError>())
         .map(|e| e.render(Flavor::for_path(response.request().path())));
     match rendered {
-        Some(rendered) => response.into_response(rendered).map_into_right_body(),
+        Some(mut rendered) => {
+            let own: Vec<HeaderName> = rendered.headers().keys().cloned().collect();
+            for (name, value) in response.headers() {
+                if name != CONTENT_TYPE && name != CONTENT_LENGTH && !own.contains(name) {
+                    rendered.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            response.into_response(rendered).map_into_right_body()
+        }
         None => response.map_into_left_body(),
     }
 }

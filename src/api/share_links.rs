@@ -12,11 +12,23 @@
 //! per source address):
 //! - `POST /api/v1/shl/{id}`: the manifest request of the specification.
 //! - `GET /api/v1/shl/files/{ticket}`: the encrypted file (`application/jose`), once.
+//!
+//! Receivers are often web pages on another origin, so both routes answer with
+//! `Access-Control-Allow-Origin: *` (every answer, errors included) and a CORS preflight
+//! (`OPTIONS`). That opens nothing: neither route reads a cookie or a token, the capability is
+//! the URL itself, and no answer carries credentials.
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::CACHE_CONTROL;
+use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, CACHE_CONTROL,
+};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{Data, Json, Path};
-use actix_web::{HttpRequest, HttpResponse, delete, get, post};
+use actix_web::{HttpRequest, HttpResponse, delete, get, options, post};
 use serde_json::json;
 
 use super::auth::Caller;
@@ -121,7 +133,7 @@ fn throttled(req: &HttpRequest) -> Result<(), ApiError> {
         (status = 429, description = "`too_many_requests` from this address; carries `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/shl/{id}")]
+#[post("/api/v1/shl/{id}", wrap = "from_fn(any_origin)")]
 pub async fn manifest(
     state: Data<AppState>,
     req: HttpRequest,
@@ -165,7 +177,7 @@ pub async fn manifest(
         (status = 429, description = "`too_many_requests` from this address; carries `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/api/v1/shl/files/{ticket}")]
+#[get("/api/v1/shl/files/{ticket}", wrap = "from_fn(any_origin)")]
 pub async fn file(
     state: Data<AppState>,
     req: HttpRequest,
@@ -177,4 +189,54 @@ pub async fn file(
         .insert_header((CACHE_CONTROL, "no-store"))
         .content_type("application/jose")
         .body(jwe))
+}
+
+/// `Access-Control-Allow-Origin: *` on every answer of a receiver's route, its errors (a
+/// refused body, an unknown link) included: a handler's or extractor's error is rendered here
+/// so that the header can be added to it.
+async fn any_origin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let asked = req.request().clone();
+    let mut answer = match next.call(req).await {
+        Ok(answer) => answer.map_into_boxed_body(),
+        Err(e) => ServiceResponse::new(asked, e.error_response()),
+    };
+    answer
+        .headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    Ok(answer)
+}
+
+/// The CORS preflight of a browser receiver: `method` with a JSON body, from any origin.
+fn preflight(method: &'static str) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((ACCESS_CONTROL_ALLOW_METHODS, method))
+        .insert_header((ACCESS_CONTROL_ALLOW_HEADERS, "content-type"))
+        .insert_header((ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+/// `OPTIONS /api/v1/shl/{id}`: the manifest request's CORS preflight.
+#[utoipa::path(
+    tag = "share-links",
+    params(("id" = String, Path, description = "The link's secret id")),
+    responses((status = 204, description = "CORS preflight: any origin may `POST` with a JSON body")),
+)]
+#[options("/api/v1/shl/{id}")]
+pub async fn manifest_preflight() -> HttpResponse {
+    preflight("POST")
+}
+
+/// `OPTIONS /api/v1/shl/files/{ticket}`: the file request's CORS preflight.
+#[utoipa::path(
+    tag = "share-links",
+    params(("ticket" = String, Path, description = "The single-use ticket")),
+    responses((status = 204, description = "CORS preflight: any origin may `GET`")),
+)]
+#[options("/api/v1/shl/files/{ticket}")]
+pub async fn file_preflight() -> HttpResponse {
+    preflight("GET")
 }

@@ -532,7 +532,105 @@ async fn a_delegate_shares_only_when_allowed_to_send_and_read(backend: Backend) 
     assert_eq!(listed["share_links"][0]["id"], made["id"]);
 }
 
+/// A receiver running in a web page on another origin: the preflight and every answer of the
+/// two receiver routes allow any origin (errors too, so it can read a 401's attempts); the
+/// patient's own routes do not.
+async fn browser_receivers_get_cors_answers(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    load_records(&app).await;
+    let pat = app.patient_token("pat");
+    let made = make(&app, &pat, json!({"passcode": "4711 river"})).await;
+    let url = made["payload"]["url"].as_str().unwrap().to_string();
+    let origin = "https://viewer.example";
+    let allowed = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let preflight = app
+        .client
+        .request(Method::OPTIONS, &url)
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 204);
+    assert_eq!(allowed(&preflight).as_deref(), Some("*"));
+    assert_eq!(preflight.headers()["access-control-allow-methods"], "POST");
+    assert_eq!(
+        preflight.headers()["access-control-allow-headers"],
+        "content-type"
+    );
+
+    let post = |body: Value| {
+        app.client
+            .post(&url)
+            .header("origin", origin)
+            .json(&body)
+            .send()
+    };
+    let wrong = post(json!({"recipient": "A viewer", "passcode": "nope"}))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert_eq!(allowed(&wrong).as_deref(), Some("*"), "a 401 is readable");
+    let bad = app
+        .client
+        .post(&url)
+        .header("origin", origin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
+    assert_eq!(allowed(&bad).as_deref(), Some("*"), "refused bodies too");
+    let right = post(json!({"recipient": "A viewer", "passcode": "4711 river"}))
+        .await
+        .unwrap();
+    assert_eq!(allowed(&right).as_deref(), Some("*"));
+    let manifest: Value = right.json().await.unwrap();
+    let location = manifest["files"][0]["location"].as_str().unwrap();
+    let file = app
+        .client
+        .get(location)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status().as_u16(), 200);
+    assert_eq!(allowed(&file).as_deref(), Some("*"));
+    let again = app
+        .client
+        .get(location)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404);
+    assert_eq!(allowed(&again).as_deref(), Some("*"));
+
+    // The patient's routes, which take a bearer token, answer no origin but their own.
+    let own = app
+        .client
+        .get(format!("{}/api/v1/share-links", app.base))
+        .bearer_auth(&pat)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    assert_eq!(allowed(&own), None);
+}
+
 both_backends!(
+    browser_receivers_get_cors_answers,
     limits_hold_against_parallel_guesses_and_many_links,
     a_link_opens_in_an_independent_receiver,
     passcodes_count_down_and_lock,
