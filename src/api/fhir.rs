@@ -9,7 +9,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post, put};
 use serde_json::{Value, json};
 
-use super::auth::{Caller, Operator, Reader};
+use super::auth::{Operator, ReadCaller, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::openapi::schemas::{Bundle, OperationOutcome, Resource};
@@ -209,7 +209,7 @@ pub(super) fn asker(principal: Principal) -> Result<Asker, ApiError> {
 #[get("/{type}/{id}")]
 pub async fn read(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -274,7 +274,7 @@ pub async fn vread(
 #[get("/Patient/{id}/$everything")]
 pub async fn everything(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -324,7 +324,7 @@ pub async fn everything(
 #[get("/{type}")]
 pub async fn search_type(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
