@@ -58,7 +58,10 @@ fn main() {
         prepare(&cache, patients);
     }
     let run = tempfile::tempdir().expect("temporary directory");
-    for name in ["consentgate.db", "keys"] {
+    // The write-ahead log too: right after `prepare`, in this same process, the gateway's
+    // threads still hold connections, so the log has not been folded into the database yet
+    // (without it the copy is a torn database, and the export failed on it).
+    for name in ["consentgate.db", "consentgate.db-wal", "keys"] {
         copy_all(&cache.join(name), &run.path().join(name));
     }
     actix_web::rt::System::new().block_on(export(run.path(), patients));
@@ -160,6 +163,8 @@ fn copy_all(from: &Path, to: &Path) {
 
 async fn export(dir: &Path, patients: usize) {
     let settings = settings(dir);
+    // Warnings and errors (a failed job's cause) reach stderr.
+    consentgate::telemetry::init(&settings.log);
     let app = Application::build(settings.clone()).expect("application");
     let base = app.base_url().to_string();
     let handle = app.handle();

@@ -118,6 +118,7 @@ impl From<RecordError> for DomainError {
         match e {
             RecordError::Invalid { code, message } => Self::invalid(code, message),
             RecordError::Unprocessable { code, message } => Self::unprocessable(code, message),
+            RecordError::Forbidden { code, message } => Self::forbidden(code, message),
             RecordError::NotFound { code, message } => Self::not_found(code, message),
             RecordError::Conflict { code, message } => Self::conflict(code, message),
             RecordError::Store(store) => store.into(),

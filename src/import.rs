@@ -151,7 +151,15 @@ fn store_one(conn: &mut DbConn, labeller: &Labeller, resource: Value) -> Result<
         .get("id")
         .and_then(Value::as_str)
         .map_or_else(ingest::new_id, str::to_string);
-    ingest::put_labelled(conn, labeller, &resource_type, &id, resource).map(|_| ())
+    ingest::put_labelled(
+        conn,
+        labeller,
+        &crate::records::source::Writer::Gateway,
+        &resource_type,
+        &id,
+        resource,
+    )
+    .map(|_| ())
 }
 
 fn import_ndjson(

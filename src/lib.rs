@@ -39,6 +39,7 @@ pub mod sign_in;
 pub mod startup;
 pub mod store;
 pub mod summary;
+pub mod supply;
 pub mod telemetry;
 pub mod tls;
 pub mod web;

@@ -190,17 +190,65 @@ pub async fn summary(
             release::direct::everything(gateway, person, request_id, patient).await?
         }
     };
-    Ok(compose(
-        &gateway.fhir_base(),
-        patient,
-        &resources,
-        now_micros(),
-    ))
+    let mut document = compose(&gateway.fhir_base(), patient, &resources, now_micros());
+    if let Asker::Recipient(claims) = asker
+        && claims.justification.is_some()
+    {
+        directives_first(&mut document);
+    }
+    Ok(document)
+}
+
+/// Puts the advance directives section (42348-3) first in the Composition, and its
+/// resources right after the Composition: what a break-glass clinician must see first.
+pub fn directives_first(document: &mut Value) {
+    let is_directives = |s: &Value| s.pointer("/code/coding/0/code") == Some(&json!("42348-3"));
+    if let Some(sections) = document
+        .pointer_mut("/entry/0/resource/section")
+        .and_then(Value::as_array_mut)
+    {
+        sections.sort_by_key(|s| !is_directives(s));
+    }
+    if let Some(entries) = document.get_mut("entry").and_then(Value::as_array_mut)
+        && entries.len() > 1
+    {
+        entries[1..]
+            .sort_by_key(|e| !crate::records::internal::is_advance_directive(&e["resource"]));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directives_lead_when_asked_to() {
+        let p = PatientId::parse("p1").unwrap();
+        let adr = json!({"resourceType": "Consent", "id": "d1",
+            "scope": {"coding": [{"system": crate::consent::CONSENT_SCOPE_SYSTEM, "code": "adr"}]}});
+        let resources = vec![
+            json!({"resourceType": "Patient", "id": "p1"}),
+            json!({"resourceType": "Condition", "id": "c1"}),
+            adr,
+        ];
+        let mut doc = compose("https://g/fhir", &p, &resources, 0);
+        let codes = |doc: &Value| -> Vec<String> {
+            doc["entry"][0]["resource"]["section"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["code"]["coding"][0]["code"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(codes(&doc), ["11450-4", "10160-0", "48765-2", "42348-3"]);
+        directives_first(&mut doc);
+        assert_eq!(codes(&doc), ["42348-3", "11450-4", "10160-0", "48765-2"]);
+        let refs: Vec<String> = doc["entry"].as_array().unwrap()[1..]
+            .iter()
+            .map(|e| reference(&e["resource"]))
+            .collect();
+        assert_eq!(refs, ["Consent/d1", "Patient/p1", "Condition/c1"]);
+    }
 
     #[test]
     fn required_sections_are_always_there_and_others_only_when_filled() {

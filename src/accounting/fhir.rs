@@ -104,7 +104,7 @@ pub fn action_code(action: &str) -> &'static str {
     match action {
         "read" | "search" | "export" | "disclose" => "R",
         "grant" | "request" => "C",
-        "revoke" | "approve" | "decline" | "amend" => "U",
+        "revoke" | "approve" | "decline" | "amend" | "write" => "U",
         _ => "E",
     }
 }
@@ -312,6 +312,7 @@ mod tests {
             ("approve", "U"),
             ("decline", "U"),
             ("amend", "U"),
+            ("write", "U"),
             ("decision", "E"),
             ("token", "E"),
             ("refusal", "E"),

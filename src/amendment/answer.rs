@@ -6,11 +6,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AmendmentView, DAY, load, record, text, unknown, view};
+use super::{AmendmentView, DAY, data_source, load, record, text, unknown, visible_to};
 use crate::auth::Principal;
 use crate::error::DomainError;
 use crate::fhir_time::{format_instant, now_micros};
 use crate::gateway::Gateway;
+use crate::records::source::Writer;
 use crate::records::{ingest, validate};
 use crate::store::amendments::{self as rows, AmendmentRow};
 use crate::store::write_tx;
@@ -37,15 +38,33 @@ pub enum Answer {
     },
 }
 
-/// Who answers (the operators, for now), as recorded on the request.
-fn answerer(by: &Principal) -> Result<&'static str, DomainError> {
-    match by {
-        Principal::Operator { .. } => Ok(crate::audit::OPERATOR_CLIENT),
-        _ => Err(DomainError::forbidden(
-            "forbidden",
-            "only the record's answerer answers an amendment request",
-        )),
+/// Who answers `row`, as recorded on the request, and as whom the corrected version is
+/// written: an operator (any request), or the data source that supplied the record (its own
+/// requests only; anyone else's is the same 404 as a missing one). Anyone else is refused.
+fn answerer(by: &Principal, row: &AmendmentRow) -> Result<(String, Writer), DomainError> {
+    if let Principal::Operator { .. } = by {
+        return Ok((crate::audit::OPERATOR_CLIENT.to_string(), Writer::Gateway));
     }
+    match (by, data_source(by)) {
+        (Principal::Client(c), Some(source)) if row.source_client.as_deref() == Some(source) => {
+            Ok((
+                source.to_string(),
+                Writer::Source {
+                    client_id: source.to_string(),
+                    scope: c.scope.clone(),
+                },
+            ))
+        }
+        (Principal::Client(_), _) => Err(unknown()),
+        _ => Err(not_an_answerer()),
+    }
+}
+
+fn not_an_answerer() -> DomainError {
+    DomainError::forbidden(
+        "forbidden",
+        "only the record's answerer answers an amendment request",
+    )
 }
 
 fn answered() -> DomainError {
@@ -55,8 +74,10 @@ fn answered() -> DomainError {
     )
 }
 
-/// The Provenance that links the corrected version to the disputed one.
-fn provenance(id: &str, row: &AmendmentRow, corrected: i64, now: i64) -> Value {
+/// The Provenance that links the corrected version to the disputed one; its author is the
+/// answerer (`author`: a data source's client id under `{base}/api/v1/clients`, or the
+/// operators).
+fn provenance(id: &str, row: &AmendmentRow, corrected: i64, now: i64, author: Value) -> Value {
     let version = |v: i64| json!({"reference": format!("{}/{}/_history/{v}", row.resource_type, row.resource_id)});
     json!({
         "resourceType": "Provenance",
@@ -73,7 +94,7 @@ fn provenance(id: &str, row: &AmendmentRow, corrected: i64, now: i64) -> Value {
             {"type": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                 "code": "author"}]},
-             "who": {"display": "consentgate operator"}},
+             "who": author},
             {"type": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                 "code": "informant"}]},
@@ -91,15 +112,16 @@ pub async fn answer(
     answer: Answer,
     request_id: &str,
 ) -> Result<AmendmentView, DomainError> {
-    let who = answerer(by).map_err(|e| match by {
-        Principal::Client(_) => unknown(),
-        _ => e,
-    })?;
+    // A patient or a delegate never answers, whichever request they name.
+    if !matches!(by, Principal::Operator { .. } | Principal::Client(_)) {
+        return Err(not_an_answerer());
+    }
     let row = load(gateway, id).await?;
+    let (who, writer) = answerer(by, &row)?;
     let now = now_micros();
     let step = match answer {
         Answer::Accept { resource } => {
-            accept(gateway, &row, who, resource, now).await?;
+            accept(gateway, &row, (who, writer), resource, now).await?;
             "accepted"
         }
         Answer::Deny { reason } => {
@@ -107,7 +129,7 @@ pub async fn answer(
             let key = row.id.clone();
             let done = gateway
                 .store
-                .run(move |conn| rows::deny(conn, &key, now, who, &reason))
+                .run(move |conn| rows::deny(conn, &key, now, &who, &reason))
                 .await?;
             if !done {
                 return Err(answered());
@@ -136,7 +158,7 @@ pub async fn answer(
     };
     let row = load(gateway, id).await?;
     record(gateway, by, request_id, &row, step).await?;
-    Ok(view(&row, now))
+    visible_to(by, &row, now).ok_or_else(unknown)
 }
 
 /// Stores the corrected version and its Provenance, and marks the request accepted, in one
@@ -144,7 +166,7 @@ pub async fn answer(
 async fn accept(
     gateway: &Gateway,
     row: &AmendmentRow,
-    who: &'static str,
+    (who, writer): (String, Writer),
     mut resource: Value,
     now: i64,
 ) -> Result<(), DomainError> {
@@ -166,6 +188,11 @@ async fn accept(
         .labeller
         .apply(&mut resource)
         .map_err(|e| DomainError::invalid(e.code(), e.to_string()))?;
+    let author = match writer.source() {
+        Some(client) => json!({"identifier": {
+            "system": format!("{}/api/v1/clients", gateway.base_url), "value": client}}),
+        None => json!({"display": "consentgate operator"}),
+    };
     let (row, provenance_id) = (row.clone(), ingest::new_id());
     gateway
         .store
@@ -177,7 +204,14 @@ async fn accept(
                 }
                 // Still there (a PUT would otherwise create it).
                 ingest::read(conn, &row.resource_type, &row.resource_id)?;
-                let stored = ingest::put(conn, &row.resource_type, &row.resource_id, resource)?;
+                // The answerer's write: a data source within its scopes, as at its own ingest.
+                let stored = ingest::put_as(
+                    conn,
+                    &writer,
+                    &row.resource_type,
+                    &row.resource_id,
+                    resource,
+                )?;
                 let owner = crate::records::index::owner(
                     &row.resource_type,
                     &row.resource_id,
@@ -191,9 +225,9 @@ async fn accept(
                         "the corrected resource must stay the same patient's",
                     ));
                 }
-                let prov = provenance(&provenance_id, &row, stored.version_id, now);
+                let prov = provenance(&provenance_id, &row, stored.version_id, now, author);
                 ingest::put(conn, "Provenance", &provenance_id, prov)?;
-                if !rows::accept(conn, &row.id, now, who, stored.version_id, &provenance_id)? {
+                if !rows::accept(conn, &row.id, now, &who, stored.version_id, &provenance_id)? {
                     return Err(answered());
                 }
                 Ok(())

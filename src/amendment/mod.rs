@@ -10,8 +10,13 @@
 //! ([`overdue`]). After a denial the patient may file a statement of disagreement, which
 //! from then on travels with every release of the record to a recipient ([`dispute`]).
 //!
-//! Who answers: the operators. (The request's `source_client` exists for the data source
-//! that supplied the record, once sources write records and their ingest records them.)
+//! Who answers: the data source that supplied the record (a client with role `data_source`,
+//! recorded at ingest as the record's source, `crate::records::source`), from its own queue;
+//! the operators answer requests about records with no source, and may answer any. A data
+//! source sees only the requests about records it supplied (anyone else's is the same 404 as
+//! a missing one), and of each only what it needs to answer ([`view_for_source`]): the
+//! record, what is wrong, the correction asked for and the deadline, never who asked or for
+//! which patient.
 //!
 //! Every step is an `amend` audit entry about the patient (`detail.step`, `detail.amendment`,
 //! the record in `resources`), so the patient is told of each one (`notify`). The patient's
@@ -28,12 +33,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
+use crate::auth::clients::Role;
 use crate::delegation::Action;
 use crate::error::DomainError;
 use crate::fhir_time::{format_instant, now_micros};
 use crate::gateway::Gateway;
 use crate::records::{RecordError, index, ingest, internal, validate};
 use crate::store::amendments::{self as rows, AmendmentRow, Listing};
+use crate::store::resources;
 use crate::store::write_tx;
 
 /// Longest free text (what is wrong, the correction, a reason), in characters.
@@ -60,14 +67,19 @@ pub struct NewAmendment {
 pub struct AmendmentView {
     /// The request id.
     pub id: String,
-    /// The patient.
-    pub patient: String,
+    /// The patient (left out of a data source's view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
     /// `Type/id/_history/{version}` of the version disputed.
     pub record: String,
     /// `pending`, `accepted` or `denied`.
     pub status: String,
-    /// `Patient/{id}` or `RelatedPerson/{id}`.
-    pub requested_by: String,
+    /// Who answers: the client id of the data source that supplied the record, or `None`
+    /// when the operators do.
+    pub source: Option<String>,
+    /// `Patient/{id}` or `RelatedPerson/{id}` (left out of a data source's view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     /// What is wrong.
     pub what_is_wrong: String,
     /// The correction asked for.
@@ -82,9 +94,9 @@ pub struct AmendmentView {
     pub extension_reason: Option<String>,
     /// Pending past its deadline.
     pub overdue: bool,
-    /// When it was answered, and by whom (`operator` or a client id).
+    /// When it was answered.
     pub answered_at: Option<String>,
-    /// Who answered.
+    /// Who answered: `operator` or the data source's client id.
     pub answered_by: Option<String>,
     /// Why it was denied.
     pub denial_reason: Option<String>,
@@ -99,10 +111,11 @@ pub fn view(row: &AmendmentRow, now: i64) -> AmendmentView {
     let version = |v: i64| format!("{}/{}/_history/{v}", row.resource_type, row.resource_id);
     AmendmentView {
         id: row.id.clone(),
-        patient: row.patient_id.clone(),
+        patient: Some(row.patient_id.clone()),
         record: version(row.version_id),
         status: row.status.clone(),
-        requested_by: row.requested_by.clone(),
+        source: row.source_client.clone(),
+        requested_by: Some(row.requested_by.clone()),
         what_is_wrong: row.what_is_wrong.clone(),
         proposed_correction: row.proposed_correction.clone(),
         created: format_instant(row.created),
@@ -118,6 +131,40 @@ pub fn view(row: &AmendmentRow, now: i64) -> AmendmentView {
             .provenance_id
             .as_ref()
             .map(|p| format!("Provenance/{p}")),
+    }
+}
+
+/// What the data source that supplied the record sees of a request: no patient, no requester.
+pub fn view_for_source(row: &AmendmentRow, now: i64) -> AmendmentView {
+    AmendmentView {
+        patient: None,
+        requested_by: None,
+        ..view(row, now)
+    }
+}
+
+/// The data source client `by` is, if it is one.
+pub(crate) fn data_source(by: &Principal) -> Option<&str> {
+    match by {
+        Principal::Client(c) if Role::parse(&c.role) == Some(Role::DataSource) => {
+            Some(&c.client_id)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `by` sees `row`: its patient (or their delegate), the data source that supplied
+/// the record, or an operator; the view each gets.
+pub(crate) fn visible_to(by: &Principal, row: &AmendmentRow, now: i64) -> Option<AmendmentView> {
+    match by {
+        Principal::Operator { .. } => Some(view(row, now)),
+        Principal::Client(_) => data_source(by)
+            .filter(|id| row.source_client.as_deref() == Some(*id))
+            .map(|_| view_for_source(row, now)),
+        _ => requester(by)
+            .ok()
+            .filter(|(patient, _)| *patient == row.patient_id)
+            .map(|_| view(row, now)),
     }
 }
 
@@ -221,6 +268,10 @@ pub async fn file(
                     .into());
                 }
                 row.version_id = version_of(&body);
+                // The request goes to the data source that supplied the record, if one did.
+                row.source_client =
+                    resources::current_with_source(conn, &row.resource_type, &row.resource_id)?
+                        .and_then(|(_, source)| source);
                 rows::insert(conn, &row)?;
                 Ok::<_, DomainError>(row)
             })
@@ -239,14 +290,22 @@ pub(crate) fn version_of(body: &serde_json::Value) -> i64 {
 }
 
 /// Whose requests `by` lists: the patient's own (a patient, or a delegate allowed to ask);
-/// an operator every request, or only the pending ones.
+/// a data source's queue (requests about the records it supplied); an operator every
+/// request. `pending_only` narrows to unanswered ones.
 pub async fn list(
     gateway: &Gateway,
     by: &Principal,
     pending_only: bool,
 ) -> Result<Vec<AmendmentView>, DomainError> {
-    let listing = match by {
-        Principal::Operator { .. } => Listing::All,
+    let listing = match (by, data_source(by)) {
+        (Principal::Operator { .. }, _) => Listing::All,
+        (_, Some(source)) => Listing::Queue(Some(source.to_string())),
+        (Principal::Client(_), None) => {
+            return Err(DomainError::forbidden(
+                "forbidden",
+                "a recipient has no amendment requests",
+            ));
+        }
         _ => Listing::Patient(requester(by)?.0),
     };
     let found = gateway
@@ -254,7 +313,10 @@ pub async fn list(
         .run(move |conn| rows::list(conn, &listing, pending_only, LIST_LIMIT))
         .await?;
     let now = now_micros();
-    Ok(found.iter().map(|r| view(r, now)).collect())
+    Ok(found
+        .iter()
+        .filter_map(|r| visible_to(by, r, now))
+        .collect())
 }
 
 /// One request, if `by` may see it (anyone else's is the same 404 as a missing one).
@@ -263,13 +325,13 @@ pub async fn show(
     by: &Principal,
     id: &str,
 ) -> Result<AmendmentView, DomainError> {
-    let row = load(gateway, id).await?;
-    match by {
-        Principal::Operator { .. } => {}
-        _ if requester(by)?.0 == row.patient_id => {}
-        _ => return Err(unknown()),
+    if !matches!(by, Principal::Client(_) | Principal::Operator { .. }) {
+        // A person who may not ask for amendments at all (a delegate without the grant)
+        // learns why.
+        requester(by)?;
     }
-    Ok(view(&row, now_micros()))
+    let row = load(gateway, id).await?;
+    visible_to(by, &row, now_micros()).ok_or_else(unknown)
 }
 
 /// A stored request, or 404.

@@ -2,10 +2,11 @@
 //!
 //! - `POST /api/v1/amendments` (the patient, or a delegate allowed `request_amendments`):
 //!   `record` (`Type/id`), `what_is_wrong`, `proposed_correction`. 201 with the request.
-//! - `GET /api/v1/amendments` (`?pending=true`): the patient's requests, or every request for
-//!   an operator (the answerers' queue).
+//! - `GET /api/v1/amendments` (`?pending=true`): the patient's requests; a data source's queue
+//!   (the requests about records it supplied); every request for an operator.
 //! - `GET /api/v1/amendments/{id}`.
-//! - `POST /api/v1/amendments/{id}/answer` (an operator): `{"decision": "accept",
+//! - `POST /api/v1/amendments/{id}/answer` (the data source that supplied the record, or an
+//!   operator): `{"decision": "accept",
 //!   "resource": {...}}`, `{"decision": "deny", "reason": "..."}` or
 //!   `{"decision": "extend", "reason": "..."}`.
 //! - `POST /api/v1/amendments/{id}/disagreement` (after a denial): `statement`. 201.
@@ -67,8 +68,9 @@ pub struct ListQuery {
     security(("patient" = []), ("operator" = []), ("client" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "`{\"amendments\": [...]}`: the caller's requests (the patient's own, or all for an operator)", body = Object),
+        (status = 200, description = "`{\"amendments\": [...]}`: the caller's requests (the patient's own; a data source's queue, the requests about the records it supplied, without the patient or the requester; all for an operator)", body = Object),
         (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a recipient client has no requests", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/amendments")]
@@ -89,8 +91,8 @@ pub async fn list(
     security(("patient" = []), ("operator" = []), ("client" = [])),
     params(("id" = String, Path, description = "The request id")),
     responses(
-        (status = 200, description = "The request", body = Object),
-        (status = 404, description = "`unknown_amendment`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The request (for a data source, without the patient or the requester)", body = Object),
+        (status = 404, description = "`unknown_amendment`: missing, or not about a record the calling data source supplied", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/amendments/{id}")]
@@ -111,8 +113,10 @@ pub async fn show(
     security(("operator" = []), ("client" = [])),
     params(("id" = String, Path, description = "The request id")),
     responses(
-        (status = 200, description = "The request, answered", body = Object),
-        (status = 404, description = "`unknown_amendment`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The request, answered; `answered_by` names the answerer", body = Object),
+        (status = 400, description = "`invalid_amendment`, `not_the_record`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden` (a patient or a delegate); for a data source's acceptance: `insufficient_scope` (its token cannot update the record's type)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_amendment`: missing, or (for a data source) not about a record it supplied", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`amendment_answered`", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -39,6 +39,10 @@ const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
 
 /// The canonical definition of the group-level Bulk Data export.
 pub const GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+/// The canonical definition of the patient-level Bulk Data export (served for the caller's
+/// own records only).
+pub const PATIENT_EXPORT: &str =
+    "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
 /// The canonical definition of `Patient/$everything`.
 pub const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
 /// The definition of `Consent/{id}/$revoke` (the gateway's own).
@@ -46,12 +50,15 @@ pub const CONSENT_REVOKE: &str = "https://consentgate.dev/fhir/OperationDefiniti
 /// The Bulk Data IG's server CapabilityStatement, which this one instantiates.
 pub const BULK_DATA_SERVER: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
 
-/// The operations served on one type's instances: none at system level (export is served for
-/// a study's Group only).
+/// The operations served on one type: none at system level (export is served for a study's
+/// Group, and for a patient's own records at `Patient/$export`).
 fn operations_on(resource_type: &str) -> Vec<serde_json::Value> {
     match resource_type {
         "Group" => vec![json!({"name": "export", "definition": GROUP_EXPORT})],
-        "Patient" => vec![json!({"name": "everything", "definition": PATIENT_EVERYTHING})],
+        "Patient" => vec![
+            json!({"name": "everything", "definition": PATIENT_EVERYTHING}),
+            json!({"name": "export", "definition": PATIENT_EXPORT}),
+        ],
         "Consent" => vec![json!({"name": "revoke", "definition": CONSENT_REVOKE})],
         _ => Vec::new(),
     }
@@ -107,11 +114,11 @@ pub async fn metadata(state: Data<AppState>) -> HttpResponse {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Records in are the operator's; recipients read through consent checks (SMART Backend Services tokens), patients read their own records. Searches return no total and page with `_cursor` links; a resource the caller may not see answers exactly like a missing one.",
+            "documentation": "Records in are written by operators and by data sources (SMART Backend Services tokens with write scopes only; a data source reads nothing and updates only the records it supplied); recipients read through consent checks (SMART Backend Services tokens), patients read their own records. Searches return no total and page with `_cursor` links; a resource the caller may not see answers exactly like a missing one.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients, OpenID Connect for patients and operators."
+                "description": "Bearer tokens over TLS 1.2 or 1.3: SMART Backend Services (see /.well-known/smart-configuration) for recipient clients and data sources, OpenID Connect for patients and operators."
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}]

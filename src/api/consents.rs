@@ -226,7 +226,8 @@ pub async fn search(
         patient.ok_or_else(|| RecordError::invalid("missing_patient", "`patient` is required"))?;
     let patient = PatientId::parse(&patient)
         .map_err(|_| RecordError::invalid("invalid_patient", "`patient` must be a FHIR id"))?;
-    let found = consents::search(&state, &reader.principal, &patient, &filter).await?;
+    let mut found = consents::search(&state, &reader.principal, &patient, &filter).await?;
+    crate::records::internal::directives_first(&mut found);
     let base = state.fhir_base();
     let entries: Vec<Value> = found
         .into_iter()

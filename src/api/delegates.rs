@@ -42,6 +42,27 @@ const ROUTES: &[(&str, &str, Gate)] = &[
         "/fhir/Patient/{id}/$summary",
         Gate::Needs(Action::ReadRecords),
     ),
+    // The patient's own Bulk Data export; its jobs answer only the delegate who started them.
+    (
+        "GET",
+        "/fhir/Patient/$export",
+        Gate::Needs(Action::ReadRecords),
+    ),
+    (
+        "GET",
+        "/fhir/$export-status/{job}",
+        Gate::Needs(Action::ReadRecords),
+    ),
+    (
+        "DELETE",
+        "/fhir/$export-status/{job}",
+        Gate::Needs(Action::ReadRecords),
+    ),
+    (
+        "GET",
+        "/fhir/$export-file/{job}/{file}",
+        Gate::Needs(Action::ReadRecords),
+    ),
     // The accounting of disclosures and the notification feed.
     (
         "GET",

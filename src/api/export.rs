@@ -1,6 +1,7 @@
-//! FHIR Bulk Data export of a research study (`docs/EXPORT.md`): the kick-off
-//! (`GET`, or `POST` with a `Parameters` body, `/fhir/Group/{study}/$export`), its status (`GET` and
-//! `DELETE /fhir/$export-status/{job}`) and its files (`GET /fhir/$export-file/{job}/{file}`).
+//! FHIR Bulk Data export (`docs/EXPORT.md`): the kick-off of a research study (`GET`, or
+//! `POST` with a `Parameters` body, `/fhir/Group/{study}/$export`) or of a patient's own copy
+//! (`GET /fhir/Patient/$export`), its status (`GET` and `DELETE /fhir/$export-status/{job}`)
+//! and its files (`GET /fhir/$export-file/{job}/{file}`), which answer only the job's owner.
 //! Each handler reads the request, calls one function of [`crate::export`] and renders.
 
 use std::io::Read;
@@ -11,13 +12,12 @@ use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post};
 use serde_json::json;
 
-use super::auth::ClientCaller;
+use super::auth::{Caller, ClientCaller};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::{AppState, audit};
 use crate::error::{DomainError, ErrorKind};
-use crate::export::{self, JobView, KickOff, NDJSON};
-use crate::ids::ClientId;
+use crate::export::{self, JobView, KickOff, NDJSON, Owner};
 use crate::records::outcome;
 
 /// Bytes read per chunk of a download.
@@ -106,6 +106,65 @@ pub async fn kick_off_post(
     start(state, claims, req, path.into_inner(), Some(body)).await
 }
 
+/// `GET /fhir/Patient/$export`: a patient (or a delegate allowed `read_records`) starts an
+/// export of their own records, identified, as `$everything` gives them.
+#[utoipa::path(
+    tag = "fhir",
+    security(("patient" = [])),
+    params(
+        ("Prefer" = String, Header, description = "Must be `respond-async`"),
+        ("_outputFormat" = Option<String>, Query, description = "`application/fhir+ndjson` (the only one)"),
+        ("_type" = Option<String>, Query, description = "Resource types, comma-separated"),
+        ("_since" = Option<String>, Query, description = "Only resources updated after this FHIR instant"),
+        ("_typeFilter" = Option<String>, Query, description = "`Type?search` filters (the search parameters the gateway supports), comma-separated"),
+    ),
+    responses(
+        (status = 202, description = "Accepted; `Content-Location` is the status URL", headers(("Content-Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "`respond_async_required`, `duplicate_parameter`, `unsupported_output_format`, `invalid_type`, `invalid_since`, `unsupported_parameter`, `unknown_parameter`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden`: a client or an operator (the export is a person's own); `outside_delegation`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 429, description = "`too_many_exports`; carries `Retry-After`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
+#[get("/Patient/$export")]
+pub async fn kick_off_own(
+    state: Data<AppState>,
+    Caller(principal): Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let asked = asked(&state, &req, String::new(), None);
+    let status_url = export::kick_off_own(&state, &state.export_worker, &principal, asked)
+        .await
+        .map_err(refused)?;
+    Ok(accepted(status_url))
+}
+
+fn asked(
+    state: &AppState,
+    req: &HttpRequest,
+    study: String,
+    parameters: Option<serde_json::Value>,
+) -> KickOff {
+    let prefer = preferences(req);
+    KickOff {
+        study,
+        query: req.query_string().to_string(),
+        parameters,
+        lenient: prefer.iter().any(|p| p == "handling=lenient"),
+        respond_async: prefer.iter().any(|p| p == "respond-async"),
+        request_url: format!("{}{}", state.base_url, req.uri()),
+        request_id: audit::request_id(req),
+    }
+}
+
+fn accepted(status_url: String) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((CONTENT_LOCATION, status_url))
+        .content_type(FHIR_JSON)
+        .body(informational(
+            "the export was accepted; poll the Content-Location URL",
+        ))
+}
+
 async fn start(
     state: Data<AppState>,
     claims: crate::auth::tokens::AccessClaims,
@@ -113,50 +172,32 @@ async fn start(
     study: String,
     parameters: Option<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let prefer = preferences(&req);
-    let asked = KickOff {
-        study,
-        query: req.query_string().to_string(),
-        parameters,
-        lenient: prefer.iter().any(|p| p == "handling=lenient"),
-        respond_async: prefer.iter().any(|p| p == "respond-async"),
-        request_url: format!("{}{}", state.base_url, req.uri()),
-        request_id: audit::request_id(&req),
-    };
+    let asked = asked(&state, &req, study, parameters);
     let status_url = export::kick_off(&state, &state.export_worker, &claims, asked)
         .await
         .map_err(refused)?;
-    Ok(HttpResponse::Accepted()
-        .insert_header((CONTENT_LOCATION, status_url))
-        .content_type(FHIR_JSON)
-        .body(informational(
-            "the export was accepted; poll the Content-Location URL",
-        )))
-}
-
-fn client_of(claims: &crate::auth::tokens::AccessClaims) -> Result<ClientId, ApiError> {
-    ClientId::parse(&claims.client_id).map_err(|_| ApiError::unauthorized())
+    Ok(accepted(status_url))
 }
 
 /// `GET /fhir/$export-status/{job}`: progress (202), the manifest (200) or the error (500).
 #[utoipa::path(
     tag = "fhir",
-    security(("client" = [])),
+    security(("client" = []), ("patient" = [])),
     responses(
         (status = 200, description = "Complete: the Bulk Data manifest; `Expires` says until when the files are kept", body = crate::api::openapi::schemas::ExportManifest, content_type = "application/json"),
         (status = 202, description = "Running; `X-Progress` and `Retry-After`"),
-        (status = 404, description = "`not_found`: no such job for this client", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: no such job for this caller (another client's or person's answers the same)", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
         (status = 500, description = "The job failed; the OperationOutcome says why", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
     )
 )]
 #[get("/$export-status/{job}")]
 pub async fn status(
     state: Data<AppState>,
-    ClientCaller(claims): ClientCaller,
+    Caller(principal): Caller,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = client_of(&claims)?;
-    match export::status(&state, &client, &path.into_inner()).await? {
+    let owner = Owner::of(&principal)?;
+    match export::status(&state, &owner, &path.into_inner()).await? {
         JobView::Running { done, total } => {
             let total = total.map_or_else(|| "?".to_string(), |t| t.to_string());
             Ok(HttpResponse::Accepted()
@@ -184,7 +225,7 @@ pub async fn status(
 /// `DELETE /fhir/$export-status/{job}`: cancels a running job or deletes a finished one.
 #[utoipa::path(
     tag = "fhir",
-    security(("client" = [])),
+    security(("client" = []), ("patient" = [])),
     responses(
         (status = 202, description = "Cancelled (or deleted) and its files removed", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
         (status = 404, description = "`not_found`", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
@@ -193,11 +234,11 @@ pub async fn status(
 #[delete("/$export-status/{job}")]
 pub async fn cancel(
     state: Data<AppState>,
-    ClientCaller(claims): ClientCaller,
+    Caller(principal): Caller,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = client_of(&claims)?;
-    export::cancel(&state, &client, &path.into_inner()).await?;
+    let owner = Owner::of(&principal)?;
+    export::cancel(&state, &owner, &path.into_inner()).await?;
     Ok(HttpResponse::Accepted()
         .content_type(FHIR_JSON)
         .body(informational(
@@ -208,25 +249,26 @@ pub async fn cancel(
 /// `GET /fhir/$export-file/{job}/{file}`: one output (or `error`) file, streamed.
 #[utoipa::path(
     tag = "fhir",
-    security(("client" = [])),
+    security(("client" = []), ("patient" = [])),
     params(
         ("job" = String, Path, description = "The job id"),
         ("file" = String, Path, description = "`{Type}.ndjson`, or the error file the manifest names"),
     ),
     responses(
-        (status = 200, description = "One resource per line, de-identified (or one OperationOutcome per line)", body = String, content_type = "application/fhir+ndjson"),
+        (status = 200, description = "One resource per line: de-identified for a study, as stored for a patient's own copy (or one OperationOutcome per line)", body = String, content_type = "application/fhir+ndjson"),
         (status = 404, description = "`not_found`: no such file, or not this client's, or expired", body = crate::api::openapi::schemas::OperationOutcome, content_type = "application/fhir+json"),
     )
 )]
 #[get("/$export-file/{job}/{file}")]
 pub async fn download(
     state: Data<AppState>,
-    ClientCaller(claims): ClientCaller,
+    Caller(principal): Caller,
     req: HttpRequest,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (job, name) = path.into_inner();
-    let file = export::open_file(&state, &claims, &job, &name, &audit::request_id(&req)).await?;
+    let request_id = audit::request_id(&req);
+    let file = export::open_file(&state, &principal, &job, &name, &request_id).await?;
     let chunks = futures_util::stream::unfold(Some(file), |open| async move {
         let mut file = open?;
         let read = tokio::task::spawn_blocking(move || {

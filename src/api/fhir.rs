@@ -1,4 +1,5 @@
-//! FHIR record endpoints. Writes are the operator's. Reads dispatch on who asks: a
+//! FHIR record endpoints. Writes are an operator's or a data source's ([`crate::supply`]).
+//! Reads dispatch on who asks: a
 //! recipient client gets the consent-checked release ([`crate::release`]); an operator or
 //! a patient (their own records only) reads directly ([`crate::release::direct`]). Either
 //! way the handler parses, calls one domain function and renders.
@@ -9,7 +10,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post, put};
 use serde_json::{Value, json};
 
-use super::auth::{Operator, ReadCaller, Reader};
+use super::auth::{Caller, ReadCaller, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::openapi::schemas::{Bundle, OperationOutcome, Resource};
@@ -19,9 +20,9 @@ use crate::auth::clients::Role;
 use crate::auth::tokens::AccessClaims;
 use crate::ids::PatientId;
 use crate::records::ingest::{self, Stored};
-use crate::records::{RecordError, bundle, search, validate};
+use crate::records::{RecordError, search, validate};
 use crate::release::{self, SearchPage, direct};
-use crate::store::write_tx;
+use crate::supply;
 
 pub(super) fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
@@ -52,11 +53,12 @@ fn stored_response(state: &AppState, stored: &Stored) -> HttpResponse {
 /// `POST /fhir`: a transaction, batch or collection Bundle.
 #[utoipa::path(
     tag = "fhir",
-    security(("operator" = [])),
+    security(("operator" = []), ("client" = ["system/*.cu"])),
     request_body(content = Bundle, content_type = "application/fhir+json", description = "A transaction, batch or collection Bundle; `urn:uuid:` and conditional references between entries are resolved"),
     responses(
         (status = 200, description = "The transaction-response or batch-response Bundle", body = Bundle, content_type = "application/fhir+json"),
         (status = 400, description = "`invalid_json`, `empty_body`, `too_deep`, `unsupported_bundle_type`, `too_many_entries`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden` (not an operator or a data source); for a data source, in a transaction: `gateway_record`, `insufficient_scope`, `not_your_record`", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 404, description = "`not_found`: a reference names nothing", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 409, description = "`concurrent_update`", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
@@ -66,27 +68,25 @@ fn stored_response(state: &AppState, stored: &Stored) -> HttpResponse {
 #[post("")]
 pub async fn post_bundle(
     state: Data<AppState>,
-    _operator: Operator,
+    Caller(principal): Caller,
+    req: HttpRequest,
     FhirJson(bundle): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
-    let limits = state.settings.limits;
-    let st = state.clone();
-    let response = state
-        .store
-        .run(move |conn| bundle::process(conn, bundle, &limits, &st.institution.labeller))
-        .await?;
+    let request_id = audit::request_id(&req);
+    let response = supply::bundle(&state.gateway, &principal, bundle, &request_id).await?;
     Ok(fhir_ok(StatusCode::OK, &response))
 }
 
 /// `POST /fhir/{type}`: create with a server-assigned id.
 #[utoipa::path(
     tag = "fhir",
-    security(("operator" = [])),
+    security(("operator" = []), ("client" = ["system/*.c"])),
     params(("type" = String, Path, description = "An R4 resource type")),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses(
         (status = 201, description = "Created; `Location`, `ETag`, `Last-Modified`", body = Resource, content_type = "application/fhir+json"),
         (status = 400, description = "`invalid_json`, `unknown_resource_type`, `type_mismatch`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden` (not an operator or a data source); for a data source: `gateway_record` (a Consent, an AuditEvent, anything tagged gateway-internal), `insufficient_scope`, `not_your_record` (another source's or an operator's record)", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 422, description = "The resource does not validate", body = OperationOutcome, content_type = "application/fhir+json"),
     )
@@ -94,40 +94,38 @@ pub async fn post_bundle(
 #[post("/{type}")]
 pub async fn create(
     state: Data<AppState>,
-    _operator: Operator,
+    Caller(principal): Caller,
+    req: HttpRequest,
     path: Path<String>,
     FhirJson(resource): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
     let resource_type = path.into_inner();
     validate::resource_type(&resource_type)?;
-    let st = state.clone();
-    let stored = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                ingest::put_labelled(
-                    conn,
-                    &st.institution.labeller,
-                    &resource_type,
-                    &ingest::new_id(),
-                    resource,
-                )
-            })
-        })
-        .await?;
+    let request_id = audit::request_id(&req);
+    let id = ingest::new_id();
+    let stored = supply::put(
+        &state.gateway,
+        &principal,
+        resource_type,
+        id,
+        resource,
+        &request_id,
+    )
+    .await?;
     Ok(stored_response(&state, &stored))
 }
 
 /// `PUT /fhir/{type}/{id}`: create or update under a client-chosen id, keeping every version.
 #[utoipa::path(
     tag = "fhir",
-    security(("operator" = [])),
+    security(("operator" = []), ("client" = ["system/*.cu"])),
     params(("type" = String, Path, description = "An R4 resource type"), ("id" = String, Path, description = "A FHIR id")),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses(
         (status = 200, description = "A new version; `Location`, `ETag`, `Last-Modified`", body = Resource, content_type = "application/fhir+json"),
         (status = 201, description = "Created under this id", body = Resource, content_type = "application/fhir+json"),
         (status = 400, description = "`invalid_json`, `unknown_resource_type`, `invalid_id`, `id_mismatch`, ...", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "`forbidden` (not an operator or a data source); for a data source: `gateway_record` (a Consent, an AuditEvent, anything tagged gateway-internal), `insufficient_scope`, `not_your_record` (another source's or an operator's record)", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 409, description = "`concurrent_update`", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 415, description = "`unsupported_media_type`", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 422, description = "The resource does not validate", body = OperationOutcome, content_type = "application/fhir+json"),
@@ -136,7 +134,8 @@ pub async fn create(
 #[put("/{type}/{id}")]
 pub async fn update(
     state: Data<AppState>,
-    _operator: Operator,
+    Caller(principal): Caller,
+    req: HttpRequest,
     path: Path<(String, String)>,
     FhirJson(resource): FhirJson,
 ) -> Result<HttpResponse, ApiError> {
@@ -152,21 +151,16 @@ pub async fn update(
         )
         .into());
     }
-    let st = state.clone();
-    let stored = state
-        .store
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                ingest::put_labelled(
-                    conn,
-                    &st.institution.labeller,
-                    &resource_type,
-                    &id,
-                    resource,
-                )
-            })
-        })
-        .await?;
+    let request_id = audit::request_id(&req);
+    let stored = supply::put(
+        &state.gateway,
+        &principal,
+        resource_type,
+        id,
+        resource,
+        &request_id,
+    )
+    .await?;
     Ok(stored_response(&state, &stored))
 }
 

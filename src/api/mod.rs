@@ -84,6 +84,7 @@ pub fn configure(cfg: &mut DocumentedConfig) {
             // Bulk Data export, before the generic `/{type}/...` routes.
             .service(export::kick_off)
             .service(export::kick_off_post)
+            .service(export::kick_off_own)
             .service(export::status)
             .service(export::cancel)
             .service(export::download)

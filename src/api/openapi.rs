@@ -109,7 +109,10 @@ impl Modify for SecuritySchemes {
             who::CLIENT,
             bearer(
                 "A recipient client (or data source): a gateway access token (`at+jwt`, RFC \
-                 9068) from `POST /oauth/token` (SMART Backend Services, `private_key_jwt`).",
+                 9068) from `POST /oauth/token` (SMART Backend Services, `private_key_jwt`). \
+                 A recipient is granted read scopes only (`system/{Type|*}.rs`), a data source \
+                 write scopes only (`system/{Type|*}.cu`, v1 `.write`); the scopes a route \
+                 lists are the ones it needs.",
             ),
         );
     }

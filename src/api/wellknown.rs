@@ -70,8 +70,18 @@ pub async fn smart_configuration(state: Data<AppState>) -> HttpResponse {
         token_endpoint_auth_methods_supported: vec!["private_key_jwt"],
         token_endpoint_auth_signing_alg_values_supported: vec!["RS384", "ES384", "ES256", "EdDSA"],
         grant_types_supported: vec!["client_credentials"],
-        // `system/*.read` is the SMART v1 spelling; it is granted as `system/*.rs`.
-        scopes_supported: vec!["system/*.rs", "system/*.r", "system/*.s", "system/*.read"],
+        // `system/*.read` is the SMART v1 spelling; it is granted as `system/*.rs`. The write
+        // scopes are a data source's only (`system/*.write` is granted as `system/*.cu`).
+        scopes_supported: vec![
+            "system/*.rs",
+            "system/*.r",
+            "system/*.s",
+            "system/*.read",
+            "system/*.cu",
+            "system/*.c",
+            "system/*.u",
+            "system/*.write",
+        ],
         revocation_endpoint: format!("{base}/oauth/revoke"),
         introspection_endpoint: format!("{base}/oauth/introspect"),
         capabilities: vec!["client-confidential-asymmetric", "permission-v2"],

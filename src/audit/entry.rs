@@ -105,6 +105,8 @@ pub enum AuditAction {
     /// A step of a request to amend a record (`detail.step`: requested, extended, accepted,
     /// denied, overdue).
     Amend,
+    /// A data source wrote records (`resources`: what it stored).
+    Write,
 }
 
 impl AuditAction {
@@ -124,6 +126,7 @@ impl AuditAction {
             Self::Approve => "approve",
             Self::Decline => "decline",
             Self::Amend => "amend",
+            Self::Write => "write",
         }
     }
 }

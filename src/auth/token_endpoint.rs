@@ -242,7 +242,16 @@ pub async fn issue(gateway: &Gateway, form: TokenRequest) -> Result<Issued, Toke
             Some(_) => {}
         }
     }
-    let granted = scopes::grant(form.scope.as_deref().unwrap_or_default(), &client.resources);
+    // A data source sends records in and reads nothing; a recipient reads and writes nothing.
+    let access = match client.role {
+        Role::DataSource => scopes::Access::Write,
+        _ => scopes::Access::Read,
+    };
+    let granted = scopes::grant(
+        form.scope.as_deref().unwrap_or_default(),
+        &client.resources,
+        access,
+    );
     if granted.is_empty() {
         return Err(TokenRefusal::new(
             "invalid_scope",

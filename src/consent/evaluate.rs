@@ -68,6 +68,13 @@
 //! [`super::model::SENSITIVE_LABELS`] that a permitting provision, or one of its ancestors
 //! (whose scope it lies within), named in `securityLabel`; a general permit names none.
 //!
+//! # Which consents take part
+//! Every active consent of the patient, whatever its scope (`patient-privacy`, `research`,
+//! `treatment`), except an advance directive (scope `adr` alone,
+//! [`super::model::is_advance_directive_scope`]): that is the patient's wishes about their
+//! care, a clinical record that is released like any other, and it neither permits nor
+//! denies anything.
+//!
 //! The evaluator does not check which patient a consent belongs to: pass the consents of
 //! the resource's patient. It allocates only the result (and one scratch vector).
 
@@ -193,7 +200,9 @@ pub fn evaluate(consents: &[Consent], query: &ConsentQuery) -> ConsentResult {
     let mut any = false;
     let mut deny = false;
     for (i, consent) in consents.iter().enumerate() {
-        if consent.status() != ConsentStatus::Active {
+        // An advance directive records the patient's wishes for their care; it is not a
+        // privacy consent and may neither permit nor deny anything.
+        if consent.status() != ConsentStatus::Active || consent.is_advance_directive() {
             continue;
         }
         let Some(root) = consent.provision() else {

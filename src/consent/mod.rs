@@ -36,5 +36,8 @@ pub use defect::{ConsentDefect, ConsentDefects, DefectKind};
 pub use evaluate::{
     ActorFacts, ConsentQuery, ConsentResult, DecidingProvision, Decision, ResourceFacts, evaluate,
 };
-pub use model::{Coding, Consent, ConsentStatus, DataMeaning, Provision, ProvisionType};
+pub use model::{
+    ADVANCE_DIRECTIVE_SCOPE, CONSENT_SCOPE_SYSTEM, Coding, Consent, ConsentStatus, DataMeaning,
+    Provision, ProvisionType, is_advance_directive_scope,
+};
 pub use purpose::PurposeHierarchy;

@@ -380,6 +380,31 @@ impl Provision {
     }
 }
 
+/// The code system of `Consent.scope`.
+pub const CONSENT_SCOPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
+/// The `Consent.scope` code of an advance directive.
+pub const ADVANCE_DIRECTIVE_SCOPE: &str = "adr";
+
+/// Whether a scope of these codings (system, code) makes a Consent an advance directive: it
+/// names `adr` of the consentscope system and no other code of that system. An advance
+/// directive is a clinical record, not a privacy consent, so it never takes part in a
+/// decision; a scope that also names a privacy, research or treatment code stays a privacy
+/// consent (fail-safe: a deny in it is never dropped).
+pub fn is_advance_directive_scope<'a>(
+    codings: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> bool {
+    let mut adr = false;
+    for (system, code) in codings {
+        if system == CONSENT_SCOPE_SYSTEM {
+            if code != ADVANCE_DIRECTIVE_SCOPE {
+                return false;
+            }
+            adr = true;
+        }
+    }
+    adr
+}
+
 /// A patient's consent, as parsed by [`Consent::from_fhir`].
 #[derive(Debug, Clone)]
 pub struct Consent {
@@ -419,6 +444,16 @@ impl Consent {
     /// The codings of `scope`.
     pub fn scope(&self) -> &[Coding] {
         &self.scope
+    }
+
+    /// Whether this is an advance directive (scope `adr`), which decides nothing
+    /// ([`is_advance_directive_scope`]).
+    pub fn is_advance_directive(&self) -> bool {
+        is_advance_directive_scope(
+            self.scope
+                .iter()
+                .map(|c| (c.system.as_str(), c.code.as_str())),
+        )
     }
 
     /// The codings of every `category`.

@@ -1,8 +1,8 @@
-//! The four things a researcher does with an export, one function each: [`kick_off`],
-//! [`status`], [`cancel`] and [`open_file`]. Who may export a study, and as whom the decision
-//! engine sees the researcher, are [`may_export`] and [`for_study`].
+//! The four things an export's owner does, one function each: [`kick_off`] (a researcher's
+//! study) or [`kick_off_own`] (a patient's own copy), then [`status`], [`cancel`] and
+//! [`open_file`], which answer only the job's [`Owner`]. Who may export a study, and as whom
+//! the decision engine sees the researcher, are [`may_export`] and [`for_study`].
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::files::{self, job_dir, remove_dir};
 use super::request::ExportRequest;
-use super::worker::{ExportWorker, Job, micros};
+use super::worker::{ExportWorker, Job, Scope, micros};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::Principal;
 use crate::auth::clients::Role;
@@ -18,11 +18,11 @@ use crate::auth::tokens::AccessClaims;
 use crate::decision::Requester;
 use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
-use crate::ids::ClientId;
+use crate::ids::{ClientId, PatientId};
 use crate::records::dates::{self, now_micros};
 use crate::records::validate;
 use crate::release;
-use crate::store::exports::{self as jobs, ExportJobRow, JobStatus};
+use crate::store::exports::{self as jobs, ExportJobRow, JobStatus, OwnerKind};
 
 /// A running job silent for this long is presumed dead and marked failed.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,10 +53,48 @@ pub fn for_study(mut requester: Requester, study: &str) -> Requester {
     requester
 }
 
+/// Who owns a job: the only caller its status, files and `DELETE` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A recipient client (a study's export).
+    Client(ClientId),
+    /// A person (their own copy): `Patient/{id}`, or `RelatedPerson/{id}` for a delegate.
+    Person(String),
+}
+
+impl Owner {
+    /// The owner a caller would be: a client, or a patient or delegate; an operator owns
+    /// no export (`403 forbidden`).
+    pub fn of(principal: &Principal) -> Result<Owner, DomainError> {
+        match principal {
+            Principal::Client(claims) => ClientId::parse(&claims.client_id)
+                .map(Owner::Client)
+                .map_err(|_| {
+                    DomainError::new(
+                        ErrorKind::Unauthorized,
+                        "unauthorized",
+                        "a valid bearer token is required",
+                    )
+                }),
+            person => person.person_reference().map(Owner::Person).ok_or_else(|| {
+                DomainError::forbidden("forbidden", "this caller may not use this endpoint")
+            }),
+        }
+    }
+
+    /// The owner as the job's row keeps it.
+    fn key(&self) -> (OwnerKind, &str) {
+        match self {
+            Owner::Client(c) => (OwnerKind::Client, c.as_str()),
+            Owner::Person(p) => (OwnerKind::Person, p),
+        }
+    }
+}
+
 /// A kick-off as the HTTP layer read it.
 #[derive(Debug, Clone)]
 pub struct KickOff {
-    /// The study Group's id, from the path.
+    /// The study Group's id, from the path; empty for a person's own copy.
     pub study: String,
     /// The query string, as sent.
     pub query: String,
@@ -84,7 +122,7 @@ pub async fn kick_off(
     claims: &AccessClaims,
     asked: KickOff,
 ) -> Result<String, DomainError> {
-    let study = asked.study;
+    let study = asked.study.clone();
     if !validate::is_valid_id(&study) {
         return Err(not_known("the Group"));
     }
@@ -93,23 +131,104 @@ pub async fn kick_off(
         return Err(not_known(&format!("Group/{study}")));
     }
     if !asked.respond_async {
-        return Err(DomainError::invalid(
-            "respond_async_required",
-            "a Bulk Data export needs the header `Prefer: respond-async`",
+        return Err(respond_async_required());
+    }
+    let request = read_request(gateway, &asked)?;
+    let profile = gateway.shaping.profile();
+    let scope = Scope::Study {
+        study: study.clone(),
+        claims: Box::new(claims.clone()),
+        profile: format!("{} {}", profile.name(), profile.version()),
+    };
+    accept(gateway, worker, asked, request, scope).await
+}
+
+/// Starts a person's export of their own copy (`GET /fhir/Patient/$export`): the patient,
+/// or a delegate allowed `read_records`; returns the job's status URL. Nothing is decided
+/// or de-identified: it holds what `$everything` gives them ([`release::direct`]).
+pub async fn kick_off_own(
+    gateway: &Gateway,
+    worker: &ExportWorker,
+    person: &Principal,
+    asked: KickOff,
+) -> Result<String, DomainError> {
+    if person.person_reference().is_none() {
+        return Err(DomainError::forbidden(
+            "forbidden",
+            "only a patient (or their delegate) exports their own records",
         ));
     }
-    let limits = &gateway.settings.limits;
-    let request = match &asked.parameters {
-        // Parameters in both places would leave one set unread: refused, never ignored.
-        Some(_) if !asked.query.is_empty() => {
-            return Err(DomainError::invalid(
-                "invalid_parameters",
-                "a POST kick-off carries its parameters in the Parameters body, not the URL",
-            ));
-        }
-        Some(body) => ExportRequest::from_parameters(body, asked.lenient, limits)?,
-        None => ExportRequest::from_query(&asked.query, asked.lenient, limits)?,
+    person.may(crate::delegation::Action::ReadRecords)?;
+    let patient = person
+        .own_patient()
+        .and_then(|p| PatientId::parse(p).ok())
+        .ok_or_else(|| not_known("the patient"))?;
+    if !asked.respond_async {
+        return Err(respond_async_required());
+    }
+    if asked.parameters.is_some() {
+        return Err(DomainError::invalid(
+            "invalid_parameters",
+            "a patient's own export takes its parameters in the query string",
+        ));
+    }
+    let request = read_request(gateway, &asked)?;
+    let scope = Scope::Own {
+        patient,
+        person: person.clone(),
     };
+    accept(gateway, worker, asked, request, scope).await
+}
+
+fn respond_async_required() -> DomainError {
+    DomainError::invalid(
+        "respond_async_required",
+        "a Bulk Data export needs the header `Prefer: respond-async`",
+    )
+}
+
+/// The kick-off's parameters, from its query string or its `Parameters` body.
+fn read_request(gateway: &Gateway, asked: &KickOff) -> Result<ExportRequest, DomainError> {
+    let limits = &gateway.settings.limits;
+    match &asked.parameters {
+        // Parameters in both places would leave one set unread: refused, never ignored.
+        Some(_) if !asked.query.is_empty() => Err(DomainError::invalid(
+            "invalid_parameters",
+            "a POST kick-off carries its parameters in the Parameters body, not the URL",
+        )),
+        Some(body) => ExportRequest::from_parameters(body, asked.lenient, limits),
+        None => ExportRequest::from_query(&asked.query, asked.lenient, limits),
+    }
+}
+
+/// What a job's row says of its scope: the owner (kind and key), the subject (the study, or
+/// the patient of an own copy) and the purpose of use.
+fn row_facts(scope: &Scope) -> (OwnerKind, String, String, String) {
+    match scope {
+        Scope::Study { study, claims, .. } => (
+            OwnerKind::Client,
+            claims.client_id.clone(),
+            study.clone(),
+            claims.purpose_of_use.clone(),
+        ),
+        Scope::Own { patient, person } => (
+            OwnerKind::Person,
+            person.person_reference().unwrap_or_default(),
+            patient.to_string(),
+            "PATRQT".to_string(),
+        ),
+    }
+}
+
+/// Stores a job (within the capacity limits) and hands it to the worker.
+async fn accept(
+    gateway: &Gateway,
+    worker: &ExportWorker,
+    asked: KickOff,
+    request: ExportRequest,
+    scope: Scope,
+) -> Result<String, DomainError> {
+    let (owner_kind, owner, subject, purpose) = row_facts(&scope);
     let root = files::exports_dir(gateway);
     gateway
         .store
@@ -118,9 +237,10 @@ pub async fn kick_off(
     let now = now_micros();
     let row = ExportJobRow {
         id: uuid::Uuid::now_v7().to_string(),
-        client_id: claims.client_id.clone(),
-        study: study.clone(),
-        purpose: claims.purpose_of_use.clone(),
+        owner_kind,
+        client_id: owner,
+        study: subject,
+        purpose,
         request_url: asked.request_url,
         types: request.types.join(","),
         since_micros: request.since,
@@ -150,15 +270,12 @@ pub async fn kick_off(
             "too many exports are running; retry later",
         ));
     }
-    let profile = gateway.shaping.profile();
     let job = Job {
         dir: job_dir(gateway, &row.id),
         id: row.id.clone(),
-        study,
+        scope,
         request,
-        claims: claims.clone(),
         request_id: asked.request_id,
-        profile: format!("{} {}", profile.name(), profile.version()),
     };
     if let Err(e) = worker.submit(job) {
         let id = row.id.clone();
@@ -177,23 +294,23 @@ pub async fn kick_off(
             .await?;
         return Err(e);
     }
-    tracing::info!(job = %row.id, client_id = %row.client_id, "export accepted");
+    tracing::info!(job = %row.id, owner = row.owner_kind.as_str(), "export accepted");
     Ok(format!("{}/$export-status/{}", gateway.fhir_base(), row.id))
 }
 
-/// The job as its client may see it: `None` for another client's, a cancelled or an expired
+/// The job as its owner may see it: `None` for anyone else's, a cancelled or an expired
 /// job. A running job with a stale heartbeat is marked failed first.
 async fn visible_job(
     gateway: &Gateway,
-    client: &ClientId,
+    owner: &Owner,
     job: &str,
 ) -> Result<Option<ExportJobRow>, DomainError> {
     let now = now_micros();
-    let (job, client) = (job.to_string(), client.to_string());
+    let (job, owner) = (job.to_string(), owner.clone());
     let row = gateway
         .store
         .run(move |conn| {
-            let Some(row) = jobs::find(conn, &job, &client)? else {
+            let Some(row) = jobs::find(conn, &job, owner.key())? else {
                 return Ok(None);
             };
             let stale_before = now - micros(HEARTBEAT_TIMEOUT);
@@ -201,7 +318,7 @@ async fn visible_job(
                 let message =
                     "the export stopped making progress (its worker is gone); start a new export";
                 jobs::fail(conn, &job, "worker_lost", message, now, Some(stale_before))?;
-                return jobs::find(conn, &job, &client);
+                return jobs::find(conn, &job, owner.key());
             }
             Ok::<_, crate::store::StoreError>(Some(row))
         })
@@ -239,13 +356,9 @@ pub enum JobView {
     },
 }
 
-/// The status of a job of `client`.
-pub async fn status(
-    gateway: &Gateway,
-    client: &ClientId,
-    job: &str,
-) -> Result<JobView, DomainError> {
-    let Some(row) = visible_job(gateway, client, job).await? else {
+/// The status of a job of `owner`.
+pub async fn status(gateway: &Gateway, owner: &Owner, job: &str) -> Result<JobView, DomainError> {
+    let Some(row) = visible_job(gateway, owner, job).await? else {
         return Err(not_known("the export job"));
     };
     Ok(match row.status {
@@ -281,15 +394,15 @@ fn manifest(gateway: &Gateway, row: &ExportJobRow) -> Value {
     })
 }
 
-/// Cancels a running job of `client`, or deletes a finished one, and removes its files.
-pub async fn cancel(gateway: &Gateway, client: &ClientId, job: &str) -> Result<(), DomainError> {
-    if visible_job(gateway, client, job).await?.is_none() {
+/// Cancels a running job of `owner`, or deletes a finished one, and removes its files.
+pub async fn cancel(gateway: &Gateway, owner: &Owner, job: &str) -> Result<(), DomainError> {
+    if visible_job(gateway, owner, job).await?.is_none() {
         return Err(not_known("the export job"));
     }
-    let (id, owner) = (job.to_string(), client.to_string());
+    let (id, who) = (job.to_string(), owner.clone());
     if !gateway
         .store
-        .run(move |conn| jobs::cancel(conn, &id, &owner, now_micros()))
+        .run(move |conn| jobs::cancel(conn, &id, who.key(), now_micros()))
         .await?
     {
         return Err(not_known("the export job"));
@@ -299,22 +412,22 @@ pub async fn cancel(gateway: &Gateway, client: &ClientId, job: &str) -> Result<(
     tokio::task::spawn_blocking(move || remove_dir(&dir))
         .await
         .map_err(DomainError::internal)?;
-    tracing::info!(job = %job, client_id = %client, "export cancelled");
+    tracing::info!(job = %job, owner = owner.key().0.as_str(), "export cancelled");
     Ok(())
 }
 
-/// Opens the file `name` of a complete job of the client behind `claims`, once its download
-/// is in the audit log (durably).
+/// Opens the file `name` of a complete job of the caller, once its download is in the audit
+/// log (durably): a study's as the client's, a person's own copy as their own access.
 pub async fn open_file(
     gateway: &Gateway,
-    claims: &AccessClaims,
+    caller: &Principal,
     job: &str,
     name: &str,
     request_id: &str,
 ) -> Result<File, DomainError> {
     let gone = || not_known("the export file");
-    let client = ClientId::parse(&claims.client_id).map_err(|_| gone())?;
-    let row = visible_job(gateway, &client, job)
+    let owner = Owner::of(caller)?;
+    let row = visible_job(gateway, &owner, job)
         .await?
         .filter(|r| r.status == JobStatus::Complete)
         .ok_or_else(gone)?;
@@ -328,14 +441,22 @@ pub async fn open_file(
         .map_err(DomainError::internal)?;
     // Gone when expired meanwhile, or when this instance does not share the exports folder.
     let opened = opened.map_err(|_| gone())?;
-    let mut entry = Principal::Client(Box::new(claims.clone())).audit_entry(
+    let mut entry = caller.audit_entry(
         AuditAction::Export,
         AuditOutcome::Success,
         request_id.to_string(),
     );
-    entry.detail = BTreeMap::from([
-        ("study".into(), row.study.clone()),
-        ("job".into(), job.to_string()),
+    let subject = match row.owner_kind {
+        OwnerKind::Client => "study",
+        OwnerKind::Person => {
+            entry.patient_id = Some(row.study.clone());
+            "patient"
+        }
+    };
+    // Extended, not replaced: a delegate's entry already names the patient and delegation.
+    entry.detail.extend([
+        (subject.to_string(), row.study.clone()),
+        ("job".to_string(), job.to_string()),
         (
             "file".into(),
             if file.error {

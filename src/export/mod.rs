@@ -1,9 +1,17 @@
 //! Research export: FHIR Bulk Data group export of a study (`docs/EXPORT.md` has the whole
 //! contract).
 //!
-//! Start at [`job`]: one function per thing a researcher does ([`kick_off`], [`status`],
-//! [`cancel`], [`open_file`]); `api/export.rs` parses the request, calls one of them and
-//! renders. [`request`] reads what a kick-off asks for.
+//! Start at [`job`]: one function per thing an export's owner does ([`kick_off`],
+//! [`kick_off_own`], [`status`], [`cancel`], [`open_file`]); `api/export.rs` parses the
+//! request, calls one of them and renders. [`request`] reads what a kick-off asks for.
+//!
+//! Two kinds of job share the machinery ([`worker::Scope`]): a researcher's study (below),
+//! and a patient's own copy (`GET /fhir/Patient/$export`, the patient or a delegate allowed
+//! `read_records`), which holds exactly what `$everything` gives them
+//! ([`crate::release::direct::in_own_copy`]): identified, nothing decided, gateway-internal
+//! records left out, owned by the person (its status, files and `DELETE` answer nobody
+//! else) and audited as their own access: one `export` entry listing what left, which the
+//! accounting of disclosures leaves out like every read of the patient's own.
 //!
 //! The study's members are the patients whose consents permit the researcher: every patient
 //! owning a Consent is a candidate, and each of their resources passes the one decision
@@ -39,8 +47,8 @@ mod tests;
 
 pub use files::{ERROR_FILE, ISSUE_SYSTEM};
 pub use job::{
-    BUSY_RETRY_AFTER_SECS, HEARTBEAT_TIMEOUT, JobView, KickOff, RETRY_AFTER_SECS, cancel, kick_off,
-    open_file, status,
+    BUSY_RETRY_AFTER_SECS, HEARTBEAT_TIMEOUT, JobView, KickOff, Owner, RETRY_AFTER_SECS, cancel,
+    kick_off, kick_off_own, open_file, status,
 };
 pub use request::ExportRequest;
 pub use worker::{ExportMetrics, ExportWorker};

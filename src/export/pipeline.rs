@@ -17,6 +17,11 @@
 //! - **Write** (`writer.rs`): units in their original order, so the output is deterministic
 //!   and a patient whose Patient record is withheld is withheld whole.
 //!
+//! A person's own copy ([`Scope::Own`]) runs the same pipeline with one candidate, its
+//! patient, whose consents are not read: each resource is filtered as a study's, then leaves
+//! as stored when `release::direct::in_own_copy` admits it (no decision, no
+//! de-identification, nothing withheld).
+//!
 //! Memory is bounded by the credits: the reader takes one before it sends a unit and the
 //! writer returns it once the unit is written, so at most [`IN_FLIGHT`] units exist at a time
 //! whatever the population. A failure anywhere that is not about one resource (storage, the
@@ -30,9 +35,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::Value;
 
 use super::job::{for_study, may_export};
-use super::worker::{ExportMetrics, Job, Stop};
+use super::worker::{ExportMetrics, Job, Scope, Stop};
 use super::writer::{self, Written};
 use crate::auth::registry;
+use crate::auth::tokens::AccessClaims;
 use crate::consent::Consent;
 use crate::decision::Requester;
 use crate::gateway::Gateway;
@@ -55,8 +61,9 @@ pub const IN_FLIGHT: usize = 16;
 pub(super) struct PatientInput {
     /// The patient.
     pub patient: PatientId,
-    /// The requester facts as of the page this patient was read in.
-    requester: Arc<Requester>,
+    /// The requester facts as of the page this patient was read in; `None` for a person's
+    /// own copy, which nothing decides.
+    requester: Option<Arc<Requester>>,
     /// The stored bodies of the patient's consents.
     consents: Vec<String>,
     /// The stored Patient record, and when it was stored.
@@ -213,8 +220,15 @@ fn read(
     };
     let mut after: Option<String> = None;
     loop {
-        let mut page = jobs::consenting_patients(&mut conn, after.as_deref(), PATIENT_PAGE)
-            .map_err(Stop::from_store)?;
+        let mut page = match &job.scope {
+            Scope::Study { .. } => {
+                jobs::consenting_patients(&mut conn, after.as_deref(), PATIENT_PAGE)
+                    .map_err(Stop::from_store)?
+            }
+            // A person's own copy: their one patient, whether or not they hold a consent.
+            Scope::Own { patient, .. } if after.is_none() => vec![patient.to_string()],
+            Scope::Own { .. } => Vec::new(),
+        };
         let Some(last) = page.last().cloned() else {
             break;
         };
@@ -223,8 +237,13 @@ fn read(
         if !job.request.patients.is_empty() {
             page.retain(|p| job.request.patients.contains(p));
         }
-        let requester = Arc::new(current_requester(&mut conn, job)?);
-        let inputs = patient_inputs(&mut conn, &page, &requester)?;
+        let requester = match &job.scope {
+            Scope::Study { study, claims, .. } => {
+                Some(Arc::new(current_requester(&mut conn, claims, study)?))
+            }
+            Scope::Own { .. } => None,
+        };
+        let inputs = patient_inputs(&mut conn, &page, requester.as_ref())?;
         let mut cut = Cutter {
             inputs: inputs.into_iter(),
             current: None,
@@ -263,8 +282,12 @@ fn read(
 
 /// The client's registration, read again for each page: a removed client, or one that no
 /// longer acts for the study, stops the export.
-fn current_requester(conn: &mut DbConn, job: &Job) -> Result<Requester, Stop> {
-    let client = registry::active(conn, &job.claims.client_id)
+fn current_requester(
+    conn: &mut DbConn,
+    claims: &AccessClaims,
+    study: &str,
+) -> Result<Requester, Stop> {
+    let client = registry::active(conn, &claims.client_id)
         .map_err(Stop::from_domain)?
         .ok_or_else(|| {
             Stop::failed(
@@ -273,24 +296,27 @@ fn current_requester(conn: &mut DbConn, job: &Job) -> Result<Requester, Stop> {
             )
         })?;
     let requester = Requester::of(&client);
-    if !may_export(&requester, &job.study) {
+    if !may_export(&requester, study) {
         return Err(Stop::failed(
             "not_authorized",
             "the client no longer acts for this study",
         ));
     }
-    Ok(for_study(requester, &job.study))
+    Ok(for_study(requester, study))
 }
 
-/// The page's patients with their consents and Patient records: two queries for the page.
+/// The page's patients with their consents (only when something decides) and Patient
+/// records: two queries for the page.
 fn patient_inputs(
     conn: &mut DbConn,
     page: &[String],
-    requester: &Arc<Requester>,
+    requester: Option<&Arc<Requester>>,
 ) -> Result<Vec<Arc<PatientInput>>, Stop> {
     let mut consents: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in jobs::of_type_for(conn, "Consent", page).map_err(Stop::from_store)? {
-        consents.entry(row.patient_id).or_default().push(row.body);
+    if requester.is_some() {
+        for row in jobs::of_type_for(conn, "Consent", page).map_err(Stop::from_store)? {
+            consents.entry(row.patient_id).or_default().push(row.body);
+        }
     }
     let mut sources: BTreeMap<String, (String, i64)> = jobs::of_type_for(conn, "Patient", page)
         .map_err(Stop::from_store)?
@@ -304,7 +330,7 @@ fn patient_inputs(
                 .map_err(|_| Stop::internal("a stored patient id is not a FHIR id"))?;
             Ok(Arc::new(PatientInput {
                 patient,
-                requester: requester.clone(),
+                requester: requester.cloned(),
                 consents: consents.remove(p).unwrap_or_default(),
                 source: sources.remove(p),
                 context: OnceLock::new(),
@@ -436,10 +462,11 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
             resources.push(value);
         }
     }
-    let recipient = Recipient {
-        claims: &job.claims,
-        requester: &input.requester,
+    let (study, claims, requester) = match (&job.scope, &input.requester) {
+        (Scope::Study { study, claims, .. }, Some(requester)) => (study, claims, requester),
+        _ => return own_copy(unit.seq, &unit.input, unit.first, unit.last, resources),
     };
+    let recipient = Recipient { claims, requester };
     let mut permitted = release::decide_each(
         gateway,
         recipient,
@@ -454,7 +481,7 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
             decision.obligations.push(Obligation::safe_harbor());
         }
     }
-    let released = release::shape_for_study(gateway, &job.study, context, permitted)
+    let released = release::shape_for_study(gateway, study, context, permitted)
         .map_err(|e| Stop::from_domain(e).about(&input.patient))?;
     let (resources, withheld) = released.into_parts();
     let mut consents = Vec::new();
@@ -497,5 +524,45 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
         consents,
         policies,
         withheld,
+    })
+}
+
+/// A unit of a person's own copy: what `release::direct` gives them, as stored (no decision,
+/// no de-identification; gateway-internal records left out).
+fn own_copy(
+    seq: u64,
+    input: &Arc<PatientInput>,
+    first: bool,
+    last: bool,
+    resources: Vec<Value>,
+) -> Result<Shaped, Stop> {
+    let mut lines = Vec::with_capacity(resources.len());
+    for resource in resources.into_iter().filter(release::direct::in_own_copy) {
+        let reference = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        let json = serde_json::to_vec(&resource)
+            .map_err(|e| Stop::internal(format!("cannot serialise an exported resource: {e}")))?;
+        lines.push(Line {
+            resource_type: resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            source: reference.clone(),
+            reference,
+            json,
+        });
+    }
+    Ok(Shaped {
+        seq,
+        input: input.clone(),
+        first,
+        last,
+        lines,
+        consents: Vec::new(),
+        policies: Vec::new(),
+        withheld: Vec::new(),
     })
 }

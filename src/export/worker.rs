@@ -21,7 +21,6 @@
 //! stored record that no longer parses, the client's registration. A resource that fails
 //! de-identification or the leak scan is withheld and reported instead.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,23 +91,60 @@ impl ExportMetrics {
     }
 }
 
+/// What a job exports, and for whom.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// A researcher's study: every consenting patient, decided and de-identified.
+    Study {
+        /// The study Group's id.
+        study: String,
+        /// The kick-off token's claims: purpose, scopes and the client, for decisions and
+        /// audit.
+        claims: Box<AccessClaims>,
+        /// The de-identification profile, `name version`, for the audit entries.
+        profile: String,
+    },
+    /// A person's own copy of one patient's records (`release::direct`): identified, no
+    /// consent decision, gateway-internal records left out.
+    Own {
+        /// The patient exported.
+        patient: PatientId,
+        /// The patient, or a delegate allowed `read_records`.
+        person: Principal,
+    },
+}
+
 /// A job accepted at kick-off, as the worker runs it.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// The job id (UUIDv7).
     pub id: String,
-    /// The study Group's id.
-    pub study: String,
+    /// What it exports, for whom.
+    pub scope: Scope,
     /// What was asked for.
     pub request: ExportRequest,
-    /// The kick-off token's claims: purpose, scopes and the client, for decisions and audit.
-    pub claims: AccessClaims,
     /// The kick-off's request id, carried by every audit entry of the job.
     pub request_id: String,
     /// The job's folder.
     pub dir: PathBuf,
-    /// The de-identification profile, `name version`, for the audit entries.
-    pub profile: String,
+}
+
+impl Job {
+    /// Who the job's audit entries name.
+    pub fn principal(&self) -> Principal {
+        match &self.scope {
+            Scope::Study { claims, .. } => Principal::Client(claims.clone()),
+            Scope::Own { person, .. } => person.clone(),
+        }
+    }
+
+    /// What the job is about, for the log and the audit: `study` or `patient`, and its id.
+    pub fn subject(&self) -> (&'static str, &str) {
+        match &self.scope {
+            Scope::Study { study, .. } => ("study", study),
+            Scope::Own { patient, .. } => ("patient", patient.as_str()),
+        }
+    }
 }
 
 /// Why a job stopped before completing.
@@ -290,17 +326,21 @@ async fn run(gateway: &Gateway, metrics: &ExportMetrics, shutdown: &AtomicBool, 
     }
 }
 
-/// An `export` entry of the job as a whole (no patient).
+/// An `export` entry of the job as a whole (a study's names no patient; a person's own
+/// copy is about its patient).
 fn job_entry(job: &Job, outcome: AuditOutcome) -> AuditEntry {
-    let mut entry = Principal::Client(Box::new(job.claims.clone())).audit_entry(
-        AuditAction::Export,
-        outcome,
-        job.request_id.clone(),
-    );
-    entry.detail = BTreeMap::from([
-        ("study".into(), job.study.clone()),
-        ("job".into(), job.id.clone()),
+    let mut entry =
+        job.principal()
+            .audit_entry(AuditAction::Export, outcome, job.request_id.clone());
+    let (key, subject) = job.subject();
+    // Extended, not replaced: a delegate's entry already names the patient and delegation.
+    entry.detail.extend([
+        (key.to_string(), subject.to_string()),
+        ("job".to_string(), job.id.clone()),
     ]);
+    if let Scope::Own { patient, .. } = &job.scope {
+        entry.patient_id = Some(patient.to_string());
+    }
     entry
 }
 
@@ -312,11 +352,14 @@ async fn export(
     shutdown: &AtomicBool,
     job: &Job,
 ) -> Result<Vec<files::OutputFile>, Stop> {
-    let total = gateway
-        .store
-        .run(jobs::consenting_patient_count)
-        .await
-        .map_err(Stop::from_store)?;
+    let total = match &job.scope {
+        Scope::Study { .. } => gateway
+            .store
+            .run(jobs::consenting_patient_count)
+            .await
+            .map_err(Stop::from_store)?,
+        Scope::Own { .. } => 1,
+    };
     // The pipeline blocks this thread (it is the job's own) until the writer is done.
     let written = pipeline::run(gateway, job, metrics, shutdown, total)?;
     replay_audit(gateway, job, &written).await?;
@@ -324,7 +367,8 @@ async fn export(
 }
 
 /// Appends the spooled per-patient entries, then the study's entry (how many patients and
-/// resources left, how many were withheld and why), durably, a chunk at a time.
+/// resources left, how many were withheld and why), durably, a chunk at a time. A person's
+/// own copy has one patient, whose entry is the whole account: no study entry follows.
 async fn replay_audit(gateway: &Gateway, job: &Job, written: &Written) -> Result<(), Stop> {
     use std::io::BufRead;
     let reader =
@@ -339,14 +383,16 @@ async fn replay_audit(gateway: &Gateway, job: &Job, written: &Written) -> Result
             entry.recorded_micros = now_micros();
             chunk.push(entry);
         }
-        if line.is_none() {
+        if line.is_none()
+            && let Scope::Study { profile, .. } = &job.scope
+        {
             let mut entry = job_entry(job, AuditOutcome::Success);
             let withheld: u64 = written.withheld.values().sum();
             entry.detail.extend([
                 ("patients".to_string(), written.patients.to_string()),
                 ("count".to_string(), written.resources.to_string()),
                 ("withheld".to_string(), withheld.to_string()),
-                ("profile".to_string(), job.profile.clone()),
+                ("profile".to_string(), profile.clone()),
             ]);
             for (reason, n) in &written.withheld {
                 entry

@@ -10,9 +10,8 @@ use std::time::Instant;
 
 use super::files::{self, Output, OutputFile};
 use super::pipeline::{Msg, Shaped};
-use super::worker::{ExportMetrics, HEARTBEAT_EVERY, Job, Stop};
+use super::worker::{ExportMetrics, HEARTBEAT_EVERY, Job, Scope, Stop};
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
-use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::records::dates::now_micros;
 use crate::release::{Withheld, WithheldReason};
@@ -209,7 +208,7 @@ impl Writer<'_> {
     fn withhold(&mut self, w: &Withheld) -> Result<(), Stop> {
         tracing::warn!(
             job = %self.job.id,
-            study = %self.job.study,
+            study = %self.job.subject().1,
             reference = %w.reference,
             path = %w.path,
             kind = w.reason.code(),
@@ -226,21 +225,25 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// One exported patient's audit entry: what left, under which consents and policies.
+    /// One exported patient's audit entry: what left, under which consents and policies. For
+    /// a person's own copy it is the job's one entry, as the person's own access.
     fn entry(&self, patient: &str, acc: PatientAcc) -> AuditEntry {
         let job = self.job;
-        let mut entry = Principal::Client(Box::new(job.claims.clone())).audit_entry(
+        let mut entry = job.principal().audit_entry(
             AuditAction::Export,
             AuditOutcome::Success,
             job.request_id.clone(),
         );
         entry.patient_id = Some(patient.to_string());
-        entry.detail = BTreeMap::from([
-            ("study".into(), job.study.clone()),
-            ("job".into(), job.id.clone()),
-            ("count".into(), acc.sources.len().to_string()),
-            ("profile".into(), job.profile.clone()),
+        // Extended, not replaced: a delegate's entry already names the patient and delegation.
+        entry.detail.extend([
+            ("job".to_string(), job.id.clone()),
+            ("count".to_string(), acc.sources.len().to_string()),
         ]);
+        if let Scope::Study { study, profile, .. } = &job.scope {
+            entry.detail.insert("study".into(), study.clone());
+            entry.detail.insert("profile".into(), profile.clone());
+        }
         if acc.withheld > 0 {
             entry
                 .detail

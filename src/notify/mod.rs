@@ -138,17 +138,23 @@ pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
         return notice;
     }
     if entry.action == AuditAction::Amend && entry.outcome == AuditOutcome::Success {
+        let mut summary = json!({
+            "step": entry.detail.get("step"),
+            "amendment": entry.detail.get("amendment"),
+            "record": entry.resources.first(),
+        });
+        // An answer names its answerer: the data source's client id, or `operator`.
+        let step = entry.detail.get("step").map(String::as_str);
+        if matches!(step, Some("accepted" | "denied" | "extended")) {
+            summary["answered_by"] = json!(entry.client_id);
+        }
         return Some(NewNotification {
             patient_id: patient_id.clone(),
             kind: Kind::Amendment,
             created: entry.recorded_micros,
             audit_seq: Some(entry.sequence),
             access_request_id: None,
-            summary: json!({
-                "step": entry.detail.get("step"),
-                "amendment": entry.detail.get("amendment"),
-                "record": entry.resources.first(),
-            }),
+            summary,
         });
     }
     let discloses = matches!(

@@ -108,6 +108,23 @@ fn summaries_hold_ids_and_codes_only() {
 }
 
 #[test]
+fn an_amendment_answer_names_its_answerer_and_a_write_tells_nobody() {
+    let step = |client: &str, step: &str| {
+        let mut e = entry(client, AuditAction::Amend, AuditOutcome::Success);
+        e.detail.insert("step".into(), step.into());
+        e.detail.insert("amendment".into(), "a-1".into());
+        for_audit_entry(&e).expect("told").summary
+    };
+    assert_eq!(step("ehr-a", "accepted")["answered_by"], "ehr-a");
+    assert_eq!(step("operator", "denied")["answered_by"], "operator");
+    assert_eq!(step("ehr-a", "extended")["answered_by"], "ehr-a");
+    assert!(step("patient", "requested").get("answered_by").is_none());
+    assert!(step("operator", "overdue").get("answered_by").is_none());
+    let write = entry("ehr-a", AuditAction::Write, AuditOutcome::Success);
+    assert_eq!(for_audit_entry(&write), None);
+}
+
+#[test]
 fn kinds_round_trip() {
     for k in [
         Kind::BreakGlass,

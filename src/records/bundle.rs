@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::ingest::{self, Stored};
 use super::outcome::{self, reason_phrase};
+use super::source::Writer;
 use super::{RecordError, dates, validate};
 use crate::config::Limits;
 use crate::labels::Labeller;
@@ -68,15 +69,38 @@ struct Planned {
     resource: Value,
 }
 
-/// Processes a posted Bundle and returns the response Bundle. Sensitivity labels are added
-/// first, over the whole Bundle, so that labels follow references between its entries (a
-/// claim for an HIV visit is labelled HIV too).
+/// One version a Bundle stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// `Type/id`.
+    pub reference: String,
+    /// The version stored.
+    pub version_id: i64,
+    /// The patient it belongs to, if any ([`super::index::owner`]).
+    pub patient: Option<String>,
+}
+
+/// Processes a posted Bundle, written by the gateway (an operator or an import), and returns
+/// the response Bundle.
 pub fn process(
     conn: &mut DbConn,
-    mut bundle: Value,
+    bundle: Value,
     limits: &Limits,
     labeller: &Labeller,
 ) -> Result<Value, RecordError> {
+    process_as(conn, &Writer::Gateway, bundle, limits, labeller).map(|(response, _)| response)
+}
+
+/// Processes a posted Bundle written by `writer`; returns the response Bundle and what was
+/// stored. Sensitivity labels are added first, over the whole Bundle, so that labels follow
+/// references between its entries (a claim for an HIV visit is labelled HIV too).
+pub fn process_as(
+    conn: &mut DbConn,
+    writer: &Writer,
+    mut bundle: Value,
+    limits: &Limits,
+    labeller: &Labeller,
+) -> Result<(Value, Vec<Written>), RecordError> {
     if bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
         labeller
             .apply_bundle(&mut bundle)
@@ -93,6 +117,7 @@ pub fn process(
             urls.insert(url.clone(), format!("{}/{id}", p.resource_type));
         }
     }
+    let mut written = Vec::new();
     let responses = if kind == BundleKind::Batch {
         let mut responses = Vec::with_capacity(entries.len());
         for mut p in entries {
@@ -100,10 +125,13 @@ pub fn process(
             let result = write_tx(conn, |conn| {
                 let mut urls = urls.clone();
                 resolve_conditional(conn, std::slice::from_mut(&mut p), &mut urls)?;
-                apply(conn, &mut p, &urls)
+                apply(conn, writer, &mut p, &urls)
             });
             responses.push(match result {
-                Ok(done) => done,
+                Ok((done, stored)) => {
+                    written.extend(stored);
+                    done
+                }
                 Err(e) => {
                     let e = e.within(&format!("entry {number}"));
                     let (status, ..) = outcome::describe(&e);
@@ -116,23 +144,31 @@ pub fn process(
         }
         responses
     } else {
-        write_tx(conn, |conn| {
+        let done = write_tx(conn, |conn| {
             let mut entries = entries;
             resolve_conditional(conn, &mut entries, &mut urls)?;
             entries
                 .iter_mut()
                 .map(|p| {
-                    apply(conn, p, &urls).map_err(|e| e.within(&format!("entry {}", p.number)))
+                    apply(conn, writer, p, &urls)
+                        .map_err(|e| e.within(&format!("entry {}", p.number)))
                 })
                 .collect::<Result<Vec<_>, RecordError>>()
-        })?
+        })?;
+        let mut responses = Vec::with_capacity(done.len());
+        for (response, stored) in done {
+            written.extend(stored);
+            responses.push(response);
+        }
+        responses
     };
-    Ok(json!({
+    let response = json!({
         "resourceType": "Bundle",
         "id": ingest::new_id(),
         "type": response_type,
         "entry": responses,
-    }))
+    });
+    Ok((response, written))
 }
 
 /// Reads the Bundle into a plan without touching storage.
@@ -412,18 +448,21 @@ fn resolve_conditional(
     Ok(())
 }
 
-/// Rewrites references and stores one planned entry; returns its response entry.
+/// Rewrites references and stores one planned entry; returns its response entry and what
+/// it stored (nothing when a conditional create found the resource).
 fn apply(
     conn: &mut DbConn,
+    writer: &Writer,
     p: &mut Planned,
     urls: &HashMap<String, String>,
-) -> Result<Value, RecordError> {
+) -> Result<(Value, Option<Written>), RecordError> {
     let id = match &p.action {
         Action::CreateIfNone(_, existing) if p.resource.is_null() => {
-            return Ok(json!({"response": {
+            let response = json!({"response": {
                 "status": "200 OK",
                 "location": format!("{}/{existing}", p.resource_type),
-            }}));
+            }});
+            return Ok((response, None));
         }
         Action::Put(id)
         | Action::Create(id)
@@ -432,8 +471,18 @@ fn apply(
     };
     let mut resource = std::mem::take(&mut p.resource);
     rewrite_references(conn, &mut resource, urls)?;
-    let stored = ingest::put(conn, &p.resource_type, &id, resource)?;
-    Ok(response_entry(&stored, p.full_url.as_deref()))
+    let stored = ingest::put_as(conn, writer, &p.resource_type, &id, resource)?;
+    let written = Written {
+        reference: format!("{}/{}", stored.resource_type, stored.id),
+        version_id: stored.version_id,
+        patient: super::index::owner(&stored.resource_type, &stored.id, &stored.body)
+            .ok()
+            .flatten(),
+    };
+    Ok((
+        response_entry(&stored, p.full_url.as_deref()),
+        Some(written),
+    ))
 }
 
 fn response_entry(stored: &Stored, full_url: Option<&str>) -> Value {

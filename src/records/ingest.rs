@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::index::{self, IndexTerms};
+use super::source::{self, Writer};
 use super::{RecordError, conflict_aware, dates, validate};
 use crate::labels::Labeller;
 use crate::store::DbConn;
@@ -48,10 +49,23 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Stores `resource` as the next version of `resource_type/id`. The body's own `id` is set
-/// to `id`; `meta.versionId` and `meta.lastUpdated` are stamped by the gateway.
+/// Stores `resource` as the next version of `resource_type/id`, written by the gateway (or
+/// an operator). The body's own `id` is set to `id`; `meta.versionId` and `meta.lastUpdated`
+/// are stamped by the gateway.
 pub fn put(
     conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+    resource: Value,
+) -> Result<Stored, RecordError> {
+    put_as(conn, &Writer::Gateway, resource_type, id, resource)
+}
+
+/// As [`put`], written by `writer`: a data source only within [`source::check`], and the
+/// record's source kept on the record and on the version.
+pub fn put_as(
+    conn: &mut DbConn,
+    writer: &Writer,
     resource_type: &str,
     id: &str,
     mut resource: Value,
@@ -65,6 +79,13 @@ pub fn put(
             format!("the body is a {body_type}, the URL names {resource_type}"),
         ));
     }
+    let previous = rows::current_with_source(conn, resource_type, id)?;
+    let source_client = source::check(
+        writer,
+        resource_type,
+        &resource,
+        previous.as_ref().map(|(_, s)| s.as_deref()),
+    )?;
     // One owner or none: a resource whose patient elements disagree could be filed under one
     // patient while a write check looked at another.
     index::check_dates(&resource)
@@ -77,8 +98,7 @@ pub fn put(
     {
         super::consents::check_room(conn, patient, id)?;
     }
-    let previous = rows::current_version(conn, resource_type, id)?;
-    let version_id = previous.map_or(1, |v| v + 1);
+    let version_id = previous.as_ref().map_or(1, |(v, _)| v + 1);
     let last_updated = dates::now_micros();
     stamp(&mut resource, id, version_id, last_updated);
     let IndexTerms {
@@ -106,6 +126,8 @@ pub fn put(
         clinical,
         body: resource.to_string(),
         tokens,
+        source_client,
+        written_by: writer.source().map(str::to_string),
     };
     rows::write(conn, &write).map_err(conflict_aware)?;
     Ok(Stored {
@@ -150,6 +172,7 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, last_updated: i64) {
 pub fn put_labelled(
     conn: &mut DbConn,
     labeller: &Labeller,
+    writer: &Writer,
     resource_type: &str,
     id: &str,
     mut resource: Value,
@@ -159,7 +182,7 @@ pub fn put_labelled(
             .apply(&mut resource)
             .map_err(|e| RecordError::invalid(e.code(), e.to_string()))?;
     }
-    put(conn, resource_type, id, resource)
+    put_as(conn, writer, resource_type, id, resource)
 }
 
 /// Reads the current version of a resource.

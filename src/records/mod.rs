@@ -6,6 +6,7 @@
 //! - [`bundle`]: transaction, batch and collection Bundles, with `urn:uuid:` and conditional
 //!   references resolved.
 //! - [`search`]: FHIR search parameters turned into a storage query.
+//! - [`source`]: who writes a record; what a data source may write.
 //! - [`index`] and [`dates`]: what a resource is found by.
 //!
 //! Errors carry a stable snake_case code and a message that names ids, entry numbers and
@@ -21,6 +22,7 @@ pub mod outcome;
 pub mod relabel;
 pub mod resource_types;
 pub mod search;
+pub mod source;
 pub mod validate;
 
 use crate::store::StoreError;
@@ -42,6 +44,14 @@ pub enum RecordError {
         /// Stable code.
         code: &'static str,
         /// What is wrong.
+        message: String,
+    },
+    /// The caller may not make this write (403), e.g. a data source writing a gateway record.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// What is refused.
         message: String,
     },
     /// No such resource (404).
@@ -82,6 +92,14 @@ impl RecordError {
         }
     }
 
+    /// A 403 with this code.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        RecordError::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// A 404 with this code.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         RecordError::NotFound {
@@ -98,6 +116,10 @@ impl RecordError {
                 message: format!("{place}: {message}"),
             },
             RecordError::Unprocessable { code, message } => RecordError::Unprocessable {
+                code,
+                message: format!("{place}: {message}"),
+            },
+            RecordError::Forbidden { code, message } => RecordError::Forbidden {
                 code,
                 message: format!("{place}: {message}"),
             },

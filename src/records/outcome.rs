@@ -16,6 +16,7 @@ pub fn describe(error: &RecordError) -> (u16, &'static str, &'static str, String
     let (status, code, message) = match error {
         RecordError::Invalid { code, message } => (400, *code, message.clone()),
         RecordError::Unprocessable { code, message } => (422, *code, message.clone()),
+        RecordError::Forbidden { code, message } => (403, *code, message.clone()),
         RecordError::NotFound { code, message } => (404, *code, message.clone()),
         RecordError::Conflict { code, message } => (409, *code, message.clone()),
         RecordError::Store(StoreError::Unavailable(_)) => (
@@ -92,6 +93,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         409 => "Conflict",
         412 => "Precondition Failed",

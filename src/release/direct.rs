@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
-use crate::records::{RecordError, index, ingest, search};
+use crate::records::{RecordError, index, ingest, internal, search};
 use crate::store::resources as rows;
 
 /// The patient whose records `principal` is confined to: `None` for an operator. A client
@@ -133,14 +133,17 @@ pub async fn search(
     Ok(bundle)
 }
 
-/// `GET /fhir/Patient/{id}/$everything` by a person: every resource of the patient.
+/// `GET /fhir/Patient/{id}/$everything` by a person: every resource of the patient for an
+/// operator; for the patient (or their delegate) their own copy ([`in_own_copy`]).
+/// Advance directives come first ([`internal::directives_first`]).
 pub async fn everything(
     gateway: &Gateway,
     principal: &Principal,
     request_id: &str,
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
-    if confined_to(principal)?.is_some_and(|own| own != patient.as_str()) {
+    let confined = confined_to(principal)?;
+    if confined.is_some_and(|own| own != patient.as_str()) {
         return Err(RecordError::not_found(
             "not_found",
             format!("{} is not known", patient.reference()),
@@ -152,10 +155,12 @@ pub async fn everything(
         .store
         .run(move |conn| rows::current_for_patient(conn, p.as_str()))
         .await?;
-    let resources: Vec<Value> = all
+    let mut resources: Vec<Value> = all
         .into_iter()
         .filter_map(|(_, _, body)| serde_json::from_str(&body).ok())
+        .filter(|r| confined.is_none() || in_own_copy(r))
         .collect();
+    internal::directives_first(&mut resources);
     record(
         gateway,
         principal,
@@ -165,6 +170,15 @@ pub async fn everything(
     )
     .await?;
     Ok(resources)
+}
+
+/// Whether a resource of the patient's is part of their own copy (`$everything` for a
+/// person, the patient-level `$export`): everything but the gateway's own records about
+/// sharing (consents, the RelatedPerson of a delegation, amendment Provenance), which the
+/// consents, delegations and amendments APIs show instead. An advance directive is a
+/// clinical record, so it is in ([`internal::is_gateway_internal`]).
+pub fn in_own_copy(resource: &Value) -> bool {
+    !internal::is_gateway_internal(resource)
 }
 
 /// Records what leaves, one entry per patient concerned (so each patient's accounting of

@@ -238,5 +238,7 @@ pub async fn everything(
         *by_type.entry(r.resource_type()).or_default() += 1;
     }
     tracing::info!(client_id = %claims.client_id, types = by_type.len(), "everything released");
-    Ok(released.into_bodies())
+    let mut bodies = released.into_bodies();
+    crate::records::internal::directives_first(&mut bodies);
+    Ok(bodies)
 }

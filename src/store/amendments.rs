@@ -126,6 +126,19 @@ pub fn list(
     Ok(query.load(conn)?)
 }
 
+/// The request `id`, only while it is pending: the target of every answer's conditional
+/// update.
+type Pending<'a> = diesel::dsl::Filter<
+    diesel::dsl::Filter<amendments::table, diesel::dsl::Eq<amendments::id, &'a str>>,
+    diesel::dsl::Eq<amendments::status, &'static str>,
+>;
+
+fn pending(id: &str) -> Pending<'_> {
+    amendments::table
+        .filter(amendments::id.eq(id))
+        .filter(amendments::status.eq("pending"))
+}
+
 /// Records an acceptance of a pending request; `false` when it was no longer pending.
 pub fn accept(
     conn: &mut DbConn,
@@ -135,19 +148,15 @@ pub fn accept(
     corrected_version: i64,
     provenance_id: &str,
 ) -> Result<bool, StoreError> {
-    let changed = diesel::update(
-        amendments::table
-            .filter(amendments::id.eq(id))
-            .filter(amendments::status.eq("pending")),
-    )
-    .set((
-        amendments::status.eq("accepted"),
-        amendments::answered_at.eq(Some(at)),
-        amendments::answered_by.eq(Some(by)),
-        amendments::corrected_version.eq(Some(corrected_version)),
-        amendments::provenance_id.eq(Some(provenance_id)),
-    ))
-    .execute(conn)?;
+    let changed = diesel::update(pending(id))
+        .set((
+            amendments::status.eq("accepted"),
+            amendments::answered_at.eq(Some(at)),
+            amendments::answered_by.eq(Some(by)),
+            amendments::corrected_version.eq(Some(corrected_version)),
+            amendments::provenance_id.eq(Some(provenance_id)),
+        ))
+        .execute(conn)?;
     Ok(changed == 1)
 }
 
@@ -159,18 +168,14 @@ pub fn deny(
     by: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    let changed = diesel::update(
-        amendments::table
-            .filter(amendments::id.eq(id))
-            .filter(amendments::status.eq("pending")),
-    )
-    .set((
-        amendments::status.eq("denied"),
-        amendments::answered_at.eq(Some(at)),
-        amendments::answered_by.eq(Some(by)),
-        amendments::denial_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?;
+    let changed = diesel::update(pending(id))
+        .set((
+            amendments::status.eq("denied"),
+            amendments::answered_at.eq(Some(at)),
+            amendments::answered_by.eq(Some(by)),
+            amendments::denial_reason.eq(Some(reason)),
+        ))
+        .execute(conn)?;
     Ok(changed == 1)
 }
 
@@ -182,19 +187,14 @@ pub fn extend(
     due: i64,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    let changed = diesel::update(
-        amendments::table
-            .filter(amendments::id.eq(id))
-            .filter(amendments::status.eq("pending"))
-            .filter(amendments::extended_at.is_null()),
-    )
-    .set((
-        amendments::due.eq(due),
-        amendments::extended_at.eq(Some(at)),
-        amendments::extension_reason.eq(Some(reason)),
-        amendments::overdue_at.eq(None::<i64>),
-    ))
-    .execute(conn)?;
+    let changed = diesel::update(pending(id).filter(amendments::extended_at.is_null()))
+        .set((
+            amendments::due.eq(due),
+            amendments::extended_at.eq(Some(at)),
+            amendments::extension_reason.eq(Some(reason)),
+            amendments::overdue_at.eq(None::<i64>),
+        ))
+        .execute(conn)?;
     Ok(changed == 1)
 }
 
@@ -239,14 +239,9 @@ pub fn newly_overdue(
 
 /// Flags a pending request overdue once; `false` when another instance did first.
 pub fn flag_overdue(conn: &mut DbConn, id: &str, at: i64) -> Result<bool, StoreError> {
-    let changed = diesel::update(
-        amendments::table
-            .filter(amendments::id.eq(id))
-            .filter(amendments::status.eq("pending"))
-            .filter(amendments::overdue_at.is_null()),
-    )
-    .set(amendments::overdue_at.eq(Some(at)))
-    .execute(conn)?;
+    let changed = diesel::update(pending(id).filter(amendments::overdue_at.is_null()))
+        .set(amendments::overdue_at.eq(Some(at)))
+        .execute(conn)?;
     Ok(changed == 1)
 }
 

@@ -51,6 +51,33 @@ impl JobStatus {
     }
 }
 
+/// Who owns a job: a recipient client (a study's export) or a person (their own copy).
+/// Stored as text; [`OwnerKind::as_str`] is the only place the words appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// A recipient client; the job's `client_id` is the client's id.
+    Client,
+    /// A person; the job's `client_id` is `Patient/{id}` or `RelatedPerson/{id}`.
+    Person,
+}
+
+impl OwnerKind {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::Client => "client",
+            OwnerKind::Person => "person",
+        }
+    }
+
+    /// The kind a stored word names.
+    pub fn parse(text: &str) -> Option<OwnerKind> {
+        [OwnerKind::Client, OwnerKind::Person]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
 /// One export job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = export_jobs)]
@@ -72,6 +99,7 @@ struct Row {
     error_message: Option<String>,
     completed: Option<i64>,
     expires: Option<i64>,
+    owner_kind: String,
 }
 
 /// One export job.
@@ -79,9 +107,12 @@ struct Row {
 pub struct ExportJobRow {
     /// UUIDv7.
     pub id: String,
-    /// The client that started the job; the only one that sees it.
+    /// Whether a client or a person owns the job.
+    pub owner_kind: OwnerKind,
+    /// The owner's key: the client that started the job, or the person (`Patient/{id}`,
+    /// `RelatedPerson/{id}`); the only one that sees it.
     pub client_id: String,
-    /// The study Group's id.
+    /// The study Group's id; for a person's job, the id of the patient exported.
     pub study: String,
     /// The purpose of use of the kick-off token.
     pub purpose: String,
@@ -133,6 +164,7 @@ impl From<&ExportJobRow> for Row {
             error_message: j.error_message.clone(),
             completed: j.completed,
             expires: j.expires,
+            owner_kind: j.owner_kind.as_str().to_string(),
         }
     }
 }
@@ -143,7 +175,10 @@ impl TryFrom<Row> for ExportJobRow {
     fn try_from(r: Row) -> Result<ExportJobRow, StoreError> {
         let status = JobStatus::parse(&r.status)
             .ok_or_else(|| StoreError::Task(format!("export job {} has no known status", r.id)))?;
+        let owner_kind = OwnerKind::parse(&r.owner_kind)
+            .ok_or_else(|| StoreError::Task(format!("export job {} has no known owner", r.id)))?;
         Ok(ExportJobRow {
+            owner_kind,
             id: r.id,
             client_id: r.client_id,
             study: r.study,
@@ -186,6 +221,7 @@ pub fn insert_if_capacity(
             .filter(export_jobs::heartbeat.ge(live_since));
         let all: i64 = live.count().get_result(conn)?;
         let mine: i64 = live
+            .filter(export_jobs::owner_kind.eq(&row.owner_kind))
             .filter(export_jobs::client_id.eq(&row.client_id))
             .count()
             .get_result(conn)?;
@@ -199,15 +235,16 @@ pub fn insert_if_capacity(
     })
 }
 
-/// A job of `client_id` (another client's job is `None`, as if it did not exist).
+/// A job of the owner `(kind, key)` (anyone else's job is `None`, as if it did not exist).
 pub fn find(
     conn: &mut DbConn,
     id: &str,
-    client_id: &str,
+    owner: (OwnerKind, &str),
 ) -> Result<Option<ExportJobRow>, StoreError> {
     export_jobs::table
         .filter(export_jobs::id.eq(id))
-        .filter(export_jobs::client_id.eq(client_id))
+        .filter(export_jobs::owner_kind.eq(owner.0.as_str()))
+        .filter(export_jobs::client_id.eq(owner.1))
         .first::<Row>(conn)
         .optional()?
         .map(ExportJobRow::try_from)
@@ -292,14 +329,20 @@ pub fn fail(
     })
 }
 
-/// Cancels (or deletes) a job of `client_id` in any state but cancelled; `false` when there
-/// was none.
-pub fn cancel(conn: &mut DbConn, id: &str, client_id: &str, now: i64) -> Result<bool, StoreError> {
+/// Cancels (or deletes) a job of the owner `(kind, key)` in any state but cancelled;
+/// `false` when there was none.
+pub fn cancel(
+    conn: &mut DbConn,
+    id: &str,
+    owner: (OwnerKind, &str),
+    now: i64,
+) -> Result<bool, StoreError> {
     write_tx(conn, |conn| {
         Ok(diesel::update(
             export_jobs::table
                 .filter(export_jobs::id.eq(id))
-                .filter(export_jobs::client_id.eq(client_id))
+                .filter(export_jobs::owner_kind.eq(owner.0.as_str()))
+                .filter(export_jobs::client_id.eq(owner.1))
                 .filter(export_jobs::status.ne(JobStatus::Cancelled.as_str())),
         )
         .set((

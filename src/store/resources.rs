@@ -44,6 +44,11 @@ pub struct ResourceWrite {
     pub body: String,
     /// Index terms (deduplicated by the caller or here).
     pub tokens: Vec<TokenRow>,
+    /// The data source that supplied the record (kept from its first version); `None` when
+    /// an operator or the gateway created it.
+    pub source_client: Option<String>,
+    /// The data source writing this version; `None` for an operator or the gateway.
+    pub written_by: Option<String>,
 }
 
 #[derive(Insertable, AsChangeset)]
@@ -58,6 +63,7 @@ struct ResourceRow<'a> {
     clinical_start: Option<i64>,
     clinical_end: Option<i64>,
     body: &'a str,
+    source_client: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -68,6 +74,7 @@ struct VersionRow<'a> {
     version_id: i64,
     last_updated: i64,
     body: &'a str,
+    source_client: Option<&'a str>,
 }
 
 /// The current version number of a resource, `None` when it was never stored.
@@ -81,6 +88,21 @@ pub fn current_version(
         .filter(resources::id.eq(id))
         .select(resources::version_id)
         .first::<i64>(conn)
+        .optional()?)
+}
+
+/// The current version number of a resource and the data source that supplied it (`None`
+/// when an operator or the gateway created it); `None` when it was never stored.
+pub fn current_with_source(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(i64, Option<String>)>, StoreError> {
+    Ok(resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::id.eq(id))
+        .select((resources::version_id, resources::source_client))
+        .first::<(i64, Option<String>)>(conn)
         .optional()?)
 }
 
@@ -129,6 +151,7 @@ pub fn write(conn: &mut DbConn, w: &ResourceWrite) -> Result<(), StoreError> {
         clinical_start: w.clinical.map(|c| c.0),
         clinical_end: w.clinical.map(|c| c.1),
         body: &w.body,
+        source_client: w.source_client.as_deref(),
     };
     if w.version_id == 1 {
         diesel::insert_into(resources::table)
@@ -160,6 +183,7 @@ pub fn write(conn: &mut DbConn, w: &ResourceWrite) -> Result<(), StoreError> {
             version_id: w.version_id,
             last_updated: w.last_updated,
             body: &w.body,
+            source_client: w.written_by.as_deref(),
         })
         .execute(conn)?;
     let mut tokens = w.tokens.clone();

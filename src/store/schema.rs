@@ -11,6 +11,7 @@ diesel::table! {
         clinical_start -> Nullable<BigInt>,
         clinical_end -> Nullable<BigInt>,
         body -> Text,
+        source_client -> Nullable<Text>,
     }
 }
 
@@ -22,6 +23,7 @@ diesel::table! {
         version_id -> BigInt,
         last_updated -> BigInt,
         body -> Text,
+        source_client -> Nullable<Text>,
     }
 }
 
@@ -238,6 +240,7 @@ diesel::table! {
         error_message -> Nullable<Text>,
         completed -> Nullable<BigInt>,
         expires -> Nullable<BigInt>,
+        owner_kind -> Text,
     }
 }
 

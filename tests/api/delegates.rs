@@ -390,10 +390,19 @@ async fn the_patients_own_copy_is_not_a_disclosure(backend: Backend) {
     let reader = delegate_token(&app, &delegate);
     let (status, theirs) = get_as(&app, &reader, path).await;
     assert_eq!(status, 200, "{theirs}");
-    // The same copy as the patient's own (which now holds the delegate's RelatedPerson too).
+    // The same copy as the patient's own, which leaves out the delegate's RelatedPerson: the
+    // gateway wrote it about sharing (gateway-internal); the delegations API shows it.
     let (_, again) = get_as(&app, &pat, path).await;
     assert_eq!(theirs["entry"], again["entry"]);
-    assert_eq!(again["entry"].as_array().unwrap().len(), ids.len() + 1);
+    assert_eq!(again["entry"].as_array().unwrap().len(), ids.len());
+    assert!(!again.to_string().contains(&delegate), "{again}");
+    let (_, operators) = get_as(&app, &app.operator_token, path).await;
+    assert!(
+        operators
+            .to_string()
+            .contains(delegate.trim_start_matches("RelatedPerson/")),
+        "an operator's $everything has every record: {operators}"
+    );
     assert_eq!(
         get_as(&app, &reader, "/fhir/Patient/other/$everything")
             .await

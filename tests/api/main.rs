@@ -1,6 +1,8 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
 mod access_requests;
+mod advance_directives;
+mod amendment_sources;
 mod amendments;
 mod audit;
 mod bad_input;
@@ -22,6 +24,7 @@ mod multi_instance;
 mod notifications;
 mod openapi;
 mod operations;
+mod patient_export;
 mod records;
 mod release;
 mod security;

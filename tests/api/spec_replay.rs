@@ -488,7 +488,8 @@ async fn capability_statement_names_the_operations(backend: Backend) {
     assert_eq!(
         operations("Patient"),
         [
-            json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})
+            json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+            json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"})
         ]
     );
     assert!(operations("Observation").is_empty());

@@ -39,7 +39,7 @@ fn fhir_resources_python() -> Option<PathBuf> {
 }
 
 /// Validates `bundle` with fhir.resources' R4B Bundle model (every entry's resource too).
-fn validate_with_fhir_resources(bundle: &Value) {
+pub(crate) fn validate_with_fhir_resources(bundle: &Value) {
     let Some(python) = fhir_resources_python() else {
         return;
     };

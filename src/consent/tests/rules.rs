@@ -330,3 +330,28 @@ fn a_consent_without_provision_decides_nothing() {
     assert!(c.provision().is_none());
     assert_eq!(Req::new().run(&[c]).decision, None_);
 }
+
+#[test]
+fn an_advance_directive_neither_permits_nor_denies() {
+    const SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
+    let with_scope = |id: &str, codes: &[&str], provision: Value| {
+        let mut c = consent_json(id, provision);
+        c["scope"] = json!({"coding": codes.iter().map(|code| json!({"system": SCOPE, "code": code})).collect::<Vec<_>>()});
+        Consent::from_fhir(&c).unwrap()
+    };
+    let grant = json!({"type": "permit", "actor": [actor("PRCP", "Organization/o1")]});
+    let refusal = json!({"type": "deny", "actor": [actor("PRCP", "Organization/o1")]});
+    let req = Req::new();
+    let directive = with_scope("adr1", &["adr"], grant.clone());
+    assert!(directive.is_advance_directive());
+    assert_eq!(req.run(&[directive]).decision, Decision::NotApplicable);
+    let privacy = with_scope("p1", &["patient-privacy"], grant);
+    let refusing = with_scope("adr2", &["adr"], refusal.clone());
+    let result = req.run(&[privacy.clone(), refusing]);
+    assert_eq!(result.decision, Decision::Permit);
+    assert!(result.deciding.iter().all(|d| d.consent_id == "p1"));
+    // A scope naming `adr` beside a privacy code is a privacy consent: its deny holds.
+    let mixed = with_scope("m1", &["adr", "patient-privacy"], refusal);
+    assert!(!mixed.is_advance_directive());
+    assert_eq!(req.run(&[privacy, mixed]).decision, Decision::Deny);
+}

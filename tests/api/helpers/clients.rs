@@ -198,3 +198,29 @@ pub async fn whoami(app: &TestApp, token: &str) -> (u16, Value) {
         .unwrap();
     decode(resp).await
 }
+
+/// A data source's token for these scopes (`None`: the status and body of the refusal).
+pub async fn data_source_token(
+    app: &TestApp,
+    key: &ClientKey,
+    client_id: &str,
+    scope: &str,
+) -> Result<String, (u16, Value)> {
+    let assertion = key.sign(&assertion_claims(app, client_id), Some(&key.kid));
+    let (status, body) = request_token(app, &assertion, &[("scope", scope)]).await;
+    match (status, body["access_token"].as_str()) {
+        (200, Some(token)) => Ok(token.to_string()),
+        _ => Err((status, body)),
+    }
+}
+
+/// Registers a data source (an Ed25519 key, role `data_source`, its purpose defaulted) and
+/// gets it a token with `system/*.write`: (id, key, token).
+pub async fn data_source(app: &TestApp) -> (String, ClientKey, String) {
+    let key = ClientKey::ed25519("source-key");
+    let id = register(app, "data_source", key.jwks(), json!({})).await;
+    let token = data_source_token(app, &key, &id, "system/*.write")
+        .await
+        .unwrap_or_else(|refused| panic!("data source token: {refused:?}"));
+    (id, key, token)
+}
