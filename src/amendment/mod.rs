@@ -104,6 +104,8 @@ pub struct AmendmentView {
     pub corrected: Option<String>,
     /// `Provenance/{id}` linking both versions, on acceptance.
     pub provenance: Option<String>,
+    /// `DocumentReference/{id}` holding the patient's statement of disagreement, once filed.
+    pub statement: Option<String>,
 }
 
 /// What a stored request looks like.
@@ -131,6 +133,10 @@ pub fn view(row: &AmendmentRow, now: i64) -> AmendmentView {
             .provenance_id
             .as_ref()
             .map(|p| format!("Provenance/{p}")),
+        statement: row
+            .statement_id
+            .as_ref()
+            .map(|d| format!("DocumentReference/{d}")),
     }
 }
 

@@ -22,9 +22,11 @@
 //! reading them is in a browser. Bodies and query strings are parsed here, not by actix's
 //! extractors, so a malformed one is a page too.
 
+pub mod delegates;
 pub mod evidence;
 pub mod looked;
 pub mod notifications;
+pub mod records;
 pub mod requests;
 pub mod sharing;
 pub mod sign_in;
@@ -77,7 +79,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(notifications::webhook)
         .service(evidence::list)
         .service(evidence::preview_page)
-        .service(evidence::send);
+        .service(evidence::send)
+        .service(records::list)
+        .service(records::download)
+        .service(records::correct_form)
+        .service(records::correct)
+        .service(records::disagree)
+        .service(delegates::list)
+        .service(delegates::create)
+        .service(delegates::revoke);
 }
 
 /// Adds the security headers every page answer carries.

@@ -355,6 +355,25 @@ async fn journey(app: &TestApp, c: &Client, check: &Checker, clinic: &str, token
         assert!(text(c).await.contains("received"));
         check.page(c, "11-notifications").await;
 
+        // My records: the own copy, and the form reporting a mistake in one record.
+        c.goto(&app.url("/records")).await.unwrap();
+        assert!(text(c).await.contains("Download my records"));
+        check.page(c, "12-my-records").await;
+        let report = c
+            .find(Locator::Css("a[href$='/correct']"))
+            .await
+            .expect("a record to report a mistake in")
+            .attr("href")
+            .await
+            .unwrap()
+            .expect("href");
+        c.goto(&app.url(&report)).await.unwrap();
+        assert!(text(c).await.contains("What it should say"));
+        check.page(c, "13-report-a-mistake").await;
+        c.goto(&app.url("/delegates")).await.unwrap();
+        assert!(text(c).await.contains("Name a delegate"));
+        check.page(c, "14-delegates").await;
+
         // Sign out: back to the sign-in page, and the data pages send you there.
         click(c, "form[action='/sign-out'] button").await;
         arrive(c, "/", "Sign in").await;

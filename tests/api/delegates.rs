@@ -304,7 +304,18 @@ async fn a_guardians_delegation_ends_at_majority(backend: Backend) {
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(ended, "{patient}'s guardian delegation ends at majority");
-        let told = feed(&app, patient).await;
+        // The notice rides on the audit entry, appended just after the status changes.
+        let mut told = Vec::new();
+        for _ in 0..50 {
+            told = feed(&app, patient).await;
+            if told
+                .iter()
+                .any(|n| n["kind"] == "delegation" && n["summary"]["reason"] == "majority")
+            {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(
             told.iter()
                 .any(|n| n["kind"] == "delegation" && n["summary"]["reason"] == "majority"),

@@ -33,3 +33,4 @@ mod spec_replay;
 mod standard_clients;
 mod summary;
 mod web;
+mod web_records;

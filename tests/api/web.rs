@@ -19,26 +19,26 @@ use crate::helpers::{
 use consentgate::startup::Application;
 
 /// A cookie-keeping client that does not follow redirects.
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     client: reqwest::Client,
     cookies: BTreeMap<String, String>,
 }
 
 /// One answer: status, headers, body text.
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.headers[LOCATION].to_str().unwrap().to_string()
     }
 
     /// The value of the hidden field `name` in the page's first form carrying it.
-    fn hidden(&self, name: &str) -> String {
+    pub(crate) fn hidden(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self.body.find(&marker).unwrap_or_else(|| {
             panic!("no field {name} in page:\n{}", self.body);
@@ -49,7 +49,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Browser {
+    pub(crate) fn new(app: &TestApp) -> Browser {
         Browser::trusting(&app.base, &app.dir.path().join("tls/dev-cert.pem"))
     }
 
@@ -123,18 +123,18 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.client.get(self.url(path));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.client.post(self.url(path)).form(form);
         self.send(request).await
     }
 
     /// Signs in as `patient` through the development issuer; returns the landing page.
-    async fn sign_in(&mut self, patient: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, patient: &str) -> Page {
         let home = self.get("/").await;
         assert_eq!(home.status, 200, "{}", home.body);
         let start = home.hidden_href("/sign-in/start?");
@@ -169,7 +169,7 @@ impl Browser {
 
 impl Page {
     /// The first link whose href starts with `prefix`, unescaped.
-    fn hidden_href(&self, prefix: &str) -> String {
+    pub(crate) fn hidden_href(&self, prefix: &str) -> String {
         let marker = format!("href=\"{prefix}");
         let start = self.body.find(&marker).unwrap() + "href=\"".len();
         let end = self.body[start..].find('"').unwrap() + start;
