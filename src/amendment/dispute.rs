@@ -21,7 +21,7 @@ use crate::gateway::Gateway;
 use crate::records::ingest;
 use crate::records::internal::TAG_SYSTEM;
 use crate::store::amendments as rows;
-use crate::store::write_tx;
+use crate::store::{DbConn, write_tx};
 
 /// The `meta.tag` code of a disputed record.
 pub const DISPUTED_CODE: &str = "disputed-by-patient";
@@ -106,11 +106,15 @@ pub async fn disputed(
     patient: &str,
 ) -> Result<BTreeMap<String, String>, DomainError> {
     let p = patient.to_string();
-    let found = gateway
-        .store
-        .run(move |conn| rows::disputed(conn, &p))
-        .await?;
-    Ok(found
+    gateway.store.run(move |conn| disputed_in(conn, &p)).await
+}
+
+/// [`disputed`] on a connection already held.
+pub fn disputed_in(
+    conn: &mut DbConn,
+    patient: &str,
+) -> Result<BTreeMap<String, String>, DomainError> {
+    Ok(rows::disputed(conn, patient)?
         .into_iter()
         .filter_map(|r| {
             let statement = r.statement_id?;

@@ -5,12 +5,15 @@
 //!   on the routes `api::delegates` opens to its delegation;
 //! - [`Operator`]: an operator;
 //! - [`Reader`]: an operator or a patient (patients reach only their own records);
-//! - [`ClientCaller`]: a recipient client with a gateway access token.
+//! - [`ClientCaller`]: a recipient client with a gateway access token;
+//! - [`ReadCaller`]: as [`Caller`], for the FHIR read, search and `$everything` routes only.
 //!
 //! A client's token is checked on every request against the database (client still
 //! registered, token not revoked), so a removal or revocation holds from the next request on
 //! every instance, even when the token's signature check comes from the cache. Failures answer
-//! 401 with `WWW-Authenticate` and say nothing about which check failed.
+//! 401 with `WWW-Authenticate` and say nothing about which check failed. [`ReadCaller`] leaves
+//! that check of a recipient client to the release, which makes it in the same database trip
+//! as its reads (`release::context`): one blocking-pool hop per request instead of two.
 //!
 //! Failed bearer tokens are counted per source address ([`crate::ratelimit`]); an address
 //! that spent its allowance gets 429 with `Retry-After` for every bearer request, before
@@ -26,6 +29,7 @@ use futures_util::future::LocalBoxFuture;
 use super::AppState;
 use super::error::ApiError;
 use super::throttle::{rate_limits, source_address};
+use crate::auth::clients::Role;
 use crate::auth::tokens::AccessClaims;
 use crate::auth::{Principal, bearer};
 use crate::error::ErrorKind;
@@ -53,6 +57,14 @@ pub struct Reader {
 /// A recipient client.
 #[derive(Debug, Clone)]
 pub struct ClientCaller(pub AccessClaims);
+
+/// Any verified caller of `GET /fhir/{type}/{id}`, `GET /fhir/{type}` and `$everything`. As
+/// [`Caller`], except that a recipient client's registration and token revocation are not
+/// yet checked against the database: its claims must go only to `release::{read, search,
+/// everything}`, which check both in their one database trip before reading anything. A
+/// data source (which these routes refuse) is checked here, so it is refused as before.
+#[derive(Debug, Clone)]
+pub struct ReadCaller(pub Principal);
 
 fn forbidden() -> ApiError {
     ApiError::new(
@@ -93,33 +105,81 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = state_of(req);
-        let token = bearer(req);
-        let (method, pattern) = (req.method().clone(), req.match_pattern());
-        let limits = rate_limits(req);
-        let source = limits.as_ref().and_then(|l| source_address(req, l));
-        Box::pin(async move {
-            let state = state?;
-            let token = token.ok_or_else(ApiError::unauthorized)?;
-            let throttled =
-                |t: crate::ratelimit::Throttled| ApiError::too_many_requests(t.retry_after_secs());
-            if let Some(limits) = &limits {
-                limits.check_bearer(source).map_err(throttled)?;
-            }
-            match authenticate(&state, &token).await {
-                Ok(principal) => {
-                    super::delegates::admit(&principal, &method, pattern.as_deref())?;
-                    Ok(Caller(principal))
+        let verified = verify(req, Check::Always);
+        Box::pin(async move { verified.await.map(Caller) })
+    }
+}
+
+impl FromRequest for ReadCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verified = verify(req, Check::LeaveRecipientsToRelease);
+        Box::pin(async move { verified.await.map(ReadCaller) })
+    }
+}
+
+/// Whether the bearer check asks the database about a client itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Always,
+    LeaveRecipientsToRelease,
+}
+
+/// The bearer check of `req`: throttling, verification, the delegate's route grant.
+fn verify(req: &HttpRequest, check: Check) -> LocalBoxFuture<'static, Result<Principal, ApiError>> {
+    let state = state_of(req);
+    let token = bearer(req);
+    // The route's pattern only matters to a delegate (`delegates::admit`); working it out
+    // walks the route table's regular expressions, so it is not done for anyone else.
+    let request = req.clone();
+    let limits = rate_limits(req);
+    let source = limits.as_ref().and_then(|l| source_address(req, l));
+    Box::pin(async move {
+        let state = state?;
+        let token = token.ok_or_else(ApiError::unauthorized)?;
+        let throttled =
+            |t: crate::ratelimit::Throttled| ApiError::too_many_requests(t.retry_after_secs());
+        if let Some(limits) = &limits {
+            limits.check_bearer(source).map_err(throttled)?;
+        }
+        let verified = match check {
+            Check::Always => authenticate(&state, &token).await,
+            Check::LeaveRecipientsToRelease => verify_deferring_recipients(&state, &token).await,
+        };
+        match verified {
+            Ok(principal) => {
+                if matches!(principal, Principal::Delegate(_)) {
+                    let pattern = request.match_pattern();
+                    super::delegates::admit(&principal, request.method(), pattern.as_deref())?;
                 }
-                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                    if let Some(limits) = &limits {
-                        limits.record_failed_bearer(source).map_err(throttled)?;
-                    }
-                    Err(e)
-                }
-                Err(e) => Err(e),
+                Ok(principal)
             }
-        })
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                if let Some(limits) = &limits {
+                    limits.record_failed_bearer(source).map_err(throttled)?;
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// [`authenticate`], leaving a recipient client's database check to the release.
+async fn verify_deferring_recipients(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let principal = bearer::verify_deferring_client(state, token)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::Unauthorized => ApiError::unauthorized(),
+            _ => e.into(),
+        })?;
+    match &principal {
+        Principal::Client(claims) if Role::parse(&claims.role) == Some(Role::DataSource) => {
+            authenticate(state, token).await
+        }
+        _ => Ok(principal),
     }
 }
 

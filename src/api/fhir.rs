@@ -10,7 +10,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post, put};
 use serde_json::{Value, json};
 
-use super::auth::{Caller, Reader};
+use super::auth::{Caller, ReadCaller, Reader};
 use super::body::FhirJson;
 use super::error::{ApiError, FHIR_JSON};
 use super::openapi::schemas::{Bundle, OperationOutcome, Resource};
@@ -203,7 +203,7 @@ pub(super) fn asker(principal: Principal) -> Result<Asker, ApiError> {
 #[get("/{type}/{id}")]
 pub async fn read(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -268,7 +268,7 @@ pub async fn vread(
 #[get("/Patient/{id}/$everything")]
 pub async fn everything(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -318,7 +318,7 @@ pub async fn everything(
 #[get("/{type}")]
 pub async fn search_type(
     state: Data<AppState>,
-    Caller(principal): Caller,
+    ReadCaller(principal): ReadCaller,
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {

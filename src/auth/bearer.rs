@@ -12,7 +12,7 @@ use super::tokens::{self, AccessClaims, Expectation, PersonClaims};
 use super::{Principal, now_secs, people};
 use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
-use crate::store::identity;
+use crate::store::{DbConn, StoreError, identity};
 
 /// The refusal of a bearer token: 401, whatever the reason.
 fn refused() -> DomainError {
@@ -26,6 +26,28 @@ fn refused() -> DomainError {
 /// Verifies `token` (signature, claims, registration, revocation). A refusal is
 /// [`ErrorKind::Unauthorized`]; a database that cannot answer is `Unavailable`.
 pub async fn authenticate(gateway: &Gateway, token: &str) -> Result<Principal, DomainError> {
+    let principal = verify_deferring_client(gateway, token).await?;
+    if let Principal::Client(claims) = &principal {
+        let (client, jti) = (claims.client_id.clone(), claims.jti.clone());
+        let live = gateway
+            .store
+            .run(move |conn| client_is_live(conn, &client, &jti))
+            .await?;
+        if !live {
+            return Err(refused());
+        }
+    }
+    Ok(principal)
+}
+
+/// [`authenticate`] but for a client's database check (client still registered, token not
+/// revoked), which the caller makes in a database trip of its own with
+/// [`client_is_live`]: the release does, in the one trip that also reads the resource and
+/// the consents (`release::context`). Every other check is made here.
+pub async fn verify_deferring_client(
+    gateway: &Gateway,
+    token: &str,
+) -> Result<Principal, DomainError> {
     let auth = &gateway.auth;
     if token.len() > gateway.settings.auth.max_token_bytes {
         return Err(refused());
@@ -41,28 +63,19 @@ pub async fn authenticate(gateway: &Gateway, token: &str) -> Result<Principal, D
     };
     // A delegate's delegation is read afresh on every request (never from the cache), so a
     // revocation holds from the next request.
-    let principal = match principal {
+    Ok(match principal {
         Principal::Delegate(d) => Principal::Delegate(Box::new(
             crate::delegation::signin::resolve(gateway, *d).await?,
         )),
         other => other,
-    };
-    if let Principal::Client(claims) = &principal {
-        let (client, jti) = (claims.client_id.clone(), claims.jti.clone());
-        let live = gateway
-            .store
-            .run(move |conn| {
-                Ok::<_, DomainError>(
-                    identity::client_is_active(conn, &client)?
-                        && !identity::token_is_revoked(conn, &jti)?,
-                )
-            })
-            .await?;
-        if !live {
-            return Err(refused());
-        }
-    }
-    Ok(principal)
+    })
+}
+
+/// Whether a client's token still holds: the client is registered and the token (`jti`)
+/// not revoked. Read afresh every time, so a removal or revocation on any instance holds
+/// from the next request.
+pub fn client_is_live(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<bool, StoreError> {
+    Ok(identity::client_is_active(conn, client_id)? && !identity::token_is_revoked(conn, jti)?)
 }
 
 /// Checks a token that is not in the cache; returns the principal and the token's expiry.

@@ -1,9 +1,20 @@
 //! The facts every decision of one release shares: who asks (the recipient's token and its
-//! registration, read afresh) and about whom (the patient's consents, read afresh, and the
-//! patient's own record, which the de-identification leak scan checks outputs against).
+//! registration, read afresh) and about whom (the patient's consents, read afresh, the
+//! patient's own record, which the de-identification leak scan checks outputs against, and
+//! the records the patient disputes).
+//!
+//! A recipient's request reads all of them in **one** blocking-pool trip, on one pooled
+//! connection, including the bearer token's database check (client still registered, token
+//! not revoked) that `auth::bearer` leaves to this trip on the FHIR read routes
+//! (`api::auth::ReadCaller`): each trip is a hand-off to another thread and back, the
+//! largest cost of the hot path (`docs/PERFORMANCE.md`). Nothing here is cached, so a
+//! revocation or a removal on any instance holds from the next request.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::auth::bearer::client_is_live;
 use crate::auth::registry;
 use crate::auth::tokens::AccessClaims;
 use crate::consent::Consent;
@@ -25,56 +36,78 @@ pub struct Recipient<'a> {
 }
 
 /// The registered client behind a token, as the decision engine sees it. A client removed
-/// since its token was issued is refused as unauthenticated.
+/// since its token was issued, or a token revoked, is refused as unauthenticated.
 pub async fn requester(gateway: &Gateway, claims: &AccessClaims) -> Result<Requester, DomainError> {
-    let id = claims.client_id.clone();
-    gateway.store.run(move |conn| requester_in(conn, &id)).await
+    let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
+    gateway
+        .store
+        .run(move |conn| requester_in(conn, &id, &jti))
+        .await
 }
 
-/// [`requester`] on a connection already held.
-fn requester_in(conn: &mut DbConn, client_id: &str) -> Result<Requester, DomainError> {
-    let client = registry::active(conn, client_id)?.ok_or_else(|| {
+/// [`requester`] on a connection already held: the bearer token's database check and the
+/// client's registration.
+fn requester_in(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<Requester, DomainError> {
+    let refused = || {
         DomainError::new(
             ErrorKind::Unauthorized,
             "unauthorized",
             "a valid bearer token is required",
         )
-    })?;
+    };
+    if !client_is_live(conn, client_id, jti)? {
+        return Err(refused());
+    }
+    let client = registry::active(conn, client_id)?.ok_or_else(refused)?;
     Ok(Requester::of(&client))
 }
 
-/// The requester and one patient's context, read in one blocking-pool trip.
+/// The records a patient disputes: `Type/id` to the statement's DocumentReference id.
+pub type Disputed = BTreeMap<String, String>;
+
+/// The requester, one patient's context and the records the patient disputes, read in one
+/// blocking-pool trip.
 pub async fn requester_and_patient(
     gateway: &Gateway,
     claims: &AccessClaims,
     patient: &PatientId,
-) -> Result<(Requester, PatientContext), DomainError> {
-    let (id, p) = (claims.client_id.clone(), patient.clone());
+) -> Result<(Requester, PatientContext, Disputed), DomainError> {
+    let (id, jti, p) = (
+        claims.client_id.clone(),
+        claims.jti.clone(),
+        patient.clone(),
+    );
     gateway
         .store
         .run(move |conn| {
-            let requester = requester_in(conn, &id)?;
-            Ok((requester, PatientContext::load_in(conn, p)?))
+            let requester = requester_in(conn, &id, &jti)?;
+            let disputed = disputed_in(conn, p.as_str())?;
+            Ok((requester, PatientContext::load_in(conn, p)?, disputed))
         })
         .await
 }
 
+fn disputed_in(conn: &mut DbConn, patient: &str) -> Result<Disputed, DomainError> {
+    crate::amendment::dispute::disputed_in(conn, patient)
+}
+
 /// What a recipient's read of one resource needs, read in one blocking-pool trip (one
-/// pooled connection, no hand-off between the reads): the client's registration, the
-/// resource, and the context of the patient who owns it. `None` when the resource is
-/// missing or belongs to no patient (the caller answers both alike).
+/// pooled connection, no hand-off between the reads): the token's database check, the
+/// client's registration, the resource, the context of the patient who owns it and the
+/// records that patient disputes. `None` when the resource is missing or belongs to no
+/// patient (the caller answers both alike).
 pub async fn requester_and_resource(
     gateway: &Gateway,
     claims: &AccessClaims,
     resource_type: &str,
     resource_id: &str,
-) -> Result<(Requester, Option<(Value, PatientContext)>), DomainError> {
-    let id = claims.client_id.clone();
+) -> Result<(Requester, Option<(Value, PatientContext, Disputed)>), DomainError> {
+    let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
     gateway
         .store
         .run(move |conn| {
-            let requester = requester_in(conn, &id)?;
+            let requester = requester_in(conn, &id, &jti)?;
             let resource = match ingest::read(conn, &ty, &key) {
                 Ok(v) => v,
                 Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
@@ -85,8 +118,9 @@ pub async fn requester_and_resource(
             else {
                 return Ok((requester, None));
             };
+            let disputed = disputed_in(conn, patient.as_str())?;
             let context = PatientContext::load_in(conn, patient)?;
-            Ok((requester, Some((resource, context))))
+            Ok((requester, Some((resource, context, disputed))))
         })
         .await
 }

@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::context::{Recipient, requester_and_patient, requester_and_resource};
 use super::decide::{Interaction, Permitted, decide_each};
 use super::released::{Released, shape};
-use crate::amendment::dispute::disputed;
 use crate::audit::AuditAction;
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
@@ -58,7 +57,7 @@ pub async fn read(
     validate::resource_type(resource_type)?;
     let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some((resource, context)) = found else {
+    let Some((resource, context, disputed)) = found else {
         return Err(not_known(resource_type, id));
     };
     let patient = context.patient.clone();
@@ -75,7 +74,7 @@ pub async fn read(
         Interaction::Read,
     );
     let mut released = shape(gateway, recipient, &context, permitted)?;
-    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
+    released.mark_disputed(&disputed);
     if released.is_empty() {
         return Err(not_known(resource_type, id));
     }
@@ -128,7 +127,7 @@ pub async fn search(
             "`patient` must be an id or a Patient reference",
         )
     })?;
-    let (requester, context) = requester_and_patient(gateway, claims, &patient).await?;
+    let (requester, context, disputed) = requester_and_patient(gateway, claims, &patient).await?;
     let recipient = Recipient {
         claims,
         requester: &requester,
@@ -171,7 +170,7 @@ pub async fn search(
         .and_then(|p| p.resource["id"].as_str())
         .map(str::to_string);
     let mut released = shape(gateway, recipient, &context, visible)?;
-    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
+    released.mark_disputed(&disputed);
     record(
         gateway,
         claims,
@@ -198,7 +197,7 @@ pub async fn everything(
     request_id: &str,
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
-    let (requester, context) = requester_and_patient(gateway, claims, patient).await?;
+    let (requester, context, disputed) = requester_and_patient(gateway, claims, patient).await?;
     let p = patient.clone();
     let all = gateway
         .store
@@ -224,7 +223,7 @@ pub async fn everything(
         return Err(not_known("Patient", patient.as_str()));
     }
     let mut released = shape(gateway, recipient, &context, visible)?;
-    released.mark_disputed(&disputed(gateway, context.patient.as_str()).await?);
+    released.mark_disputed(&disputed);
     record(
         gateway,
         claims,

@@ -82,6 +82,16 @@ pub struct NodeRow {
     pub hash: Vec<u8>,
 }
 
+/// The leaf whose append completes node `(level, index)`: the nodes' key, which makes every
+/// batch's node inserts land at the end of one b-tree (migration `2026-12-03-000030`).
+fn last_leaf(level: u8, index: u64) -> i64 {
+    let after = index
+        .saturating_add(1)
+        .checked_shl(u32::from(level))
+        .unwrap_or(u64::MAX);
+    i64::try_from(after - 1).unwrap_or(i64::MAX)
+}
+
 /// Writes a batch of entries and the nodes they complete, and moves the head.
 pub fn append(
     conn: &mut DbConn,
@@ -93,6 +103,7 @@ pub fn append(
         .iter()
         .map(|n| {
             (
+                audit_nodes::last_leaf.eq(last_leaf(n.level, n.index)),
                 audit_nodes::level.eq(i32::from(n.level)),
                 audit_nodes::idx.eq(n.index as i64),
                 audit_nodes::hash.eq(n.hash.as_slice()),
@@ -123,8 +134,8 @@ pub fn append(
 /// The hash bytes of tree node `(level, index)`, if stored.
 pub fn node(conn: &mut DbConn, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(audit_nodes::table
+        .filter(audit_nodes::last_leaf.eq(last_leaf(level, index)))
         .filter(audit_nodes::level.eq(i32::from(level)))
-        .filter(audit_nodes::idx.eq(index as i64))
         .select(audit_nodes::hash)
         .first(conn)
         .optional()?)
@@ -225,9 +236,9 @@ pub fn leaf_hashes(
     limit: i64,
 ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
     Ok(audit_nodes::table
+        .filter(audit_nodes::last_leaf.ge(from as i64))
         .filter(audit_nodes::level.eq(0))
-        .filter(audit_nodes::idx.ge(from as i64))
-        .order(audit_nodes::idx.asc())
+        .order(audit_nodes::last_leaf.asc())
         .limit(limit)
         .select((audit_nodes::idx, audit_nodes::hash))
         .load(conn)?)
@@ -346,7 +357,13 @@ pub fn nodes_in_range(
         i64::try_from(from).unwrap_or(i64::MAX),
         i64::try_from(to).unwrap_or(i64::MAX),
     );
+    // The key's range of those nodes (a node's last leaf grows with its index), so that
+    // the scan reads the b-tree's stretch of those leaves rather than the whole table.
+    let key = |i: i64| last_leaf(level, u64::try_from(i).unwrap_or(0));
+    let (low, high) = (key(from), key(to.saturating_sub(1)));
     Ok(audit_nodes::table
+        .filter(audit_nodes::last_leaf.ge(low))
+        .filter(audit_nodes::last_leaf.le(high))
         .filter(audit_nodes::level.eq(i32::from(level)))
         .filter(audit_nodes::idx.ge(from))
         .filter(audit_nodes::idx.lt(to))

@@ -225,9 +225,17 @@ impl ManageConnection for ConnectionFactory {
         self.open().map_err(diesel::r2d2::Error::ConnectionError)
     }
 
+    /// Run on every checkout. A PostgreSQL session can die with its server or socket, so it
+    /// is asked; a SQLite connection is a file handle in this process that cannot, and
+    /// asking cost a statement parse and run per database trip on the hot path
+    /// (`docs/PERFORMANCE.md`).
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(diesel::r2d2::Error::QueryError)
+        match conn {
+            DbConn::Sqlite(_) => Ok(()),
+            DbConn::Postgresql(_) => conn
+                .batch_execute("SELECT 1")
+                .map_err(diesel::r2d2::Error::QueryError),
+        }
     }
 
     /// A connection is not reused when it comes back during a panic (whatever it was doing

@@ -102,8 +102,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Perfect-subtree hashes of the audit Merkle tree.
-    audit_nodes (level, idx) {
+    /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them.
+    audit_nodes (last_leaf, level) {
+        last_leaf -> BigInt,
         level -> Integer,
         idx -> BigInt,
         hash -> Binary,
