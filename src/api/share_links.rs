@@ -33,7 +33,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::error::{ApiError, PROBLEM_JSON};
-use super::openapi::schemas::Problem;
+use super::openapi::schemas::{Problem, ShareLinkList};
 use super::{AppState, audit, throttle};
 use crate::shl::fetch::{ManifestAnswer, ManifestRequest};
 use crate::shl::{self, Created, LinkView, NewShareLink};
@@ -73,7 +73,7 @@ pub async fn create(
     tag = "share-links",
     security(("patient" = [])),
     responses(
-        (status = 200, description = "`{\"share_links\": [...]}`, newest first: uses, expiry, status; never a key or a file", body = Vec<LinkView>),
+        (status = 200, description = "`{\"share_links\": [...]}`, newest first: uses, expiry, status; never a key or a file", body = ShareLinkList),
     )
 )]
 #[get("/api/v1/share-links")]

@@ -195,6 +195,13 @@ pub struct AccessRequestList {
     pub next: Option<String>,
 }
 
+/// A patient's SMART Health Links (`GET /api/v1/share-links`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareLinkList {
+    /// Newest first; never a key or a file.
+    pub share_links: Vec<crate::shl::LinkView>,
+}
+
 /// A notification (built by `notify::view`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Notification {
