@@ -9,6 +9,8 @@
 //! SQLite is opened in WAL mode with foreign keys on, `synchronous=FULL` and a busy timeout.
 //! Write transactions on SQLite begin `IMMEDIATE` (see [`write_tx`]) so that two writers
 //! queue on the lock instead of one failing when it upgrades from reading to writing.
+//! Every SQLite connection has the query planner stability guarantee ([`planner`]), so the
+//! statements diesel caches are parsed once per connection, not once per execution.
 
 pub mod access_requests;
 pub mod amendments;
@@ -18,6 +20,7 @@ pub mod disclosures;
 pub mod exports;
 pub mod identity;
 pub mod notifications;
+pub mod planner;
 pub mod resources;
 pub mod schema;
 pub mod share_links;
@@ -188,6 +191,7 @@ impl ConnectionFactory {
                 diesel::PgConnection::establish(url).map_err(scrub_connection_error)?,
             )),
             DatabaseTarget::Sqlite(path) => {
+                planner::install().map_err(diesel::ConnectionError::BadConnection)?;
                 let url = path.to_string_lossy();
                 let mut conn = diesel::SqliteConnection::establish(&url)?;
                 // WAL lets readers proceed during a write; FULL makes each commit durable
