@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::RecordError;
 use crate::consent::Consent;
 use crate::store::DbConn;
-use crate::store::resources::{self as rows, ResourceQuery};
+use crate::store::resources as rows;
 
 /// Most consents one patient may hold; ingest refuses one more (422 `too_many_consents`).
 /// Reads never stop at it: every consent on file takes part in every decision, so a long
@@ -41,17 +41,15 @@ pub fn check_room(conn: &mut DbConn, patient_id: &str, id: &str) -> Result<(), R
 
 /// The current versions of all of a patient's consents, as stored JSON, in id order.
 pub fn stored_for_patient(conn: &mut DbConn, patient_id: &str) -> Result<Vec<Value>, RecordError> {
-    let mut query = ResourceQuery {
-        resource_type: "Consent".into(),
-        patient_ids: vec![patient_id.to_string()],
-        limit: READ_BATCH,
-        ..Default::default()
-    };
     let mut out = Vec::new();
+    // Ids are never empty, so the first page starts after "".
+    let mut after = String::new();
     loop {
-        let rows = rows::search(conn, &query)?;
+        let rows = rows::of_patient_page(conn, "Consent", patient_id, &after, READ_BATCH)?;
         let complete = (rows.len() as i64) < READ_BATCH;
-        query.after_id = rows.last().map(|(id, _)| id.clone());
+        if let Some((id, _)) = rows.last() {
+            after.clone_from(id);
+        }
         for (id, body) in rows {
             out.push(serde_json::from_str(&body).map_err(|_| {
                 RecordError::Store(crate::store::StoreError::Task(format!(

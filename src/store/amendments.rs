@@ -247,10 +247,11 @@ pub fn flag_overdue(conn: &mut DbConn, id: &str, at: i64) -> Result<bool, StoreE
 
 /// The requests of `patient` that carry a statement of disagreement.
 pub fn disputed(conn: &mut DbConn, patient: &str) -> Result<Vec<AmendmentRow>, StoreError> {
-    Ok(amendments::table
+    // The selection names its backend, so each arm builds its own query.
+    Ok(on_backend!(conn, c => amendments::table
         .filter(amendments::patient_id.eq(patient))
         .filter(amendments::statement_id.is_not_null())
         .select(AmendmentRow::as_select())
         .order(amendments::id.asc())
-        .load(conn)?)
+        .load(c))?)
 }

@@ -45,21 +45,19 @@ pub fn insert_client(conn: &mut DbConn, row: &ClientRow) -> Result<(), StoreErro
 
 /// An active (not removed) client.
 pub fn active_client(conn: &mut DbConn, id: &str) -> Result<Option<ClientRow>, StoreError> {
-    Ok(clients::table
+    let query = clients::table
         .filter(clients::id.eq(id))
-        .filter(clients::removed_at.is_null())
-        .first::<ClientRow>(conn)
-        .optional()?)
+        .filter(clients::removed_at.is_null());
+    Ok(on_backend!(conn, c => query.first::<ClientRow>(c).optional())?)
 }
 
 /// Whether a client is registered and not removed (checked on every request).
 pub fn client_is_active(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
-    Ok(clients::table
+    let query = clients::table
         .filter(clients::id.eq(id))
         .filter(clients::removed_at.is_null())
-        .count()
-        .get_result::<i64>(conn)?
-        > 0)
+        .count();
+    Ok(on_backend!(conn, c => query.get_result::<i64>(c))? > 0)
 }
 
 /// Every active client, oldest first.
@@ -101,11 +99,10 @@ pub fn revoke_token(conn: &mut DbConn, jti: &str, expires_at: i64) -> Result<(),
 
 /// Whether a token id was revoked.
 pub fn token_is_revoked(conn: &mut DbConn, jti: &str) -> Result<bool, StoreError> {
-    Ok(revoked_tokens::table
+    let query = revoked_tokens::table
         .filter(revoked_tokens::jti.eq(jti))
-        .count()
-        .get_result::<i64>(conn)?
-        > 0)
+        .count();
+    Ok(on_backend!(conn, c => query.get_result::<i64>(c))? > 0)
 }
 
 /// Records an assertion id; `false` when it was seen before (a replay). The primary key

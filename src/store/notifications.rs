@@ -17,6 +17,9 @@ const IN_CHUNK: usize = 500;
 /// One stored notification.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = notifications)]
+// Every optional column defaults to NULL: inserting None as NULL rather than DEFAULT lets
+// SQLite take a batch in one statement, not a savepoint and a statement per row.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NotificationRow {
     /// UUIDv7, time-ordered; the feed's cursor.
     pub id: String,
@@ -63,6 +66,9 @@ impl std::fmt::Debug for WebhookRow {
 /// The delivery state of one notification.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = notification_deliveries)]
+// Every optional column defaults to NULL: inserting None as NULL rather than DEFAULT lets
+// SQLite take a batch in one statement, not a savepoint and a statement per row.
+#[diesel(treat_none_as_default_value = false)]
 pub struct DeliveryRow {
     /// The notification delivered.
     pub notification_id: String,

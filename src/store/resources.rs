@@ -207,12 +207,31 @@ pub fn read(
     resource_type: &str,
     id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(resources::table
+    let query = resources::table
         .filter(resources::resource_type.eq(resource_type))
         .filter(resources::id.eq(id))
-        .select(resources::body)
-        .first::<String>(conn)
-        .optional()?)
+        .select(resources::body);
+    Ok(on_backend!(conn, c => query.first::<String>(c).optional())?)
+}
+
+/// One page of a patient's current resources of one type, as `(id, body)` in id order, the
+/// ids after `after_id` (`""` for the first page). A fixed statement, unlike [`search`]'s
+/// boxed one, so it stays prepared: every release reads the patient's consents with it.
+pub fn of_patient_page(
+    conn: &mut DbConn,
+    resource_type: &str,
+    patient_id: &str,
+    after_id: &str,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let query = resources::table
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::patient_id.eq(patient_id))
+        .filter(resources::id.gt(after_id))
+        .select((resources::id, resources::body))
+        .order(resources::id.asc())
+        .limit(limit);
+    Ok(on_backend!(conn, c => query.load::<(String, String)>(c))?)
 }
 
 /// One version's body.

@@ -137,3 +137,69 @@ fn drop_database(store: Store, pg_name: Option<String>) {
             .execute(&mut conn);
     }
 }
+
+fn put(conn: &mut DbConn, resource_type: &str, id: &str, patient: Option<&str>) {
+    let w = resources::ResourceWrite {
+        resource_type: resource_type.into(),
+        id: id.into(),
+        version_id: 1,
+        last_updated: 1,
+        patient_id: patient.map(str::to_string),
+        clinical: None,
+        body: format!(r#"{{"resourceType":"{resource_type}","id":"{id}"}}"#),
+        tokens: Vec::new(),
+        source_client: None,
+        written_by: None,
+    };
+    write_tx(conn, |conn| resources::write(conn, &w)).expect("written");
+}
+
+#[test]
+fn a_patients_resources_page_by_id_on_the_fixed_statement() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        for id in ["c5", "c1", "c3", "c2", "c4"] {
+            put(&mut conn, "Consent", id, Some("p1"));
+        }
+        put(&mut conn, "Consent", "other", Some("p2"));
+        put(&mut conn, "Observation", "c0", Some("p1"));
+        put(&mut conn, "Consent", "nobody", None);
+
+        // Pages of two, each statement run again with new bindings, as the consent read does.
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = resources::of_patient_page(&mut conn, "Consent", "p1", &after, 2)
+                .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+            assert!(page.len() <= 2, "{backend:?}: the limit holds");
+            let Some((last, _)) = page.last() else { break };
+            after.clone_from(last);
+            for (id, body) in page {
+                assert!(body.contains(&format!(r#""id":"{id}""#)), "{backend:?}");
+                seen.push(id);
+            }
+        }
+        assert_eq!(seen, ["c1", "c2", "c3", "c4", "c5"], "{backend:?}");
+        let one = resources::of_patient_page(&mut conn, "Consent", "p1", "", 1).expect("page");
+        assert_eq!(
+            one.len(),
+            1,
+            "{backend:?}: a smaller limit on the same statement"
+        );
+        assert!(
+            resources::read(&mut conn, "Consent", "c3")
+                .expect("read")
+                .is_some_and(|body| body.contains(r#""id":"c3""#)),
+            "{backend:?}"
+        );
+        assert_eq!(
+            resources::read(&mut conn, "Consent", "c9").expect("read"),
+            None,
+            "{backend:?}"
+        );
+        drop(conn);
+        drop_database(store, pg_name);
+    }
+}
