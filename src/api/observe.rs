@@ -23,6 +23,9 @@ use super::error::{ApiError, Flavor};
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The route label of a request whose handler panicked: its route is not known any more.
+const PANICKED_ROUTE: &str = "panicked";
+
 /// The id of the current request, available to handlers through request extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -129,13 +132,21 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let metrics = req
         .app_data::<Data<AppState>>()
         .map(|state| state.metrics.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    // The route is known once the router has run: asking for it before meant a walk of the
+    // route table's regular expressions per request, afterwards it is a lookup of the
+    // resource the router recorded (`docs/PERFORMANCE.md`, "Third step"). Events inside the
+    // handler carry the request id; the closing line and the metrics carry the route too.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = tracing::field::Empty
+    );
     let started = Instant::now();
     // A panic in a handler answers 500 like any internal error, instead of closing the
     // connection with no answer; the worker and every other request carry on.
@@ -145,15 +156,21 @@ pub async fn observe(
     let Ok(served) = served else {
         let error = span.in_scope(|| ApiError::internal("a request handler panicked"));
         if let Some(metrics) = &metrics {
+            // The request unwound with the handler, and its route with it.
             metrics
                 .requests
-                .with_label_values(&[route.as_str(), method.as_str(), "500"])
+                .with_label_values(&[PANICKED_ROUTE, method.as_str(), "500"])
                 .inc();
         }
         return Err(error.into());
     };
     let mut response = in_route_flavor(served?);
     let elapsed = started.elapsed();
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    span.record("route", route.as_str());
     let status = response.status().as_u16();
     span.in_scope(|| {
         tracing::info!(

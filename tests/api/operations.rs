@@ -46,6 +46,29 @@ async fn operations_endpoints(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(cap["fhirVersion"], "4.0.1");
     assert_eq!(cap["rest"][0]["resource"].as_array().unwrap().len(), 146);
+
+    // The route label is the pattern the router matched, read after routing: a nested
+    // scope's pattern, a parameterised one, and none for a path no route takes.
+    let (status, _) = app.get("/fhir/Observation/no-such-id").await;
+    assert_eq!(status, 404);
+    let (status, _) = app.get("/no/such/endpoint").await;
+    assert_eq!(status, 404);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "consentgate_http_requests_total{method=\"GET\",route=\"/fhir/metadata\",status=\"200\"} 1",
+        "consentgate_http_requests_total{method=\"GET\",route=\"/fhir/{type}/{id}\",status=\"404\"} 1",
+        "consentgate_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 /// The server speaks TLS only: a plain HTTP request to its port gets no HTTP answer, and
