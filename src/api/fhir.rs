@@ -27,7 +27,14 @@ use crate::supply;
 pub(super) fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(FHIR_JSON)
-        .body(body.to_string())
+        .body(json_bytes(body))
+}
+
+/// The body's JSON text, written straight into bytes: `to_string` goes through
+/// `fmt::Display` and its formatter (5 % of a consent-checked read's CPU was that call,
+/// `docs/PERFORMANCE.md`, "Third step"). A `Value` always serialises (its keys are strings).
+fn json_bytes(body: &Value) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
 }
 
 fn stored_response(state: &AppState, stored: &Stored) -> HttpResponse {
@@ -344,7 +351,11 @@ fn searchset(base: &str, resources: Vec<Value>, links: Option<Vec<Value>>) -> Va
         .into_iter()
         .map(|r| search::match_entry(base, r))
         .collect();
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+    let mut bundle = search::object([
+        ("resourceType", json!("Bundle")),
+        ("type", json!("searchset")),
+        ("entry", Value::Array(entries)),
+    ]);
     if let Some(links) = links {
         bundle["link"] = Value::Array(links);
     }
@@ -380,5 +391,5 @@ fn with_version_headers(body: &Value) -> HttpResponse {
     if let Some(updated) = body.pointer("/meta/lastUpdated").and_then(Value::as_str) {
         response.insert_header((LAST_MODIFIED, updated.to_string()));
     }
-    response.body(body.to_string())
+    response.body(json_bytes(body))
 }
