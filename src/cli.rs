@@ -12,9 +12,8 @@ use crate::auth::purposes::PurposeCatalog;
 use crate::auth::tokens::{self, PersonClaims};
 use crate::auth::{issuer_for, jwt_ring, now_secs};
 use crate::config::{Profile, Settings};
-use crate::demo::{self, DemoOptions};
+use crate::demo::DemoOptions;
 use crate::institution::Institution;
-use crate::records::bundle;
 use crate::startup::Application;
 use crate::store::identity;
 use crate::store::{Store, resources};
@@ -465,8 +464,7 @@ fn fill_demo(
     append: bool,
 ) -> anyhow::Result<()> {
     let institution = Institution::load(settings)?;
-    let mut conn = store.conn()?;
-    let existing = resources::count(&mut conn)?;
+    let existing = resources::count(&mut *store.conn()?)?;
     if existing > 0 && !append {
         println!(
             "the database already holds {existing} resources; demo data not loaded (use --append to add)"
@@ -474,17 +472,9 @@ fn fill_demo(
         return Ok(());
     }
     let bar = indicatif::ProgressBar::new(opts.patients as u64 + 1);
-    let mut stored = 0usize;
-    let bundles = std::iter::once(demo::directory_bundle(opts)).chain(demo::patient_bundles(opts));
-    for b in bundles {
-        let response = bundle::process(&mut conn, b, &settings.limits, &institution.labeller)
-            .map_err(|e| anyhow::anyhow!("demo bundle refused: {e}"))?;
-        stored += response
-            .get("entry")
-            .and_then(|e| e.as_array())
-            .map_or(0, Vec::len);
-        bar.inc(1);
-    }
+    let stored = import::load_demo(store, &settings.limits, &institution.labeller, opts, || {
+        bar.inc(1)
+    })?;
     bar.finish_and_clear();
     println!(
         "demo data loaded: {} patients, {stored} resources (seed {})",

@@ -44,3 +44,10 @@ pub mod supply;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
+
+/// mimalloc instead of glibc's allocator, for every binary built on this crate (the server,
+/// the benches, the tests), so the benches measure what runs: the request and export paths
+/// allocate a JSON tree per resource, and glibc's `malloc`/`free` were a fifth to a quarter
+/// of their CPU (`docs/PERFORMANCE.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -115,13 +115,8 @@ fn references(resource: &Value, under: Option<&[&str]>) -> Vec<String> {
                     if k == "reference"
                         && let Some(r) = child.as_str()
                     {
-                        let parts: Vec<&str> = r.split('/').collect();
-                        if let Some(i) = parts
-                            .iter()
-                            .rposition(|p| p.chars().next().is_some_and(char::is_uppercase))
-                            && let Some(id) = parts.get(i + 1)
-                        {
-                            out.push(format!("{}/{}", parts[i], id));
+                        if let Some(reference) = type_and_id(r) {
+                            out.push(reference.to_string());
                         }
                     } else {
                         stack.push(child);
@@ -135,6 +130,27 @@ fn references(resource: &Value, under: Option<&[&str]>) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// `Type/id` of a reference: the last segment that starts with a capital letter and the one
+/// after it (`Patient/1/_history/2` and `https://x/fhir/Patient/1` give `Patient/1`); `None`
+/// when that last capitalised segment ends the reference. A slice of `reference`, since the
+/// decision reads every reference of every resource it decides.
+fn type_and_id(reference: &str) -> Option<&str> {
+    let mut last: Option<(usize, Option<usize>)> = None;
+    let mut start = 0;
+    for segment in reference.split('/') {
+        let end = start + segment.len();
+        if let Some((_, until @ None)) = &mut last {
+            *until = Some(end);
+        }
+        if segment.chars().next().is_some_and(char::is_uppercase) {
+            last = Some((start, None));
+        }
+        start = end + 1;
+    }
+    let (from, until) = last?;
+    reference.get(from..until?)
 }
 
 /// The facts of a resource the consent evaluator matches on.

@@ -594,3 +594,32 @@ fn gateway_records_never_leave_whatever_the_consents_say() {
         ..BASE
     }]);
 }
+
+#[test]
+fn references_name_type_and_id() {
+    for (reference, want) in [
+        ("Patient/1", Some("Patient/1")),
+        ("Patient/1/_history/2", Some("Patient/1")),
+        ("https://x.example/fhir/Patient/abc", Some("Patient/abc")),
+        ("https://x.example/fhir/Patient/ABC", None),
+        ("Patient/", Some("Patient/")),
+        ("urn:uuid:0f6c3c0e", None),
+        ("#contained", None),
+        ("", None),
+    ] {
+        assert_eq!(type_and_id(reference), want, "{reference}");
+    }
+}
+
+proptest::proptest! {
+    /// The slicing reader agrees with the plain one it replaced (split, find, join).
+    #[test]
+    fn references_agree_with_splitting(reference in "[A-Za-z0-9_:./#-]{0,40}") {
+        let parts: Vec<&str> = reference.split('/').collect();
+        let plain = parts
+            .iter()
+            .rposition(|p| p.chars().next().is_some_and(char::is_uppercase))
+            .and_then(|i| Some(format!("{}/{}", parts[i], parts.get(i + 1)?)));
+        proptest::prop_assert_eq!(type_and_id(&reference).map(str::to_string), plain);
+    }
+}

@@ -34,7 +34,6 @@ pub struct Deidentifier<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct PatientDeidentifier<'d> {
     deid: Deidentifier<'d>,
-    patient_id: &'d str,
     offset: i64,
     sources: &'d IdentifierSet,
 }
@@ -61,7 +60,6 @@ impl<'a> Deidentifier<'a> {
     {
         PatientDeidentifier {
             deid: *self,
-            patient_id,
             offset: self.date_offset_days(patient_id),
             sources,
         }
@@ -71,7 +69,7 @@ impl<'a> Deidentifier<'a> {
     /// elements not allowed by the profile are dropped. No leak scan: see
     /// [`Self::deidentify_checked`].
     pub fn deidentify(&self, resource: &Value, patient_id: &str) -> Result<Value, DeidError> {
-        self.shape(resource, patient_id, self.date_offset_days(patient_id))
+        self.shape(resource.clone(), self.date_offset_days(patient_id))
             .map(|(output, _)| output)
     }
 
@@ -88,22 +86,28 @@ impl<'a> Deidentifier<'a> {
             .deidentify_checked(resource)
     }
 
-    /// The output and how its dates were shifted.
-    fn shape(
+    /// [`Self::deidentify_checked`] on a resource the caller gives up: the walk edits it in
+    /// place instead of building a copy (the export and release paths).
+    pub fn deidentify_checked_owned(
         &self,
-        resource: &Value,
+        resource: Value,
         patient_id: &str,
-        offset: i64,
-    ) -> Result<(Value, ScanContext), DeidError> {
-        let _ = patient_id;
+        sources: &IdentifierSet,
+    ) -> Result<Value, DeidError> {
+        self.patient(patient_id, sources)
+            .deidentify_checked_owned(resource)
+    }
+
+    /// The output and how its dates were shifted.
+    fn shape(&self, resource: Value, offset: i64) -> Result<(Value, ScanContext), DeidError> {
         if let Some(config) = self.profile.anonymizer() {
             let keys = config.keys_for(self.key);
             let output = config
-                .anonymize_with(resource, &keys, self.reference_date)
+                .anonymize_with(&resource, &keys, self.reference_date)
                 .map_err(|e| match e {
                     // The configuration names the resource by type; the study by pseudonym.
                     DeidError::MethodNotApplicable { path, method, .. } => {
-                        let (resource_type, reference) = self.reference_of(resource);
+                        let (resource_type, reference) = self.reference_of(&resource);
                         DeidError::MethodNotApplicable {
                             resource_type,
                             reference,
@@ -114,12 +118,13 @@ impl<'a> Deidentifier<'a> {
                     other => other,
                 })?;
             let context = ScanContext {
-                date_shift_days: config.date_shift_days(&keys, resource),
+                date_shift_days: config.date_shift_days(&keys, &resource),
             };
             return Ok((output, context));
         }
         let walk = Walk { deid: self, offset };
-        let output = walk.resource(resource, false)?;
+        let mut output = resource;
+        walk.resource(&mut output, false)?;
         Ok((
             output,
             ScanContext {
@@ -130,11 +135,18 @@ impl<'a> Deidentifier<'a> {
 
     /// `Type/pseudonym` of a source resource, as failures name it.
     fn reference_of(&self, resource: &Value) -> (String, String) {
-        let resource_type = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or("Resource");
-        let reference = match resource.get("id").and_then(Value::as_str) {
+        self.reference_for(
+            resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("Resource"),
+            resource.get("id").and_then(Value::as_str),
+        )
+    }
+
+    /// `Type/pseudonym` of the source resource `resource_type/id`.
+    fn reference_for(&self, resource_type: &str, id: Option<&str>) -> (String, String) {
+        let reference = match id {
             Some(id) => format!("{resource_type}/{}", self.pseudonym(resource_type, id)),
             None => resource_type.to_string(),
         };
@@ -186,11 +198,30 @@ impl PatientDeidentifier<'_> {
     /// De-identifies one resource of this patient, then scans it; the first leak is an error
     /// ([`DeidError::Leak`] with the resource's type, pseudonymous reference, path and kind).
     pub fn deidentify_checked(&self, resource: &Value) -> Result<Value, DeidError> {
-        let (output, context) = self.deid.shape(resource, self.patient_id, self.offset)?;
+        self.deidentify_checked_owned(resource.clone())
+    }
+
+    /// [`Self::deidentify_checked`] on a resource the caller gives up: the walk edits it in
+    /// place instead of building a copy.
+    pub fn deidentify_checked_owned(&self, resource: Value) -> Result<Value, DeidError> {
+        // Failures name the source by pseudonym; the walk replaces its id, so keep it.
+        let source = (
+            resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("Resource")
+                .to_string(),
+            resource
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        );
+        let (output, context) = self.deid.shape(resource, self.offset)?;
         match self.sources.first_leak(&output, &context) {
             None => Ok(output),
             Some(leak) => {
-                let (resource_type, reference) = self.deid.reference_of(resource);
+                let (resource_type, reference) =
+                    self.deid.reference_for(&source.0, source.1.as_deref());
                 Err(DeidError::Leak {
                     resource_type,
                     reference,
@@ -204,7 +235,7 @@ impl PatientDeidentifier<'_> {
     /// De-identifies one resource of this patient without the scan.
     pub fn deidentify(&self, resource: &Value) -> Result<Value, DeidError> {
         self.deid
-            .shape(resource, self.patient_id, self.offset)
+            .shape(resource.clone(), self.offset)
             .map(|(output, _)| output)
     }
 }
@@ -221,115 +252,140 @@ struct Scope<'s> {
 
 /// What becomes of one primitive value.
 enum Primitive {
-    Keep(Value),
+    /// Kept, as changed in place (or unchanged).
+    Keep,
     Drop,
     /// A date showing an age over the profile's limit.
     TooOld,
 }
 
+/// The walk edits the resource in place: a dropped member or array item is first set to
+/// `null` and then removed, a kept one keeps its allocation. Building a copy instead cost a
+/// new map, key and string per kept element (`docs/PERFORMANCE.md`, "Export").
 struct Walk<'d, 'a> {
     deid: &'d Deidentifier<'a>,
     offset: i64,
 }
 
 impl Walk<'_, '_> {
-    fn resource(&self, resource: &Value, contained: bool) -> Result<Value, DeidError> {
-        let object = resource.as_object().ok_or(DeidError::NotAResource)?;
+    fn resource(&self, resource: &mut Value, contained: bool) -> Result<(), DeidError> {
+        let Value::Object(object) = resource else {
+            return Err(DeidError::NotAResource);
+        };
         let resource_type = object
             .get("resourceType")
             .and_then(Value::as_str)
-            .ok_or(DeidError::NotAResource)?;
+            .ok_or(DeidError::NotAResource)?
+            .to_string();
         let rules = self
             .deid
             .profile
-            .resource_rules(resource_type)
+            .resource_rules(&resource_type)
             .ok_or_else(|| DeidError::ResourceTypeNotInProfile {
-                resource_type: resource_type.to_string(),
+                resource_type: resource_type.clone(),
             })?;
         let scope = Scope {
-            root: resource_type,
-            base: resource_type,
+            root: &resource_type,
+            base: &resource_type,
             rules,
             resource: Some(contained),
         };
-        let mut out = Map::new();
-        out.insert(
-            "resourceType".into(),
-            Value::String(resource_type.to_string()),
-        );
-        match self.object(object, &scope, &mut out) {
-            Ok(()) => Ok(Value::Object(out)),
+        // A failure is named by the source id, which the walk replaces.
+        let id = (!contained)
+            .then(|| object.get("id").and_then(Value::as_str).map(str::to_string))
+            .flatten();
+        match self.object(object, &scope) {
+            Ok(()) => Ok(()),
             // A nested resource's failure is named by the outer resource, whose path it extends.
             Err(e) if contained => Err(e),
             Err(e) => {
-                let (resource_type, reference) = self.deid.reference_of(resource);
+                let (resource_type, reference) =
+                    self.deid.reference_for(&resource_type, id.as_deref());
                 Err(e.in_resource(&resource_type, &reference))
             }
         }
     }
 
-    fn object(
-        &self,
-        object: &Map<String, Value>,
-        scope: &Scope,
-        out: &mut Map<String, Value>,
-    ) -> Result<(), DeidError> {
-        for key in object.keys() {
-            self.member(object, key, scope, out)
-                .map_err(|e| e.within(&format!(".{key}")))?;
+    fn object(&self, object: &mut Map<String, Value>, scope: &Scope) -> Result<(), DeidError> {
+        let mut siblings = take_siblings(object);
+        let mut kept_siblings = Vec::new();
+        let mut failure = None;
+        for (key, value) in object.iter_mut() {
+            let sibling = siblings
+                .iter()
+                .position(|(k, _)| &k[1..] == key.as_str())
+                .map(|i| siblings.swap_remove(i).1);
+            match self.member(key, value, sibling, scope) {
+                Ok(None) => {}
+                Ok(Some(extensions)) => kept_siblings.push((format!("_{key}"), extensions)),
+                Err(e) => {
+                    failure = Some(e.within(&format!(".{key}")));
+                    break;
+                }
+            }
         }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // A `_name` without its primitive: the primitive's extensions alone.
+        for (key, sibling) in siblings {
+            let name = &key[1..];
+            let mut absent = Value::Null;
+            let kept = self
+                .member(name, &mut absent, Some(sibling), scope)
+                .map_err(|e| e.within(&format!(".{key}")))?;
+            if let Some(extensions) = kept {
+                kept_siblings.push((key, extensions));
+            }
+        }
+        object.retain(|_, v| !v.is_null());
+        object.extend(kept_siblings);
         Ok(())
     }
 
-    /// One member `key` of `object` (a `_name` sibling is handled with its primitive).
+    /// One member `key` of an object, with its `_key` sibling if it had one: leaves `value`
+    /// as kept, or `null` to drop it; returns the `_key` sibling to put back.
     fn member(
         &self,
-        object: &Map<String, Value>,
         key: &str,
+        value: &mut Value,
+        sibling: Option<Value>,
         scope: &Scope,
-        out: &mut Map<String, Value>,
-    ) -> Result<(), DeidError> {
-        let name = key.strip_prefix('_').unwrap_or(key);
-        if name == "resourceType" || (key.starts_with('_') && object.contains_key(name)) {
-            return Ok(());
-        }
-        let value = object.get(name);
-        if name == "extension" || name == "modifierExtension" {
-            if let Some(kept) = value
-                .map(|v| self.extensions(v, name == "modifierExtension"))
-                .transpose()?
-                .flatten()
-            {
-                out.insert(name.to_string(), kept);
+    ) -> Result<Option<Value>, DeidError> {
+        if key == "resourceType" {
+            // Kept at the top of a resource (its walk checked it), dropped anywhere else.
+            if scope.resource.is_none() {
+                *value = Value::Null;
             }
-            return Ok(());
+            return Ok(None);
         }
-        let Some(def) = schema::child(scope.base, name) else {
-            return Ok(());
+        if key == "extension" || key == "modifierExtension" {
+            *value = self
+                .extensions(value, key == "modifierExtension")?
+                .unwrap_or(Value::Null);
+            return Ok(None);
+        }
+        let Some(def) = schema::child(scope.base, key).filter(|def| scope.rules.allows(def)) else {
+            *value = Value::Null;
+            return Ok(None);
         };
-        if !scope.rules.allows(&def) {
-            return Ok(());
-        }
-        if let (Some(contained), "id") = (scope.resource, name) {
-            if let Some(id) = value.and_then(Value::as_str) {
-                let key = &self.deid.key;
-                let pseudonym = if contained {
-                    key.contained_pseudonym(id)
-                } else {
-                    key.pseudonym(scope.root, id)
-                };
-                out.insert("id".into(), Value::String(pseudonym));
-            }
-            return Ok(());
+        if let (Some(contained), "id") = (scope.resource, key) {
+            *value = match value.as_str() {
+                Some(id) => {
+                    let key = &self.deid.key;
+                    Value::String(if contained {
+                        key.contained_pseudonym(id)
+                    } else {
+                        key.pseudonym(scope.root, id)
+                    })
+                }
+                None => Value::Null,
+            };
+            return Ok(None);
         }
         match def.kind() {
-            TypeKind::Primitive => {
-                let sibling = sibling_of(object, name);
-                self.primitive(name, value, sibling, &def, out)
-            }
-            TypeKind::Datatype => {
-                self.complex(name, value, out, |item| self.datatype(item, def.type_code))
-            }
+            TypeKind::Primitive => return self.primitive(value, sibling, &def),
+            TypeKind::Datatype => self.complex(value, |item| self.datatype(item, def.type_code))?,
             TypeKind::Backbone => {
                 let inner = Scope {
                     root: scope.root,
@@ -337,50 +393,51 @@ impl Walk<'_, '_> {
                     rules: scope.rules,
                     resource: None,
                 };
-                self.complex(name, value, out, |item| self.backbone(item, &inner))
+                self.complex(value, |item| self.backbone(item, &inner))?;
             }
             TypeKind::Resource => {
-                let contained = name == "contained";
-                self.complex(name, value, out, |item| {
-                    self.resource(item, contained).map(Some)
-                })
+                let contained = key == "contained";
+                self.complex(value, |item| self.resource(item, contained).map(|()| true))?;
             }
         }
+        // A complex element has no `_name` sibling in FHIR JSON: one is dropped.
+        Ok(None)
     }
 
-    /// Puts the kept items of a complex element (one object or an array of them) into `out`.
+    /// Walks the items of a complex element (one object or an array of them) in place;
+    /// `walk` says whether an item is kept. Leaves `null` when nothing is.
     fn complex(
         &self,
-        name: &str,
-        value: Option<&Value>,
-        out: &mut Map<String, Value>,
-        walk: impl Fn(&Value) -> Result<Option<Value>, DeidError>,
+        value: &mut Value,
+        walk: impl Fn(&mut Value) -> Result<bool, DeidError>,
     ) -> Result<(), DeidError> {
         match value {
-            Some(Value::Array(items)) => {
-                let mut kept = Vec::new();
-                for (index, item) in items.iter().enumerate() {
-                    kept.extend(walk(item).map_err(|e| e.within(&format!("[{index}]")))?);
+            Value::Array(items) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    if !walk(item).map_err(|e| e.within(&format!("[{index}]")))? {
+                        *item = Value::Null;
+                    }
                 }
-                if !kept.is_empty() {
-                    out.insert(name.to_string(), Value::Array(kept));
-                }
-            }
-            Some(item) => {
-                if let Some(kept) = walk(item)? {
-                    out.insert(name.to_string(), kept);
+                items.retain(|item| !item.is_null());
+                if items.is_empty() {
+                    *value = Value::Null;
                 }
             }
-            None => {}
+            Value::Null => {}
+            item => {
+                if !walk(item)? {
+                    *item = Value::Null;
+                }
+            }
         }
         Ok(())
     }
 
-    fn datatype(&self, item: &Value, datatype: &str) -> Result<Option<Value>, DeidError> {
-        let (Some(object), Some(rules)) =
-            (item.as_object(), self.deid.profile.datatype_rules(datatype))
+    fn datatype(&self, item: &mut Value, datatype: &str) -> Result<bool, DeidError> {
+        let (Value::Object(object), Some(rules)) =
+            (item, self.deid.profile.datatype_rules(datatype))
         else {
-            return Ok(None);
+            return Ok(false);
         };
         let scope = Scope {
             root: datatype,
@@ -388,53 +445,50 @@ impl Walk<'_, '_> {
             rules,
             resource: None,
         };
-        let mut out = Map::new();
-        self.object(object, &scope, &mut out)?;
+        self.object(object, &scope)?;
         if datatype == "Age" {
-            self.cap_age(&mut out);
+            self.cap_age(object);
         }
-        Ok((!out.is_empty()).then_some(Value::Object(out)))
+        Ok(!object.is_empty())
     }
 
-    fn backbone(&self, item: &Value, scope: &Scope) -> Result<Option<Value>, DeidError> {
-        let Some(object) = item.as_object() else {
-            return Ok(None);
+    fn backbone(&self, item: &mut Value, scope: &Scope) -> Result<bool, DeidError> {
+        let Value::Object(object) = item else {
+            return Ok(false);
         };
-        let mut out = Map::new();
-        self.object(object, scope, &mut out)?;
-        Ok((!out.is_empty()).then_some(Value::Object(out)))
+        self.object(object, scope)?;
+        Ok(!object.is_empty())
     }
 
-    /// A primitive element with its `_name` sibling; arrays keep their pairing by index.
+    /// A primitive element with its `_name` sibling, in place; returns the sibling to keep.
+    /// Arrays keep their pairing by index.
     fn primitive(
         &self,
-        name: &str,
-        value: Option<&Value>,
-        sibling: Option<&Value>,
+        value: &mut Value,
+        sibling: Option<Value>,
         def: &ElementDef,
-        out: &mut Map<String, Value>,
-    ) -> Result<(), DeidError> {
-        if let (Some(Value::Array(_)), _) | (_, Some(Value::Array(_))) = (value, sibling) {
-            let values = value
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let siblings = sibling
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
+    ) -> Result<Option<Value>, DeidError> {
+        if value.is_array() || sibling.as_ref().is_some_and(Value::is_array) {
+            let values = match std::mem::take(value) {
+                Value::Array(values) => values,
+                _ => Vec::new(),
+            };
+            let siblings = match sibling {
+                Some(Value::Array(siblings)) => siblings,
+                _ => Vec::new(),
+            };
+            let count = values.len().max(siblings.len());
+            let (mut values, mut siblings) = (values.into_iter(), siblings.into_iter());
             let (mut kept_values, mut kept_siblings) = (Vec::new(), Vec::new());
-            for index in 0..values.len().max(siblings.len()) {
-                let kept = match values
-                    .get(index)
-                    .filter(|v| !v.is_null())
-                    .map(|v| self.transform(v, def))
-                {
-                    Some(Primitive::Keep(v)) => Some(v),
+            for _ in 0..count {
+                let kept = match values.next() {
+                    Some(mut v) if !v.is_null() => {
+                        matches!(self.transform(&mut v, def), Primitive::Keep).then_some(v)
+                    }
                     _ => None,
                 };
-                let extensions = match siblings.get(index) {
-                    Some(s) => self.primitive_extensions(s)?,
+                let extensions = match siblings.next() {
+                    Some(s) => self.primitive_extensions(&s)?,
                     None => None,
                 };
                 if kept.is_some() || extensions.is_some() {
@@ -443,60 +497,63 @@ impl Walk<'_, '_> {
                 }
             }
             if kept_values.iter().any(|v| !v.is_null()) {
-                out.insert(name.to_string(), Value::Array(kept_values));
+                *value = Value::Array(kept_values);
             }
-            if kept_siblings.iter().any(|v| !v.is_null()) {
-                out.insert(format!("_{name}"), Value::Array(kept_siblings));
-            }
-            return Ok(());
+            return Ok(kept_siblings
+                .iter()
+                .any(|v| !v.is_null())
+                .then_some(Value::Array(kept_siblings)));
         }
-        let mut extensions = match sibling {
+        let mut extensions = match &sibling {
             Some(s) => self.primitive_extensions(s)?,
             None => None,
         };
-        match value.map(|v| self.transform(v, def)) {
-            Some(Primitive::Keep(kept)) => {
-                out.insert(name.to_string(), kept);
-            }
-            Some(Primitive::TooOld) if def.path == "Patient.birthDate" => {
+        match self.transform(value, def) {
+            Primitive::Keep => {}
+            Primitive::TooOld if def.path == "Patient.birthDate" => {
+                *value = Value::Null;
                 extensions = Some(self.masked_birth_date(extensions));
             }
-            _ => {}
+            Primitive::TooOld | Primitive::Drop => *value = Value::Null,
         }
-        if let Some(extensions) = extensions {
-            out.insert(format!("_{name}"), extensions);
-        }
-        Ok(())
+        Ok(extensions)
     }
 
-    /// A primitive value by its type and place; anything but a scalar (malformed input that
-    /// could carry nested data) is dropped.
-    fn transform(&self, value: &Value, def: &ElementDef) -> Primitive {
+    /// A primitive value by its type and place, changed in place when kept; anything but a
+    /// scalar (malformed input that could carry nested data) is dropped.
+    fn transform(&self, value: &mut Value, def: &ElementDef) -> Primitive {
         if !(value.is_string() || value.is_number() || value.is_boolean()) {
             return Primitive::Drop;
         }
-        let text = value.as_str();
-        let kept_string = |kept: Option<String>| {
-            kept.map_or(Primitive::Drop, |t| Primitive::Keep(Value::String(t)))
+        let replaced = match (def.type_code, def.path) {
+            ("date" | "dateTime" | "instant", _) => match value.as_str().map(|t| self.date(t)) {
+                Some(Ok(shifted)) => Some(shifted),
+                Some(Err(verdict)) => return verdict,
+                None => None,
+            },
+            (_, "Address.postalCode") => value.as_str().and_then(|t| self.zip3(t)),
+            (_, "Reference.reference") => value
+                .as_str()
+                .and_then(|t| self.deid.pseudonymise_reference(t)),
+            _ => return Primitive::Keep,
         };
-        match (def.type_code, def.path) {
-            ("date" | "dateTime" | "instant", _) => text.map_or(Primitive::Drop, |t| self.date(t)),
-            (_, "Address.postalCode") => kept_string(text.and_then(|t| self.zip3(t))),
-            (_, "Reference.reference") => {
-                kept_string(text.and_then(|t| self.deid.pseudonymise_reference(t)))
+        match replaced {
+            Some(text) => {
+                *value = Value::String(text);
+                Primitive::Keep
             }
-            _ => Primitive::Keep(value.clone()),
+            None => Primitive::Drop,
         }
     }
 
     /// Shifts a full date by the patient's offset (keeping time and zone); keeps only the year
     /// of a partial one; refuses a date that shows an age over the limit.
-    fn date(&self, text: &str) -> Primitive {
+    fn date(&self, text: &str) -> Result<String, Primitive> {
         let Some(date) = FhirDate::parse_strict(text) else {
-            return Primitive::Drop;
+            return Err(Primitive::Drop);
         };
         let Some(start) = date.first_day() else {
-            return Primitive::Drop;
+            return Err(Primitive::Drop);
         };
         let (shifted, shifted_start) = match date.full_date() {
             Some(day) => match dates::shift(day, self.offset) {
@@ -505,7 +562,7 @@ impl Walk<'_, '_> {
                     text.push_str(date.rest);
                     (text, moved)
                 }
-                None => return Primitive::Drop,
+                None => return Err(Primitive::Drop),
             },
             None => (date.year_text(), start),
         };
@@ -513,9 +570,9 @@ impl Walk<'_, '_> {
         if dates::full_years(start.min(shifted_start), self.deid.reference_date)
             > self.deid.profile.max_age()
         {
-            Primitive::TooOld
+            Err(Primitive::TooOld)
         } else {
-            Primitive::Keep(Value::String(shifted))
+            Ok(shifted)
         }
     }
 
@@ -633,37 +690,45 @@ impl Walk<'_, '_> {
         let Some(object) = extension.as_object() else {
             return Ok(None);
         };
-        for key in object.keys().filter(|k| k.starts_with("value")) {
+        // Extensions are few, so their values are walked as copies.
+        for (key, value) in object.iter().filter(|(k, _)| k.starts_with("value")) {
             let Some(def) = schema::child("Extension", key) else {
                 continue;
             };
+            let mut value = value.clone();
+            let mut sibling = None;
             match def.kind() {
                 TypeKind::Primitive => {
-                    let sibling = sibling_of(object, key);
-                    self.primitive(key, object.get(key), sibling, &def, &mut out)?;
+                    sibling =
+                        self.primitive(&mut value, object.get(&format!("_{key}")).cloned(), &def)?;
                 }
-                _ => self.complex(key, object.get(key), &mut out, |item| {
-                    self.datatype(item, def.type_code)
-                })?,
+                _ => self.complex(&mut value, |item| self.datatype(item, def.type_code))?,
+            }
+            if !value.is_null() {
+                out.insert(key.clone(), value);
+            }
+            if let Some(sibling) = sibling {
+                out.insert(format!("_{key}"), sibling);
             }
         }
         Ok((out.len() > 1).then_some(Value::Object(out)))
     }
 }
 
-/// The `_name` sibling of a primitive element, found without allocating for the usual short
-/// names (the walk asks for one per primitive).
-fn sibling_of<'o>(object: &'o Map<String, Value>, name: &str) -> Option<&'o Value> {
-    let mut buffer = [0u8; 64];
-    match buffer.get_mut(1..=name.len()) {
-        Some(rest) => {
-            rest.copy_from_slice(name.as_bytes());
-            buffer[0] = b'_';
-            let key = std::str::from_utf8(&buffer[..=name.len()]).ok()?;
-            object.get(key)
-        }
-        None => object.get(&format!("_{name}")),
+/// Takes the `_name` members (primitive extensions) out of `object`, in order, so that each
+/// can be walked with its primitive; most objects have none, and then nothing is allocated.
+fn take_siblings(object: &mut Map<String, Value>) -> Vec<(String, Value)> {
+    if !object.keys().any(|k| k.starts_with('_')) {
+        return Vec::new();
     }
+    let keys: Vec<String> = object
+        .keys()
+        .filter(|k| k.starts_with('_') && k.len() > 1)
+        .cloned()
+        .collect();
+    keys.into_iter()
+        .filter_map(|k| object.shift_remove(&k).map(|v| (k, v)))
+        .collect()
 }
 
 /// How many years one unit of an age is (UCUM codes and the common words); unknown units

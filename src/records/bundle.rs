@@ -97,26 +97,56 @@ pub fn process(
 pub fn process_as(
     conn: &mut DbConn,
     writer: &Writer,
-    mut bundle: Value,
+    bundle: Value,
     limits: &Limits,
     labeller: &Labeller,
 ) -> Result<(Value, Vec<Written>), RecordError> {
+    commit(conn, writer, prepare(bundle, limits, labeller)?)
+}
+
+/// A Bundle checked, labelled and planned, not yet stored: the part of [`process_as`] that
+/// needs no database, so a loader can do it on another thread while the writer stores.
+#[derive(Debug)]
+pub struct Prepared {
+    kind: BundleKind,
+    entries: Vec<Planned>,
+}
+
+impl Prepared {
+    /// How many entries the Bundle has.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the Bundle has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Labels and plans `bundle` (no storage): the first half of [`process_as`].
+pub fn prepare(
+    mut bundle: Value,
+    limits: &Limits,
+    labeller: &Labeller,
+) -> Result<Prepared, RecordError> {
     if bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
         labeller
             .apply_bundle(&mut bundle)
             .map_err(|e| RecordError::invalid(e.code(), e.to_string()))?;
     }
     let (kind, entries) = plan(bundle, limits)?;
-    let response_type = match kind {
-        BundleKind::Batch => "batch-response",
-        BundleKind::Transaction | BundleKind::Collection => "transaction-response",
-    };
-    let mut urls = HashMap::new();
-    for p in &entries {
-        if let (Some(url), Action::Put(id) | Action::Create(id)) = (&p.full_url, &p.action) {
-            urls.insert(url.clone(), format!("{}/{id}", p.resource_type));
-        }
-    }
+    Ok(Prepared { kind, entries })
+}
+
+/// Stores a prepared Bundle: the second half of [`process_as`].
+pub fn commit(
+    conn: &mut DbConn,
+    writer: &Writer,
+    prepared: Prepared,
+) -> Result<(Value, Vec<Written>), RecordError> {
+    let Prepared { kind, entries } = prepared;
+    let urls = urls_of(&entries);
     let mut written = Vec::new();
     let responses = if kind == BundleKind::Batch {
         let mut responses = Vec::with_capacity(entries.len());
@@ -144,17 +174,7 @@ pub fn process_as(
         }
         responses
     } else {
-        let done = write_tx(conn, |conn| {
-            let mut entries = entries;
-            resolve_conditional(conn, &mut entries, &mut urls)?;
-            entries
-                .iter_mut()
-                .map(|p| {
-                    apply(conn, writer, p, &urls)
-                        .map_err(|e| e.within(&format!("entry {}", p.number)))
-                })
-                .collect::<Result<Vec<_>, RecordError>>()
-        })?;
+        let done = write_tx(conn, |conn| store_all(conn, writer, entries, urls))?;
         let mut responses = Vec::with_capacity(done.len());
         for (response, stored) in done {
             written.extend(stored);
@@ -162,13 +182,79 @@ pub fn process_as(
         }
         responses
     };
-    let response = json!({
+    Ok((response_bundle(kind, responses), written))
+}
+
+/// Stores several prepared `transaction` or `collection` Bundles in one database
+/// transaction, all or none: for loaders of many small Bundles (`consentgate demo`), where
+/// a commit per Bundle would cost a flush per Bundle. Returns each Bundle's response.
+pub fn commit_together(
+    conn: &mut DbConn,
+    writer: &Writer,
+    bundles: Vec<Prepared>,
+) -> Result<Vec<Value>, RecordError> {
+    if bundles.iter().any(|b| b.kind == BundleKind::Batch) {
+        return Err(RecordError::invalid(
+            "unsupported_bundle_type",
+            "batch Bundles are stored entry by entry, not together",
+        ));
+    }
+    write_tx(conn, |conn| {
+        bundles
+            .into_iter()
+            .enumerate()
+            .map(|(index, Prepared { kind, entries })| {
+                let urls = urls_of(&entries);
+                let done = store_all(conn, writer, entries, urls)
+                    .map_err(|e| e.within(&format!("bundle {index}")))?;
+                Ok(response_bundle(
+                    kind,
+                    done.into_iter().map(|(response, _)| response).collect(),
+                ))
+            })
+            .collect()
+    })
+}
+
+/// Each entry's `fullUrl` with the `Type/id` it is stored under, where that is known
+/// before storage.
+fn urls_of(entries: &[Planned]) -> HashMap<String, String> {
+    let mut urls = HashMap::new();
+    for p in entries {
+        if let (Some(url), Action::Put(id) | Action::Create(id)) = (&p.full_url, &p.action) {
+            urls.insert(url.clone(), format!("{}/{id}", p.resource_type));
+        }
+    }
+    urls
+}
+
+/// Every entry of a transaction or collection, inside the caller's database transaction.
+fn store_all(
+    conn: &mut DbConn,
+    writer: &Writer,
+    mut entries: Vec<Planned>,
+    mut urls: HashMap<String, String>,
+) -> Result<Vec<(Value, Option<Written>)>, RecordError> {
+    resolve_conditional(conn, &mut entries, &mut urls)?;
+    entries
+        .iter_mut()
+        .map(|p| {
+            apply(conn, writer, p, &urls).map_err(|e| e.within(&format!("entry {}", p.number)))
+        })
+        .collect()
+}
+
+fn response_bundle(kind: BundleKind, responses: Vec<Value>) -> Value {
+    let response_type = match kind {
+        BundleKind::Batch => "batch-response",
+        BundleKind::Transaction | BundleKind::Collection => "transaction-response",
+    };
+    json!({
         "resourceType": "Bundle",
         "id": ingest::new_id(),
         "type": response_type,
         "entry": responses,
-    });
-    Ok((response, written))
+    })
 }
 
 /// Reads the Bundle into a plan without touching storage.

@@ -306,8 +306,8 @@ fn shape_under(
                         continue;
                     };
                     let deidentifier = Deidentifier::new(shaping.profile(), key, today);
-                    match deidentifier.deidentify_checked(
-                        &body,
+                    match deidentifier.deidentify_checked_owned(
+                        std::mem::take(&mut body),
                         patient.patient.as_str(),
                         identifiers,
                     ) {

@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod decisions;
 mod delegates;
+mod demo_load;
 mod disclosures;
 mod examples;
 mod export;

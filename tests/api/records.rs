@@ -211,6 +211,66 @@ async fn synthea_through_import(backend: Backend) {
     assert_all_stored(&app, &synthea_bundles()).await;
 }
 
+/// NDJSON lines are stored in chunks; a bad line is reported by file and line number and
+/// code, never by content, and the others are kept. More lines than one chunk, so a chunk
+/// boundary is crossed.
+async fn ndjson_import_keeps_good_lines(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, pg)) = database_for(backend, dir.path()) else {
+        return;
+    };
+    let good = consentgate::import::NDJSON_CHUNK + 7;
+    let mut lines: Vec<String> = (0..good)
+        .map(|i| {
+            json!({"resourceType": "Observation", "id": format!("nd-{i}"), "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": "Patient/nd"}})
+            .to_string()
+        })
+        .collect();
+    lines.insert(3, String::new());
+    lines.insert(5, "{\"resourceType\": \"Observation\", \"secret\": ".into());
+    lines.insert(
+        505,
+        json!({"resourceType": "NoSuchType", "id": "x", "note": "Jane Roe"}).to_string(),
+    );
+    let file = dir.path().join("obs.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .arg("import")
+        .arg("--quiet")
+        .arg(&file)
+        .env("CONSENTGATE__DATA_DIR", dir.path())
+        .env("CONSENTGATE__DATABASE__URL", &url)
+        .env("CONSENTGATE__LOG__FILTER", "warn")
+        .output()
+        .expect("consentgate import runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{good} resources stored")),
+        "{stdout}"
+    );
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("failed: "))
+        .collect();
+    assert_eq!(failed.len(), 2, "{stderr}");
+    assert!(failed[0].contains("obs.ndjson:6:"), "{stderr}");
+    assert!(failed[1].contains("obs.ndjson:506:"), "{stderr}");
+    assert!(
+        !stderr.contains("secret") && !stderr.contains("Jane"),
+        "{stderr}"
+    );
+    let app = spawn_on(dir, url, pg, &[]);
+    for i in [0, good - 1] {
+        let (status, body) = app.get(&format!("/fhir/Observation/nd-{i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 async fn versions_are_kept(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -315,6 +375,7 @@ async fn search_parameters(backend: Backend) {
 both_backends!(
     synthea_through_the_api,
     synthea_through_import,
+    ndjson_import_keeps_good_lines,
     versions_are_kept,
     search_parameters,
 );

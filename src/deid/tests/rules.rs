@@ -524,3 +524,36 @@ fn safe_harbor_profile_loads_from_its_file_too() {
         loaded.allows_resource_type("Observation") && !loaded.allows_resource_type("RelatedPerson")
     );
 }
+
+#[test]
+fn primitive_extensions_travel_with_their_primitive() {
+    const DAR: &str = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
+    let out = safe_harbor(json!({
+        "resourceType": "Patient", "id": "p",
+        "_gender": {"extension": [
+            {"url": DAR, "valueCode": "unknown"},
+            {"url": "http://example.org/nickname", "valueString": "Janie"}
+        ]},
+        "gender": "female",
+        // A `_name` without its primitive keeps its allowed extensions.
+        "_birthDate": {"extension": [{"url": DAR, "valueCode": "asked-unknown"}]},
+        // The sibling of a dropped element goes with it.
+        "address": [{"state": "KS", "line": ["1 Main St"], "_line": [{"extension": [{"url": DAR, "valueCode": "masked"}]}]}],
+        "_notAnElement": {"extension": [{"url": DAR, "valueCode": "masked"}]}
+    }))
+    .expect("patient");
+    assert_eq!(out["gender"], json!("female"));
+    assert_eq!(
+        out["_gender"],
+        json!({"extension": [{"url": DAR, "valueCode": "unknown"}]})
+    );
+    assert!(out.get("birthDate").is_none());
+    assert_eq!(
+        out["_birthDate"],
+        json!({"extension": [{"url": DAR, "valueCode": "asked-unknown"}]})
+    );
+    assert_eq!(out["address"], json!([{"state": "KS"}]));
+    assert!(out.get("_notAnElement").is_none());
+    let text = out.to_string();
+    assert!(!text.contains("Janie") && !text.contains("Main"), "{text}");
+}
