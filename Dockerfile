@@ -5,9 +5,11 @@
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
+# Cargo.toml names the benches; cargo looks for their files even when it does not build them.
+COPY benches ./benches
 COPY config ./config
 COPY policies ./policies
 RUN cargo build --release --locked && strip target/release/consentgate
