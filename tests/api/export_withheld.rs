@@ -194,15 +194,7 @@ async fn a_leak_withholds_that_resource_alone(backend: Backend) {
     }
 
     // /metrics counts by kind; the audit says how many were withheld.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let withheld = |kind: &str| {
         sample(
             &metrics,

@@ -373,15 +373,7 @@ async fn limits_answer_429_with_retry_after(backend: Backend) {
     let (status, ..) = whoami(probe.clone(), good.clone()).await;
     assert_eq!(status, 200, "the block lapses after Retry-After");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert_eq!(metric(&metrics, "token_per_client"), 1, "{metrics}");
     assert_eq!(metric(&metrics, "token_per_address"), 2, "{metrics}");
     assert!(

@@ -25,15 +25,7 @@ async fn operations_endpoints(backend: Backend) {
         .unwrap();
     assert_ne!(generated.headers()["x-request-id"], "bad id with spaces");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "consentgate_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
@@ -53,15 +45,7 @@ async fn operations_endpoints(backend: Backend) {
     assert_eq!(status, 404);
     let (status, _) = app.get("/no/such/endpoint").await;
     assert_eq!(status, 404);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "consentgate_http_requests_total{method=\"GET\",route=\"/fhir/metadata\",status=\"200\"} 1",
         "consentgate_http_requests_total{method=\"GET\",route=\"/fhir/{type}/{id}\",status=\"404\"} 1",

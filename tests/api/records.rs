@@ -185,21 +185,30 @@ async fn synthea_through_the_api(backend: Backend) {
     );
 }
 
+/// `consentgate import --quiet FILES` into the database at `url`.
+fn import(
+    data_dir: &std::path::Path,
+    url: &str,
+    files: &[std::path::PathBuf],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .arg("import")
+        .arg("--quiet")
+        .args(files)
+        .env("CONSENTGATE__DATA_DIR", data_dir)
+        .env("CONSENTGATE__DATABASE__URL", url)
+        .env("CONSENTGATE__LOG__FILTER", "warn")
+        .output()
+        .expect("consentgate import runs")
+}
+
 async fn synthea_through_import(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let Some((url, pg)) = database_for(backend, dir.path()) else {
         return;
     };
     let files = synthea_files();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
-        .arg("import")
-        .arg("--quiet")
-        .args(&files)
-        .env("CONSENTGATE__DATA_DIR", dir.path())
-        .env("CONSENTGATE__DATABASE__URL", &url)
-        .env("CONSENTGATE__LOG__FILTER", "warn")
-        .output()
-        .expect("consentgate import runs");
+    let output = import(dir.path(), &url, &files);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -235,15 +244,7 @@ async fn ndjson_import_keeps_good_lines(backend: Backend) {
     );
     let file = dir.path().join("obs.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
-        .arg("import")
-        .arg("--quiet")
-        .arg(&file)
-        .env("CONSENTGATE__DATA_DIR", dir.path())
-        .env("CONSENTGATE__DATABASE__URL", &url)
-        .env("CONSENTGATE__LOG__FILTER", "warn")
-        .output()
-        .expect("consentgate import runs");
+    let output = import(dir.path(), &url, &[file]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
