@@ -69,8 +69,12 @@ impl<'a> Deidentifier<'a> {
     /// elements not allowed by the profile are dropped. No leak scan: see
     /// [`Self::deidentify_checked`].
     pub fn deidentify(&self, resource: &Value, patient_id: &str) -> Result<Value, DeidError> {
-        self.shape(resource.clone(), self.date_offset_days(patient_id))
-            .map(|(output, _)| output)
+        self.shape(
+            resource.clone(),
+            &Source::of(resource),
+            self.date_offset_days(patient_id),
+        )
+        .map(|(output, _)| output)
     }
 
     /// [`Self::deidentify`], then the leak scan against the patient's source identifiers: the
@@ -98,8 +102,13 @@ impl<'a> Deidentifier<'a> {
             .deidentify_checked_owned(resource)
     }
 
-    /// The output and how its dates were shifted.
-    fn shape(&self, resource: Value, offset: i64) -> Result<(Value, ScanContext), DeidError> {
+    /// The output and how its dates were shifted; failures name `source`.
+    fn shape(
+        &self,
+        resource: Value,
+        source: &Source,
+        offset: i64,
+    ) -> Result<(Value, ScanContext), DeidError> {
         if let Some(config) = self.profile.anonymizer() {
             let keys = config.keys_for(self.key);
             let output = config
@@ -107,7 +116,7 @@ impl<'a> Deidentifier<'a> {
                 .map_err(|e| match e {
                     // The configuration names the resource by type; the study by pseudonym.
                     DeidError::MethodNotApplicable { path, method, .. } => {
-                        let (resource_type, reference) = self.reference_of(&resource);
+                        let (resource_type, reference) = self.reference_for(source);
                         DeidError::MethodNotApplicable {
                             resource_type,
                             reference,
@@ -124,7 +133,8 @@ impl<'a> Deidentifier<'a> {
         }
         let walk = Walk { deid: self, offset };
         let mut output = resource;
-        walk.resource(&mut output, false)?;
+        walk.resource(&mut output, false)
+            .map_err(|e| e.in_resource(|| self.reference_for(source)))?;
         Ok((
             output,
             ScanContext {
@@ -134,23 +144,13 @@ impl<'a> Deidentifier<'a> {
     }
 
     /// `Type/pseudonym` of a source resource, as failures name it.
-    fn reference_of(&self, resource: &Value) -> (String, String) {
-        self.reference_for(
-            resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("Resource"),
-            resource.get("id").and_then(Value::as_str),
-        )
-    }
-
-    /// `Type/pseudonym` of the source resource `resource_type/id`.
-    fn reference_for(&self, resource_type: &str, id: Option<&str>) -> (String, String) {
-        let reference = match id {
+    fn reference_for(&self, source: &Source) -> (String, String) {
+        let resource_type = &source.resource_type;
+        let reference = match &source.id {
             Some(id) => format!("{resource_type}/{}", self.pseudonym(resource_type, id)),
-            None => resource_type.to_string(),
+            None => resource_type.clone(),
         };
-        (resource_type.to_string(), reference)
+        (resource_type.clone(), reference)
     }
 
     /// The pseudonym that replaces the id of `resource_type/id`.
@@ -204,24 +204,12 @@ impl PatientDeidentifier<'_> {
     /// [`Self::deidentify_checked`] on a resource the caller gives up: the walk edits it in
     /// place instead of building a copy.
     pub fn deidentify_checked_owned(&self, resource: Value) -> Result<Value, DeidError> {
-        // Failures name the source by pseudonym; the walk replaces its id, so keep it.
-        let source = (
-            resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("Resource")
-                .to_string(),
-            resource
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        );
-        let (output, context) = self.deid.shape(resource, self.offset)?;
+        let source = Source::of(&resource);
+        let (output, context) = self.deid.shape(resource, &source, self.offset)?;
         match self.sources.first_leak(&output, &context) {
             None => Ok(output),
             Some(leak) => {
-                let (resource_type, reference) =
-                    self.deid.reference_for(&source.0, source.1.as_deref());
+                let (resource_type, reference) = self.deid.reference_for(&source);
                 Err(DeidError::Leak {
                     resource_type,
                     reference,
@@ -235,8 +223,31 @@ impl PatientDeidentifier<'_> {
     /// De-identifies one resource of this patient without the scan.
     pub fn deidentify(&self, resource: &Value) -> Result<Value, DeidError> {
         self.deid
-            .shape(resource.clone(), self.offset)
+            .shape(resource.clone(), &Source::of(resource), self.offset)
             .map(|(output, _)| output)
+    }
+}
+
+/// The source resource's type and id, taken before the walk replaces the id: failures name
+/// the source by pseudonym.
+struct Source {
+    resource_type: String,
+    id: Option<String>,
+}
+
+impl Source {
+    fn of(resource: &Value) -> Self {
+        Source {
+            resource_type: resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("Resource")
+                .to_string(),
+            id: resource
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
     }
 }
 
@@ -290,20 +301,8 @@ impl Walk<'_, '_> {
             rules,
             resource: Some(contained),
         };
-        // A failure is named by the source id, which the walk replaces.
-        let id = (!contained)
-            .then(|| object.get("id").and_then(Value::as_str).map(str::to_string))
-            .flatten();
-        match self.object(object, &scope) {
-            Ok(()) => Ok(()),
-            // A nested resource's failure is named by the outer resource, whose path it extends.
-            Err(e) if contained => Err(e),
-            Err(e) => {
-                let (resource_type, reference) =
-                    self.deid.reference_for(&resource_type, id.as_deref());
-                Err(e.in_resource(&resource_type, &reference))
-            }
-        }
+        // The caller names a failure by the source resource (`Deidentifier::shape`).
+        self.object(object, &scope)
     }
 
     fn object(&self, object: &mut Map<String, Value>, scope: &Scope) -> Result<(), DeidError> {

@@ -269,8 +269,9 @@ impl DeidError {
         self
     }
 
-    /// Names the resource of a per-resource failure found inside it.
-    pub(crate) fn in_resource(mut self, resource: &str, pseudonymous: &str) -> Self {
+    /// Names the resource of a per-resource failure found inside it: `name` gives its type
+    /// and pseudonymous reference, asked only for a failure that carries them.
+    pub(crate) fn in_resource(mut self, name: impl FnOnce() -> (String, String)) -> Self {
         if let DeidError::ModifierExtensionNotAllowed {
             resource_type,
             reference,
@@ -284,9 +285,10 @@ impl DeidError {
             ..
         } = &mut self
         {
-            *resource_type = resource.to_string();
-            *reference = pseudonymous.to_string();
-            path.insert_str(0, resource);
+            let (resource, pseudonymous) = name();
+            path.insert_str(0, &resource);
+            *resource_type = resource;
+            *reference = pseudonymous;
         }
         self
     }
