@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post};
 use askama::Template;
 
 use super::words::day;
-use super::{PageError, Signed, field, fields, form, page, see_other};
+use super::{PageError, Signed, field, fields, page, see_other};
 use crate::api::AppState;
 use crate::api::audit::request_id;
 use crate::delegation::manage::{self, DelegationView, NewDelegation};
@@ -135,9 +135,7 @@ pub async fn create(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let ask = ask_of(&pairs)?;
     manage::create(
         &state.gateway,
@@ -157,8 +155,7 @@ pub async fn revoke(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    let (signed, _) = Signed::posted(&state, &req, &body).await?;
     manage::revoke(
         &state.gateway,
         &signed.0.principal(),

@@ -11,7 +11,7 @@ use askama::Template;
 
 use super::sharing::{KINDS, PURPOSES, directory};
 use super::words::{CATEGORIES, day, purpose_words};
-use super::{PageError, Signed, field, fields, form, page, see_other};
+use super::{PageError, Signed, field, fields, page, see_other};
 use crate::api::AppState;
 use crate::api::audit::request_id;
 use crate::disclosure::{Filter, NewDisclosure, Selection, Status};
@@ -184,9 +184,7 @@ pub async fn preview_page(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let session = signed.0;
     let shown = preview::evidence(
         &state,
@@ -218,9 +216,7 @@ pub async fn send(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let session = signed.0;
     crate::disclosure::create(
         &state,

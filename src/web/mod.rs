@@ -192,6 +192,19 @@ impl Signed {
         }
     }
 
+    /// The session of a posted form and the form's fields, refused when the form does not
+    /// carry the session's CSRF token: what every form handler asks first.
+    pub async fn posted(
+        state: &Data<AppState>,
+        req: &HttpRequest,
+        body: &[u8],
+    ) -> Result<(Signed, Vec<(String, String)>), PageError> {
+        let signed = Signed::of(state, req).await?;
+        let pairs = form(body)?;
+        signed.check(&pairs)?;
+        Ok((signed, pairs))
+    }
+
     /// Refuses a form that does not carry this session's CSRF token.
     pub fn check(&self, pairs: &[(String, String)]) -> Result<(), PageError> {
         if self.0.csrf_matches(field(pairs, "csrf")) {

@@ -11,7 +11,7 @@ use askama::Template;
 use serde_json::Value;
 
 use super::words::purpose_words;
-use super::{PageError, Signed, field, form, page, see_other};
+use super::{PageError, Signed, field, page, see_other};
 use crate::api::AppState;
 use crate::api::audit::request_id;
 use crate::error::ErrorKind;
@@ -158,8 +158,7 @@ pub async fn mark_read(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    let (signed, _) = Signed::posted(&state, &req, &body).await?;
     inbox::mark_read(&state, &signed.0.principal(), &signed.0.patient, &id).await?;
     Ok(see_other("/notifications").finish())
 }
@@ -171,9 +170,7 @@ pub async fn webhook(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let (principal, patient) = (signed.0.principal(), signed.0.patient.clone());
     if !field(&pairs, "remove").is_empty() {
         inbox::delete_webhook(&state, &principal, &patient).await?;

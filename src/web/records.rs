@@ -17,7 +17,7 @@ use askama::Template;
 use serde_json::{Value, json};
 
 use super::words::day;
-use super::{PageError, Signed, field, form, page, secure, see_other};
+use super::{PageError, Signed, field, page, secure, see_other};
 use crate::amendment::dispute::{self, NewStatement};
 use crate::amendment::{self, AmendmentView, NewAmendment};
 use crate::api::AppState;
@@ -189,9 +189,7 @@ pub async fn correct(
     path: Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let (ty, id) = path.into_inner();
     let ask = NewAmendment {
         record: format!("{ty}/{id}"),
@@ -216,9 +214,7 @@ pub async fn disagree(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let ask = NewStatement {
         statement: field(&pairs, "statement").to_string(),
     };

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post};
 use askama::Template;
 
 use super::words::{day, purpose_words};
-use super::{PageError, Signed, form, page, see_other};
+use super::{PageError, Signed, page, see_other};
 use crate::access_request::decide;
 use crate::access_request::model::AccessRequest;
 use crate::access_request::read::{self, ListQuery};
@@ -117,8 +117,7 @@ pub async fn decline(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    let (signed, _) = Signed::posted(&state, &req, &body).await?;
     decide::decline(&state, &signed.0.principal(), &id, &request_id(&req)).await?;
     Ok(see_other("/requests").finish())
 }

@@ -164,8 +164,7 @@ pub async fn revoke(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    let (signed, _) = Signed::posted(&state, &req, &body).await?;
     consents::revoke(&state, &signed.0.principal(), &request_id(&req), &id).await?;
     Ok(see_other("/sharing").finish())
 }
@@ -435,9 +434,7 @@ pub async fn confirm(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let session = signed.0;
     let rid = request_id(&req);
     let request = field(&pairs, "request");

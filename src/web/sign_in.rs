@@ -145,8 +145,7 @@ pub async fn sign_out(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    Signed::posted(&state, &req, &body).await?;
     let value = cookie_value(&req, SESSION_COOKIE).unwrap_or_default();
     session::close(&state, &value).await?;
     Ok(see_other("/")

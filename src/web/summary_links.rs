@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post};
 use askama::Template;
 
 use super::words::day;
-use super::{PageError, Signed, field, form, page, see_other};
+use super::{PageError, Signed, field, page, see_other};
 use crate::api::AppState;
 use crate::api::audit::request_id;
 use crate::error::DomainError;
@@ -123,9 +123,7 @@ pub async fn create(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    let pairs = form(&body)?;
-    signed.check(&pairs)?;
+    let (signed, pairs) = Signed::posted(&state, &req, &body).await?;
     let text = |name: &str| Some(field(&pairs, name).to_string()).filter(|v| !v.is_empty());
     let ask = NewShareLink {
         label: text("label"),
@@ -177,8 +175,7 @@ pub async fn deactivate(
     id: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let signed = Signed::of(&state, &req).await?;
-    signed.check(&form(&body)?)?;
+    let (signed, _) = Signed::posted(&state, &req, &body).await?;
     shl::deactivate(&state, &signed.0.principal(), &id, &request_id(&req)).await?;
     Ok(see_other("/summary-links").finish())
 }
