@@ -14,7 +14,7 @@ use crate::auth::Authority;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
 use crate::institution::Institution;
-use crate::release::Shaping;
+use crate::release::{ContextCache, Shaping};
 use crate::store::Store;
 
 /// Everything a domain workflow needs.
@@ -37,6 +37,9 @@ pub struct Gateway {
     pub purposes: &'static PurposeCatalog,
     /// The externally visible base URL, without a trailing slash.
     pub base_url: String,
+    /// Patients' parsed consents and records, used only while their stored versions are
+    /// current (`release::context`).
+    pub contexts: Arc<ContextCache>,
 }
 
 impl std::fmt::Debug for Gateway {

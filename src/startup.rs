@@ -104,6 +104,7 @@ impl Application {
             shaping,
             purposes: PurposeCatalog::official(),
             base_url: base_url.clone(),
+            contexts: Default::default(),
         });
         let export_metrics =
             crate::export::ExportMetrics::new().context("setting up the export metrics")?;

@@ -75,7 +75,7 @@ pub async fn verify_deferring_client(
 /// not revoked. Read afresh every time, so a removal or revocation on any instance holds
 /// from the next request.
 pub fn client_is_live(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<bool, StoreError> {
-    Ok(identity::client_is_active(conn, client_id)? && !identity::token_is_revoked(conn, jti)?)
+    Ok(identity::live_requester(conn, client_id, jti)?.is_some())
 }
 
 /// Checks a token that is not in the cache; returns the principal and the token's expiry.

@@ -1,6 +1,7 @@
 //! The client registry: registering recipient clients, and reading their registrations back
 //! from storage. Shared by the API, the CLI and every workflow that needs a client.
 
+use crate::decision::Requester;
 use crate::error::DomainError;
 use crate::store::DbConn;
 use crate::store::identity::{self, ClientRow};
@@ -60,6 +61,23 @@ pub fn register(
         .map_err(|e| DomainError::unprocessable("invalid_client_registration", e.to_string()))?;
     identity::insert_client(conn, &to_row(&client))?;
     Ok(client)
+}
+
+/// The requester facts of a client whose token `jti` still holds (client registered and not
+/// removed, token not revoked), read in one statement; `None` otherwise.
+pub fn live_requester(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+) -> Result<Option<Requester>, DomainError> {
+    let Some((role, organization, acts_as)) = identity::live_requester(conn, client_id, jti)?
+    else {
+        return Ok(None);
+    };
+    let corrupt = || DomainError::internal(format!("client {client_id} is stored malformed"));
+    let role = Role::parse(&role).ok_or_else(corrupt)?;
+    let acts_as: Vec<String> = serde_json::from_str(&acts_as).map_err(|_| corrupt())?;
+    Ok(Some(Requester::new(client_id, role, organization, acts_as)))
 }
 
 /// The registration of a client that is still registered (not removed); `None` otherwise.

@@ -31,12 +31,27 @@ impl Requester {
     /// The requester facts of a registered client: its id, role and organisation, and every
     /// reference it is known by (`Device/{id}` and its `acts_as` references).
     pub fn of(client: &Client) -> Requester {
-        let mut references = vec![format!("Device/{}", client.id)];
-        references.extend(client.acts_as.iter().cloned());
+        Requester::new(
+            &client.id,
+            client.role,
+            client.organization.clone(),
+            client.acts_as.iter().cloned(),
+        )
+    }
+
+    /// The requester facts of client `client_id`, with its `acts_as` references.
+    pub fn new(
+        client_id: &str,
+        role: Role,
+        organization: String,
+        acts_as: impl IntoIterator<Item = String>,
+    ) -> Requester {
+        let mut references = vec![format!("Device/{client_id}")];
+        references.extend(acts_as);
         Requester {
-            client_id: client.id.clone(),
-            role: client.role,
-            organization: client.organization.clone(),
+            client_id: client_id.to_string(),
+            role,
+            organization,
             references,
         }
     }

@@ -99,8 +99,8 @@ impl PatientInput {
                 };
                 Ok(PatientContext {
                     patient: self.patient.clone(),
-                    consents,
-                    sources,
+                    consents: consents.into(),
+                    sources: sources.into(),
                 })
             })
             .as_ref()

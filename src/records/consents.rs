@@ -70,12 +70,31 @@ pub fn for_patient(conn: &mut DbConn, patient_id: &str) -> Result<Vec<Consent>, 
     stored_for_patient(conn, patient_id)?
         .iter()
         .map(|v| {
-            Consent::from_fhir(v).map_err(|_| {
-                RecordError::Store(crate::store::StoreError::Task(format!(
-                    "stored Consent/{} no longer validates",
-                    v.get("id").and_then(Value::as_str).unwrap_or_default()
-                )))
+            parsed(v, || {
+                v.get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
             })
         })
         .collect()
+}
+
+/// One stored consent body parsed for evaluation, failing as [`for_patient`] does.
+pub fn parse_stored(id: &str, body: &str) -> Result<Consent, RecordError> {
+    let value: Value = serde_json::from_str(body).map_err(|_| {
+        RecordError::Store(crate::store::StoreError::Task(format!(
+            "stored body of Consent/{id} is not JSON"
+        )))
+    })?;
+    parsed(&value, || id.to_string())
+}
+
+fn parsed(value: &Value, id: impl FnOnce() -> String) -> Result<Consent, RecordError> {
+    Consent::from_fhir(value).map_err(|_| {
+        RecordError::Store(crate::store::StoreError::Task(format!(
+            "stored Consent/{} no longer validates",
+            id()
+        )))
+    })
 }

@@ -1,20 +1,29 @@
 //! The facts every decision of one release shares: who asks (the recipient's token and its
-//! registration, read afresh) and about whom (the patient's consents, read afresh, the
-//! patient's own record, which the de-identification leak scan checks outputs against, and
-//! the records the patient disputes).
+//! registration, read afresh) and about whom (the patient's consents, the patient's own
+//! record, which the de-identification leak scan checks outputs against, and the records the
+//! patient disputes).
 //!
 //! A recipient's request reads all of them in **one** blocking-pool trip, on one pooled
 //! connection, including the bearer token's database check (client still registered, token
 //! not revoked) that `auth::bearer` leaves to this trip on the FHIR read routes
 //! (`api::auth::ReadCaller`): each trip is a hand-off to another thread and back, the
-//! largest cost of the hot path (`docs/PERFORMANCE.md`). Nothing here is cached, so a
-//! revocation or a removal on any instance holds from the next request.
+//! largest cost of the hot path (`docs/PERFORMANCE.md`).
+//!
+//! **Parsed, not stale.** Parsing a patient's consents and Patient record was a fifth of a
+//! consent-checked read's CPU, so the parsed [`PatientContext`] is kept in a
+//! [`ContextCache`], but every request still reads, in its own trip, the *stamps* of the rows
+//! it was parsed from (`store::resources::context_stamps`: type, id, version and time of each
+//! current consent and of the Patient record). A kept context is used only when the stamps
+//! read now equal those it was parsed from; any write on any instance sharing the database
+//! (a new version, a revocation, a new consent) changes them, so a revocation holds from the
+//! very next request everywhere, exactly as without the cache. Nothing about the requester
+//! is kept: its registration and the token's revocation are one statement per request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::auth::bearer::client_is_live;
 use crate::auth::registry;
 use crate::auth::tokens::AccessClaims;
 use crate::consent::Consent;
@@ -24,6 +33,7 @@ use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::records::{RecordError, consents, index, ingest};
 use crate::store::DbConn;
+use crate::store::resources::{self as rows, RowStamp};
 
 /// The recipient of a release: the grant its token carries and the requester facts of its
 /// registration.
@@ -55,11 +65,7 @@ fn requester_in(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<Request
             "a valid bearer token is required",
         )
     };
-    if !client_is_live(conn, client_id, jti)? {
-        return Err(refused());
-    }
-    let client = registry::active(conn, client_id)?.ok_or_else(refused)?;
-    Ok(Requester::of(&client))
+    registry::live_requester(conn, client_id, jti)?.ok_or_else(refused)
 }
 
 /// The records a patient disputes: `Type/id` to the statement's DocumentReference id.
@@ -77,12 +83,13 @@ pub async fn requester_and_patient(
         claims.jti.clone(),
         patient.clone(),
     );
+    let cache = gateway.contexts.clone();
     gateway
         .store
         .run(move |conn| {
             let requester = requester_in(conn, &id, &jti)?;
             let disputed = disputed_in(conn, p.as_str())?;
-            Ok((requester, PatientContext::load_in(conn, p)?, disputed))
+            Ok((requester, cache.load_in(conn, p)?, disputed))
         })
         .await
 }
@@ -104,6 +111,7 @@ pub async fn requester_and_resource(
 ) -> Result<(Requester, Option<(Value, PatientContext, Disputed)>), DomainError> {
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
+    let cache = gateway.contexts.clone();
     gateway
         .store
         .run(move |conn| {
@@ -119,50 +127,102 @@ pub async fn requester_and_resource(
                 return Ok((requester, None));
             };
             let disputed = disputed_in(conn, patient.as_str())?;
-            let context = PatientContext::load_in(conn, patient)?;
+            let context = cache.load_in(conn, patient)?;
             Ok((requester, Some((resource, context, disputed))))
         })
         .await
 }
 
-/// One patient's side of a release.
+/// One patient's side of a release. Cheap to clone: the parsed parts are shared.
 #[derive(Debug, Clone)]
 pub struct PatientContext {
     /// The patient.
     pub patient: PatientId,
-    /// Every consent of the patient, read for this request (never cached, so a revocation
-    /// holds from the next request).
-    pub consents: Vec<Consent>,
+    /// Every current consent of the patient, in id order, as of this request's stamps.
+    pub consents: Arc<[Consent]>,
     /// The patient's own Patient resource when stored: the identifiers a de-identified
     /// output must not contain.
-    pub sources: Vec<Value>,
+    pub sources: Arc<[Value]>,
+}
+
+/// Most patients whose parsed context is kept; the whole cache is dropped when it is full (a
+/// miss costs one parse, as without the cache).
+pub const CONTEXT_CACHE_LIMIT: usize = 10_000;
+
+/// Parsed [`PatientContext`]s by patient, each with the stamps of the rows it was parsed
+/// from (see the module's documentation for why this cannot serve a revoked consent).
+#[derive(Debug, Default)]
+pub struct ContextCache {
+    kept: Mutex<HashMap<PatientId, (Vec<RowStamp>, PatientContext)>>,
+}
+
+impl ContextCache {
+    /// The context of `patient` as stored now, on a connection already held: one statement
+    /// for the stamps, and when they differ from the kept ones, one for the rows, parsed.
+    pub fn load_in(
+        &self,
+        conn: &mut DbConn,
+        patient: PatientId,
+    ) -> Result<PatientContext, RecordError> {
+        let stamps = rows::context_stamps(conn, patient.as_str())?;
+        if let Some(kept) = self.kept(&patient, &stamps) {
+            return Ok(kept);
+        }
+        // The rows read again may be newer than the stamps just read; the context is kept
+        // under the stamps of the rows it was parsed from.
+        let (stamps, context) = PatientContext::parse(
+            patient.clone(),
+            rows::context_rows(conn, patient.as_str())?,
+        )?;
+        self.keep(stamps, &context);
+        Ok(context)
+    }
+
+    fn kept(&self, patient: &PatientId, stamps: &[RowStamp]) -> Option<PatientContext> {
+        let kept = self.kept.lock().ok()?;
+        let (at, context) = kept.get(patient)?;
+        (at.as_slice() == stamps).then(|| context.clone())
+    }
+
+    fn keep(&self, stamps: Vec<RowStamp>, context: &PatientContext) {
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() >= CONTEXT_CACHE_LIMIT && !kept.contains_key(&context.patient) {
+                kept.clear();
+            }
+            kept.insert(context.patient.clone(), (stamps, context.clone()));
+        }
+    }
 }
 
 impl PatientContext {
-    /// Reads the consents and the Patient resource of `patient`.
-    pub async fn load(
-        gateway: &Gateway,
-        patient: &PatientId,
-    ) -> Result<PatientContext, DomainError> {
-        let p = patient.clone();
-        Ok(gateway
-            .store
-            .run(move |conn| PatientContext::load_in(conn, p))
-            .await?)
-    }
-
-    /// [`PatientContext::load`] on a connection already held.
-    fn load_in(conn: &mut DbConn, patient: PatientId) -> Result<PatientContext, RecordError> {
-        let consents = consents::for_patient(conn, patient.as_str())?;
-        let sources = match ingest::read(conn, "Patient", patient.as_str()) {
-            Ok(v) => vec![v],
-            Err(RecordError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(PatientContext {
+    /// The context of `patient` from its stored rows (consents and the Patient record, in
+    /// `(type, id)` order), with their stamps. A stored consent that no longer parses fails
+    /// the request rather than being skipped, since skipping it could drop a deny.
+    fn parse(
+        patient: PatientId,
+        stored: Vec<(RowStamp, String)>,
+    ) -> Result<(Vec<RowStamp>, PatientContext), RecordError> {
+        let mut stamps = Vec::with_capacity(stored.len());
+        let mut consents = Vec::with_capacity(stored.len());
+        let mut sources = Vec::new();
+        for (stamp, body) in stored {
+            if stamp.0 == "Consent" {
+                consents.push(consents::parse_stored(&stamp.1, &body)?);
+            } else {
+                sources.push(serde_json::from_str(&body).map_err(|_| {
+                    RecordError::Store(crate::store::StoreError::Task(format!(
+                        "stored body of Patient/{} is not JSON",
+                        stamp.1
+                    )))
+                })?);
+            }
+            stamps.push(stamp);
+        }
+        let context = PatientContext {
             patient,
-            consents,
-            sources,
-        })
+            consents: consents.into(),
+            sources: sources.into(),
+        };
+        Ok((stamps, context))
     }
 }

@@ -3,10 +3,11 @@
 //! Start at [`read`], [`search`] and [`everything`], one function per thing a recipient can
 //! ask for; the HTTP handlers parse, call one of them and render. Each goes the same way:
 //!
-//! 1. **Who and about whom** ([`requester`], [`PatientContext::load`], or both together in
-//!    one blocking-pool trip with the resource for a read): the client's registration and
-//!    the patient's consents are read afresh for the request, so a removed client or a
-//!    revoked consent stops access at the next request whatever tokens exist.
+//! 1. **Who and about whom** ([`requester`], and [`ContextCache::load_in`] in the same
+//!    blocking-pool trip, with the resource for a read): the client's registration is read
+//!    afresh for the request, and the patient's parsed consents are used only while the
+//!    stamps of their stored rows, read for the request, are unchanged, so a removed client
+//!    or a revoked consent stops access at the next request whatever tokens exist.
 //! 2. **Decide each** ([`decide_each`]): a resource passes when the token's scopes reach it
 //!    and the one decision engine ([`crate::decision::decide`]) permits it.
 //! 3. **Shape** ([`shape`], [`shape_for_study`]): the obligations of each decision change
@@ -32,7 +33,7 @@ mod recipient;
 mod released;
 mod shaping;
 
-pub use context::{PatientContext, Recipient, requester};
+pub use context::{CONTEXT_CACHE_LIMIT, ContextCache, PatientContext, Recipient, requester};
 pub use decide::{Interaction, Permitted, decide_each};
 pub use minimum::minimum_necessary;
 pub use recipient::{SearchPage, everything, read, search};

@@ -374,9 +374,10 @@ mod tests {
     fn patient() -> PatientContext {
         PatientContext {
             patient: PatientId::parse("p1").unwrap(),
-            consents: Vec::new(),
+            consents: Vec::new().into(),
             sources: vec![json!({"resourceType": "Patient", "id": "p1",
-                "name": [{"family": "Quillfeather", "given": ["Odile"]}], "birthDate": "1970-04-02"})],
+                "name": [{"family": "Quillfeather", "given": ["Odile"]}], "birthDate": "1970-04-02"})]
+            .into(),
         }
     }
 

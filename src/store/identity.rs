@@ -51,13 +51,22 @@ pub fn active_client(conn: &mut DbConn, id: &str) -> Result<Option<ClientRow>, S
     Ok(on_backend!(conn, c => query.first::<ClientRow>(c).optional())?)
 }
 
-/// Whether a client is registered and not removed (checked on every request).
-pub fn client_is_active(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
+/// What a decision needs of a client whose token still holds, `(role, organization,
+/// acts_as)`: `None` when the client is unknown or removed, or the token (`jti`) revoked.
+/// One fixed statement, run on every recipient request.
+pub fn live_requester(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+) -> Result<Option<(String, String, String)>, StoreError> {
     let query = clients::table
-        .filter(clients::id.eq(id))
+        .filter(clients::id.eq(client_id))
         .filter(clients::removed_at.is_null())
-        .count();
-    Ok(on_backend!(conn, c => query.get_result::<i64>(c))? > 0)
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
+        )))
+        .select((clients::role, clients::organization, clients::acts_as));
+    Ok(on_backend!(conn, c => query.first::<(String, String, String)>(c).optional())?)
 }
 
 /// Every active client, oldest first.
@@ -95,14 +104,6 @@ pub fn revoke_token(conn: &mut DbConn, jti: &str, expires_at: i64) -> Result<(),
             .execute(conn)?;
     }
     Ok(())
-}
-
-/// Whether a token id was revoked.
-pub fn token_is_revoked(conn: &mut DbConn, jti: &str) -> Result<bool, StoreError> {
-    let query = revoked_tokens::table
-        .filter(revoked_tokens::jti.eq(jti))
-        .count();
-    Ok(on_backend!(conn, c => query.get_result::<i64>(c))? > 0)
 }
 
 /// Records an assertion id; `false` when it was seen before (a replay). The primary key

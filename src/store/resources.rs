@@ -234,6 +234,57 @@ pub fn of_patient_page(
     Ok(on_backend!(conn, c => query.load::<(String, String)>(c))?)
 }
 
+/// The version of one stored row of a patient's release context (see [`context_rows`]):
+/// `(resource_type, id, version_id, last_updated)`. Versions only grow and rows are never
+/// deleted, so equal stamps mean equal bodies.
+pub type RowStamp = (String, String, i64, i64);
+
+/// The stamps of the rows a release context is parsed from: the patient's current consents
+/// and the patient's own Patient record, in `(type, id)` order. A fixed statement that reads
+/// no bodies, run on every release to tell whether a parsed context is still current.
+pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStamp>, StoreError> {
+    let query = resources::table
+        .filter(resources::patient_id.eq(patient_id))
+        .filter(
+            resources::resource_type.eq("Consent").or(resources::resource_type
+                .eq("Patient")
+                .and(resources::id.eq(patient_id))),
+        )
+        .select((
+            resources::resource_type,
+            resources::id,
+            resources::version_id,
+            resources::last_updated,
+        ))
+        .order((resources::resource_type.asc(), resources::id.asc()));
+    Ok(on_backend!(conn, c => query.load::<RowStamp>(c))?)
+}
+
+/// [`context_stamps`] with each row's body.
+pub fn context_rows(
+    conn: &mut DbConn,
+    patient_id: &str,
+) -> Result<Vec<(RowStamp, String)>, StoreError> {
+    let query = resources::table
+        .filter(resources::patient_id.eq(patient_id))
+        .filter(
+            resources::resource_type.eq("Consent").or(resources::resource_type
+                .eq("Patient")
+                .and(resources::id.eq(patient_id))),
+        )
+        .select((
+            (
+                resources::resource_type,
+                resources::id,
+                resources::version_id,
+                resources::last_updated,
+            ),
+            resources::body,
+        ))
+        .order((resources::resource_type.asc(), resources::id.asc()));
+    Ok(on_backend!(conn, c => query.load::<(RowStamp, String)>(c))?)
+}
+
 /// One version's body.
 pub fn read_version(
     conn: &mut DbConn,

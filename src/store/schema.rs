@@ -186,6 +186,7 @@ diesel::table! {
 
 diesel::joinable!(access_requests -> clients (client_id));
 diesel::allow_tables_to_appear_in_same_query!(access_requests, clients);
+diesel::allow_tables_to_appear_in_same_query!(clients, revoked_tokens);
 
 diesel::table! {
     /// Signed disclosure packages: a frozen FHIR Bundle for one recipient.
