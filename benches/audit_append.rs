@@ -96,7 +96,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn appends(c: &mut Criterion) {
     let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start(store.clone()).expect("writer starts");
+    let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer starts");
     let rt = runtime();
 
     let mut group = c.benchmark_group("audit_append");

@@ -188,6 +188,9 @@ pub struct DatabaseSettings {
     pub sqlite_busy_timeout_ms: u64,
     /// Run pending migrations when serving starts.
     pub migrate_on_start: bool,
+    /// Microseconds the audit writer may hold a batch open for entries that requests under
+    /// way have announced (0: commit at once); see `audit::log`.
+    pub audit_commit_wait_us: u64,
 }
 
 /// Limits on request bodies and searches.

@@ -73,7 +73,10 @@ impl Application {
         let checkpoints =
             CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
                 .context("loading the audit log key")?;
-        let audit = AuditLog::start(store.clone()).context("starting the audit writer")?;
+        let audit = AuditLog::start(
+            store.clone(),
+            Duration::from_micros(settings.database.audit_commit_wait_us),
+        ).context("starting the audit writer")?;
         let guard = crate::net::OutboundGuard::from_settings(&settings.outbound)?;
         let notify_worker =
             crate::notify::DeliveryWorker::start(store.clone(), &settings.auth, guard)
@@ -106,6 +109,11 @@ impl Application {
             base_url: base_url.clone(),
             contexts: Default::default(),
         });
+        for collector in gateway.audit.collectors() {
+            metrics
+                .register(collector)
+                .context("registering the audit metrics")?;
+        }
         let export_metrics =
             crate::export::ExportMetrics::new().context("setting up the export metrics")?;
         for collector in export_metrics.collectors() {

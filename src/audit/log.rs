@@ -1,7 +1,11 @@
 //! The durable log: a group-committing writer and the checkpoint signer.
 //!
 //! Every instance runs one writer thread. Requests hand it entries and wait; it takes all
-//! entries waiting at that moment (up to [`MAX_BATCH`]), and in one transaction locks the
+//! entries waiting at that moment (up to [`MAX_BATCH`]), and while requests under way have
+//! [announced](AuditLog::announce) entries still to come, waits for them up to the
+//! configured commit wait (`database.audit_commit_wait_us`): a commit's fixed cost (the
+//! fsync, a page of each table and index written) is then shared by more entries, and a lone
+//! request, which announces nothing else, never waits. Then, in one transaction, it locks the
 //! head row, assigns the next sequences, appends their leaf hashes to the Merkle frontier,
 //! and writes entries, completed tree nodes and the new size. One commit (one fsync) makes
 //! the whole batch durable; only then does any waiting request learn its sequence, so a
@@ -15,10 +19,10 @@
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
@@ -63,6 +67,56 @@ struct Pending {
 pub struct AuditLog {
     sender: SyncSender<Pending>,
     health: Arc<WriterHealth>,
+    counts: CommitCounts,
+    announced: Arc<AtomicUsize>,
+}
+
+/// An entry a request under way will append: while any is held, the writer may wait for it
+/// (up to the commit wait) before committing a batch. Dropped when the entry is handed to
+/// the writer, or when the request ends without one.
+#[derive(Debug)]
+#[must_use = "an announcement counts until it is dropped"]
+pub struct Announced(Arc<AtomicUsize>);
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How long the writer may hold a batch open, and in what steps it looks again.
+#[derive(Debug, Clone, Copy)]
+struct CommitWait {
+    limit: Duration,
+}
+
+impl CommitWait {
+    /// The step of a wait: short enough to notice that nothing more is announced, long
+    /// enough that the writer is not woken by each arriving entry.
+    const STEP: Duration = Duration::from_micros(200);
+}
+
+/// How the group commit is doing, for `/metrics`: commits and the entries they made durable
+/// (their ratio is the mean batch, the figure that says what each fsync is shared by).
+#[derive(Debug, Clone)]
+struct CommitCounts {
+    commits: prometheus::IntCounter,
+    entries: prometheus::IntCounter,
+}
+
+impl CommitCounts {
+    fn new() -> Result<CommitCounts, prometheus::Error> {
+        Ok(CommitCounts {
+            commits: prometheus::IntCounter::new(
+                "audit_commits_total",
+                "Audit log batches committed, one durable transaction each",
+            )?,
+            entries: prometheus::IntCounter::new(
+                "audit_committed_entries_total",
+                "Audit entries made durable by those commits",
+            )?,
+        })
+    }
 }
 
 /// What the writer thread reports of itself, for readiness.
@@ -101,18 +155,47 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer thread on `store`.
-    pub fn start(store: Store) -> std::io::Result<AuditLog> {
+    /// Starts the writer thread on `store`; `commit_wait` is how long it may hold a batch
+    /// open for announced entries (zero: never).
+    pub fn start(store: Store, commit_wait: Duration) -> std::io::Result<AuditLog> {
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let health = Arc::new(WriterHealth {
             alive: AtomicBool::new(true),
             busy_since: AtomicI64::new(0),
         });
         let guard = AliveGuard(health.clone());
+        let counts = CommitCounts::new().map_err(std::io::Error::other)?;
+        let announced = Arc::new(AtomicUsize::new(0));
+        let writer = Writer {
+            store,
+            receiver,
+            counts: counts.clone(),
+            announced: announced.clone(),
+            wait: CommitWait { limit: commit_wait },
+        };
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(store, receiver, guard))?;
-        Ok(AuditLog { sender, health })
+            .spawn(move || writer.run(guard))?;
+        Ok(AuditLog {
+            sender,
+            health,
+            counts,
+            announced,
+        })
+    }
+
+    /// Announces an entry this request will append ([`AuditLog::record_announced`]).
+    pub fn announce(&self) -> Announced {
+        self.announced.fetch_add(1, Ordering::SeqCst);
+        Announced(self.announced.clone())
+    }
+
+    /// The writer's metrics: commits and committed entries.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.counts.commits.clone()),
+            Box::new(self.counts.entries.clone()),
+        ]
     }
 
     /// Whether the writer can make progress: its thread runs and no batch has been committing
@@ -130,11 +213,23 @@ impl AuditLog {
     }
 
     /// Appends an entry and waits until it is durable; returns its sequence.
-    pub async fn record(&self, mut entry: AuditEntry) -> Result<u64, AuditError> {
+    pub async fn record(&self, entry: AuditEntry) -> Result<u64, AuditError> {
+        self.record_announced(None, entry).await
+    }
+
+    /// [`AuditLog::record`] of the entry `announced` announced.
+    pub async fn record_announced(
+        &self,
+        announced: Option<Announced>,
+        mut entry: AuditEntry,
+    ) -> Result<u64, AuditError> {
         entry.sequence = 0;
         entry.validate()?;
         let (done, wait) = oneshot::channel();
-        match self.sender.try_send(Pending { entry, done }) {
+        let sent = self.sender.try_send(Pending { entry, done });
+        // Handed over (or refused): the writer has nothing more to wait for from here.
+        drop(announced);
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
@@ -151,42 +246,76 @@ impl AuditLog {
     }
 }
 
-fn writer(store: Store, receiver: Receiver<Pending>, alive: AliveGuard) {
-    let health = alive.0.clone();
-    let mut frontier: Option<Frontier> = None;
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+/// The writer thread's side.
+struct Writer {
+    store: Store,
+    receiver: Receiver<Pending>,
+    counts: CommitCounts,
+    announced: Arc<AtomicUsize>,
+    wait: CommitWait,
+}
+
+impl Writer {
+    fn run(self, alive: AliveGuard) {
+        let health = alive.0.clone();
+        let mut frontier: Option<Frontier> = None;
+        while let Ok(first) = self.receiver.recv() {
+            let batch = self.gather(first);
+            let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+            health
+                .busy_since
+                .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
+            // A bug that panics inside one batch fails that batch, not the writer: the
+            // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
+            let cached = frontier.take();
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commit(&self.store, cached, entries)
+            }))
+            .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
+            health.busy_since.store(0, Ordering::SeqCst);
+            match committed {
+                Ok((next, first_seq)) => {
+                    frontier = Some(next);
+                    self.counts.commits.inc();
+                    self.counts.entries.inc_by(batch.len() as u64);
+                    for (i, p) in batch.into_iter().enumerate() {
+                        let _ = p.done.send(Ok(first_seq + i as u64));
+                    }
+                }
+                Err(e) => {
+                    // The frontier is rebuilt from storage on the next batch.
+                    let cause = Arc::new(e);
+                    for p in batch {
+                        let _ = p.done.send(Err(cause.clone()));
+                    }
+                }
             }
         }
-        let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-        health
-            .busy_since
-            .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
-        // A bug that panics inside one batch fails that batch, not the writer: the
-        // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
-        let cached = frontier.take();
-        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit(&store, cached, entries)
-        }))
-        .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
-        health.busy_since.store(0, Ordering::SeqCst);
-        match committed {
-            Ok((next, first_seq)) => {
-                frontier = Some(next);
-                for (i, p) in batch.into_iter().enumerate() {
-                    let _ = p.done.send(Ok(first_seq + i as u64));
-                }
+    }
+
+    /// One batch: `first`, every entry already waiting, and while entries are announced,
+    /// those that arrive within the commit wait (counted from `first`).
+    fn gather(&self, first: Pending) -> Vec<Pending> {
+        let started = Instant::now();
+        let mut batch = vec![first];
+        self.drain(&mut batch);
+        while batch.len() < MAX_BATCH && self.announced.load(Ordering::SeqCst) > 0 {
+            let left = self.wait.limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
             }
-            Err(e) => {
-                // The frontier is rebuilt from storage on the next batch.
-                let cause = Arc::new(e);
-                for p in batch {
-                    let _ = p.done.send(Err(cause.clone()));
-                }
+            std::thread::sleep(left.min(CommitWait::STEP));
+            self.drain(&mut batch);
+        }
+        batch
+    }
+
+    /// Moves every waiting entry into `batch`, up to [`MAX_BATCH`].
+    fn drain(&self, batch: &mut Vec<Pending>) {
+        while batch.len() < MAX_BATCH {
+            match self.receiver.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
             }
         }
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::audit::AuditAction;
 use crate::audit::AuditOutcome;
+use crate::audit::log::Announced;
 use crate::auth::Principal;
 use crate::error::DomainError;
 use crate::gateway::Gateway;
@@ -76,6 +77,7 @@ pub async fn read_version(
     id: &str,
     version: Option<&str>,
 ) -> Result<Value, DomainError> {
+    let announced = gateway.audit.announce();
     let only = confined_to(principal)?.map(str::to_string);
     let (ty, key, version) = (
         resource_type.to_string(),
@@ -95,6 +97,7 @@ pub async fn read_version(
         .await?;
     record(
         gateway,
+        announced,
         principal,
         request_id,
         AuditAction::Read,
@@ -113,6 +116,7 @@ pub async fn search(
     resource_type: &str,
     raw_query: &str,
 ) -> Result<Value, DomainError> {
+    let announced = gateway.audit.announce();
     let only = confined_to(principal)?;
     let mut parsed = search::parse(resource_type, raw_query, &gateway.settings.limits)?;
     if let Some(own) = only {
@@ -129,7 +133,8 @@ pub async fn search(
         .flatten()
         .map(|e| e["resource"].clone())
         .collect();
-    record(gateway, principal, request_id, AuditAction::Search, &found).await?;
+    let action = AuditAction::Search;
+    record(gateway, announced, principal, request_id, action, &found).await?;
     Ok(bundle)
 }
 
@@ -142,6 +147,7 @@ pub async fn everything(
     request_id: &str,
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
+    let announced = gateway.audit.announce();
     let confined = confined_to(principal)?;
     if confined.is_some_and(|own| own != patient.as_str()) {
         return Err(RecordError::not_found(
@@ -163,6 +169,7 @@ pub async fn everything(
     internal::directives_first(&mut resources);
     record(
         gateway,
+        announced,
         principal,
         request_id,
         AuditAction::Read,
@@ -182,9 +189,11 @@ pub fn in_own_copy(resource: &Value) -> bool {
 }
 
 /// Records what leaves, one entry per patient concerned (so each patient's accounting of
-/// disclosures lists it), and waits until the entries are durable.
+/// disclosures lists it), and waits until the entries are durable. `announced` is the
+/// request's announcement of its (first) entry.
 async fn record(
     gateway: &Gateway,
+    announced: Announced,
     principal: &Principal,
     request_id: &str,
     action: AuditAction,
@@ -206,13 +215,14 @@ async fn record(
     if by_patient.is_empty() {
         by_patient.insert(confined_to(principal)?.map(str::to_string), Vec::new());
     }
+    let mut announced = Some(announced);
     for (patient, refs) in by_patient {
         let mut entry =
             principal.audit_entry(action, AuditOutcome::Success, request_id.to_string());
         entry.detail.insert("count".into(), refs.len().to_string());
         entry.patient_id = patient;
         entry.resources = refs;
-        gateway.record(entry).await?;
+        gateway.audit.record_announced(announced.take(), entry).await?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use super::context::{Recipient, requester_and_patient, requester_and_resource};
 use super::decide::{Interaction, Permitted, decide_each};
 use super::released::{Released, shape};
 use crate::audit::AuditAction;
+use crate::audit::log::Announced;
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
 use crate::error::DomainError;
@@ -30,9 +31,11 @@ fn not_known(resource_type: &str, id: &str) -> DomainError {
     RecordError::not_found("not_found", format!("{resource_type}/{id} is not known")).into()
 }
 
-/// Records `released` to `claims`' client in the audit log and waits until it is durable.
+/// Records `released` to `claims`' client in the audit log and waits until it is durable;
+/// `announced` is the request's announcement of that entry, made when it began.
 async fn record(
     gateway: &Gateway,
+    announced: Announced,
     claims: &AccessClaims,
     request_id: &str,
     action: AuditAction,
@@ -41,7 +44,7 @@ async fn record(
 ) -> Result<(), DomainError> {
     let principal = Principal::Client(Box::new(claims.clone()));
     let entry = released.audit_entry(&principal, action, patient, request_id);
-    gateway.record(entry).await?;
+    gateway.record_announced(announced, entry).await?;
     Ok(())
 }
 
@@ -55,6 +58,7 @@ pub async fn read(
     id: &str,
 ) -> Result<Value, DomainError> {
     validate::resource_type(resource_type)?;
+    let announced = gateway.audit.announce();
     let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
     let Some((resource, context, disputed)) = found else {
@@ -80,6 +84,7 @@ pub async fn read(
     }
     record(
         gateway,
+        announced,
         claims,
         request_id,
         AuditAction::Read,
@@ -114,6 +119,7 @@ pub async fn search(
     resource_type: &str,
     raw_query: &str,
 ) -> Result<SearchPage, DomainError> {
+    let announced = gateway.audit.announce();
     let mut parsed = search::parse(resource_type, raw_query, &gateway.settings.limits)?;
     let [patient] = parsed.query.patient_ids.as_slice() else {
         return Err(DomainError::invalid(
@@ -173,6 +179,7 @@ pub async fn search(
     released.mark_disputed(&disputed);
     record(
         gateway,
+        announced,
         claims,
         request_id,
         AuditAction::Search,
@@ -197,6 +204,7 @@ pub async fn everything(
     request_id: &str,
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
+    let announced = gateway.audit.announce();
     let (requester, context, disputed) = requester_and_patient(gateway, claims, patient).await?;
     let p = patient.clone();
     let all = gateway
@@ -226,6 +234,7 @@ pub async fn everything(
     released.mark_disputed(&disputed);
     record(
         gateway,
+        announced,
         claims,
         request_id,
         AuditAction::Read,

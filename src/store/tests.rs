@@ -13,6 +13,7 @@ fn one_connection() -> DatabaseSettings {
         pool_size: 1,
         connect_timeout_secs: 5,
         sqlite_busy_timeout_ms: 500,
+        audit_commit_wait_us: 0,
         migrate_on_start: false,
     }
 }

@@ -681,7 +681,7 @@ async fn seed_disclosures(app: &TestApp) -> Seeded {
     seed_records(app).await;
     let clinician = register(app, "clinician", ClientKey::ed25519("c").jwks(), json!({})).await;
     let researcher = register(app, "researcher", ClientKey::ed25519("r").jwks(), json!({})).await;
-    let log = AuditLog::start(Store::open(&app.settings).unwrap()).unwrap();
+    let log = AuditLog::start(Store::open(&app.settings).unwrap(), Duration::ZERO).unwrap();
     let mut read = recipient_entry(
         &clinician,
         "alice",
