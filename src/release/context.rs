@@ -32,7 +32,7 @@ use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::records::{RecordError, consents, index, ingest};
-use crate::store::DbConn;
+use crate::store::{DbConn, read_tx};
 use crate::store::resources::{self as rows, RowStamp};
 
 /// The recipient of a release: the grant its token carries and the requester facts of its
@@ -87,9 +87,11 @@ pub async fn requester_and_patient(
     gateway
         .store
         .run(move |conn| {
-            let requester = requester_in(conn, &id, &jti)?;
-            let disputed = disputed_in(conn, p.as_str())?;
-            Ok((requester, cache.load_in(conn, p)?, disputed))
+            read_tx(conn, |conn| {
+                let requester = requester_in(conn, &id, &jti)?;
+                let disputed = disputed_in(conn, p.as_str())?;
+                Ok((requester, cache.load_in(conn, p)?, disputed))
+            })
         })
         .await
 }
@@ -115,20 +117,22 @@ pub async fn requester_and_resource(
     gateway
         .store
         .run(move |conn| {
-            let requester = requester_in(conn, &id, &jti)?;
-            let resource = match ingest::read(conn, &ty, &key) {
-                Ok(v) => v,
-                Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
-                Err(e) => return Err(e.into()),
-            };
-            let Some(patient) =
-                index::patient_of(&ty, &key, &resource).and_then(|p| PatientId::parse(&p).ok())
-            else {
-                return Ok((requester, None));
-            };
-            let disputed = disputed_in(conn, patient.as_str())?;
-            let context = cache.load_in(conn, patient)?;
-            Ok((requester, Some((resource, context, disputed))))
+            read_tx(conn, |conn| {
+                let requester = requester_in(conn, &id, &jti)?;
+                let resource = match ingest::read(conn, &ty, &key) {
+                    Ok(v) => v,
+                    Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(patient) =
+                    index::patient_of(&ty, &key, &resource).and_then(|p| PatientId::parse(&p).ok())
+                else {
+                    return Ok((requester, None));
+                };
+                let disputed = disputed_in(conn, patient.as_str())?;
+                let context = cache.load_in(conn, patient)?;
+                Ok((requester, Some((resource, context, disputed))))
+            })
         })
         .await
 }

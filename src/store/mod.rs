@@ -407,6 +407,39 @@ where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
 {
     begin_write(conn).map_err(StoreError::from)?;
+    within_tx(conn, work)
+}
+
+/// Runs `work`'s reads as one snapshot where that is cheap: on SQLite, in one deferred
+/// transaction, so its statements share one read lock and one look at the write-ahead log.
+/// In autocommit each statement takes its own, and a connection drops its whole page cache
+/// whenever another connection has committed since it last looked, which on the hot path
+/// (the audit writer commits continuously) meant every statement of a trip read its pages
+/// again. On PostgreSQL the statements run as they are, each its own snapshot, sparing the
+/// two round trips of `BEGIN` and `COMMIT`.
+///
+/// A panic inside `work` ends the transaction before it unwinds on, as in [`write_tx`].
+pub fn read_tx<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+{
+    match conn {
+        DbConn::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN").map_err(StoreError::from)?;
+            within_tx(conn, work)
+        }
+        DbConn::Postgresql(_) => work(conn),
+    }
+}
+
+/// Runs `work` inside the transaction just begun: committed when it returns `Ok`, rolled
+/// back when it fails or panics.
+fn within_tx<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+{
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))) {
         Ok(Ok(value)) => {
             finish(conn, true).map_err(StoreError::from)?;
@@ -434,7 +467,7 @@ fn begin_write(conn: &mut DbConn) -> diesel::QueryResult<()> {
     }
 }
 
-/// Commits (or rolls back) the transaction [`begin_write`] opened.
+/// Commits (or rolls back) the transaction [`begin_write`] or [`read_tx`] opened.
 fn finish(conn: &mut DbConn, commit: bool) -> diesel::QueryResult<()> {
     type Tm = AnsiTransactionManager;
     match (conn, commit) {
