@@ -154,18 +154,25 @@ pub async fn search(
         if let Some((last, _)) = batch.last() {
             parsed.query.after_id = Some(last.clone());
         }
-        let resources: Vec<Value> = batch
-            .into_iter()
-            .filter_map(|(_, body)| serde_json::from_str(&body).ok())
-            .collect();
-        visible.extend(decide_each(
-            gateway,
-            recipient,
-            &context,
-            resources,
-            PolicyAction::Read,
-            Interaction::Search,
-        ));
+        // Parsed and decided one at a time, and no further than the page needs: the batch
+        // is twice the page so that a few hidden resources cost no second query, but when
+        // none is hidden its second half is never parsed.
+        for (_, body) in batch {
+            if visible.len() > want {
+                break;
+            }
+            let Ok(resource) = serde_json::from_str::<Value>(&body) else {
+                continue;
+            };
+            visible.extend(decide_each(
+                gateway,
+                recipient,
+                &context,
+                vec![resource],
+                PolicyAction::Read,
+                Interaction::Search,
+            ));
+        }
     }
     let has_next = visible.len() > want;
     visible.truncate(want);
