@@ -78,6 +78,22 @@ pub async fn requester_and_patient(
     claims: &AccessClaims,
     patient: &PatientId,
 ) -> Result<(Requester, PatientContext, Disputed), DomainError> {
+    let (requester, context, disputed, ()) =
+        requester_patient_and(gateway, claims, patient, |_| Ok(())).await?;
+    Ok((requester, context, disputed))
+}
+
+/// [`requester_and_patient`], and `also` in the same trip (a search's first batch of rows).
+pub async fn requester_patient_and<T, F>(
+    gateway: &Gateway,
+    claims: &AccessClaims,
+    patient: &PatientId,
+    also: F,
+) -> Result<(Requester, PatientContext, Disputed, T), DomainError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, DomainError> + Send + 'static,
+{
     let (id, jti, p) = (
         claims.client_id.clone(),
         claims.jti.clone(),
@@ -90,7 +106,8 @@ pub async fn requester_and_patient(
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
                 let disputed = disputed_in(conn, p.as_str())?;
-                Ok((requester, cache.load_in(conn, p)?, disputed))
+                let context = cache.load_in(conn, p)?;
+                Ok((requester, context, disputed, also(conn)?))
             })
         })
         .await

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::context::{Recipient, requester_and_patient, requester_and_resource};
+use super::context::{
+    Recipient, requester_and_patient, requester_and_resource, requester_patient_and,
+};
 use super::decide::{Interaction, Permitted, decide_each};
 use super::released::{Released, shape};
 use crate::audit::AuditAction;
@@ -133,24 +135,24 @@ pub async fn search(
             "`patient` must be an id or a Patient reference",
         )
     })?;
-    let (requester, context, disputed) = requester_and_patient(gateway, claims, &patient).await?;
+    // Fill the page from permitted resources only, one more than the page to know whether
+    // a next page exists, so that hidden resources change neither the page nor the links.
+    // The first batch is read in the trip that reads the requester and the patient.
+    let want = parsed.count;
+    parsed.query.limit = (want as i64 + 1) * 2;
+    let q = parsed.query.clone();
+    let (requester, context, disputed, mut batch) =
+        requester_patient_and(gateway, claims, &patient, move |conn| {
+            Ok(rows::search(conn, &q)?)
+        })
+        .await?;
     let recipient = Recipient {
         claims,
         requester: &requester,
     };
-    // Fill the page from permitted resources only, one more than the page to know whether
-    // a next page exists, so that hidden resources change neither the page nor the links.
-    let want = parsed.count;
     let mut visible: Vec<Permitted> = Vec::new();
-    let mut exhausted = false;
-    while visible.len() <= want && !exhausted {
-        parsed.query.limit = (want as i64 + 1) * 2;
-        let q = parsed.query.clone();
-        let batch = gateway
-            .store
-            .run(move |conn| rows::search(conn, &q))
-            .await?;
-        exhausted = batch.len() < parsed.query.limit as usize;
+    loop {
+        let exhausted = batch.len() < parsed.query.limit as usize;
         if let Some((last, _)) = batch.last() {
             parsed.query.after_id = Some(last.clone());
         }
@@ -173,6 +175,14 @@ pub async fn search(
                 Interaction::Search,
             ));
         }
+        if visible.len() > want || exhausted {
+            break;
+        }
+        let q = parsed.query.clone();
+        batch = gateway
+            .store
+            .run(move |conn| rows::search(conn, &q))
+            .await?;
     }
     let has_next = visible.len() > want;
     visible.truncate(want);
