@@ -247,3 +247,123 @@ impl PatientContext {
         Ok((stamps, context))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{DatabaseSettings, DatabaseTarget};
+    use crate::store::resources::{ResourceWrite, write};
+    use crate::store::{Store, write_tx};
+
+    fn store(dir: &std::path::Path) -> Store {
+        let settings = DatabaseSettings {
+            url: String::new().into(),
+            pool_size: 2,
+            connect_timeout_secs: 5,
+            sqlite_busy_timeout_ms: 500,
+            audit_commit_wait_us: 0,
+            migrate_on_start: false,
+        };
+        let store = Store::open_target(DatabaseTarget::Sqlite(dir.join("cg.db")), &settings)
+            .expect("store opens");
+        store.migrate().expect("migrations apply");
+        store
+    }
+
+    /// A consent of Patient/p1 with `status`, and whom it permits.
+    fn consent(id: &str, status: &str, actor: &str) -> Value {
+        json!({
+            "resourceType": "Consent", "id": id, "status": status,
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                   "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": "Patient/p1"},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                       "code": "OPTIN"}]},
+            "provision": {"type": "permit", "actor": [{
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                     "code": "IRCP"}]},
+                "reference": {"reference": actor}}]}
+        })
+    }
+
+    /// Stores `body` as version `version` of its resource, owned by Patient/p1.
+    fn put(store: &Store, body: &Value, version: i64, at: i64) {
+        let w = ResourceWrite {
+            resource_type: body["resourceType"].as_str().unwrap().to_string(),
+            id: body["id"].as_str().unwrap().to_string(),
+            version_id: version,
+            last_updated: at,
+            patient_id: Some("p1".into()),
+            clinical: None,
+            body: body.to_string(),
+            tokens: Vec::new(),
+            source_client: None,
+            written_by: None,
+        };
+        let mut conn = store.conn().unwrap();
+        write_tx(&mut conn, |conn| write(conn, &w)).unwrap();
+    }
+
+    fn load(cache: &ContextCache, store: &Store) -> PatientContext {
+        let mut conn = store.conn().unwrap();
+        cache
+            .load_in(&mut conn, PatientId::parse("p1").unwrap())
+            .unwrap()
+    }
+
+    fn statuses(context: &PatientContext) -> Vec<String> {
+        context
+            .consents
+            .iter()
+            .map(|c| format!("{:?}:{:?}", c.id(), c.status()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_context_is_used_only_while_its_rows_are_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let cache = ContextCache::default();
+        put(&store, &json!({"resourceType": "Patient", "id": "p1"}), 1, 10);
+        put(&store, &consent("c1", "active", "Organization/a"), 1, 20);
+
+        let first = load(&cache, &store);
+        let again = load(&cache, &store);
+        assert!(
+            Arc::ptr_eq(&first.consents, &again.consents),
+            "unchanged rows: the kept context"
+        );
+        assert_eq!(first.sources.len(), 1, "the Patient record is part of it");
+
+        // A new version (the revocation) is read on the very next load.
+        put(&store, &consent("c1", "inactive", "Organization/a"), 2, 30);
+        let revoked = load(&cache, &store);
+        assert!(!Arc::ptr_eq(&first.consents, &revoked.consents));
+        assert_ne!(statuses(&first), statuses(&revoked), "the new version is parsed");
+
+        // So is a new consent, and a new version of the Patient record.
+        put(&store, &consent("c2", "active", "Organization/b"), 1, 40);
+        let two = load(&cache, &store);
+        assert_eq!(two.consents.len(), 2);
+        put(
+            &store,
+            &json!({"resourceType": "Patient", "id": "p1", "gender": "female"}),
+            2,
+            50,
+        );
+        let renamed = load(&cache, &store);
+        assert_eq!(renamed.sources[0]["gender"], "female");
+        assert!(Arc::ptr_eq(&renamed.consents, &load(&cache, &store).consents));
+    }
+
+    #[test]
+    fn a_patient_without_rows_has_an_empty_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let context = load(&ContextCache::default(), &store);
+        assert!(context.consents.is_empty() && context.sources.is_empty());
+    }
+}
