@@ -5,6 +5,9 @@
 //! - `one_writer`: one request at a time; every entry is its own group commit (one fsync).
 //! - `64_writers`: 64 requests in flight, as under load; the writer commits whatever is
 //!   waiting as one batch.
+//! - `audit_append_announced/64_writers`: the same 64, each announcing its entry first
+//!   (`AuditLog::announce`, as a release does when it begins), to a writer that holds a
+//!   batch open for announced entries up to 1 ms (the server's default commit wait).
 //! - `batch_phases/*`: the parts of a group commit timed apart (building the rows and tree
 //!   nodes, the inserts, the commit with its flush), to show what dominates a batch.
 //!
@@ -142,6 +145,46 @@ fn appends(c: &mut Criterion) {
     group.finish();
     // After the measured runs, on the same (grown) log.
     batch_sizes(&rt, &log, &store);
+    announced_writers(c, &rt);
+}
+
+/// 64 writers that announce each entry before appending it, as a release does when it
+/// begins, to a writer that may hold a batch open for announced entries (the server's
+/// default `database.audit_commit_wait_us`, 1 ms).
+fn announced_writers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let dir = bench_dir();
+    let store = sqlite_store(dir.path());
+    let log = AuditLog::start(store, Duration::from_millis(1)).expect("writer starts");
+    let mut group = c.benchmark_group("audit_append_announced");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("64_writers", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let per_writer = iters.div_ceil(WRITERS);
+                let started = Instant::now();
+                join_all((0..WRITERS).map(|w| {
+                    let log = &log;
+                    async move {
+                        for i in 0..per_writer {
+                            let announced = log.announce();
+                            log.record_announced(Some(announced), entry(w * per_writer + i))
+                                .await
+                                .expect("durable");
+                        }
+                    }
+                }))
+                .await;
+                started
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_writer * WRITERS) as f64)
+            })
+        })
+    });
+    group.finish();
 }
 
 /// How full the group commits are under 64 writers: a second connection polls the head

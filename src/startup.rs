@@ -76,7 +76,8 @@ impl Application {
         let audit = AuditLog::start(
             store.clone(),
             Duration::from_micros(settings.database.audit_commit_wait_us),
-        ).context("starting the audit writer")?;
+        )
+        .context("starting the audit writer")?;
         let guard = crate::net::OutboundGuard::from_settings(&settings.outbound)?;
         let notify_worker =
             crate::notify::DeliveryWorker::start(store.clone(), &settings.auth, guard)

@@ -32,8 +32,8 @@ use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::records::{RecordError, consents, index, ingest};
-use crate::store::{DbConn, read_tx};
 use crate::store::resources::{self as rows, RowStamp};
+use crate::store::{DbConn, read_tx};
 
 /// The recipient of a release: the grant its token carries and the requester facts of its
 /// registration.
@@ -191,10 +191,8 @@ impl ContextCache {
         }
         // The rows read again may be newer than the stamps just read; the context is kept
         // under the stamps of the rows it was parsed from.
-        let (stamps, context) = PatientContext::parse(
-            patient.clone(),
-            rows::context_rows(conn, patient.as_str())?,
-        )?;
+        let (stamps, context) =
+            PatientContext::parse(patient.clone(), rows::context_rows(conn, patient.as_str())?)?;
         self.keep(stamps, &context);
         Ok(context)
     }
@@ -327,7 +325,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let cache = ContextCache::default();
-        put(&store, &json!({"resourceType": "Patient", "id": "p1"}), 1, 10);
+        put(
+            &store,
+            &json!({"resourceType": "Patient", "id": "p1"}),
+            1,
+            10,
+        );
         put(&store, &consent("c1", "active", "Organization/a"), 1, 20);
 
         let first = load(&cache, &store);
@@ -342,7 +345,11 @@ mod tests {
         put(&store, &consent("c1", "inactive", "Organization/a"), 2, 30);
         let revoked = load(&cache, &store);
         assert!(!Arc::ptr_eq(&first.consents, &revoked.consents));
-        assert_ne!(statuses(&first), statuses(&revoked), "the new version is parsed");
+        assert_ne!(
+            statuses(&first),
+            statuses(&revoked),
+            "the new version is parsed"
+        );
 
         // So is a new consent, and a new version of the Patient record.
         put(&store, &consent("c2", "active", "Organization/b"), 1, 40);
@@ -356,7 +363,10 @@ mod tests {
         );
         let renamed = load(&cache, &store);
         assert_eq!(renamed.sources[0]["gender"], "female");
-        assert!(Arc::ptr_eq(&renamed.consents, &load(&cache, &store).consents));
+        assert!(Arc::ptr_eq(
+            &renamed.consents,
+            &load(&cache, &store).consents
+        ));
     }
 
     #[test]

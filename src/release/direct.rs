@@ -222,7 +222,10 @@ async fn record(
         entry.detail.insert("count".into(), refs.len().to_string());
         entry.patient_id = patient;
         entry.resources = refs;
-        gateway.audit.record_announced(announced.take(), entry).await?;
+        gateway
+            .audit
+            .record_announced(announced.take(), entry)
+            .await?;
     }
     Ok(())
 }

@@ -246,9 +246,11 @@ pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStam
     let query = resources::table
         .filter(resources::patient_id.eq(patient_id))
         .filter(
-            resources::resource_type.eq("Consent").or(resources::resource_type
-                .eq("Patient")
-                .and(resources::id.eq(patient_id))),
+            resources::resource_type
+                .eq("Consent")
+                .or(resources::resource_type
+                    .eq("Patient")
+                    .and(resources::id.eq(patient_id))),
         )
         .select((
             resources::resource_type,
@@ -268,9 +270,11 @@ pub fn context_rows(
     let query = resources::table
         .filter(resources::patient_id.eq(patient_id))
         .filter(
-            resources::resource_type.eq("Consent").or(resources::resource_type
-                .eq("Patient")
-                .and(resources::id.eq(patient_id))),
+            resources::resource_type
+                .eq("Consent")
+                .or(resources::resource_type
+                    .eq("Patient")
+                    .and(resources::id.eq(patient_id))),
         )
         .select((
             (

@@ -65,8 +65,11 @@ fn recipient_entry(
 /// Records entries through a second audit writer on the app's database; returns their
 /// sequences.
 async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
-    let log = AuditLog::start(Store::open(&app.settings).expect("store opens"), Duration::ZERO)
-        .expect("writer");
+    let log = AuditLog::start(
+        Store::open(&app.settings).expect("store opens"),
+        Duration::ZERO,
+    )
+    .expect("writer");
     let mut seqs = Vec::new();
     for entry in entries {
         seqs.push(log.record(entry).await.expect("entry is durable"));
