@@ -120,27 +120,7 @@ fn appends(c: &mut Criterion) {
         })
     });
     group.bench_function("64_writers", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let per_writer = iters.div_ceil(WRITERS);
-                let started = Instant::now();
-                join_all((0..WRITERS).map(|w| {
-                    let log = &log;
-                    async move {
-                        for i in 0..per_writer {
-                            log.record(entry(w * per_writer + i))
-                                .await
-                                .expect("durable");
-                        }
-                    }
-                }))
-                .await;
-                // Count what was appended, which rounds iters up to a multiple of WRITERS.
-                started
-                    .elapsed()
-                    .mul_f64(iters as f64 / (per_writer * WRITERS) as f64)
-            })
-        })
+        b.iter_custom(|iters| many_writers(&rt, &log, iters, false))
     });
     group.finish();
     // After the measured runs, on the same (grown) log.
@@ -162,29 +142,36 @@ fn announced_writers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10));
     group.bench_function("64_writers", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let per_writer = iters.div_ceil(WRITERS);
-                let started = Instant::now();
-                join_all((0..WRITERS).map(|w| {
-                    let log = &log;
-                    async move {
-                        for i in 0..per_writer {
-                            let announced = log.announce();
-                            log.record_announced(Some(announced), entry(w * per_writer + i))
-                                .await
-                                .expect("durable");
-                        }
-                    }
-                }))
-                .await;
-                started
-                    .elapsed()
-                    .mul_f64(iters as f64 / (per_writer * WRITERS) as f64)
-            })
-        })
+        b.iter_custom(|iters| many_writers(rt, &log, iters, true))
     });
     group.finish();
+}
+
+/// The time [`WRITERS`] concurrent tasks take to append `iters` entries between them, each
+/// announcing its entry first when `announce`.
+fn many_writers(
+    rt: &tokio::runtime::Runtime,
+    log: &AuditLog,
+    iters: u64,
+    announce: bool,
+) -> Duration {
+    rt.block_on(async {
+        let per_writer = iters.div_ceil(WRITERS);
+        let started = Instant::now();
+        join_all((0..WRITERS).map(|w| async move {
+            for i in 0..per_writer {
+                let announced = announce.then(|| log.announce());
+                log.record_announced(announced, entry(w * per_writer + i))
+                    .await
+                    .expect("durable");
+            }
+        }))
+        .await;
+        // Count what was appended, which rounds iters up to a multiple of WRITERS.
+        started
+            .elapsed()
+            .mul_f64(iters as f64 / (per_writer * WRITERS) as f64)
+    })
 }
 
 /// How full the group commits are under 64 writers: a second connection polls the head

@@ -226,10 +226,10 @@ impl AuditLog {
         entry.sequence = 0;
         entry.validate()?;
         let (done, wait) = oneshot::channel();
-        let sent = self.sender.try_send(Pending { entry, done });
-        // Handed over (or refused): the writer has nothing more to wait for from here.
+        // The writer has nothing more to wait for from this request. Ended before the
+        // hand-over, so that a writer woken by this very entry does not wait for it.
         drop(announced);
-        match sent {
+        match self.sender.try_send(Pending { entry, done }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);

@@ -239,26 +239,33 @@ pub fn of_patient_page(
 /// deleted, so equal stamps mean equal bodies.
 pub type RowStamp = (String, String, i64, i64);
 
-/// The stamps of the rows a release context is parsed from: the patient's current consents
-/// and the patient's own Patient record, in `(type, id)` order. A fixed statement that reads
-/// no bodies, run on every release to tell whether a parsed context is still current.
-pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStamp>, StoreError> {
-    let query = resources::table
+/// The rows a release context is parsed from: the patient's current consents and the
+/// patient's own Patient record, in `(type, id)` order.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn context_of<'a>(patient_id: &'a str) -> _ {
+    let consent: &'static str = "Consent";
+    let patient: &'static str = "Patient";
+    resources::table
         .filter(resources::patient_id.eq(patient_id))
         .filter(
             resources::resource_type
-                .eq("Consent")
+                .eq(consent)
                 .or(resources::resource_type
-                    .eq("Patient")
+                    .eq(patient)
                     .and(resources::id.eq(patient_id))),
         )
-        .select((
-            resources::resource_type,
-            resources::id,
-            resources::version_id,
-            resources::last_updated,
-        ))
-        .order((resources::resource_type.asc(), resources::id.asc()));
+        .order((resources::resource_type.asc(), resources::id.asc()))
+}
+
+/// The stamps of [`context_of`]'s rows. A fixed statement that reads no bodies, run on
+/// every release to tell whether a parsed context is still current.
+pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStamp>, StoreError> {
+    let query = context_of(patient_id).select((
+        resources::resource_type,
+        resources::id,
+        resources::version_id,
+        resources::last_updated,
+    ));
     Ok(on_backend!(conn, c => query.load::<RowStamp>(c))?)
 }
 
@@ -267,25 +274,15 @@ pub fn context_rows(
     conn: &mut DbConn,
     patient_id: &str,
 ) -> Result<Vec<(RowStamp, String)>, StoreError> {
-    let query = resources::table
-        .filter(resources::patient_id.eq(patient_id))
-        .filter(
-            resources::resource_type
-                .eq("Consent")
-                .or(resources::resource_type
-                    .eq("Patient")
-                    .and(resources::id.eq(patient_id))),
-        )
-        .select((
-            (
-                resources::resource_type,
-                resources::id,
-                resources::version_id,
-                resources::last_updated,
-            ),
-            resources::body,
-        ))
-        .order((resources::resource_type.asc(), resources::id.asc()));
+    let query = context_of(patient_id).select((
+        (
+            resources::resource_type,
+            resources::id,
+            resources::version_id,
+            resources::last_updated,
+        ),
+        resources::body,
+    ));
     Ok(on_backend!(conn, c => query.load::<(RowStamp, String)>(c))?)
 }
 
