@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::audit::AuditEntry;
-use crate::audit::log::{Announced, AuditError, AuditLog, CheckpointSigner};
+use crate::audit::log::{AuditError, AuditLog, CheckpointSigner};
 use crate::auth::Authority;
 use crate::auth::purposes::PurposeCatalog;
 use crate::config::Settings;
@@ -60,16 +60,5 @@ impl Gateway {
     /// caller must not send patient data.
     pub async fn record(&self, entry: AuditEntry) -> Result<u64, AuditError> {
         self.audit.record(entry).await
-    }
-
-    /// [`Gateway::record`] of the entry announced by `announced`
-    /// ([`AuditLog::announce`], made when the request began, so that the audit writer may
-    /// wait for it and commit it with others).
-    pub async fn record_announced(
-        &self,
-        announced: Announced,
-        entry: AuditEntry,
-    ) -> Result<u64, AuditError> {
-        self.audit.record_announced(Some(announced), entry).await
     }
 }

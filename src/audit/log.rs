@@ -84,17 +84,9 @@ impl Drop for Announced {
     }
 }
 
-/// How long the writer may hold a batch open, and in what steps it looks again.
-#[derive(Debug, Clone, Copy)]
-struct CommitWait {
-    limit: Duration,
-}
-
-impl CommitWait {
-    /// The step of a wait: short enough to notice that nothing more is announced, long
-    /// enough that the writer is not woken by each arriving entry.
-    const STEP: Duration = Duration::from_micros(200);
-}
+/// The step in which the writer waits for announced entries: short enough to notice that
+/// nothing more is announced, long enough that it is not woken by each arriving entry.
+const WAIT_STEP: Duration = Duration::from_micros(200);
 
 /// How the group commit is doing, for `/metrics`: commits and the entries they made durable
 /// (their ratio is the mean batch, the figure that says what each fsync is shared by).
@@ -171,7 +163,7 @@ impl AuditLog {
             receiver,
             counts: counts.clone(),
             announced: announced.clone(),
-            wait: CommitWait { limit: commit_wait },
+            commit_wait,
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -252,7 +244,8 @@ struct Writer {
     receiver: Receiver<Pending>,
     counts: CommitCounts,
     announced: Arc<AtomicUsize>,
-    wait: CommitWait,
+    /// How long a batch may be held open for announced entries.
+    commit_wait: Duration,
 }
 
 impl Writer {
@@ -300,11 +293,11 @@ impl Writer {
         let mut batch = vec![first];
         self.drain(&mut batch);
         while batch.len() < MAX_BATCH && self.announced.load(Ordering::SeqCst) > 0 {
-            let left = self.wait.limit.saturating_sub(started.elapsed());
+            let left = self.commit_wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
-            std::thread::sleep(left.min(CommitWait::STEP));
+            std::thread::sleep(left.min(WAIT_STEP));
             self.drain(&mut batch);
         }
         batch

@@ -46,7 +46,10 @@ async fn record(
 ) -> Result<(), DomainError> {
     let principal = Principal::Client(Box::new(claims.clone()));
     let entry = released.audit_entry(&principal, action, patient, request_id);
-    gateway.record_announced(announced, entry).await?;
+    gateway
+        .audit
+        .record_announced(Some(announced), entry)
+        .await?;
     Ok(())
 }
 
