@@ -191,6 +191,10 @@ pub struct DatabaseSettings {
     /// Microseconds the audit writer may hold a batch open for entries that requests under
     /// way have announced (0: commit at once); see `audit::log`.
     pub audit_commit_wait_us: u64,
+    /// On SQLite, run a request's short read-only trip on the request's own worker thread
+    /// when a pooled connection is free, instead of handing it to a blocking thread; see
+    /// `Store::run_read`.
+    pub sqlite_inline_reads: bool,
 }
 
 /// Limits on request bodies and searches.

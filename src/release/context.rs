@@ -3,11 +3,13 @@
 //! record, which the de-identification leak scan checks outputs against, and the records the
 //! patient disputes).
 //!
-//! A recipient's request reads all of them in **one** blocking-pool trip, on one pooled
+//! A recipient's request reads all of them in **one** database trip, on one pooled
 //! connection, including the bearer token's database check (client still registered, token
 //! not revoked) that `auth::bearer` leaves to this trip on the FHIR read routes
-//! (`api::auth::ReadCaller`): each trip is a hand-off to another thread and back, the
-//! largest cost of the hot path (`docs/PERFORMANCE.md`).
+//! (`api::auth::ReadCaller`). The trip is read-only, so on SQLite it runs on the request's
+//! own thread when a connection is free ([`Store::run_read`](crate::store::Store::run_read)):
+//! a hand-off to another thread and back was the largest cost of the hot path
+//! (`docs/PERFORMANCE.md`).
 //!
 //! **Parsed, not stale.** Parsing a patient's consents and Patient record was a fifth of a
 //! consent-checked read's CPU, so the parsed [`PatientContext`] is kept in a
@@ -51,7 +53,7 @@ pub async fn requester(gateway: &Gateway, claims: &AccessClaims) -> Result<Reque
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     gateway
         .store
-        .run(move |conn| requester_in(conn, &id, &jti))
+        .run_read(move |conn| requester_in(conn, &id, &jti))
         .await
 }
 
@@ -72,7 +74,7 @@ fn requester_in(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<Request
 pub type Disputed = BTreeMap<String, String>;
 
 /// The requester, one patient's context and the records the patient disputes, read in one
-/// blocking-pool trip.
+/// database trip.
 pub async fn requester_and_patient(
     gateway: &Gateway,
     claims: &AccessClaims,
@@ -102,7 +104,7 @@ where
     let cache = gateway.contexts.clone();
     gateway
         .store
-        .run(move |conn| {
+        .run_read(move |conn| {
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
                 let disputed = disputed_in(conn, p.as_str())?;
@@ -117,7 +119,7 @@ fn disputed_in(conn: &mut DbConn, patient: &str) -> Result<Disputed, DomainError
     crate::amendment::dispute::disputed_in(conn, patient)
 }
 
-/// What a recipient's read of one resource needs, read in one blocking-pool trip (one
+/// What a recipient's read of one resource needs, read in one database trip (one
 /// pooled connection, no hand-off between the reads): the token's database check, the
 /// client's registration, the resource, the context of the patient who owns it and the
 /// records that patient disputes. `None` when the resource is missing or belongs to no
@@ -133,7 +135,7 @@ pub async fn requester_and_resource(
     let cache = gateway.contexts.clone();
     gateway
         .store
-        .run(move |conn| {
+        .run_read(move |conn| {
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
                 let resource = match ingest::read(conn, &ty, &key) {
@@ -262,6 +264,7 @@ mod tests {
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 500,
             audit_commit_wait_us: 0,
+            sqlite_inline_reads: true,
             migrate_on_start: false,
         };
         let store = Store::open_target(DatabaseTarget::Sqlite(dir.join("cg.db")), &settings)

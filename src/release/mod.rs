@@ -4,7 +4,7 @@
 //! ask for; the HTTP handlers parse, call one of them and render. Each goes the same way:
 //!
 //! 1. **Who and about whom** ([`requester`], and [`ContextCache::load_in`] in the same
-//!    blocking-pool trip, with the resource for a read): the client's registration is read
+//!    database trip, with the resource for a read): the client's registration is read
 //!    afresh for the request, and the patient's parsed consents are used only while the
 //!    stamps of their stored rows, read for the request, are unchanged, so a removed client
 //!    or a revoked consent stops access at the next request whatever tokens exist.

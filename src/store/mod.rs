@@ -278,6 +278,8 @@ pub struct Store {
     pool: Pool<ConnectionFactory>,
     factory: ConnectionFactory,
     backend: Backend,
+    /// Whether [`Store::run_read`] may run on the caller's thread (SQLite only).
+    inline_reads: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -329,6 +331,7 @@ impl Store {
             pool,
             factory: dedicated,
             backend,
+            inline_reads: backend == Backend::Sqlite && settings.sqlite_inline_reads,
         })
     }
 
@@ -364,6 +367,32 @@ impl Store {
         })
         .await
         .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+    }
+
+    /// [`Store::run`] for a short read that never waits on a lock: on SQLite, when a pooled
+    /// connection is free at this moment, `work` runs on the calling thread, sparing the
+    /// hand-off to a blocking thread and back (two thread switches, a fifth of a
+    /// consent-checked read's cost: `docs/PERFORMANCE.md`). Otherwise, always on
+    /// PostgreSQL, whose statements wait on the network, and with
+    /// `database.sqlite_inline_reads` off, it runs as [`Store::run`] does.
+    ///
+    /// Only for reads: a SQLite reader in WAL mode takes no lock a writer holds, so `work`
+    /// costs its own CPU and its page reads, like a handler's parsing (which is why the
+    /// setting exists: with a database much larger than the page cache, a page read can wait
+    /// on the disk); a write could wait for the write lock up to the busy timeout and stall
+    /// every request of the worker.
+    pub async fn run_read<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        if self.inline_reads
+            && let Some(mut conn) = self.pool.try_get()
+        {
+            return work(&mut conn);
+        }
+        self.run(work).await
     }
 
     /// Applies pending migrations; returns the names applied.

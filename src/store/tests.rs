@@ -14,6 +14,7 @@ fn one_connection() -> DatabaseSettings {
         connect_timeout_secs: 5,
         sqlite_busy_timeout_ms: 500,
         audit_commit_wait_us: 0,
+        sqlite_inline_reads: true,
         migrate_on_start: false,
     }
 }
@@ -127,6 +128,49 @@ fn an_error_inside_write_tx_rolls_back_and_keeps_the_connection_usable() {
         drop(factory_view);
         drop_database(store, pg_name);
     }
+}
+
+/// `run_read` runs on the caller's thread only on SQLite with a connection free at once;
+/// with the pool's one connection taken, or on PostgreSQL, on a blocking thread, and it
+/// answers either way.
+#[test]
+fn run_read_stays_on_the_callers_thread_only_on_sqlite_with_a_free_connection() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let thread_of = |store: &Store| {
+        runtime.block_on(store.run_read(|conn| {
+            assert_eq!(jtis(conn, "never-revoked"), 0);
+            Ok::<_, StoreError>(std::thread::current().id())
+        }))
+    };
+    let here = std::thread::current().id();
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let free = thread_of(&store).expect("a read with the connection free");
+        assert_eq!(free == here, backend == Backend::Sqlite, "{backend:?}");
+        // The pool's one connection is taken, and given back a little later.
+        let held = store.conn().expect("connection");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(held);
+        });
+        let busy = thread_of(&store).expect("a read waits for the connection elsewhere");
+        assert_ne!(busy, here, "{backend:?}: waited on a blocking thread");
+        release.join().expect("release");
+        drop_database(store, pg_name);
+    }
+    let mut off = one_connection();
+    off.sqlite_inline_reads = false;
+    let store = Store::open_target(DatabaseTarget::Sqlite(dir.path().join("off.db")), &off)
+        .expect("sqlite store");
+    store.migrate().expect("migrations apply");
+    let off_thread = thread_of(&store).expect("a read with inline reads off");
+    assert_ne!(
+        off_thread, here,
+        "sqlite_inline_reads = false hands the trip over"
+    );
 }
 
 fn drop_database(store: Store, pg_name: Option<String>) {
