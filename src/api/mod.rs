@@ -74,10 +74,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// ([`openapi`]): `service` takes only handlers that carry `#[utoipa::path]`.
 pub fn configure(cfg: &mut DocumentedConfig) {
     // FHIR first: the hot path. actix tries routes in order, each pattern with a parameter
-    // by a regular expression, and walks them again for the route name the log and metrics
-    // carry; no route outside this scope starts with `/fhir`, so the order is otherwise free.
+    // by a regular expression; no route outside this scope starts with `/fhir`, so the order
+    // is otherwise free. Within it, the generic read and search go first, guarded to take no
+    // path of the special routes (`fhir::hot_routes`).
     cfg.service(
         scope::scope("/fhir")
+            .map(fhir::hot_routes)
             // Before the generic `/{type}` routes, which would take AuditEvent.
             .service(access_log::search_audit_events)
             .service(access_log::read_audit_event)
