@@ -9,6 +9,9 @@ use super::{DbConn, StoreError};
 /// One stored entry.
 #[derive(Debug, Clone, Queryable, Insertable)]
 #[diesel(table_name = audit_entries)]
+// No patient is NULL, not DEFAULT: the insert is then one statement whatever the row holds,
+// prepared once per connection (`append`).
+#[diesel(treat_none_as_default_value = false)]
 pub struct EntryRow {
     /// Sequence (leaf index).
     pub seq: i64,
@@ -93,6 +96,12 @@ fn last_leaf(level: u8, index: u64) -> i64 {
 }
 
 /// Writes a batch of entries and the nodes they complete, and moves the head.
+///
+/// On SQLite each row is its own single-row statement, of one shape, so it is prepared once
+/// per connection and only bound and stepped after: a multi-row statement has a new shape
+/// for each batch size and was parsed again on every commit (`docs/PERFORMANCE.md`, "Fifth
+/// step"); the rows go to the same pages either way. On PostgreSQL a multi-row statement is
+/// one round trip for many rows.
 pub fn append(
     conn: &mut DbConn,
     entries: &[EntryRow],
@@ -110,20 +119,31 @@ pub fn append(
             )
         })
         .collect();
-    // Multi-row inserts are backend-specific in diesel; chunks stay under SQLite's limit.
-    for chunk in entries.chunks(100) {
-        let statement = diesel::insert_into(audit_entries::table).values(chunk);
-        match conn {
-            DbConn::Sqlite(c) => statement.execute(c)?,
-            DbConn::Postgresql(c) => statement.execute(c)?,
-        };
-    }
-    for chunk in node_rows.chunks(300) {
-        let statement = diesel::insert_into(audit_nodes::table).values(chunk);
-        match conn {
-            DbConn::Sqlite(c) => statement.execute(c)?,
-            DbConn::Postgresql(c) => statement.execute(c)?,
-        };
+    match conn {
+        DbConn::Sqlite(c) => {
+            for row in entries {
+                diesel::insert_into(audit_entries::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+            for row in &node_rows {
+                diesel::insert_into(audit_nodes::table)
+                    .values(*row)
+                    .execute(c)?;
+            }
+        }
+        DbConn::Postgresql(c) => {
+            for chunk in entries.chunks(100) {
+                diesel::insert_into(audit_entries::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            for chunk in node_rows.chunks(300) {
+                diesel::insert_into(audit_nodes::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
     }
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::size.eq(new_size as i64))

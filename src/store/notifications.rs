@@ -17,8 +17,8 @@ const IN_CHUNK: usize = 500;
 /// One stored notification.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = notifications)]
-// Every optional column defaults to NULL: inserting None as NULL rather than DEFAULT lets
-// SQLite take a batch in one statement, not a savepoint and a statement per row.
+// Every optional column defaults to NULL: inserting None as NULL rather than DEFAULT gives
+// the insert one shape whatever the row holds, so SQLite prepares it once per connection.
 #[diesel(treat_none_as_default_value = false)]
 pub struct NotificationRow {
     /// UUIDv7, time-ordered; the feed's cursor.
@@ -95,16 +95,29 @@ pub struct Claimed {
 
 /// Writes notifications, and a delivery due at `now` for each whose patient has a webhook.
 /// Call inside the transaction of the event reported.
+///
+/// On SQLite one single-row statement per notification, prepared once per connection (as
+/// `store::audit::append`, which writes with it in the audit writer's commit); on
+/// PostgreSQL multi-row statements, one round trip each.
 pub fn insert(conn: &mut DbConn, rows: &[NotificationRow], now: i64) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let statement = diesel::insert_into(notifications::table).values(chunk);
-        match conn {
-            DbConn::Sqlite(c) => statement.execute(c)?,
-            DbConn::Postgresql(c) => statement.execute(c)?,
-        };
+    match conn {
+        DbConn::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(notifications::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
+        DbConn::Postgresql(c) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(notifications::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
     }
     let mut patients: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
     patients.sort();
