@@ -239,34 +239,46 @@ pub fn of_patient_page(
 /// deleted, so equal stamps mean equal bodies.
 pub type RowStamp = (String, String, i64, i64);
 
-/// The rows a release context is parsed from: the patient's current consents and the
-/// patient's own Patient record, in `(type, id)` order.
+/// The rows a release context is parsed from: the patient's current consents, in id order,
+/// then the patient's own Patient record: `(type, id)` order. Two statements, each an exact
+/// index range: in one, `patient_id = ? AND (type = 'Consent' OR (type = 'Patient' AND id
+/// = ?))`, SQLite used only the `patient_id` prefix of `resources_by_patient` and stepped
+/// through every resource of the patient on every release (a patient with thousands of
+/// observations paid for each of them).
 #[diesel::dsl::auto_type(no_type_alias)]
-fn context_of<'a>(patient_id: &'a str) -> _ {
+fn consents_of<'a>(patient_id: &'a str) -> _ {
     let consent: &'static str = "Consent";
-    let patient: &'static str = "Patient";
     resources::table
         .filter(resources::patient_id.eq(patient_id))
-        .filter(
-            resources::resource_type
-                .eq(consent)
-                .or(resources::resource_type
-                    .eq(patient)
-                    .and(resources::id.eq(patient_id))),
-        )
-        .order((resources::resource_type.asc(), resources::id.asc()))
+        .filter(resources::resource_type.eq(consent))
+        .order(resources::id.asc())
 }
 
-/// The stamps of [`context_of`]'s rows. A fixed statement that reads no bodies, run on
-/// every release to tell whether a parsed context is still current.
+/// The patient's own Patient record, by its key ([`consents_of`]).
+#[diesel::dsl::auto_type(no_type_alias)]
+fn own_record_of<'a>(patient_id: &'a str) -> _ {
+    let patient: &'static str = "Patient";
+    resources::table
+        .filter(resources::resource_type.eq(patient))
+        .filter(resources::id.eq(patient_id))
+        .filter(resources::patient_id.eq(patient_id))
+}
+
+/// The stamps of [`consents_of`]'s and [`own_record_of`]'s rows. Fixed statements that read
+/// no bodies, run on every release to tell whether a parsed context is still current.
 pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStamp>, StoreError> {
-    let query = context_of(patient_id).select((
+    let stamp = (
         resources::resource_type,
         resources::id,
         resources::version_id,
         resources::last_updated,
-    ));
-    Ok(on_backend!(conn, c => query.load::<RowStamp>(c))?)
+    );
+    let mut stamps =
+        on_backend!(conn, c => consents_of(patient_id).select(stamp).load::<RowStamp>(c))?;
+    stamps.extend(
+        on_backend!(conn, c => own_record_of(patient_id).select(stamp).first::<RowStamp>(c).optional())?,
+    );
+    Ok(stamps)
 }
 
 /// [`context_stamps`] with each row's body.
@@ -274,7 +286,7 @@ pub fn context_rows(
     conn: &mut DbConn,
     patient_id: &str,
 ) -> Result<Vec<(RowStamp, String)>, StoreError> {
-    let query = context_of(patient_id).select((
+    let row = (
         (
             resources::resource_type,
             resources::id,
@@ -282,8 +294,13 @@ pub fn context_rows(
             resources::last_updated,
         ),
         resources::body,
-    ));
-    Ok(on_backend!(conn, c => query.load::<(RowStamp, String)>(c))?)
+    );
+    let mut rows =
+        on_backend!(conn, c => consents_of(patient_id).select(row).load::<(RowStamp, String)>(c))?;
+    rows.extend(
+        on_backend!(conn, c => own_record_of(patient_id).select(row).first::<(RowStamp, String)>(c).optional())?,
+    );
+    Ok(rows)
 }
 
 /// One version's body.
