@@ -12,7 +12,8 @@
 //!   nodes, the inserts, the commit with its flush), to show what dominates a batch.
 //!
 //! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`. Set
-//! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes).
+//! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes),
+//! and `AUDIT_CENSUS_ENTRIES` to make the batch census longer (20,000 entries by default).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -177,7 +178,11 @@ fn many_writers(
 /// How full the group commits are under 64 writers: a second connection polls the head
 /// more often than the writer commits, so each change it sees is (nearly always) one commit.
 fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
-    const ENTRIES: u64 = 20_000;
+    // `AUDIT_CENSUS_ENTRIES` for a longer run (the default is about a second).
+    let entries: u64 = std::env::var("AUDIT_CENSUS_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (sizes, elapsed) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -196,8 +201,8 @@ fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
         });
         let started = Instant::now();
         rt.block_on(join_all((0..WRITERS).map(|w| async move {
-            for i in 0..ENTRIES / WRITERS {
-                log.record(entry(w * ENTRIES + i)).await.expect("durable");
+            for i in 0..entries / WRITERS {
+                log.record(entry(w * entries + i)).await.expect("durable");
             }
         })));
         let elapsed = started.elapsed();

@@ -395,7 +395,32 @@ pub struct ResourceQuery {
 }
 
 /// Runs a search; rows come ordered by id.
+///
+/// The commonest search, a recipient's page of one patient's resources of one type with no
+/// other parameter, runs on [`of_patient_page`]'s fixed statement, which stays prepared;
+/// every other shape is built (and its SQL rendered) per call.
 pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<(String, String)>, StoreError> {
+    let plain = q.ids.is_empty()
+        && q.clinical.is_empty()
+        && q.last_updated.is_empty()
+        && q.tokens.is_empty();
+    match q.patient_ids.as_slice() {
+        [patient] if plain => of_patient_page(
+            conn,
+            &q.resource_type,
+            patient,
+            q.after_id.as_deref().unwrap_or_default(),
+            q.limit,
+        ),
+        _ => search_built(conn, q),
+    }
+}
+
+/// [`search`] on a statement built for the query's shape.
+pub(crate) fn search_built(
+    conn: &mut DbConn,
+    q: &ResourceQuery,
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut query = resources::table
         .filter(resources::resource_type.eq(q.resource_type.clone()))
         .select((resources::id, resources::body))
