@@ -21,6 +21,7 @@ pub mod disclosures;
 pub mod error;
 pub mod export;
 pub mod fhir;
+mod hot_routes;
 pub mod intake;
 pub mod notifications;
 pub mod oauth;
@@ -76,10 +77,10 @@ pub fn configure(cfg: &mut DocumentedConfig) {
     // FHIR first: the hot path. actix tries routes in order, each pattern with a parameter
     // by a regular expression; no route outside this scope starts with `/fhir`, so the order
     // is otherwise free. Within it, the generic read and search go first, guarded to take no
-    // path of the special routes (`fhir::hot_routes`).
+    // path of the special routes (`hot_routes::mount`).
     cfg.service(
         scope::scope("/fhir")
-            .map(fhir::hot_routes)
+            .map(hot_routes::mount)
             // Before the generic `/{type}` routes, which would take AuditEvent.
             .service(access_log::search_audit_events)
             .service(access_log::read_audit_event)

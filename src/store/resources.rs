@@ -417,7 +417,7 @@ pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<(String, Strin
 }
 
 /// [`search`] on a statement built for the query's shape.
-pub(crate) fn search_built(
+pub(super) fn search_built(
     conn: &mut DbConn,
     q: &ResourceQuery,
 ) -> Result<Vec<(String, String)>, StoreError> {
