@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use super::stored::{DbNodes, node_rows};
 use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
 use crate::store::audit::{self as rows, CheckpointRow, EntryRow};
-use crate::store::{DbConn, Store, StoreError, write_tx};
+use crate::store::{Backend, DbConn, Store, StoreError, write_tx};
 
 /// Most entries committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -252,6 +252,7 @@ impl Writer {
     fn run(self, alive: AliveGuard) {
         let health = alive.0.clone();
         let mut frontier: Option<Frontier> = None;
+        let mut own = OwnConnection::default();
         while let Ok(first) = self.receiver.recv() {
             let batch = self.gather(first);
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
@@ -262,10 +263,14 @@ impl Writer {
             // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
             let cached = frontier.take();
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                commit(&self.store, cached, entries)
+                own.with(&self.store, |conn| commit(conn, cached, entries))
             }))
             .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
             health.busy_since.store(0, Ordering::SeqCst);
+            if committed.is_err() {
+                // Whatever state the connection was left in goes with it.
+                own.forget();
+            }
             match committed {
                 Ok((next, first_seq)) => {
                     frontier = Some(next);
@@ -318,14 +323,45 @@ fn tree_error<E: std::fmt::Display>(e: TreeError<E>) -> AuditError {
     AuditError::Tree(e.to_string())
 }
 
+/// The writer's connection. On SQLite, one of its own, kept from batch to batch: a SQLite
+/// connection drops its whole page cache when another connection has committed since it
+/// last looked, so a writer taking whichever pooled connection was free read the pages of
+/// every table and index it appends to again on each commit (`docs/PERFORMANCE.md`, sixth
+/// step). With a connection of its own, only another writer's commit (a consent, a token)
+/// costs it that. It is dropped after a failed batch and opened again for the next one. On
+/// PostgreSQL the writer takes a pooled connection per batch, checked on checkout, so a
+/// session that died with its server is never the one a batch is committed on.
+#[derive(Default)]
+struct OwnConnection(Option<DbConn>);
+
+impl OwnConnection {
+    fn with<T>(
+        &mut self,
+        store: &Store,
+        work: impl FnOnce(&mut DbConn) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        if store.backend() == Backend::Postgres {
+            return work(&mut *store.conn()?);
+        }
+        let conn = match &mut self.0 {
+            Some(conn) => conn,
+            empty => empty.insert(store.dedicated()?),
+        };
+        work(conn)
+    }
+
+    fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// Commits one batch; returns the new frontier and the first sequence assigned.
 fn commit(
-    store: &Store,
+    conn: &mut DbConn,
     cached: Option<Frontier>,
     entries: Vec<AuditEntry>,
 ) -> Result<(Frontier, u64), AuditError> {
-    let mut conn = store.conn()?;
-    write_tx(&mut conn, |conn| {
+    write_tx(conn, |conn| {
         let size = rows::lock_head(conn)?;
         let mut frontier = match cached {
             Some(f) if f.size() == size => f,
@@ -457,3 +493,6 @@ impl CheckpointSigner {
         Ok(Some(row))
     }
 }
+
+#[cfg(test)]
+mod tests;
