@@ -140,13 +140,11 @@ pub async fn observe(
     // The route is known once the router has run: asking for it before meant a walk of the
     // route table's regular expressions per request, afterwards it is a lookup of the
     // resource the router recorded (`docs/PERFORMANCE.md`, "Third step"). Events inside the
-    // handler carry the request id; the closing line and the metrics carry the route too.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        route = tracing::field::Empty
-    );
+    // handler carry the request id from the span; the closing line carries it, the method,
+    // the route, the status and the latency as fields of its own, outside the span: a field
+    // recorded into a span later, and a span around a JSON line, each cost a parse and a
+    // rewrite of the span's fields already formatted (`docs/PERFORMANCE.md`, sixth step).
+    let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
     // A panic in a handler answers 500 like any internal error, instead of closing the
     // connection with no answer; the worker and every other request carry on.
@@ -170,15 +168,15 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
-    span.record("route", route.as_str());
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request served"
-        )
-    });
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request served"
+    );
     if let Some(metrics) = metrics {
         metrics
             .requests
