@@ -119,18 +119,10 @@ pub fn insert(conn: &mut DbConn, rows: &[NotificationRow], now: i64) -> Result<(
             }
         }
     }
-    let mut patients: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
-    patients.sort();
+    let mut patients: Vec<&str> = rows.iter().map(|r| r.patient_id.as_str()).collect();
+    patients.sort_unstable();
     patients.dedup();
-    let mut hooked = Vec::new();
-    for chunk in patients.chunks(IN_CHUNK) {
-        hooked.extend(
-            notification_webhooks::table
-                .filter(notification_webhooks::patient_id.eq_any(chunk))
-                .select(notification_webhooks::patient_id)
-                .load::<String>(conn)?,
-        );
-    }
+    let hooked = with_webhook(conn, &patients)?;
     let deliveries: Vec<DeliveryRow> = rows
         .iter()
         .filter(|r| hooked.contains(&r.patient_id))
@@ -150,6 +142,38 @@ pub fn insert(conn: &mut DbConn, rows: &[NotificationRow], now: i64) -> Result<(
         };
     }
     Ok(())
+}
+
+/// Which of `patients` (sorted, distinct) have a webhook. On SQLite one lookup per patient
+/// by the primary key, a statement prepared once per connection: an `IN` list has a new text
+/// for each length, parsed again on each commit of the audit writer, and a batch names a
+/// handful of patients. On PostgreSQL `IN` lists, one round trip per chunk.
+fn with_webhook(conn: &mut DbConn, patients: &[&str]) -> Result<Vec<String>, StoreError> {
+    let mut hooked = Vec::new();
+    match conn {
+        DbConn::Sqlite(c) => {
+            for patient in patients {
+                hooked.extend(
+                    notification_webhooks::table
+                        .filter(notification_webhooks::patient_id.eq(*patient))
+                        .select(notification_webhooks::patient_id)
+                        .first::<String>(c)
+                        .optional()?,
+                );
+            }
+        }
+        DbConn::Postgresql(c) => {
+            for chunk in patients.chunks(IN_CHUNK) {
+                hooked.extend(
+                    notification_webhooks::table
+                        .filter(notification_webhooks::patient_id.eq_any(chunk))
+                        .select(notification_webhooks::patient_id)
+                        .load::<String>(c)?,
+                );
+            }
+        }
+    }
+    Ok(hooked)
 }
 
 /// The notification reporting an access request, if one was written.
