@@ -53,15 +53,19 @@ struct SizeRow {
 /// lock serialises appends of every instance, so sequences are gapless and commit in order;
 /// on SQLite the `IMMEDIATE` transaction already holds the database's write lock.
 pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
-    let row = match conn {
+    let size = match conn {
         DbConn::Postgresql(c) => {
             diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
                 .get_result::<SizeRow>(c)?
+                .size
         }
-        DbConn::Sqlite(c) => diesel::sql_query("SELECT size FROM audit_head WHERE id = 1")
-            .get_result::<SizeRow>(c)?,
+        // A statement diesel keeps prepared (a raw `sql_query` was parsed on every commit).
+        DbConn::Sqlite(c) => audit_head::table
+            .filter(audit_head::id.eq(1))
+            .select(audit_head::size)
+            .first::<i64>(c)?,
     };
-    Ok(u64::try_from(row.size).unwrap_or(0))
+    Ok(u64::try_from(size).unwrap_or(0))
 }
 
 /// The log size as committed.
@@ -145,9 +149,17 @@ pub fn append(
             }
         }
     }
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::size.eq(new_size as i64))
-        .execute(conn)?;
+    let size = new_size as i64;
+    match conn {
+        // diesel never keeps an `UPDATE` prepared, so on SQLite it was parsed on every
+        // commit; the one-row head is replaced whole instead, a statement kept prepared.
+        DbConn::Sqlite(c) => diesel::replace_into(audit_head::table)
+            .values((audit_head::id.eq(1), audit_head::size.eq(size)))
+            .execute(c)?,
+        DbConn::Postgresql(c) => diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+            .set(audit_head::size.eq(size))
+            .execute(c)?,
+    };
     Ok(())
 }
 
