@@ -53,27 +53,22 @@ struct SizeRow {
 /// lock serialises appends of every instance, so sequences are gapless and commit in order;
 /// on SQLite the `IMMEDIATE` transaction already holds the database's write lock.
 pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
-    let size = match conn {
-        DbConn::Postgresql(c) => {
-            diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
-                .get_result::<SizeRow>(c)?
-                .size
-        }
-        // A statement diesel keeps prepared (a raw `sql_query` was parsed on every commit).
-        DbConn::Sqlite(c) => audit_head::table
-            .filter(audit_head::id.eq(1))
-            .select(audit_head::size)
-            .first::<i64>(c)?,
-    };
-    Ok(u64::try_from(size).unwrap_or(0))
+    if let DbConn::Postgresql(c) = conn {
+        let row = diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
+            .get_result::<SizeRow>(c)?;
+        return Ok(u64::try_from(row.size).unwrap_or(0));
+    }
+    // [`size`]: a statement diesel keeps prepared (a raw `sql_query` was parsed on every
+    // commit).
+    size(conn)
 }
 
 /// The log size as committed.
 pub fn size(conn: &mut DbConn) -> Result<u64, StoreError> {
-    let size: i64 = audit_head::table
+    let query = audit_head::table
         .filter(audit_head::id.eq(1))
-        .select(audit_head::size)
-        .first(conn)?;
+        .select(audit_head::size);
+    let size: i64 = on_backend!(conn, c => query.first(c))?;
     Ok(u64::try_from(size).unwrap_or(0))
 }
 
