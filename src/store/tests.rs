@@ -283,3 +283,147 @@ fn a_patients_resources_page_by_id_on_the_fixed_statement() {
         drop_database(store, pg_name);
     }
 }
+
+#[derive(QueryableByName)]
+struct Text1 {
+    #[diesel(sql_type = Text)]
+    t: String,
+}
+
+/// Every row of the tables migration `2026-12-04-000060_audit_seq_rowid` rebuilds, in order.
+fn audit_and_notification_rows(c: &mut diesel::SqliteConnection) -> String {
+    diesel::sql_query(
+        "SELECT (SELECT group_concat(seq || '|' || recorded || '|' || action || '|' || outcome \
+           || '|' || client_id || '|' || ifnull(patient_id, '-') || '|' || body, ';') \
+           FROM (SELECT * FROM audit_entries ORDER BY seq)) || '#' || \
+         (SELECT group_concat(id || '|' || patient_id || '|' || kind || '|' || created || '|' \
+           || ifnull(audit_seq, '-') || '|' || ifnull(access_request_id, '-') || '|' || summary \
+           || '|' || ifnull(read_at, '-'), ';') FROM (SELECT * FROM notifications ORDER BY id)) \
+           || '#' || \
+         (SELECT group_concat(notification_id || '|' || attempts || '|' \
+           || ifnull(next_attempt_at, '-') || '|' || ifnull(delivered_at, '-') || '|' \
+           || ifnull(last_status, '-'), ';') \
+           FROM (SELECT * FROM notification_deliveries ORDER BY notification_id)) AS t",
+    )
+    .get_result::<Text1>(c)
+    .expect("rows")
+    .t
+}
+
+fn count(c: &mut diesel::SqliteConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(c).expect(sql).n
+}
+
+/// The opcodes SQLite compiles `sql` to.
+fn opcodes(c: &mut diesel::SqliteConnection, sql: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Op {
+        #[diesel(sql_type = Text)]
+        opcode: String,
+    }
+    diesel::sql_query(format!("EXPLAIN {sql}"))
+        .load::<Op>(c)
+        .expect("explain")
+        .into_iter()
+        .map(|o| o.opcode)
+        .collect()
+}
+
+/// SQLite migration `2026-12-04-000060_audit_seq_rowid` rebuilds the audit log and the
+/// notifications (docs/PERFORMANCE.md, "Seventh step"): every row comes through, both ways,
+/// with the references intact; after it `seq` is the entries' rowid (no second b-tree), and
+/// the audit writer's inserts compile to no temporary b-tree while the kind is still checked.
+#[test]
+fn the_audit_rowid_migration_keeps_every_row_and_the_writers_inserts_build_no_temporary_tree() {
+    const MIGRATION: &str = "2026-12-04-000060_audit_seq_rowid";
+    const NOTIFY: &str = "INSERT INTO notifications (id, patient_id, kind, created, audit_seq, \
+        access_request_id, summary, read_at) VALUES ('n9', 'p1', 'disclosure', 9, 1, NULL, '{}', NULL)";
+    const APPEND: &str = "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, \
+        patient_id, body) VALUES (3, 9, 'read', 'success', 'c1', 'p1', '{}')";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open_target(
+        DatabaseTarget::Sqlite(dir.path().join("m.db")),
+        &one_connection(),
+    )
+    .expect("sqlite store");
+    let mut conn = store.conn().expect("connection");
+    let DbConn::Sqlite(c) = &mut *conn else {
+        unreachable!("a SQLite target")
+    };
+    loop {
+        let pending = c.pending_migrations(SQLITE_MIGRATIONS).expect("pending");
+        if pending.first().map(|m| m.name().to_string()).as_deref() == Some(MIGRATION) {
+            break;
+        }
+        assert!(!pending.is_empty(), "{MIGRATION} is one of the migrations");
+        c.run_next_migration(SQLITE_MIGRATIONS)
+            .expect("earlier migration");
+    }
+    c.batch_execute(
+        "INSERT INTO audit_entries VALUES \
+           (0, 10, 'read', 'success', 'c1', 'p1', '{\"a\":0}'), \
+           (1, 11, 'token', 'failure', 'c2', NULL, '{\"a\":1}'), \
+           (2, 12, 'search', 'success', 'c1', 'p2', '{\"a\":2}'); \
+         INSERT INTO notifications VALUES \
+           ('n1', 'p1', 'disclosure', 10, 0, NULL, '{\"s\":1}', NULL), \
+           ('n2', 'p2', 'break_glass', 12, 2, NULL, '{\"s\":2}', 13), \
+           ('n3', 'p1', 'access_request', 14, NULL, 'r1', '{\"s\":3}', NULL); \
+         INSERT INTO notification_deliveries VALUES \
+           ('n1', 2, 20, NULL, 'http_503'), ('n2', 1, NULL, 15, 'delivered');",
+    )
+    .expect("rows before the migration");
+    let before = audit_and_notification_rows(c);
+    let autoindex =
+        "SELECT COUNT(*) AS n FROM pragma_index_list('audit_entries') WHERE origin = 'pk'";
+    assert_eq!(
+        count(c, autoindex),
+        1,
+        "before: seq has an index of its own"
+    );
+    assert!(
+        opcodes(c, NOTIFY).iter().any(|o| o == "OpenEphemeral"),
+        "before: the IN list"
+    );
+
+    c.run_next_migration(SQLITE_MIGRATIONS)
+        .expect("the migration");
+    assert_eq!(
+        audit_and_notification_rows(c),
+        before,
+        "every row, as it was"
+    );
+    let broken = "SELECT COUNT(*) AS n FROM pragma_foreign_key_check";
+    assert_eq!(count(c, broken), 0, "references intact");
+    assert_eq!(count(c, autoindex), 0, "seq is the rowid");
+    for sql in [NOTIFY, APPEND] {
+        let ops = opcodes(c, sql);
+        assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
+    }
+    let bogus = NOTIFY.replace("'disclosure'", "'bogus'");
+    assert!(
+        c.batch_execute(&bogus).is_err(),
+        "an unknown kind is still refused"
+    );
+    let orphan = NOTIFY.replace(", 1, NULL", ", 77, NULL");
+    c.batch_execute("PRAGMA foreign_keys = ON").expect("pragma");
+    assert!(
+        c.batch_execute(&orphan).is_err(),
+        "audit_seq still references an entry"
+    );
+    c.batch_execute(APPEND)
+        .expect("an entry appended after the migration");
+    c.batch_execute(NOTIFY).expect("its notification");
+    let after = audit_and_notification_rows(c);
+
+    c.revert_last_migration(SQLITE_MIGRATIONS).expect("down");
+    assert_eq!(
+        audit_and_notification_rows(c),
+        after,
+        "down keeps every row"
+    );
+    assert_eq!(count(c, broken), 0, "down: references intact");
+    assert_eq!(count(c, autoindex), 1, "down: seq's own index again");
+    c.run_pending_migrations(SQLITE_MIGRATIONS)
+        .expect("up again");
+    assert_eq!(audit_and_notification_rows(c), after);
+}

@@ -1,0 +1,1 @@
+COMMENT ON COLUMN audit_entries.seq IS NULL;
