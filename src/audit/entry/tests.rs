@@ -293,3 +293,21 @@ fn validation_errors_never_echo_the_value() {
         "{message}"
     );
 }
+
+proptest::proptest! {
+    /// A string member is written as serde_json writes a string, which for strings is
+    /// exactly JCS (RFC 8785 3.2.2.2): an oracle that is not our code. Any text, controls
+    /// and characters beyond the BMP included.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them(s in proptest::prelude::any::<String>()) {
+        let mut out = Vec::new();
+        write_string(&mut out, &s);
+        proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+
+    /// Member names sort by UTF-16 code units, ASCII or not.
+    #[test]
+    fn member_order_is_utf16_order(a in "[a-z\u{e000}-\u{e002}\u{10000}-\u{10002}]{0,4}", b in "[a-z\u{e000}-\u{e002}\u{10000}-\u{10002}]{0,4}") {
+        proptest::prop_assert_eq!(utf16_order(&a, &b), a.encode_utf16().cmp(b.encode_utf16()));
+    }
+}
