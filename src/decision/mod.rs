@@ -191,7 +191,9 @@ pub fn resource_facts(resource: &Value) -> ResourceFacts {
         .map(|t| Coding::new(t.system.clone(), t.code.clone()))
         .collect();
     let security_labels = resource
-        .pointer("/meta/security")
+        // Two lookups, not `pointer`, which allocates each path segment.
+        .get("meta")
+        .and_then(|m| m.get("security"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -79,7 +79,11 @@ pub fn extract(resource_type: &str, id: &str, resource: &Value) -> IndexTerms {
     if resource_type == "Encounter" {
         coding_term(resource.get("class"), "category", &mut terms);
     }
-    if let Some(labels) = resource.pointer("/meta/security").and_then(Value::as_array) {
+    if let Some(labels) = resource
+        .get("meta")
+        .and_then(|m| m.get("security"))
+        .and_then(Value::as_array)
+    {
         for label in labels {
             coding_term(Some(label), "security", &mut terms);
         }

@@ -27,7 +27,8 @@ pub fn is_advance_directive(resource: &Value) -> bool {
     resource.get("resourceType").and_then(Value::as_str) == Some("Consent")
         && consent::is_advance_directive_scope(
             resource
-                .pointer("/scope/coding")
+                .get("scope")
+                .and_then(|s| s.get("coding"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -55,7 +56,8 @@ pub fn is_gateway_internal(resource: &Value) -> bool {
         .unwrap_or_default();
     (INTERNAL_TYPES.contains(&resource_type) && !is_advance_directive(resource))
         || resource
-            .pointer("/meta/tag")
+            .get("meta")
+            .and_then(|m| m.get("tag"))
             .and_then(Value::as_array)
             .is_some_and(|tags| {
                 tags.iter().any(|t| {
