@@ -1,7 +1,6 @@
 //! Rows of the audit log: the head, entries, tree nodes and checkpoints.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 use super::schema::{audit_checkpoints, audit_entries, audit_head, audit_nodes};
 use super::{DbConn, StoreError};
@@ -43,33 +42,31 @@ pub struct CheckpointRow {
     pub signed_at: i64,
 }
 
-#[derive(QueryableByName)]
-struct SizeRow {
-    #[diesel(sql_type = BigInt)]
-    size: i64,
-}
-
 /// Locks the head row for this transaction and returns the log size. On PostgreSQL the row
 /// lock serialises appends of every instance, so sequences are gapless and commit in order;
-/// on SQLite the `IMMEDIATE` transaction already holds the database's write lock.
+/// on SQLite the `IMMEDIATE` transaction already holds the database's write lock, and the
+/// plain read of [`size`] is all it takes.
 pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
-    if let DbConn::Postgresql(c) = conn {
-        let row = diesel::sql_query("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
-            .get_result::<SizeRow>(c)?;
-        return Ok(u64::try_from(row.size).unwrap_or(0));
-    }
-    // [`size`]: a statement diesel keeps prepared (a raw `sql_query` was parsed on every
-    // commit).
-    size(conn)
+    let size: i64 = match conn {
+        DbConn::Postgresql(c) => head_size().for_update().first(c)?,
+        DbConn::Sqlite(_) => return size(conn),
+    };
+    Ok(u64::try_from(size).unwrap_or(0))
 }
 
 /// The log size as committed.
 pub fn size(conn: &mut DbConn) -> Result<u64, StoreError> {
-    let query = audit_head::table
-        .filter(audit_head::id.eq(1))
-        .select(audit_head::size);
-    let size: i64 = on_backend!(conn, c => query.first(c))?;
+    let size: i64 = on_backend!(conn, c => head_size().first(c))?;
     Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// The one head row's size: a statement diesel keeps prepared on both backends.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn head_size() -> _ {
+    let head: i32 = 1;
+    audit_head::table
+        .filter(audit_head::id.eq(head))
+        .select(audit_head::size)
 }
 
 /// One stored Merkle tree node: its level above the leaves, its index on that level, and

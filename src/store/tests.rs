@@ -284,14 +284,13 @@ fn a_patients_resources_page_by_id_on_the_fixed_statement() {
     }
 }
 
-#[derive(QueryableByName)]
-struct Text1 {
-    #[diesel(sql_type = Text)]
-    t: String,
-}
-
 /// Every row of the tables migration `2026-12-04-000060_audit_seq_rowid` rebuilds, in order.
 fn audit_and_notification_rows(c: &mut diesel::SqliteConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = Text)]
+        t: String,
+    }
     diesel::sql_query(
         "SELECT (SELECT group_concat(seq || '|' || recorded || '|' || action || '|' || outcome \
            || '|' || client_id || '|' || ifnull(patient_id, '-') || '|' || body, ';') \
@@ -305,7 +304,7 @@ fn audit_and_notification_rows(c: &mut diesel::SqliteConnection) -> String {
            || ifnull(last_status, '-'), ';') \
            FROM (SELECT * FROM notification_deliveries ORDER BY notification_id)) AS t",
     )
-    .get_result::<Text1>(c)
+    .get_result::<Rows>(c)
     .expect("rows")
     .t
 }
