@@ -11,6 +11,16 @@
 //! the whole batch durable; only then does any waiting request learn its sequence, so a
 //! response that carries patient data is never sent before its entry is durable.
 //!
+//! On SQLite the writer holds the patient notifications its entries call for
+//! (`notify::for_audit_entry`) and writes them with a later batch, at most [`NOTICE_DELAY`]
+//! or [`NOTICE_BATCH`] notifications later, or at once when a feed is about to be read
+//! ([`AuditLog::flush_notices`]): each b-tree a commit touches costs it pages, and a
+//! notification touches five, so written with every batch they were half the pages of each
+//! commit (`docs/PERFORMANCE.md`, eighth step). The entries stay the record: held
+//! notifications that a crash loses are derived again from the entries after the highest
+//! one stored when the writer next starts. PostgreSQL, where several instances append to
+//! one log, writes them in the batch's own transaction.
+//!
 //! Checkpoints are signed by one instance at a time: the holder of a PostgreSQL advisory
 //! lock on a dedicated connection (released when that connection dies, so another instance
 //! takes over). SQLite has a single writer process, which always signs. The log's Ed25519 key
@@ -20,7 +30,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +40,7 @@ use tokio::sync::oneshot;
 
 use super::stored::{DbNodes, node_rows};
 use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
+use crate::notify::NewNotification;
 use crate::store::audit::{self as rows, CheckpointRow, EntryRow};
 use crate::store::{Backend, DbConn, Store, StoreError, write_tx};
 
@@ -37,6 +48,12 @@ use crate::store::{Backend, DbConn, Store, StoreError, write_tx};
 pub const MAX_BATCH: usize = 4096;
 /// Entries that may wait for the writer before callers are refused (back-pressure).
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// Longest a held notification waits to be written (SQLite).
+pub const NOTICE_DELAY: Duration = Duration::from_millis(25);
+/// Most notifications held before they are written with the next batch (SQLite).
+pub const NOTICE_BATCH: usize = 512;
+/// Entries read per step when held notifications lost by a crash are derived again.
+const RECOVERY_CHUNK: i64 = 1_000;
 
 /// Why an entry could not be made durable.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +80,26 @@ struct Pending {
     done: oneshot::Sender<Result<u64, Arc<AuditError>>>,
 }
 
+/// What a caller hands the writer. Nearly every job is an entry, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    /// An entry to make durable.
+    Append(Pending),
+    /// Write every held notification, then answer.
+    Flush(Flushed),
+}
+
+/// Told when the held notifications are written.
+type Flushed = oneshot::Sender<Result<(), Arc<AuditError>>>;
+
 /// The handle requests use to append entries.
 pub struct AuditLog {
-    sender: SyncSender<Pending>,
+    sender: SyncSender<Job>,
     health: Arc<WriterHealth>,
     counts: CommitCounts,
     announced: Arc<AtomicUsize>,
+    /// Notifications of durable entries the writer holds, not yet written.
+    held: Arc<AtomicUsize>,
 }
 
 /// An entry a request under way will append: while any is held, the writer may wait for it
@@ -150,6 +181,16 @@ impl AuditLog {
     /// Starts the writer thread on `store`; `commit_wait` is how long it may hold a batch
     /// open for announced entries (zero: never).
     pub fn start(store: Store, commit_wait: Duration) -> std::io::Result<AuditLog> {
+        AuditLog::start_holding(store, commit_wait, NOTICE_DELAY)
+    }
+
+    /// [`AuditLog::start`], holding notifications (SQLite) for up to `notice_delay` instead
+    /// of [`NOTICE_DELAY`] (zero: never held).
+    pub fn start_holding(
+        store: Store,
+        commit_wait: Duration,
+        notice_delay: Duration,
+    ) -> std::io::Result<AuditLog> {
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let health = Arc::new(WriterHealth {
             alive: AtomicBool::new(true),
@@ -158,12 +199,16 @@ impl AuditLog {
         let guard = AliveGuard(health.clone());
         let counts = CommitCounts::new().map_err(std::io::Error::other)?;
         let announced = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
+            holds_notices: store.backend() == Backend::Sqlite && !notice_delay.is_zero(),
             store,
             receiver,
             counts: counts.clone(),
             announced: announced.clone(),
+            held: held.clone(),
             commit_wait,
+            notice_delay,
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -173,6 +218,7 @@ impl AuditLog {
             health,
             counts,
             announced,
+            held,
         })
     }
 
@@ -221,7 +267,7 @@ impl AuditLog {
         // The writer has nothing more to wait for from this request. Ended before the
         // hand-over, so that a writer woken by this very entry does not wait for it.
         drop(announced);
-        match self.sender.try_send(Pending { entry, done }) {
+        match self.sender.try_send(Job::Append(Pending { entry, done })) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
@@ -236,14 +282,88 @@ impl AuditLog {
             Err(_) => Err(AuditError::Unavailable),
         }
     }
+
+    /// Waits until the notifications of every entry made durable so far are written, so
+    /// that a read of a feed that follows finds them. At once when the writer holds none
+    /// (always on PostgreSQL): the writer counts what it holds before it tells any request
+    /// that its entry is durable, so no answer sent before this call is missed.
+    pub async fn flush_notices(&self) -> Result<(), AuditError> {
+        if self.held.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        if self.sender.try_send(Job::Flush(done)).is_err() {
+            return Err(AuditError::Unavailable);
+        }
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(cause)) => Err(AuditError::Batch(cause)),
+            Err(_) => Err(AuditError::Unavailable),
+        }
+    }
+}
+
+/// Notifications of committed entries, held to be written with a later batch.
+#[derive(Default)]
+struct Held {
+    notices: Vec<NewNotification>,
+    /// When the oldest was taken.
+    since: Option<Instant>,
+}
+
+impl Held {
+    /// How long until the held notifications must be written, when held for up to
+    /// `delay`; `None` when none are held.
+    fn due_in(&self, delay: Duration) -> Option<Duration> {
+        let since = self.since?;
+        if self.notices.len() >= NOTICE_BATCH {
+            return Some(Duration::ZERO);
+        }
+        Some(delay.saturating_sub(since.elapsed()))
+    }
+
+    fn is_due(&self, delay: Duration) -> bool {
+        self.due_in(delay).is_some_and(|left| left.is_zero())
+    }
+
+    fn add(&mut self, notices: Vec<NewNotification>) {
+        if !notices.is_empty() && self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+        self.notices.extend(notices);
+    }
+
+    fn clear(&mut self) {
+        self.notices.clear();
+        self.since = None;
+    }
+}
+
+/// Where the notifications a batch's entries call for go.
+#[derive(Clone, Copy)]
+enum Notices<'a> {
+    /// Into the batch's own transaction.
+    WithBatch,
+    /// Back to the writer, to be held. With `write`, the `held` ones go into the batch's
+    /// transaction with the batch's own, and none come back.
+    Held {
+        held: &'a [NewNotification],
+        write: bool,
+    },
 }
 
 /// The writer thread's side.
 struct Writer {
     store: Store,
-    receiver: Receiver<Pending>,
+    receiver: Receiver<Job>,
     counts: CommitCounts,
     announced: Arc<AtomicUsize>,
+    /// Whether notifications are held (SQLite) rather than written with their batch.
+    holds_notices: bool,
+    /// The count [`AuditLog::flush_notices`] reads.
+    held: Arc<AtomicUsize>,
+    /// Longest a notification is held ([`NOTICE_DELAY`]).
+    notice_delay: Duration,
     /// How long a batch may be held open for announced entries.
     commit_wait: Duration,
 }
@@ -253,9 +373,38 @@ impl Writer {
         let health = alive.0.clone();
         let mut frontier: Option<Frontier> = None;
         let mut own = OwnConnection::default();
-        while let Ok(first) = self.receiver.recv() {
-            let batch = self.gather(first);
+        let mut held = Held::default();
+        if self.holds_notices {
+            self.recover_notices(&mut own);
+        }
+        loop {
+            let first = match held.due_in(self.notice_delay) {
+                None => self.receiver.recv().ok(),
+                Some(left) => match self.receiver.recv_timeout(left) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.write_held(&mut own, &mut held, Vec::new());
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(first) = first else { break };
+            let (batch, flushes) = self.gather(first);
+            if batch.is_empty() {
+                self.write_held(&mut own, &mut held, flushes);
+                continue;
+            }
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+            let write_held = !flushes.is_empty() || held.is_due(self.notice_delay);
+            let notices = if self.holds_notices {
+                Notices::Held {
+                    held: &held.notices,
+                    write: write_held,
+                }
+            } else {
+                Notices::WithBatch
+            };
             health
                 .busy_since
                 .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
@@ -263,7 +412,7 @@ impl Writer {
             // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
             let cached = frontier.take();
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                own.with(&self.store, |conn| commit(conn, cached, entries))
+                own.with(&self.store, |conn| commit(conn, cached, entries, notices))
             }))
             .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
             health.busy_since.store(0, Ordering::SeqCst);
@@ -272,47 +421,145 @@ impl Writer {
                 own.forget();
             }
             match committed {
-                Ok((next, first_seq)) => {
+                Ok((next, first_seq, kept)) => {
                     frontier = Some(next);
+                    if self.holds_notices && write_held {
+                        held.clear();
+                    }
+                    held.add(kept);
+                    // Counted before any request hears that its entry is durable.
+                    self.held.store(held.notices.len(), Ordering::SeqCst);
                     self.counts.commits.inc();
                     self.counts.entries.inc_by(batch.len() as u64);
                     for (i, p) in batch.into_iter().enumerate() {
                         let _ = p.done.send(Ok(first_seq + i as u64));
                     }
+                    for flush in flushes {
+                        let _ = flush.send(Ok(()));
+                    }
                 }
                 Err(e) => {
-                    // The frontier is rebuilt from storage on the next batch.
+                    // The frontier is rebuilt from storage on the next batch; the held
+                    // notifications stay held.
                     let cause = Arc::new(e);
                     for p in batch {
                         let _ = p.done.send(Err(cause.clone()));
                     }
+                    for flush in flushes {
+                        let _ = flush.send(Err(cause.clone()));
+                    }
                 }
+            }
+        }
+        // Every handle is gone. What cannot be written now is derived again at the next start.
+        self.write_held(&mut own, &mut held, Vec::new());
+    }
+
+    /// Writes the held notifications in a transaction of their own, and answers `flushes`.
+    fn write_held(&self, own: &mut OwnConnection, held: &mut Held, flushes: Vec<Flushed>) {
+        let written = if held.notices.is_empty() {
+            Ok(())
+        } else {
+            own.with(&self.store, |conn| {
+                write_tx(conn, |conn| {
+                    Ok(crate::notify::enqueue(conn, &held.notices)?)
+                })
+            })
+        };
+        match written {
+            Ok(()) => {
+                held.clear();
+                self.held.store(0, Ordering::SeqCst);
+                for flush in flushes {
+                    let _ = flush.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                own.forget();
+                tracing::error!(error = %e, held = held.notices.len(), "writing held notifications failed");
+                let cause = Arc::new(e);
+                for flush in flushes {
+                    let _ = flush.send(Err(cause.clone()));
+                }
+            }
+        }
+    }
+
+    /// Derives the notifications of entries committed after the highest one a stored
+    /// notification reports: the ones a crash (or an exit with notifications still held)
+    /// lost. Held notifications are always the newest, so nothing below that one is
+    /// missing. A failure is logged, not fatal: the entries themselves are durable.
+    fn recover_notices(&self, own: &mut OwnConnection) {
+        let recovered = own.with(&self.store, |conn| {
+            let mut after = crate::store::notifications::highest_audit_seq(conn)?.unwrap_or(-1);
+            let mut written = 0;
+            loop {
+                let rows = rows::patient_entries_after(conn, after, RECOVERY_CHUNK)?;
+                let Some(last) = rows.last() else { break };
+                after = last.seq;
+                let notices: Vec<NewNotification> = rows
+                    .iter()
+                    .filter_map(|row| {
+                        serde_json::from_str::<AuditEntry>(&row.body)
+                            .inspect_err(|_| {
+                                tracing::error!(seq = row.seq, "stored audit entry does not parse")
+                            })
+                            .ok()
+                    })
+                    .filter_map(|entry| crate::notify::for_audit_entry(&entry))
+                    .collect();
+                written += notices.len();
+                write_tx(conn, |conn| {
+                    Ok::<_, AuditError>(crate::notify::enqueue(conn, &notices)?)
+                })?;
+            }
+            Ok(written)
+        });
+        match recovered {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                notifications = n,
+                "notifications of entries written before a stop derived again"
+            ),
+            Err(e) => {
+                own.forget();
+                tracing::error!(error = %e, "deriving lost notifications failed");
             }
         }
     }
 
     /// One batch: `first`, every entry already waiting, and while entries are announced,
-    /// those that arrive within the commit wait (counted from `first`).
-    fn gather(&self, first: Pending) -> Vec<Pending> {
+    /// those that arrive within the commit wait (counted from `first`); with the flushes
+    /// asked for meanwhile.
+    fn gather(&self, first: Job) -> (Vec<Pending>, Vec<Flushed>) {
         let started = Instant::now();
-        let mut batch = vec![first];
-        self.drain(&mut batch);
-        while batch.len() < MAX_BATCH && self.announced.load(Ordering::SeqCst) > 0 {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        match first {
+            Job::Append(p) => batch.push(p),
+            Job::Flush(f) => flushes.push(f),
+        }
+        self.drain(&mut batch, &mut flushes);
+        while !batch.is_empty()
+            && batch.len() < MAX_BATCH
+            && self.announced.load(Ordering::SeqCst) > 0
+        {
             let left = self.commit_wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
             std::thread::sleep(left.min(WAIT_STEP));
-            self.drain(&mut batch);
+            self.drain(&mut batch, &mut flushes);
         }
-        batch
+        (batch, flushes)
     }
 
-    /// Moves every waiting entry into `batch`, up to [`MAX_BATCH`].
-    fn drain(&self, batch: &mut Vec<Pending>) {
+    /// Moves every waiting job into `batch` or `flushes`, up to [`MAX_BATCH`] entries.
+    fn drain(&self, batch: &mut Vec<Pending>, flushes: &mut Vec<Flushed>) {
         while batch.len() < MAX_BATCH {
             match self.receiver.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(Job::Append(p)) => batch.push(p),
+                Ok(Job::Flush(f)) => flushes.push(f),
                 Err(_) => break,
             }
         }
@@ -355,12 +602,14 @@ impl OwnConnection {
     }
 }
 
-/// Commits one batch; returns the new frontier and the first sequence assigned.
+/// Commits one batch; returns the new frontier, the first sequence assigned and the
+/// notifications to hold (`notices`).
 fn commit(
     conn: &mut DbConn,
     cached: Option<Frontier>,
     entries: Vec<AuditEntry>,
-) -> Result<(Frontier, u64), AuditError> {
+    notices_go: Notices<'_>,
+) -> Result<(Frontier, u64, Vec<NewNotification>), AuditError> {
     write_tx(conn, |conn| {
         let size = rows::lock_head(conn)?;
         let mut frontier = match cached {
@@ -391,9 +640,16 @@ fn commit(
             });
         }
         rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
-        // The patient's notifications commit with the entries they report, or neither does.
-        crate::notify::enqueue(conn, &notices)?;
-        Ok((frontier, first))
+        match notices_go {
+            // The patient's notifications commit with the entries they report, or neither does.
+            Notices::WithBatch => crate::notify::enqueue(conn, &notices)?,
+            Notices::Held { held, write: true } => {
+                crate::notify::enqueue(conn, held)?;
+                crate::notify::enqueue(conn, &notices)?;
+            }
+            Notices::Held { write: false, .. } => return Ok((frontier, first, notices)),
+        }
+        Ok((frontier, first, Vec::new()))
     })
 }
 

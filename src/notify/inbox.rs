@@ -74,6 +74,9 @@ pub async fn feed(
     query: &FeedQuery,
 ) -> Result<FeedPage, DomainError> {
     authorize(by, patient, Allowed::PatientOrOperator)?;
+    // Notifications the audit writer still holds are written first: an answer already
+    // sent to a recipient is in the feed read after it.
+    gateway.audit.flush_notices().await?;
     let page = FeedQuery {
         patient_id: patient.as_str().to_string(),
         limit: query.limit + 1,

@@ -516,7 +516,7 @@ fn finish(conn: &mut DbConn, commit: bool) -> diesel::QueryResult<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod outage_tests {

@@ -176,6 +176,14 @@ fn with_webhook(conn: &mut DbConn, patients: &[&str]) -> Result<Vec<String>, Sto
     Ok(hooked)
 }
 
+/// The highest audit sequence a stored notification reports, if any does.
+pub fn highest_audit_seq(conn: &mut DbConn) -> Result<Option<i64>, StoreError> {
+    use diesel::dsl::max;
+    Ok(notifications::table
+        .select(max(notifications::audit_seq))
+        .first::<Option<i64>>(conn)?)
+}
+
 /// The notification reporting an access request, if one was written.
 pub fn by_access_request(
     conn: &mut DbConn,

@@ -14,13 +14,14 @@ fn one_connection() -> DatabaseSettings {
         connect_timeout_secs: 5,
         sqlite_busy_timeout_ms: 500,
         audit_commit_wait_us: 0,
+        audit_notice_delay_ms: 25,
         sqlite_inline_reads: true,
         migrate_on_start: false,
     }
 }
 
 /// A migrated store on SQLite, and on PostgreSQL when a test server is configured.
-fn stores(dir: &std::path::Path) -> Vec<(Store, Option<String>)> {
+pub(crate) fn stores(dir: &std::path::Path) -> Vec<(Store, Option<String>)> {
     let mut out = Vec::new();
     let sqlite = Store::open_target(DatabaseTarget::Sqlite(dir.join("cg.db")), &one_connection())
         .expect("sqlite store");
@@ -173,7 +174,7 @@ fn run_read_stays_on_the_callers_thread_only_on_sqlite_with_a_free_connection() 
     );
 }
 
-fn drop_database(store: Store, pg_name: Option<String>) {
+pub(crate) fn drop_database(store: Store, pg_name: Option<String>) {
     drop(store);
     if let (Some(name), Ok(admin)) = (pg_name, std::env::var("CONSENTGATE_TEST_POSTGRES_URL"))
         && let Ok(mut conn) = diesel::PgConnection::establish(&admin)

@@ -74,6 +74,8 @@ async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
     for entry in entries {
         seqs.push(log.record(entry).await.expect("entry is durable"));
     }
+    // This writer's held notifications (SQLite) go with it; the app's feed cannot flush them.
+    log.flush_notices().await.expect("notifications written");
     seqs
 }
 
@@ -742,7 +744,71 @@ async fn recipient_reads_reach_the_feed(backend: Backend) {
     assert!(!feed.to_string().contains("unconscious"));
 }
 
+/// On SQLite the audit writer holds notifications (`database.audit_notice_delay_ms`, here
+/// ten seconds, so only the feed's read can write them in time): a clinician's answered
+/// read is in the patient's feed read right after it all the same. PostgreSQL writes the
+/// notification with its entry.
+async fn a_held_notification_is_in_the_feed_read_right_after(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        &[("CONSENTGATE__DATABASE__AUDIT_NOTICE_DELAY_MS", "10000")],
+    )
+    .await
+    else {
+        return;
+    };
+    post_transaction(&app, vec![
+        entry("Patient", "dora", json!({})),
+        entry("Observation", "d1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/dora"}})),
+    ])
+    .await;
+    let dora = app.patient_token("dora");
+    let treatment = consent("dora", permit("Organization/clinic", "TREAT"));
+    let (status, created) = app
+        .send_as(&dora, Method::POST, "/fhir/Consent", Some(&treatment))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (clinic, token) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let (status, _) = call(&app, &token, Method::GET, "/fhir/Observation/d1", None).await;
+    assert_eq!(status, 200);
+
+    let stored = {
+        let store = Store::open(&app.settings).expect("store opens");
+        let mut conn = store.conn().expect("connection");
+        rows::unread_count(&mut conn, "dora").expect("count")
+    };
+    let expected_stored = match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    };
+    assert_eq!(stored, expected_stored, "{backend:?}: held until asked for");
+
+    let (status, feed) = call(
+        &app,
+        &dora,
+        Method::GET,
+        "/api/v1/patients/dora/notifications",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{feed}");
+    assert_eq!(kinds(&feed), vec!["disclosure"], "{feed}");
+    assert_eq!(
+        feed["notifications"][0]["summary"]["client_id"],
+        json!(clinic)
+    );
+    assert_eq!(feed["unread"], json!(1), "{feed}");
+}
+
 both_backends!(
+    a_held_notification_is_in_the_feed_read_right_after,
     recipient_reads_reach_the_feed,
     feed_tells_the_patient,
     webhook_is_signed_and_retried,
