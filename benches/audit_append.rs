@@ -14,6 +14,9 @@
 //! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`. Set
 //! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes),
 //! and `AUDIT_CENSUS_ENTRIES` to make the batch census longer (20,000 entries by default).
+//! `AUDIT_NOTICE_DELAY_MS` is how long the writer holds the patients' notifications of the
+//! entries (the server's `database.audit_notice_delay_ms`, 25 by default; 0 writes them
+//! with their own batch).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -90,6 +93,16 @@ fn entry(i: u64) -> AuditEntry {
     }
 }
 
+/// How long the writer holds notifications (`AUDIT_NOTICE_DELAY_MS`).
+fn notice_delay() -> Duration {
+    Duration::from_millis(
+        std::env::var("AUDIT_NOTICE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(25),
+    )
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,7 +113,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn appends(c: &mut Criterion) {
     let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer starts");
+    let log = AuditLog::start_holding(store.clone(), Duration::ZERO, notice_delay())
+        .expect("writer starts");
     let rt = runtime();
 
     let mut group = c.benchmark_group("audit_append");
@@ -135,7 +149,8 @@ fn appends(c: &mut Criterion) {
 fn announced_writers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start(store, Duration::from_millis(1)).expect("writer starts");
+    let log = AuditLog::start_holding(store, Duration::from_millis(1), notice_delay())
+        .expect("writer starts");
     let mut group = c.benchmark_group("audit_append_announced");
     group
         .throughput(Throughput::Elements(1))

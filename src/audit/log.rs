@@ -50,8 +50,11 @@ pub const MAX_BATCH: usize = 4096;
 pub const QUEUE_CAPACITY: usize = 65_536;
 /// Longest a held notification waits to be written (SQLite).
 pub const NOTICE_DELAY: Duration = Duration::from_millis(25);
-/// Most notifications held before they are written with the next batch (SQLite).
-pub const NOTICE_BATCH: usize = 512;
+/// Most notifications held before they are written with the next batch (SQLite). Under
+/// load this, not the delay, decides: the batch that writes them waits for their inserts
+/// (about 6 µs each here), so a few dozen at a time keep that wait to a fraction of a
+/// millisecond while the notifications' b-trees are touched by one commit in several.
+pub const NOTICE_BATCH: usize = 64;
 /// Entries read per step when held notifications lost by a crash are derived again.
 const RECOVERY_CHUNK: i64 = 1_000;
 
@@ -421,21 +424,26 @@ impl Writer {
                 own.forget();
             }
             match committed {
-                Ok((next, first_seq, kept)) => {
-                    frontier = Some(next);
-                    if self.holds_notices && write_held {
+                Ok(done) => {
+                    frontier = Some(done.frontier);
+                    if done.held_written {
                         held.clear();
                     }
-                    held.add(kept);
+                    held.add(done.kept);
                     // Counted before any request hears that its entry is durable.
                     self.held.store(held.notices.len(), Ordering::SeqCst);
                     self.counts.commits.inc();
                     self.counts.entries.inc_by(batch.len() as u64);
                     for (i, p) in batch.into_iter().enumerate() {
-                        let _ = p.done.send(Ok(first_seq + i as u64));
+                        let _ = p.done.send(Ok(done.first + i as u64));
                     }
-                    for flush in flushes {
-                        let _ = flush.send(Ok(()));
+                    if self.holds_notices && write_held && !done.held_written {
+                        // Refused with the batch: written apart, one at a time if need be.
+                        self.write_held(&mut own, &mut held, flushes);
+                    } else {
+                        for flush in flushes {
+                            let _ = flush.send(Ok(()));
+                        }
                     }
                 }
                 Err(e) => {
@@ -456,33 +464,67 @@ impl Writer {
     }
 
     /// Writes the held notifications in a transaction of their own, and answers `flushes`.
+    /// If the database refuses them, they are written one at a time: one it refuses for
+    /// good (a constraint: a bug, or a notification another process wrote) is dropped and
+    /// logged by its entry's sequence, so that it cannot hold the others back; one that
+    /// fails otherwise (the database unavailable) stays held for the next try.
     fn write_held(&self, own: &mut OwnConnection, held: &mut Held, flushes: Vec<Flushed>) {
-        let written = if held.notices.is_empty() {
-            Ok(())
-        } else {
-            own.with(&self.store, |conn| {
+        let mut failure = None;
+        if !held.notices.is_empty() {
+            let all = own.with(&self.store, |conn| {
                 write_tx(conn, |conn| {
                     Ok(crate::notify::enqueue(conn, &held.notices)?)
                 })
-            })
-        };
-        match written {
-            Ok(()) => {
-                held.clear();
-                self.held.store(0, Ordering::SeqCst);
-                for flush in flushes {
-                    let _ = flush.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                own.forget();
-                tracing::error!(error = %e, held = held.notices.len(), "writing held notifications failed");
-                let cause = Arc::new(e);
-                for flush in flushes {
-                    let _ = flush.send(Err(cause.clone()));
+            });
+            match all {
+                Ok(()) => held.clear(),
+                Err(e) => {
+                    own.forget();
+                    tracing::error!(error = %e, held = held.notices.len(), "writing held notifications failed; one at a time");
+                    failure = self.write_singly(own, held).err();
                 }
             }
         }
+        self.held.store(held.notices.len(), Ordering::SeqCst);
+        let answer = match failure {
+            None => Ok(()),
+            Some(e) => Err(Arc::new(e)),
+        };
+        for flush in flushes {
+            let _ = flush.send(answer.clone());
+        }
+    }
+
+    /// [`Writer::write_held`]'s fallback: each notification in a transaction of its own.
+    /// The first failure that leaves notifications held, if any.
+    fn write_singly(&self, own: &mut OwnConnection, held: &mut Held) -> Result<(), AuditError> {
+        let mut kept = Vec::new();
+        let mut failure = Ok(());
+        for notice in std::mem::take(&mut held.notices) {
+            let one = std::slice::from_ref(&notice);
+            let written = own.with(&self.store, |conn| {
+                write_tx(conn, |conn| Ok(crate::notify::enqueue(conn, one)?))
+            });
+            match written {
+                Ok(()) => {}
+                Err(e) if refused(&e) => {
+                    tracing::error!(error = %e, seq = ?notice.audit_seq, kind = notice.kind.as_str(), "notification refused by the database; dropped");
+                }
+                Err(e) => {
+                    own.forget();
+                    kept.push(notice);
+                    if failure.is_ok() {
+                        failure = Err(e);
+                    }
+                }
+            }
+        }
+        if kept.is_empty() {
+            held.clear();
+        } else {
+            held.notices = kept;
+        }
+        failure
     }
 
     /// Derives the notifications of entries committed after the highest one a stored
@@ -602,14 +644,25 @@ impl OwnConnection {
     }
 }
 
-/// Commits one batch; returns the new frontier, the first sequence assigned and the
-/// notifications to hold (`notices`).
+/// A committed batch.
+struct Committed {
+    /// The tree after it.
+    frontier: Frontier,
+    /// The sequence of its first entry.
+    first: u64,
+    /// Its entries' notifications, to hold.
+    kept: Vec<NewNotification>,
+    /// Whether the held notifications (and its own) were written with it.
+    held_written: bool,
+}
+
+/// Commits one batch; the notifications its entries call for go where `notices_go` says.
 fn commit(
     conn: &mut DbConn,
     cached: Option<Frontier>,
     entries: Vec<AuditEntry>,
     notices_go: Notices<'_>,
-) -> Result<(Frontier, u64, Vec<NewNotification>), AuditError> {
+) -> Result<Committed, AuditError> {
     write_tx(conn, |conn| {
         let size = rows::lock_head(conn)?;
         let mut frontier = match cached {
@@ -640,17 +693,65 @@ fn commit(
             });
         }
         rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
+        let mut done = Committed {
+            frontier,
+            first,
+            kept: Vec::new(),
+            held_written: false,
+        };
         match notices_go {
             // The patient's notifications commit with the entries they report, or neither does.
             Notices::WithBatch => crate::notify::enqueue(conn, &notices)?,
-            Notices::Held { held, write: true } => {
-                crate::notify::enqueue(conn, held)?;
-                crate::notify::enqueue(conn, &notices)?;
+            Notices::Held { held, write: true } if write_within(conn, held, &notices)? => {
+                done.held_written = true;
             }
-            Notices::Held { write: false, .. } => return Ok((frontier, first, notices)),
+            Notices::Held { .. } => done.kept = notices,
         }
-        Ok((frontier, first, Vec::new()))
+        Ok(done)
     })
+}
+
+/// Writes `held` and then `own` inside the batch's transaction, under a savepoint: if the
+/// database refuses them, they alone are rolled back (and stay held), and the batch's
+/// entries commit all the same. Whether they were written.
+fn write_within(
+    conn: &mut DbConn,
+    held: &[NewNotification],
+    own: &[NewNotification],
+) -> Result<bool, AuditError> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SAVEPOINT held_notices")
+        .execute(conn)
+        .map_err(StoreError::from)?;
+    let written =
+        crate::notify::enqueue(conn, held).and_then(|()| crate::notify::enqueue(conn, own));
+    if let Err(e) = &written {
+        tracing::error!(error = %e, held = held.len(), "held notifications refused; the batch commits without them");
+        diesel::sql_query("ROLLBACK TO held_notices")
+            .execute(conn)
+            .map_err(StoreError::from)?;
+    }
+    diesel::sql_query("RELEASE held_notices")
+        .execute(conn)
+        .map_err(StoreError::from)?;
+    Ok(written.is_ok())
+}
+
+/// Whether the database refuses a write for good: a constraint, not the database's state.
+fn refused(e: &AuditError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        AuditError::Store(
+            StoreError::Conflict
+                | StoreError::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ForeignKeyViolation
+                        | DatabaseErrorKind::CheckViolation
+                        | DatabaseErrorKind::NotNullViolation,
+                    _,
+                ))
+        )
+    )
 }
 
 /// The frontier of the stored tree at `size`.

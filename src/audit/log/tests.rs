@@ -236,7 +236,11 @@ fn notifications_a_crash_lost_are_derived_again_from_the_entries_when_the_writer
         })
         .collect();
     let mut conn = store.dedicated().expect("connection");
-    let (_, from, dropped) = commit(
+    let Committed {
+        first: from,
+        kept: dropped,
+        ..
+    } = commit(
         &mut conn,
         None,
         lost,
@@ -274,4 +278,89 @@ fn notifications_a_crash_lost_are_derived_again_from_the_entries_when_the_writer
     }
     rt.block_on(log.flush_notices()).expect("flushed");
     assert_eq!(notices_of(&store, next).len(), 1);
+}
+
+/// Another notification of the same entry already stored: the database refuses the held one
+/// for good (the once-per-entry index).
+fn poison(store: &Store, seq: u64) {
+    let mut notice = crate::notify::for_audit_entry(&{
+        let mut e = disclosure("clin", "p9", false);
+        e.sequence = seq;
+        e
+    })
+    .expect("a disclosure");
+    notice.summary = serde_json::json!({"written": "elsewhere"});
+    let mut conn = store.conn().expect("connection");
+    write_tx(&mut conn, |conn| crate::notify::enqueue(conn, &[notice])).expect("written");
+}
+
+#[test]
+fn a_held_notification_the_database_refuses_holds_back_neither_the_entries_nor_the_others() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open_target(
+        DatabaseTarget::Sqlite(dir.path().join("cg.db")),
+        &one_pooled_connection(),
+    )
+    .expect("store");
+    store.migrate().expect("migrations apply");
+    let rt = runtime();
+
+    // In their own transaction (a flush): the refused one is dropped, the other written.
+    let log = AuditLog::start_holding(store.clone(), Duration::ZERO, Duration::from_secs(3600))
+        .expect("writer");
+    let refused = rt
+        .block_on(log.record(disclosure("clin", "p1", false)))
+        .expect("durable");
+    let fine = rt
+        .block_on(log.record(disclosure("clin", "p2", false)))
+        .expect("durable");
+    poison(&store, refused);
+    rt.block_on(log.flush_notices())
+        .expect("what can be written is");
+    assert_eq!(log.held.load(Ordering::SeqCst), 0, "nothing left held");
+    assert_eq!(notices_of(&store, fine).len(), 1);
+    let kept = notices_of(&store, refused);
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0].summary.contains("elsewhere"),
+        "the stored one stays"
+    );
+    drop(log);
+
+    // Inside a batch: the savepoint rolls back the notifications alone; the entries commit.
+    let mut conn = store.dedicated().expect("connection");
+    let size = crate::store::audit::size(&mut conn).expect("size");
+    let mut refused_notice = crate::notify::for_audit_entry(&{
+        let mut e = disclosure("clin", "p3", false);
+        e.sequence = fine;
+        e
+    })
+    .expect("a disclosure");
+    refused_notice.summary = serde_json::json!({"again": true});
+    let done = commit(
+        &mut conn,
+        None,
+        vec![disclosure("clin", "p4", false)],
+        Notices::Held {
+            held: &[refused_notice],
+            write: true,
+        },
+    )
+    .expect("the batch commits");
+    assert!(!done.held_written);
+    assert_eq!(done.first, size);
+    assert_eq!(
+        done.kept.len(),
+        1,
+        "the batch's own notification comes back to be held"
+    );
+    assert_eq!(
+        crate::store::audit::size(&mut conn).expect("size"),
+        size + 1
+    );
+    assert!(
+        notices_of(&store, size).is_empty(),
+        "rolled back with the refused one"
+    );
+    assert!(!notices_of(&store, fine)[0].summary.contains("again"));
 }
