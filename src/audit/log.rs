@@ -377,8 +377,9 @@ impl Writer {
         let mut frontier: Option<Frontier> = None;
         let mut own = OwnConnection::default();
         let mut held = Held::default();
-        if self.holds_notices {
-            self.recover_notices(&mut own);
+        // On SQLite whether holding now or not: a crash may have lost what was held before.
+        if self.store.backend() == Backend::Sqlite {
+            self.recover_notices(&mut own, &mut held);
         }
         loop {
             let first = match held.due_in(self.notice_delay) {
@@ -530,43 +531,54 @@ impl Writer {
     /// Derives the notifications of entries committed after the highest one a stored
     /// notification reports: the ones a crash (or an exit with notifications still held)
     /// lost. Held notifications are always the newest, so nothing below that one is
-    /// missing. A failure is logged, not fatal: the entries themselves are durable.
-    fn recover_notices(&self, own: &mut OwnConnection) {
-        let recovered = own.with(&self.store, |conn| {
-            let mut after = crate::store::notifications::highest_audit_seq(conn)?.unwrap_or(-1);
-            let mut written = 0;
-            loop {
-                let rows = rows::patient_entries_after(conn, after, RECOVERY_CHUNK)?;
-                let Some(last) = rows.last() else { break };
-                after = last.seq;
-                let notices: Vec<NewNotification> = rows
-                    .iter()
-                    .filter_map(|row| {
-                        serde_json::from_str::<AuditEntry>(&row.body)
-                            .inspect_err(|_| {
-                                tracing::error!(seq = row.seq, "stored audit entry does not parse")
-                            })
-                            .ok()
-                    })
-                    .filter_map(|entry| crate::notify::for_audit_entry(&entry))
-                    .collect();
-                written += notices.len();
-                write_tx(conn, |conn| {
-                    Ok::<_, AuditError>(crate::notify::enqueue(conn, &notices)?)
-                })?;
-            }
-            Ok(written)
-        });
-        match recovered {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                notifications = n,
-                "notifications of entries written before a stop derived again"
-            ),
+    /// missing. They are written as held ones are ([`Writer::write_held`]); what cannot be
+    /// written yet stays in `held`. A failure to read is logged, not fatal: the entries
+    /// themselves are durable.
+    fn recover_notices(&self, own: &mut OwnConnection, held: &mut Held) {
+        let mut after = match own.with(&self.store, |conn| {
+            Ok(crate::store::notifications::highest_audit_seq(conn)?)
+        }) {
+            Ok(highest) => highest.unwrap_or(-1),
             Err(e) => {
                 own.forget();
                 tracing::error!(error = %e, "deriving lost notifications failed");
+                return;
             }
+        };
+        let mut derived = 0;
+        loop {
+            let rows = match own.with(&self.store, |conn| {
+                Ok(rows::patient_entries_after(conn, after, RECOVERY_CHUNK)?)
+            }) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    own.forget();
+                    tracing::error!(error = %e, "deriving lost notifications failed");
+                    break;
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            let notices: Vec<NewNotification> = rows
+                .iter()
+                .filter_map(|row| {
+                    serde_json::from_str::<AuditEntry>(&row.body)
+                        .inspect_err(|_| {
+                            tracing::error!(seq = row.seq, "stored audit entry does not parse")
+                        })
+                        .ok()
+                })
+                .filter_map(|entry| crate::notify::for_audit_entry(&entry))
+                .collect();
+            derived += notices.len();
+            held.add(notices);
+            self.write_held(own, held, Vec::new());
+        }
+        if derived > 0 {
+            tracing::warn!(
+                notifications = derived,
+                "notifications of entries written before a stop derived again"
+            );
         }
     }
 
