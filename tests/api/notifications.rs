@@ -670,34 +670,42 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     drop(pg);
 }
 
-/// End to end through the API: a consented clinician's read and an emergency (break-glass)
-/// read of carol's record each reach carol's feed.
-async fn recipient_reads_reach_the_feed(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
-    post_transaction(&app, vec![
-        entry("Patient", "carol", json!({})),
-        entry("Observation", "c1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/carol"}})),
+/// `patient` with one Observation `observation` and a consent for `Organization/clinic`'s
+/// treatment, and a clinic's clinician client that has read the Observation. Returns the
+/// patient's token and the client's id.
+async fn clinic_reads(app: &TestApp, patient: &str, observation: &str) -> (String, String) {
+    post_transaction(app, vec![
+        entry("Patient", patient, json!({})),
+        entry("Observation", observation, json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{patient}")}})),
     ])
     .await;
-    let carol = app.patient_token("carol");
-    let treatment = consent("carol", permit("Organization/clinic", "TREAT"));
+    let token = app.patient_token(patient);
+    let treatment = consent(patient, permit("Organization/clinic", "TREAT"));
     let (status, created) = app
-        .send_as(&carol, Method::POST, "/fhir/Consent", Some(&treatment))
+        .send_as(&token, Method::POST, "/fhir/Consent", Some(&treatment))
         .await;
     assert_eq!(status, 201, "{created}");
-
-    let (clinic, token) = client(
-        &app,
+    let (clinic, clinician) = client(
+        app,
         "clinician",
         acts_as("Organization/clinic"),
         "TREAT",
         None,
     )
     .await;
-    let (status, _) = call(&app, &token, Method::GET, "/fhir/Observation/c1", None).await;
+    let path = format!("/fhir/Observation/{observation}");
+    let (status, _) = call(app, &clinician, Method::GET, &path, None).await;
     assert_eq!(status, 200);
+    (token, clinic)
+}
+
+/// End to end through the API: a consented clinician's read and an emergency (break-glass)
+/// read of carol's record each reach carol's feed.
+async fn recipient_reads_reach_the_feed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (carol, clinic) = clinic_reads(&app, "carol", "c1").await;
     let (er, emergency) = client(
         &app,
         "clinician",
@@ -757,27 +765,7 @@ async fn a_held_notification_is_in_the_feed_read_right_after(backend: Backend) {
     else {
         return;
     };
-    post_transaction(&app, vec![
-        entry("Patient", "dora", json!({})),
-        entry("Observation", "d1", json!({"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/dora"}})),
-    ])
-    .await;
-    let dora = app.patient_token("dora");
-    let treatment = consent("dora", permit("Organization/clinic", "TREAT"));
-    let (status, created) = app
-        .send_as(&dora, Method::POST, "/fhir/Consent", Some(&treatment))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let (clinic, token) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
-    let (status, _) = call(&app, &token, Method::GET, "/fhir/Observation/d1", None).await;
-    assert_eq!(status, 200);
+    let (dora, clinic) = clinic_reads(&app, "dora", "d1").await;
 
     let stored = {
         let store = Store::open(&app.settings).expect("store opens");

@@ -22,6 +22,17 @@ fn one_pooled_connection() -> DatabaseSettings {
     }
 }
 
+/// A migrated SQLite store in `dir` with one pooled connection.
+fn sqlite_store(dir: &std::path::Path) -> Store {
+    let store = Store::open_target(
+        DatabaseTarget::Sqlite(dir.join("cg.db")),
+        &one_pooled_connection(),
+    )
+    .expect("store");
+    store.migrate().expect("migrations apply");
+    store
+}
+
 fn entry(request_id: &str) -> AuditEntry {
     AuditEntry::new(AuditAction::Read, AuditOutcome::Success, request_id.into())
 }
@@ -34,12 +45,7 @@ fn committed(store: &Store) -> u64 {
 #[test]
 fn the_sqlite_writer_commits_on_its_own_connection_and_recovers_from_a_failed_batch() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open_target(
-        DatabaseTarget::Sqlite(dir.path().join("cg.db")),
-        &one_pooled_connection(),
-    )
-    .expect("store");
-    store.migrate().expect("migrations apply");
+    let store = sqlite_store(dir.path());
     let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -199,12 +205,7 @@ fn notifications_are_held_on_sqlite_until_due_flushed_or_the_writer_ends_and_wri
 #[test]
 fn notifications_a_crash_lost_are_derived_again_from_the_entries_when_the_writer_starts() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open_target(
-        DatabaseTarget::Sqlite(dir.path().join("cg.db")),
-        &one_pooled_connection(),
-    )
-    .expect("store");
-    store.migrate().expect("migrations apply");
+    let store = sqlite_store(dir.path());
     let rt = runtime();
 
     // Entry 0's notification was written; the writer then committed entries 1 to 4 and
@@ -280,16 +281,19 @@ fn notifications_a_crash_lost_are_derived_again_from_the_entries_when_the_writer
     assert_eq!(notices_of(&store, next).len(), 1);
 }
 
+/// A disclosure notification of entry `seq` with `summary`.
+fn notice_of(seq: u64, summary: serde_json::Value) -> NewNotification {
+    let mut entry = disclosure("clin", "p9", false);
+    entry.sequence = seq;
+    let mut notice = crate::notify::for_audit_entry(&entry).expect("a disclosure");
+    notice.summary = summary;
+    notice
+}
+
 /// Another notification of the same entry already stored: the database refuses the held one
 /// for good (the once-per-entry index).
 fn poison(store: &Store, seq: u64) {
-    let mut notice = crate::notify::for_audit_entry(&{
-        let mut e = disclosure("clin", "p9", false);
-        e.sequence = seq;
-        e
-    })
-    .expect("a disclosure");
-    notice.summary = serde_json::json!({"written": "elsewhere"});
+    let notice = notice_of(seq, serde_json::json!({"written": "elsewhere"}));
     let mut conn = store.conn().expect("connection");
     write_tx(&mut conn, |conn| crate::notify::enqueue(conn, &[notice])).expect("written");
 }
@@ -297,12 +301,7 @@ fn poison(store: &Store, seq: u64) {
 #[test]
 fn a_held_notification_the_database_refuses_holds_back_neither_the_entries_nor_the_others() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open_target(
-        DatabaseTarget::Sqlite(dir.path().join("cg.db")),
-        &one_pooled_connection(),
-    )
-    .expect("store");
-    store.migrate().expect("migrations apply");
+    let store = sqlite_store(dir.path());
     let rt = runtime();
 
     // In their own transaction (a flush): the refused one is dropped, the other written.
@@ -330,13 +329,7 @@ fn a_held_notification_the_database_refuses_holds_back_neither_the_entries_nor_t
     // Inside a batch: the savepoint rolls back the notifications alone; the entries commit.
     let mut conn = store.dedicated().expect("connection");
     let size = crate::store::audit::size(&mut conn).expect("size");
-    let mut refused_notice = crate::notify::for_audit_entry(&{
-        let mut e = disclosure("clin", "p3", false);
-        e.sequence = fine;
-        e
-    })
-    .expect("a disclosure");
-    refused_notice.summary = serde_json::json!({"again": true});
+    let refused_notice = notice_of(fine, serde_json::json!({"again": true}));
     let done = commit(
         &mut conn,
         None,
