@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use consentgate::audit::log::AuditLog;
+use consentgate::audit::log::{AuditLog, NOTICE_DELAY};
 use consentgate::audit::stored::{DbNodes, node_rows};
 use consentgate::audit::{AuditAction, AuditEntry, AuditOutcome, Frontier, leaf_hash};
 use consentgate::config::Settings;
@@ -93,14 +93,12 @@ fn entry(i: u64) -> AuditEntry {
     }
 }
 
-/// How long the writer holds notifications (`AUDIT_NOTICE_DELAY_MS`).
+/// How long the writer holds notifications (`AUDIT_NOTICE_DELAY_MS`; the writer's default).
 fn notice_delay() -> Duration {
-    Duration::from_millis(
-        std::env::var("AUDIT_NOTICE_DELAY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(25),
-    )
+    std::env::var("AUDIT_NOTICE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(NOTICE_DELAY, Duration::from_millis)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -400,11 +400,11 @@ impl Writer {
                 continue;
             }
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-            let write_held = !flushes.is_empty() || held.is_due(self.notice_delay);
+            let due = !flushes.is_empty() || held.is_due(self.notice_delay);
             let notices = if self.holds_notices {
                 Notices::Held {
                     held: &held.notices,
-                    write: write_held,
+                    write: due,
                 }
             } else {
                 Notices::WithBatch
@@ -438,7 +438,7 @@ impl Writer {
                     for (i, p) in batch.into_iter().enumerate() {
                         let _ = p.done.send(Ok(done.first + i as u64));
                     }
-                    if self.holds_notices && write_held && !done.held_written {
+                    if self.holds_notices && due && !done.held_written {
                         // Refused with the batch: written apart, one at a time if need be.
                         self.write_held(&mut own, &mut held, flushes);
                     } else {
@@ -535,29 +535,34 @@ impl Writer {
     /// written yet stays in `held`. A failure to read is logged, not fatal: the entries
     /// themselves are durable.
     fn recover_notices(&self, own: &mut OwnConnection, held: &mut Held) {
-        let mut after = match own.with(&self.store, |conn| {
-            Ok(crate::store::notifications::highest_audit_seq(conn)?)
-        }) {
-            Ok(highest) => highest.unwrap_or(-1),
+        match self.derive_lost(own, held) {
+            Ok(0) => {}
+            Ok(derived) => tracing::warn!(
+                notifications = derived,
+                "notifications of entries written before a stop derived again"
+            ),
             Err(e) => {
                 own.forget();
                 tracing::error!(error = %e, "deriving lost notifications failed");
-                return;
             }
-        };
+        }
+    }
+
+    /// [`Writer::recover_notices`]' reads, a chunk of entries at a time; how many
+    /// notifications were derived.
+    fn derive_lost(&self, own: &mut OwnConnection, held: &mut Held) -> Result<usize, AuditError> {
+        let highest = own.with(&self.store, |conn| {
+            Ok(crate::store::notifications::highest_audit_seq(conn)?)
+        })?;
+        let mut after = highest.unwrap_or(-1);
         let mut derived = 0;
         loop {
-            let rows = match own.with(&self.store, |conn| {
+            let rows = own.with(&self.store, |conn| {
                 Ok(rows::patient_entries_after(conn, after, RECOVERY_CHUNK)?)
-            }) {
-                Ok(rows) => rows,
-                Err(e) => {
-                    own.forget();
-                    tracing::error!(error = %e, "deriving lost notifications failed");
-                    break;
-                }
+            })?;
+            let Some(last) = rows.last() else {
+                return Ok(derived);
             };
-            let Some(last) = rows.last() else { break };
             after = last.seq;
             let notices: Vec<NewNotification> = rows
                 .iter()
@@ -573,12 +578,6 @@ impl Writer {
             derived += notices.len();
             held.add(notices);
             self.write_held(own, held, Vec::new());
-        }
-        if derived > 0 {
-            tracing::warn!(
-                notifications = derived,
-                "notifications of entries written before a stop derived again"
-            );
         }
     }
 
@@ -749,20 +748,12 @@ fn write_within(
     Ok(written.is_ok())
 }
 
-/// Whether the database refuses a write for good: a constraint, not the database's state.
+/// Whether the database refuses a write for good: the store's classification says the
+/// failure is about the write (a constraint, a conflict), not the database's availability.
 fn refused(e: &AuditError) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
     matches!(
         e,
-        AuditError::Store(
-            StoreError::Conflict
-                | StoreError::Query(Error::DatabaseError(
-                    DatabaseErrorKind::ForeignKeyViolation
-                        | DatabaseErrorKind::CheckViolation
-                        | DatabaseErrorKind::NotNullViolation,
-                    _,
-                ))
-        )
+        AuditError::Store(StoreError::Conflict | StoreError::Query(_))
     )
 }
 
