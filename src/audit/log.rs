@@ -472,12 +472,7 @@ impl Writer {
     fn write_held(&self, own: &mut OwnConnection, held: &mut Held, flushes: Vec<Flushed>) {
         let mut failure = None;
         if !held.notices.is_empty() {
-            let all = own.with(&self.store, |conn| {
-                write_tx(conn, |conn| {
-                    Ok(crate::notify::enqueue(conn, &held.notices)?)
-                })
-            });
-            match all {
+            match self.write_apart(own, &held.notices) {
                 Ok(()) => held.clear(),
                 Err(e) => {
                     own.forget();
@@ -502,11 +497,7 @@ impl Writer {
         let mut kept = Vec::new();
         let mut failure = Ok(());
         for notice in std::mem::take(&mut held.notices) {
-            let one = std::slice::from_ref(&notice);
-            let written = own.with(&self.store, |conn| {
-                write_tx(conn, |conn| Ok(crate::notify::enqueue(conn, one)?))
-            });
-            match written {
+            match self.write_apart(own, std::slice::from_ref(&notice)) {
                 Ok(()) => {}
                 Err(e) if refused(&e) => {
                     tracing::error!(error = %e, seq = ?notice.audit_seq, kind = notice.kind.as_str(), "notification refused by the database; dropped");
@@ -526,6 +517,17 @@ impl Writer {
             held.notices = kept;
         }
         failure
+    }
+
+    /// Writes `notices` in a transaction of their own.
+    fn write_apart(
+        &self,
+        own: &mut OwnConnection,
+        notices: &[NewNotification],
+    ) -> Result<(), AuditError> {
+        own.with(&self.store, |conn| {
+            write_tx(conn, |conn| Ok(crate::notify::enqueue(conn, notices)?))
+        })
     }
 
     /// Derives the notifications of entries committed after the highest one a stored
@@ -554,18 +556,20 @@ impl Writer {
         let highest = own.with(&self.store, |conn| {
             Ok(crate::store::notifications::highest_audit_seq(conn)?)
         })?;
-        let mut after = highest.unwrap_or(-1);
+        let mut from = highest.map_or(0, |seq| seq as u64 + 1);
         let mut derived = 0;
         loop {
             let rows = own.with(&self.store, |conn| {
-                Ok(rows::patient_entries_after(conn, after, RECOVERY_CHUNK)?)
+                Ok(rows::entries_from(conn, from, RECOVERY_CHUNK)?)
             })?;
             let Some(last) = rows.last() else {
                 return Ok(derived);
             };
-            after = last.seq;
+            from = last.seq as u64 + 1;
             let notices: Vec<NewNotification> = rows
                 .iter()
+                // Only an entry about a patient can call for a notification.
+                .filter(|row| row.patient_id.is_some())
                 .filter_map(|row| {
                     serde_json::from_str::<AuditEntry>(&row.body)
                         .inspect_err(|_| {
@@ -713,10 +717,13 @@ fn commit(
         match notices_go {
             // The patient's notifications commit with the entries they report, or neither does.
             Notices::WithBatch => crate::notify::enqueue(conn, &notices)?,
-            Notices::Held { held, write: true } if write_within(conn, held, &notices)? => {
-                done.held_written = true;
+            Notices::Held { held, write: true } => {
+                done.held_written = write_within(conn, held, &notices)?;
+                if !done.held_written {
+                    done.kept = notices;
+                }
             }
-            Notices::Held { .. } => done.kept = notices,
+            Notices::Held { write: false, .. } => done.kept = notices,
         }
         Ok(done)
     })

@@ -174,21 +174,6 @@ pub fn entries_from(conn: &mut DbConn, from: u64, limit: i64) -> Result<Vec<Entr
         .load(conn)?)
 }
 
-/// Entries about a patient after sequence `after` (exclusive), at most `limit`, in order:
-/// the entries that may call for a patient notification (`notify::for_audit_entry`).
-pub fn patient_entries_after(
-    conn: &mut DbConn,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<EntryRow>, StoreError> {
-    Ok(audit_entries::table
-        .filter(audit_entries::seq.gt(after))
-        .filter(audit_entries::patient_id.is_not_null())
-        .order(audit_entries::seq.asc())
-        .limit(limit)
-        .load(conn)?)
-}
-
 /// Filters for the entries of one patient.
 #[derive(Debug, Clone, Default)]
 pub struct PatientEntries {
