@@ -90,12 +90,16 @@ fn identifying(patient: &Value) -> Identifying {
     out
 }
 
-/// Whether `digits` occurs in `text` with no digit either side.
+/// Whether `digits` occurs in `text` as a token of its own: no letter or digit either side
+/// (`"02139"`, `MA 02139`, `02139-4307`). A run inside a longer token is not a ZIP code
+/// left: the export's pseudonyms are hex, and one in about forty exports holds a ZIP's five
+/// digits between two letters by chance (`ebf26b98053ee…` holds 98053).
 fn has_bounded_number(text: &str, digits: &str) -> bool {
     text.match_indices(digits).any(|(at, _)| {
         let before = text[..at].chars().next_back();
         let after = text[at + digits.len()..].chars().next();
-        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+        !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
     })
 }
 
