@@ -14,14 +14,11 @@
 //! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`. Set
 //! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes),
 //! and `AUDIT_CENSUS_ENTRIES` to make the batch census longer (20,000 entries by default).
-//! `AUDIT_NOTICE_DELAY_MS` is how long the writer holds the patients' notifications of the
-//! entries (the server's `database.audit_notice_delay_ms`, 25 by default; 0 writes them
-//! with their own batch).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use consentgate::audit::log::{AuditLog, NOTICE_DELAY};
+use consentgate::audit::log::AuditLog;
 use consentgate::audit::stored::{DbNodes, node_rows};
 use consentgate::audit::{AuditAction, AuditEntry, AuditOutcome, Frontier, leaf_hash};
 use consentgate::config::Settings;
@@ -93,14 +90,6 @@ fn entry(i: u64) -> AuditEntry {
     }
 }
 
-/// How long the writer holds notifications (`AUDIT_NOTICE_DELAY_MS`; the writer's default).
-fn notice_delay() -> Duration {
-    std::env::var("AUDIT_NOTICE_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(NOTICE_DELAY, Duration::from_millis)
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,8 +100,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn appends(c: &mut Criterion) {
     let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start_holding(store.clone(), Duration::ZERO, notice_delay())
-        .expect("writer starts");
+    let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer starts");
     let rt = runtime();
 
     let mut group = c.benchmark_group("audit_append");
@@ -147,8 +135,7 @@ fn appends(c: &mut Criterion) {
 fn announced_writers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let dir = bench_dir();
     let store = sqlite_store(dir.path());
-    let log = AuditLog::start_holding(store, Duration::from_millis(1), notice_delay())
-        .expect("writer starts");
+    let log = AuditLog::start(store, Duration::from_millis(1)).expect("writer starts");
     let mut group = c.benchmark_group("audit_append_announced");
     group
         .throughput(Throughput::Elements(1))
@@ -368,6 +355,7 @@ fn build(
             client_id: e.client_id.clone(),
             patient_id: e.patient_id.clone(),
             body: String::from_utf8(bytes).expect("UTF-8"),
+            notice: None,
         });
     }
     (entries, nodes)

@@ -191,10 +191,6 @@ pub struct DatabaseSettings {
     /// Microseconds the audit writer may hold a batch open for entries that requests under
     /// way have announced (0: commit at once); see `audit::log`.
     pub audit_commit_wait_us: u64,
-    /// On SQLite, milliseconds the audit writer may hold the patient notifications of
-    /// durable entries before writing them with a later batch (0: with their own batch);
-    /// a read of the feed writes them first. See `audit::log`.
-    pub audit_notice_delay_ms: u64,
     /// On SQLite, run a request's short read-only trip on the request's own worker thread
     /// when a pooled connection is free, instead of handing it to a blocking thread; see
     /// `Store::run_read`.
@@ -453,14 +449,6 @@ impl Settings {
         }
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
-        }
-        // Held notifications are a batch's worth of rows; a patient's feed never waits on
-        // them, a webhook does.
-        if self.database.audit_notice_delay_ms > 10_000 {
-            return invalid(
-                "database.audit_notice_delay_ms",
-                "must be between 0 and 10000",
-            );
         }
         self.database_target()?;
         if !(1024..=1 << 30).contains(&self.limits.max_body_bytes) {
@@ -838,8 +826,8 @@ mod tests {
                 "server.max_inflight_body_bytes",
             ),
             (
-                &[("CONSENTGATE__DATABASE__AUDIT_NOTICE_DELAY_MS", "10001")],
-                "database.audit_notice_delay_ms",
+                &[("CONSENTGATE__DATABASE__AUDIT_NOTICE_DELAY_MS", "25")],
+                "audit_notice_delay_ms",
             ),
         ];
         for (vars, key) in cases {

@@ -73,10 +73,9 @@ impl Application {
         let checkpoints =
             CheckpointSigner::open(&settings.data_path(&settings.auth.key_dir), &origin)
                 .context("loading the audit log key")?;
-        let audit = AuditLog::start_holding(
+        let audit = AuditLog::start(
             store.clone(),
             Duration::from_micros(settings.database.audit_commit_wait_us),
-            Duration::from_millis(settings.database.audit_notice_delay_ms),
         )
         .context("starting the audit writer")?;
         let guard = crate::net::OutboundGuard::from_settings(&settings.outbound)?;

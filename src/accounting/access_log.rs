@@ -269,6 +269,7 @@ pub(super) mod tests {
                 client_id: entry.client_id.clone(),
                 patient_id: entry.patient_id.clone(),
                 body: serde_json::to_string(&entry).unwrap(),
+                notice: None,
             },
             entry,
         };

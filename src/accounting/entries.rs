@@ -126,6 +126,7 @@ mod tests {
             client_id: "c1".into(),
             patient_id: Some("p1".into()),
             body,
+            notice: None,
         }
     }
 

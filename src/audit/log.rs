@@ -11,15 +11,12 @@
 //! the whole batch durable; only then does any waiting request learn its sequence, so a
 //! response that carries patient data is never sent before its entry is durable.
 //!
-//! On SQLite the writer holds the patient notifications its entries call for
-//! (`notify::for_audit_entry`) and writes them with a later batch, at most [`NOTICE_DELAY`]
-//! or [`NOTICE_BATCH`] notifications later, or at once when a feed is about to be read
-//! ([`AuditLog::flush_notices`]): each b-tree a commit touches costs it pages, and a
-//! notification touches five, so written with every batch they were half the pages of each
-//! commit (`docs/PERFORMANCE.md`, eighth step). The entries stay the record: held
-//! notifications that a crash loses are derived again from the entries after the highest
-//! one stored when the writer next starts. PostgreSQL, where several instances append to
-//! one log, writes them in the batch's own transaction.
+//! The writer also stores, with each entry, the kind of patient notification it calls for
+//! (`notify::kind_of`, the `notice` column): the notifications themselves are derived from
+//! the entries when a feed or the webhook worker reads them, so a disclosure costs the
+//! commit no notification row (`docs/NOTIFICATIONS.md`; `docs/PERFORMANCE.md`, tenth step).
+//! Entries written before that change, after the last notification then stored, get their
+//! `notice` once, when the writer first starts (`Writer::derive_legacy_notices`).
 //!
 //! Checkpoints are signed by one instance at a time: the holder of a PostgreSQL advisory
 //! lock on a dedicated connection (released when that connection dies, so another instance
@@ -30,7 +27,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,23 +37,17 @@ use tokio::sync::oneshot;
 
 use super::stored::{DbNodes, node_rows};
 use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
-use crate::notify::NewNotification;
 use crate::store::audit::{self as rows, CheckpointRow, EntryRow};
+use crate::store::notifications as notices;
 use crate::store::{Backend, DbConn, Store, StoreError, write_tx};
 
 /// Most entries committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
 /// Entries that may wait for the writer before callers are refused (back-pressure).
 pub const QUEUE_CAPACITY: usize = 65_536;
-/// Longest a held notification waits to be written (SQLite).
-pub const NOTICE_DELAY: Duration = Duration::from_millis(25);
-/// Most notifications held before they are written with the next batch (SQLite). Under
-/// load this, not the delay, decides: the batch that writes them waits for their inserts
-/// (about 6 µs each here), so a few dozen at a time keep that wait to a fraction of a
-/// millisecond while the notifications' b-trees are touched by one commit in several.
-pub const NOTICE_BATCH: usize = 64;
-/// Entries read per step when held notifications lost by a crash are derived again.
-const RECOVERY_CHUNK: i64 = 1_000;
+/// Entries read per step when the notices of entries written before they were stored with
+/// the entries are derived.
+const LEGACY_CHUNK: i64 = 1_000;
 
 /// Why an entry could not be made durable.
 #[derive(Debug, thiserror::Error)]
@@ -83,26 +74,12 @@ struct Pending {
     done: oneshot::Sender<Result<u64, Arc<AuditError>>>,
 }
 
-/// What a caller hands the writer. Nearly every job is an entry, so it is not boxed.
-#[allow(clippy::large_enum_variant)]
-enum Job {
-    /// An entry to make durable.
-    Append(Pending),
-    /// Write every held notification, then answer.
-    Flush(Flushed),
-}
-
-/// Told when the held notifications are written.
-type Flushed = oneshot::Sender<Result<(), Arc<AuditError>>>;
-
 /// The handle requests use to append entries.
 pub struct AuditLog {
-    sender: SyncSender<Job>,
+    sender: SyncSender<Pending>,
     health: Arc<WriterHealth>,
     counts: CommitCounts,
     announced: Arc<AtomicUsize>,
-    /// Notifications of durable entries the writer holds, not yet written.
-    held: Arc<AtomicUsize>,
 }
 
 /// An entry a request under way will append: while any is held, the writer may wait for it
@@ -184,16 +161,6 @@ impl AuditLog {
     /// Starts the writer thread on `store`; `commit_wait` is how long it may hold a batch
     /// open for announced entries (zero: never).
     pub fn start(store: Store, commit_wait: Duration) -> std::io::Result<AuditLog> {
-        AuditLog::start_holding(store, commit_wait, NOTICE_DELAY)
-    }
-
-    /// [`AuditLog::start`], holding notifications (SQLite) for up to `notice_delay` instead
-    /// of [`NOTICE_DELAY`] (zero: never held).
-    pub fn start_holding(
-        store: Store,
-        commit_wait: Duration,
-        notice_delay: Duration,
-    ) -> std::io::Result<AuditLog> {
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let health = Arc::new(WriterHealth {
             alive: AtomicBool::new(true),
@@ -202,16 +169,12 @@ impl AuditLog {
         let guard = AliveGuard(health.clone());
         let counts = CommitCounts::new().map_err(std::io::Error::other)?;
         let announced = Arc::new(AtomicUsize::new(0));
-        let held = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
-            holds_notices: store.backend() == Backend::Sqlite && !notice_delay.is_zero(),
             store,
             receiver,
             counts: counts.clone(),
             announced: announced.clone(),
-            held: held.clone(),
             commit_wait,
-            notice_delay,
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -221,7 +184,6 @@ impl AuditLog {
             health,
             counts,
             announced,
-            held,
         })
     }
 
@@ -270,7 +232,7 @@ impl AuditLog {
         // The writer has nothing more to wait for from this request. Ended before the
         // hand-over, so that a writer woken by this very entry does not wait for it.
         drop(announced);
-        match self.sender.try_send(Job::Append(Pending { entry, done })) {
+        match self.sender.try_send(Pending { entry, done }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
@@ -285,88 +247,14 @@ impl AuditLog {
             Err(_) => Err(AuditError::Unavailable),
         }
     }
-
-    /// Waits until the notifications of every entry made durable so far are written, so
-    /// that a read of a feed that follows finds them. At once when the writer holds none
-    /// (always on PostgreSQL): the writer counts what it holds before it tells any request
-    /// that its entry is durable, so no answer sent before this call is missed.
-    pub async fn flush_notices(&self) -> Result<(), AuditError> {
-        if self.held.load(Ordering::SeqCst) == 0 {
-            return Ok(());
-        }
-        let (done, wait) = oneshot::channel();
-        if self.sender.try_send(Job::Flush(done)).is_err() {
-            return Err(AuditError::Unavailable);
-        }
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(cause)) => Err(AuditError::Batch(cause)),
-            Err(_) => Err(AuditError::Unavailable),
-        }
-    }
-}
-
-/// Notifications of committed entries, held to be written with a later batch.
-#[derive(Default)]
-struct Held {
-    notices: Vec<NewNotification>,
-    /// When the oldest was taken.
-    since: Option<Instant>,
-}
-
-impl Held {
-    /// How long until the held notifications must be written, when held for up to
-    /// `delay`; `None` when none are held.
-    fn due_in(&self, delay: Duration) -> Option<Duration> {
-        let since = self.since?;
-        if self.notices.len() >= NOTICE_BATCH {
-            return Some(Duration::ZERO);
-        }
-        Some(delay.saturating_sub(since.elapsed()))
-    }
-
-    fn is_due(&self, delay: Duration) -> bool {
-        self.due_in(delay).is_some_and(|left| left.is_zero())
-    }
-
-    fn add(&mut self, notices: Vec<NewNotification>) {
-        if !notices.is_empty() && self.since.is_none() {
-            self.since = Some(Instant::now());
-        }
-        self.notices.extend(notices);
-    }
-
-    fn clear(&mut self) {
-        self.notices.clear();
-        self.since = None;
-    }
-}
-
-/// Where the notifications a batch's entries call for go.
-#[derive(Clone, Copy)]
-enum Notices<'a> {
-    /// Into the batch's own transaction.
-    WithBatch,
-    /// Back to the writer, to be held. With `write`, the `held` ones go into the batch's
-    /// transaction with the batch's own, and none come back.
-    Held {
-        held: &'a [NewNotification],
-        write: bool,
-    },
 }
 
 /// The writer thread's side.
 struct Writer {
     store: Store,
-    receiver: Receiver<Job>,
+    receiver: Receiver<Pending>,
     counts: CommitCounts,
     announced: Arc<AtomicUsize>,
-    /// Whether notifications are held (SQLite) rather than written with their batch.
-    holds_notices: bool,
-    /// The count [`AuditLog::flush_notices`] reads.
-    held: Arc<AtomicUsize>,
-    /// Longest a notification is held ([`NOTICE_DELAY`]).
-    notice_delay: Duration,
     /// How long a batch may be held open for announced entries.
     commit_wait: Duration,
 }
@@ -376,39 +264,10 @@ impl Writer {
         let health = alive.0.clone();
         let mut frontier: Option<Frontier> = None;
         let mut own = OwnConnection::default();
-        let mut held = Held::default();
-        // On SQLite whether holding now or not: a crash may have lost what was held before.
-        if self.store.backend() == Backend::Sqlite {
-            self.recover_notices(&mut own, &mut held);
-        }
-        loop {
-            let first = match held.due_in(self.notice_delay) {
-                None => self.receiver.recv().ok(),
-                Some(left) => match self.receiver.recv_timeout(left) {
-                    Ok(job) => Some(job),
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.write_held(&mut own, &mut held, Vec::new());
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => None,
-                },
-            };
-            let Some(first) = first else { break };
-            let (batch, flushes) = self.gather(first);
-            if batch.is_empty() {
-                self.write_held(&mut own, &mut held, flushes);
-                continue;
-            }
+        self.derive_legacy_notices(&mut own);
+        while let Ok(first) = self.receiver.recv() {
+            let batch = self.gather(first);
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-            let due = !flushes.is_empty() || held.is_due(self.notice_delay);
-            let notices = if self.holds_notices {
-                Notices::Held {
-                    held: &held.notices,
-                    write: due,
-                }
-            } else {
-                Notices::WithBatch
-            };
             health
                 .busy_since
                 .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
@@ -416,207 +275,105 @@ impl Writer {
             // transaction rolled back (`write_tx`) and the frontier is rebuilt from storage.
             let cached = frontier.take();
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                own.with(&self.store, |conn| commit(conn, cached, entries, notices))
+                own.with(&self.store, |conn| commit(conn, cached, entries))
             }))
             .unwrap_or_else(|_| Err(AuditError::Tree("the batch commit panicked".into())));
             health.busy_since.store(0, Ordering::SeqCst);
-            if committed.is_err() {
-                // Whatever state the connection was left in goes with it.
-                own.forget();
-            }
             match committed {
                 Ok(done) => {
                     frontier = Some(done.frontier);
-                    if done.held_written {
-                        held.clear();
-                    }
-                    held.add(done.kept);
-                    // Counted before any request hears that its entry is durable.
-                    self.held.store(held.notices.len(), Ordering::SeqCst);
                     self.counts.commits.inc();
                     self.counts.entries.inc_by(batch.len() as u64);
                     for (i, p) in batch.into_iter().enumerate() {
                         let _ = p.done.send(Ok(done.first + i as u64));
                     }
-                    if self.holds_notices && due && !done.held_written {
-                        // Refused with the batch: written apart, one at a time if need be.
-                        self.write_held(&mut own, &mut held, flushes);
-                    } else {
-                        for flush in flushes {
-                            let _ = flush.send(Ok(()));
-                        }
-                    }
                 }
                 Err(e) => {
-                    // The frontier is rebuilt from storage on the next batch; the held
-                    // notifications stay held.
+                    // Whatever state the connection was left in goes with it; the frontier
+                    // is rebuilt from storage on the next batch.
+                    own.forget();
                     let cause = Arc::new(e);
                     for p in batch {
                         let _ = p.done.send(Err(cause.clone()));
                     }
-                    for flush in flushes {
-                        let _ = flush.send(Err(cause.clone()));
+                }
+            }
+        }
+    }
+
+    /// Stores the notice of each entry written before notices were stored with the entries,
+    /// after the last notification then stored (`notification_derivation.legacy_from` to
+    /// `legacy_to`): the earlier writer held those notifications in memory, and a crash lost
+    /// them. Notifications stored before are in the feed as they were. A chunk at a time,
+    /// each with the range moved on, so an interrupted start resumes; once done, the range
+    /// is empty and this is one read. A failure is logged, not fatal (the entries are
+    /// durable), and tried again at the next start.
+    fn derive_legacy_notices(&self, own: &mut OwnConnection) {
+        let derived = own.with(&self.store, |conn| {
+            let mut derived = 0;
+            loop {
+                let step = write_tx(conn, |conn| {
+                    let (from, to) = notices::legacy_range(conn)?;
+                    if from >= to {
+                        return Ok::<_, AuditError>(None);
                     }
-                }
-            }
-        }
-        // Every handle is gone. What cannot be written now is derived again at the next start.
-        self.write_held(&mut own, &mut held, Vec::new());
-    }
-
-    /// Writes the held notifications in a transaction of their own, and answers `flushes`.
-    /// If the database refuses them, they are written one at a time: one it refuses for
-    /// good (a constraint: a bug, or a notification another process wrote) is dropped and
-    /// logged by its entry's sequence, so that it cannot hold the others back; one that
-    /// fails otherwise (the database unavailable) stays held for the next try.
-    fn write_held(&self, own: &mut OwnConnection, held: &mut Held, flushes: Vec<Flushed>) {
-        let mut failure = None;
-        if !held.notices.is_empty() {
-            match self.write_apart(own, &held.notices) {
-                Ok(()) => held.clear(),
-                Err(e) => {
-                    own.forget();
-                    tracing::error!(error = %e, held = held.notices.len(), "writing held notifications failed; one at a time");
-                    failure = self.write_singly(own, held).err();
-                }
-            }
-        }
-        self.held.store(held.notices.len(), Ordering::SeqCst);
-        let answer = match failure {
-            None => Ok(()),
-            Some(e) => Err(Arc::new(e)),
-        };
-        for flush in flushes {
-            let _ = flush.send(answer.clone());
-        }
-    }
-
-    /// [`Writer::write_held`]'s fallback: each notification in a transaction of its own.
-    /// The first failure that leaves notifications held, if any.
-    fn write_singly(&self, own: &mut OwnConnection, held: &mut Held) -> Result<(), AuditError> {
-        let mut kept = Vec::new();
-        let mut failure = Ok(());
-        for notice in std::mem::take(&mut held.notices) {
-            match self.write_apart(own, std::slice::from_ref(&notice)) {
-                Ok(()) => {}
-                Err(e) if refused(&e) => {
-                    tracing::error!(error = %e, seq = ?notice.audit_seq, kind = notice.kind.as_str(), "notification refused by the database; dropped");
-                }
-                Err(e) => {
-                    own.forget();
-                    kept.push(notice);
-                    if failure.is_ok() {
-                        failure = Err(e);
+                    let chunk = rows::entries_from(conn, from as u64, LEGACY_CHUNK.min(to - from))?;
+                    let mut found = 0;
+                    for row in chunk.iter().filter(|row| row.patient_id.is_some()) {
+                        let Ok(entry) = serde_json::from_str::<AuditEntry>(&row.body) else {
+                            tracing::error!(seq = row.seq, "stored audit entry does not parse");
+                            continue;
+                        };
+                        if let Some(kind) = crate::notify::kind_of(&entry) {
+                            notices::set_notice(conn, row.seq, kind.as_str())?;
+                            found += 1;
+                        }
                     }
+                    let reached = chunk.last().map_or(to, |row| row.seq + 1);
+                    notices::set_legacy_from(conn, reached.min(to))?;
+                    Ok(Some(found))
+                })?;
+                match step {
+                    Some(found) => derived += found,
+                    None => return Ok(derived),
                 }
             }
-        }
-        if kept.is_empty() {
-            held.clear();
-        } else {
-            held.notices = kept;
-        }
-        failure
-    }
-
-    /// Writes `notices` in a transaction of their own.
-    fn write_apart(
-        &self,
-        own: &mut OwnConnection,
-        notices: &[NewNotification],
-    ) -> Result<(), AuditError> {
-        own.with(&self.store, |conn| {
-            write_tx(conn, |conn| Ok(crate::notify::enqueue(conn, notices)?))
-        })
-    }
-
-    /// Derives the notifications of entries committed after the highest one a stored
-    /// notification reports: the ones a crash (or an exit with notifications still held)
-    /// lost. Held notifications are always the newest, so nothing below that one is
-    /// missing. They are written as held ones are ([`Writer::write_held`]); what cannot be
-    /// written yet stays in `held`. A failure to read is logged, not fatal: the entries
-    /// themselves are durable.
-    fn recover_notices(&self, own: &mut OwnConnection, held: &mut Held) {
-        match self.derive_lost(own, held) {
+        });
+        match derived {
             Ok(0) => {}
             Ok(derived) => tracing::warn!(
                 notifications = derived,
-                "notifications of entries written before a stop derived again"
+                "notifications of entries written before the upgrade, after the last one stored, derived"
             ),
             Err(e) => {
                 own.forget();
-                tracing::error!(error = %e, "deriving lost notifications failed");
+                tracing::error!(error = %e, "deriving the notifications of earlier entries failed");
             }
-        }
-    }
-
-    /// [`Writer::recover_notices`]' reads, a chunk of entries at a time; how many
-    /// notifications were derived.
-    fn derive_lost(&self, own: &mut OwnConnection, held: &mut Held) -> Result<usize, AuditError> {
-        let highest = own.with(&self.store, |conn| {
-            Ok(crate::store::notifications::highest_audit_seq(conn)?)
-        })?;
-        let mut from = highest.map_or(0, |seq| seq as u64 + 1);
-        let mut derived = 0;
-        loop {
-            let rows = own.with(&self.store, |conn| {
-                Ok(rows::entries_from(conn, from, RECOVERY_CHUNK)?)
-            })?;
-            let Some(last) = rows.last() else {
-                return Ok(derived);
-            };
-            from = last.seq as u64 + 1;
-            let notices: Vec<NewNotification> = rows
-                .iter()
-                // Only an entry about a patient can call for a notification.
-                .filter(|row| row.patient_id.is_some())
-                .filter_map(|row| {
-                    serde_json::from_str::<AuditEntry>(&row.body)
-                        .inspect_err(|_| {
-                            tracing::error!(seq = row.seq, "stored audit entry does not parse")
-                        })
-                        .ok()
-                })
-                .filter_map(|entry| crate::notify::for_audit_entry(&entry))
-                .collect();
-            derived += notices.len();
-            held.add(notices);
-            self.write_held(own, held, Vec::new());
         }
     }
 
     /// One batch: `first`, every entry already waiting, and while entries are announced,
-    /// those that arrive within the commit wait (counted from `first`); with the flushes
-    /// asked for meanwhile.
-    fn gather(&self, first: Job) -> (Vec<Pending>, Vec<Flushed>) {
+    /// those that arrive within the commit wait (counted from `first`).
+    fn gather(&self, first: Pending) -> Vec<Pending> {
         let started = Instant::now();
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        match first {
-            Job::Append(p) => batch.push(p),
-            Job::Flush(f) => flushes.push(f),
-        }
-        self.drain(&mut batch, &mut flushes);
-        while !batch.is_empty()
-            && batch.len() < MAX_BATCH
-            && self.announced.load(Ordering::SeqCst) > 0
-        {
+        let mut batch = vec![first];
+        self.drain(&mut batch);
+        while batch.len() < MAX_BATCH && self.announced.load(Ordering::SeqCst) > 0 {
             let left = self.commit_wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
             std::thread::sleep(left.min(WAIT_STEP));
-            self.drain(&mut batch, &mut flushes);
+            self.drain(&mut batch);
         }
-        (batch, flushes)
+        batch
     }
 
-    /// Moves every waiting job into `batch` or `flushes`, up to [`MAX_BATCH`] entries.
-    fn drain(&self, batch: &mut Vec<Pending>, flushes: &mut Vec<Flushed>) {
+    /// Moves every waiting entry into `batch`, up to [`MAX_BATCH`].
+    fn drain(&self, batch: &mut Vec<Pending>) {
         while batch.len() < MAX_BATCH {
             match self.receiver.try_recv() {
-                Ok(Job::Append(p)) => batch.push(p),
-                Ok(Job::Flush(f)) => flushes.push(f),
+                Ok(p) => batch.push(p),
                 Err(_) => break,
             }
         }
@@ -665,18 +422,13 @@ struct Committed {
     frontier: Frontier,
     /// The sequence of its first entry.
     first: u64,
-    /// Its entries' notifications, to hold.
-    kept: Vec<NewNotification>,
-    /// Whether the held notifications (and its own) were written with it.
-    held_written: bool,
 }
 
-/// Commits one batch; the notifications its entries call for go where `notices_go` says.
+/// Commits one batch, each entry with the kind of notification it calls for.
 fn commit(
     conn: &mut DbConn,
     cached: Option<Frontier>,
     entries: Vec<AuditEntry>,
-    notices_go: Notices<'_>,
 ) -> Result<Committed, AuditError> {
     write_tx(conn, |conn| {
         let size = rows::lock_head(conn)?;
@@ -687,7 +439,6 @@ fn commit(
         let first = frontier.size();
         let mut entry_rows = Vec::with_capacity(entries.len());
         let mut nodes = Vec::with_capacity(entries.len() * 2);
-        let mut notices = Vec::new();
         for mut entry in entries {
             entry.sequence = frontier.size();
             let bytes = entry.canonical_bytes();
@@ -696,72 +447,20 @@ fn commit(
                     .append(super::leaf_hash(&bytes))
                     .map_err(|e| AuditError::Tree(e.to_string()))?,
             );
-            notices.extend(crate::notify::for_audit_entry(&entry));
             entry_rows.push(EntryRow {
                 seq: entry.sequence as i64,
                 recorded: entry.recorded_micros,
                 action: entry.action.as_str().to_string(),
                 outcome: entry.outcome.as_str().to_string(),
-                client_id: entry.client_id.clone(),
-                patient_id: entry.patient_id.clone(),
+                notice: crate::notify::kind_of(&entry).map(|k| k.as_str().to_string()),
+                client_id: entry.client_id,
+                patient_id: entry.patient_id,
                 body: String::from_utf8(bytes).map_err(|e| AuditError::Tree(e.to_string()))?,
             });
         }
         rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
-        let mut done = Committed {
-            frontier,
-            first,
-            kept: Vec::new(),
-            held_written: false,
-        };
-        match notices_go {
-            // The patient's notifications commit with the entries they report, or neither does.
-            Notices::WithBatch => crate::notify::enqueue(conn, &notices)?,
-            Notices::Held { held, write: true } => {
-                done.held_written = write_within(conn, held, &notices)?;
-                if !done.held_written {
-                    done.kept = notices;
-                }
-            }
-            Notices::Held { write: false, .. } => done.kept = notices,
-        }
-        Ok(done)
+        Ok(Committed { frontier, first })
     })
-}
-
-/// Writes `held` and then `own` inside the batch's transaction, under a savepoint: if the
-/// database refuses them, they alone are rolled back (and stay held), and the batch's
-/// entries commit all the same. Whether they were written.
-fn write_within(
-    conn: &mut DbConn,
-    held: &[NewNotification],
-    own: &[NewNotification],
-) -> Result<bool, AuditError> {
-    use diesel::RunQueryDsl;
-    diesel::sql_query("SAVEPOINT held_notices")
-        .execute(conn)
-        .map_err(StoreError::from)?;
-    let written =
-        crate::notify::enqueue(conn, held).and_then(|()| crate::notify::enqueue(conn, own));
-    if let Err(e) = &written {
-        tracing::error!(error = %e, held = held.len(), "held notifications refused; the batch commits without them");
-        diesel::sql_query("ROLLBACK TO held_notices")
-            .execute(conn)
-            .map_err(StoreError::from)?;
-    }
-    diesel::sql_query("RELEASE held_notices")
-        .execute(conn)
-        .map_err(StoreError::from)?;
-    Ok(written.is_ok())
-}
-
-/// Whether the database refuses a write for good: the store's classification says the
-/// failure is about the write (a constraint, a conflict), not the database's availability.
-fn refused(e: &AuditError) -> bool {
-    matches!(
-        e,
-        AuditError::Store(StoreError::Conflict | StoreError::Query(_))
-    )
 }
 
 /// The frontier of the stored tree at `size`.

@@ -659,6 +659,7 @@ mod tests {
                 client_id: e.client_id.clone(),
                 patient_id: e.patient_id.clone(),
                 body: String::from_utf8(bytes).unwrap(),
+                notice: None,
             };
             rows::append(
                 &mut conn,

@@ -65,7 +65,9 @@ pub struct FeedPage {
     pub next_before: Option<String>,
 }
 
-/// The page of `query` (its `limit` is the page size).
+/// The page of `query` (its `limit` is the page size): the stored notifications and those
+/// derived from the patient's audit entries, merged in id order. Entries are durable before
+/// any answer they record is sent, so an answer a recipient has had is in a feed read after.
 pub async fn feed(
     gateway: &Gateway,
     by: &Principal,
@@ -74,22 +76,27 @@ pub async fn feed(
     query: &FeedQuery,
 ) -> Result<FeedPage, DomainError> {
     authorize(by, patient, Allowed::PatientOrOperator)?;
-    // Notifications the audit writer still holds are written first: an answer already
-    // sent to a recipient is in the feed read after it.
-    gateway.audit.flush_notices().await?;
     let page = FeedQuery {
         patient_id: patient.as_str().to_string(),
         limit: query.limit + 1,
         ..query.clone()
     };
+    let below = query.before.as_deref().map(derived_bound);
     let (mut found, unread) = gateway
         .store
         .run(move |conn| {
-            let found = rows::feed(conn, &page)?;
+            let mut found = rows::feed(conn, &page)?;
+            found.extend(
+                rows::derived_page(conn, &page, below)?
+                    .iter()
+                    .filter_map(|(entry, read_at)| super::derived(entry, *read_at)),
+            );
             let unread = rows::unread_count(conn, &page.patient_id)?;
             Ok::<_, DomainError>((found, unread))
         })
         .await?;
+    // Ids compare as the notifications' order; both sources came newest first.
+    found.sort_unstable_by(|a, b| b.id.cmp(&a.id));
     let more = found.len() as i64 > query.limit;
     found.truncate(query.limit as usize);
     // The patient reading their own feed is not audited; an operator or a delegate is.
@@ -111,6 +118,22 @@ pub async fn feed(
     })
 }
 
+/// The derived notifications below the cursor id `before`, as an exclusive `(recorded,
+/// seq)` bound: a derived id gives its own; any other (a stored notification's UUIDv7)
+/// comes after the derived ids of earlier milliseconds (its first 48 bits) and before those
+/// of its own, whose version nibble, 8, is higher. The API checked it is a UUID.
+fn derived_bound(before: &str) -> (i64, i64) {
+    let Ok(id) = uuid::Uuid::parse_str(before) else {
+        return (i64::MIN, i64::MIN);
+    };
+    if let Some(bound) = super::parse_derived_id(&id) {
+        return bound;
+    }
+    let mut millis = [0u8; 8];
+    millis[2..].copy_from_slice(&id.as_bytes()[..6]);
+    (i64::from_be_bytes(millis) * 1000, 0)
+}
+
 /// Marks notification `id` read (idempotent: the first time is kept); the patient only.
 pub async fn mark_read(
     gateway: &Gateway,
@@ -125,16 +148,22 @@ pub async fn mark_read(
             "the patient has no such notification",
         )
     };
-    let id = uuid::Uuid::parse_str(id)
-        .map_err(|_| unknown())?
-        .hyphenated()
-        .to_string();
+    let id = uuid::Uuid::parse_str(id).map_err(|_| unknown())?;
+    let derived = super::parse_derived_id(&id);
+    let id = id.hyphenated().to_string();
     let patient_id = patient.as_str().to_string();
+    let now = now_micros();
     let row = gateway
         .store
         .run(move |conn| {
             write_tx(conn, |conn| {
-                Ok::<_, DomainError>(rows::mark_read(conn, &patient_id, &id, now_micros())?)
+                let Some(position) = derived else {
+                    return Ok::<_, DomainError>(rows::mark_read(conn, &patient_id, &id, now)?);
+                };
+                Ok(rows::mark_derived_read(conn, &patient_id, position, now)?
+                    .and_then(|(entry, read_at)| super::derived(&entry, Some(read_at)))
+                    // The id names this entry's notification, not another shape of it.
+                    .filter(|row| row.id == id))
             })
         })
         .await?

@@ -2,16 +2,20 @@
 //!
 //! Read `docs/NOTIFICATIONS.md` for the whole design. In short:
 //!
-//! * **Outbox.** A notification is a row in `notifications`, written in the same database
-//!   transaction as the event it reports: [`for_audit_entry`] decides which audit entries
-//!   the patient is told of, and the audit writer's group commit passes them to [`enqueue`];
-//!   the access-request feature calls [`enqueue_access_request`] inside its own transaction.
-//!   Committed together or not at all, a notification is never lost and never written twice.
+//! * **Derived from the audit log.** Every notification but an access request's reports one
+//!   audit entry. The audit writer stores with each entry the kind of notification it calls
+//!   for ([`kind_of`], the entry's `notice` column), in the entry's own row, so a durable
+//!   entry is always told, once; [`derived`] builds the notification from the entry when the
+//!   feed or the webhook worker reads it, with an id made from the entry ([`derived_id`]).
+//! * **Stored.** An access request's notification is a row in `notifications`, written by
+//!   [`enqueue_access_request`] inside the request's own transaction; so are the
+//!   notifications of entries from before derivation, kept as they were.
 //! * **Feed.** The patient reads their notifications (newest first, paged by id) and marks
 //!   them read; [`view`] is the JSON shape the feed and the webhook share.
 //! * **Push.** A patient may register one https webhook ([`webhook`]); each notification
-//!   written while it exists gets a row in `notification_deliveries`, which the
-//!   [`worker::DeliveryWorker`] sends, signed, with retries. Its state lives in the
+//!   of an event after its registration gets a row in `notification_deliveries` (a derived
+//!   one when the worker next looks at the log), which the [`worker::DeliveryWorker`]
+//!   sends, signed, with retries. Its state lives in the
 //!   database, so a restart resumes where it stopped.
 //!
 //! Summaries hold ids and codes only (client, organisation, purpose, resource types and a
@@ -29,6 +33,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::records::dates::{format_instant, now_micros};
+use crate::store::audit::EntryRow;
 use crate::store::notifications::{self as rows, NotificationRow};
 use crate::store::{DbConn, StoreError};
 
@@ -127,44 +132,31 @@ pub struct NewNotification {
 /// disclosure to anyone (see `api::audit::entry_for`).
 const NOT_RECIPIENTS: [&str; 2] = ["patient", "operator"];
 
-/// The notification an audit entry (with its sequence assigned) calls for, if any: a
-/// recipient's successful read, search, export or disclosure of one patient's records is a
-/// `disclosure`, or a `break_glass` when break-the-glass access was claimed. One entry gives
-/// at most one notification; a break-glass one carries the same facts as a disclosure.
+/// The kind of notification an audit entry calls for, if any: a recipient's successful
+/// read, search, export or disclosure of one patient's records is a `disclosure`, or a
+/// `break_glass` when break-the-glass access was claimed. One entry gives at most one
+/// notification.
 ///
-/// A delegate's successful action for the patient is a `delegate_action` naming both (reading
-/// the notification feed itself excepted: the patient sees the feed anyway); naming or ending
-/// a delegation is a `delegation`; each step of an amendment request is an `amendment`.
-/// Each step of a SMART Health Link (made, opened, locked, deactivated) is a `share_link`.
-pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
-    let patient_id = entry.patient_id.as_ref()?;
+/// A delegate's successful action for the patient is a `delegate_action` (reading the
+/// notification feed itself excepted: the patient sees the feed anyway); naming or ending a
+/// delegation is a `delegation`; each step of an amendment request is an `amendment`. Each
+/// step of a SMART Health Link (made, opened, locked, deactivated) is a `share_link`.
+///
+/// The audit writer stores this kind with the entry (`audit_entries.notice`); the feed and the
+/// webhook derive the rest ([`for_audit_entry`]) when they read it. Cheap: no allocation.
+pub fn kind_of(entry: &AuditEntry) -> Option<Kind> {
+    entry.patient_id.as_ref()?;
     if entry.outcome == AuditOutcome::Success
-        && let Some(notice) = about_delegates(entry, patient_id)
+        && let Some(kind) = about_delegates(entry)
     {
-        return notice;
+        return kind;
     }
-    if let Some(link) = entry.detail.get("share_link") {
-        return about_share_link(entry, patient_id, link);
+    if entry.detail.contains_key("share_link") {
+        let locked = entry.detail.get("locked").is_some_and(|v| v == "true");
+        return (entry.outcome == AuditOutcome::Success || locked).then_some(Kind::ShareLink);
     }
     if entry.action == AuditAction::Amend && entry.outcome == AuditOutcome::Success {
-        let mut summary = json!({
-            "step": entry.detail.get("step"),
-            "amendment": entry.detail.get("amendment"),
-            "record": entry.resources.first(),
-        });
-        // An answer names its answerer: the data source's client id, or `operator`.
-        let step = entry.detail.get("step").map(String::as_str);
-        if matches!(step, Some("accepted" | "denied" | "extended")) {
-            summary["answered_by"] = json!(entry.client_id);
-        }
-        return Some(NewNotification {
-            patient_id: patient_id.clone(),
-            kind: Kind::Amendment,
-            created: entry.recorded_micros,
-            audit_seq: Some(entry.sequence),
-            access_request_id: None,
-            summary,
-        });
+        return Some(Kind::Amendment);
     }
     let discloses = matches!(
         entry.action,
@@ -176,114 +168,131 @@ pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
     {
         return None;
     }
-    let kind = if entry.break_glass.is_some() {
+    Some(if entry.break_glass.is_some() {
         Kind::BreakGlass
     } else {
         Kind::Disclosure
-    };
-    let mut types: Vec<&str> = entry
-        .resources
-        .iter()
-        .filter_map(|r| r.split_once('/').map(|(ty, _)| ty))
-        .collect();
-    types.sort_unstable();
-    types.dedup();
-    let mut summary = json!({
-        "action": entry.action.as_str(),
-        "client_id": entry.client_id,
-        "organisation": entry.organisation,
-        "purpose_of_use": entry.purpose_of_use,
-        "resource_types": types,
-        "resource_count": entry.resources.len(),
-        "consents": entry.consents,
-    });
-    if let Some(user) = &entry.user {
-        summary["user"] = json!(user);
+    })
+}
+
+/// The kind of a successful entry about delegates (`Some(None)`: about delegates, but nothing
+/// to tell); `None` when the entry is not about delegates.
+fn about_delegates(entry: &AuditEntry) -> Option<Option<Kind>> {
+    entry.detail.get("delegation")?;
+    if entry.client_id == crate::audit::DELEGATE_CLIENT {
+        let feed = entry
+            .detail
+            .get("view")
+            .is_some_and(|v| v == "notifications");
+        return Some((!feed).then_some(Kind::DelegateAction));
     }
-    if kind == Kind::BreakGlass {
-        // The justification is free text; the patient finds it in the access log.
-        summary["break_glass"] = json!(true);
-    }
+    let names_delegate = matches!(entry.action, AuditAction::Grant | AuditAction::Revoke)
+        && entry
+            .resources
+            .iter()
+            .any(|r| r.starts_with("RelatedPerson/"));
+    names_delegate.then_some(Some(Kind::Delegation))
+}
+
+/// The notification an audit entry (with its sequence assigned) calls for, if any: its kind
+/// ([`kind_of`]) and a summary of ids and codes. A break-glass notification carries the same
+/// facts as a disclosure, and `break_glass: true`.
+pub fn for_audit_entry(entry: &AuditEntry) -> Option<NewNotification> {
+    let kind = kind_of(entry)?;
+    let patient_id = entry.patient_id.as_ref()?;
     Some(NewNotification {
         patient_id: patient_id.clone(),
         kind,
         created: entry.recorded_micros,
         audit_seq: Some(entry.sequence),
         access_request_id: None,
-        summary,
+        summary: summary_of(entry, kind, patient_id),
     })
 }
 
-/// The notification of a successful entry about delegates (`Some(None)`: about delegates,
-/// but nothing to tell); `None` when the entry is not about delegates.
-fn about_delegates(entry: &AuditEntry, patient_id: &str) -> Option<Option<NewNotification>> {
-    let delegation = entry.detail.get("delegation")?;
-    let notice = |kind: Kind, summary: Value| NewNotification {
-        patient_id: patient_id.to_string(),
-        kind,
-        created: entry.recorded_micros,
-        audit_seq: Some(entry.sequence),
-        access_request_id: None,
-        summary,
-    };
-    if entry.client_id == crate::audit::DELEGATE_CLIENT {
-        if entry
-            .detail
-            .get("view")
-            .is_some_and(|v| v == "notifications")
-        {
-            return Some(None);
-        }
-        let mut types: Vec<&str> = entry
-            .resources
-            .iter()
-            .filter_map(|r| r.split_once('/').map(|(ty, _)| ty))
-            .collect();
-        types.sort_unstable();
-        types.dedup();
-        return Some(Some(notice(
-            Kind::DelegateAction,
-            json!({
+/// The summary of `entry`'s notification of `kind`.
+fn summary_of(entry: &AuditEntry, kind: Kind, patient_id: &str) -> Value {
+    let detail = |key: &str| entry.detail.get(key);
+    match kind {
+        Kind::DelegateAction => json!({
+            "action": entry.action.as_str(),
+            "delegate": entry.user,
+            "on_behalf_of": format!("Patient/{patient_id}"),
+            "delegation": detail("delegation"),
+            "resource_types": resource_types(entry),
+            "resource_count": entry.resources.len(),
+            "consents": entry.consents,
+        }),
+        Kind::Delegation => {
+            let mut summary = json!({
                 "action": entry.action.as_str(),
-                "delegate": entry.user,
-                "on_behalf_of": format!("Patient/{patient_id}"),
-                "delegation": delegation,
-                "resource_types": types,
+                "delegate": entry.resources.iter().find(|r| r.starts_with("RelatedPerson/")),
+                "delegation": detail("delegation"),
+                "relationship": detail("relationship"),
+            });
+            if let Some(reason) = detail("reason") {
+                summary["reason"] = json!(reason);
+            }
+            if let Some(actions) = detail("actions") {
+                summary["actions"] = json!(actions);
+            }
+            summary
+        }
+        // The recipient's own words stay out: they are free text, and the access log shows
+        // them. A wrong passcode is told only when it locked the link.
+        Kind::ShareLink => {
+            let locked = detail("locked").is_some_and(|v| v == "true");
+            let step = if locked {
+                "locked"
+            } else {
+                detail("step").map_or("", String::as_str)
+            };
+            json!({
+                "step": step,
+                "share_link": detail("share_link"),
+                "resource_types": resource_types(entry),
+                "resource_count": entry.resources.len(),
+            })
+        }
+        Kind::Amendment => {
+            let mut summary = json!({
+                "step": detail("step"),
+                "amendment": detail("amendment"),
+                "record": entry.resources.first(),
+            });
+            // An answer names its answerer: the data source's client id, or `operator`.
+            if matches!(
+                detail("step").map(String::as_str),
+                Some("accepted" | "denied" | "extended")
+            ) {
+                summary["answered_by"] = json!(entry.client_id);
+            }
+            summary
+        }
+        Kind::Disclosure | Kind::BreakGlass | Kind::AccessRequest => {
+            let mut summary = json!({
+                "action": entry.action.as_str(),
+                "client_id": entry.client_id,
+                "organisation": entry.organisation,
+                "purpose_of_use": entry.purpose_of_use,
+                "resource_types": resource_types(entry),
                 "resource_count": entry.resources.len(),
                 "consents": entry.consents,
-            }),
-        )));
+            });
+            if let Some(user) = &entry.user {
+                summary["user"] = json!(user);
+            }
+            if kind == Kind::BreakGlass {
+                // The justification is free text; the patient finds it in the access log.
+                summary["break_glass"] = json!(true);
+            }
+            summary
+        }
     }
-    if !matches!(entry.action, AuditAction::Grant | AuditAction::Revoke) {
-        return None;
-    }
-    let delegate = entry
-        .resources
-        .iter()
-        .find(|r| r.starts_with("RelatedPerson/"))?;
-    let mut summary = json!({
-        "action": entry.action.as_str(),
-        "delegate": delegate,
-        "delegation": delegation,
-        "relationship": entry.detail.get("relationship"),
-    });
-    if let Some(reason) = entry.detail.get("reason") {
-        summary["reason"] = json!(reason);
-    }
-    if let Some(actions) = entry.detail.get("actions") {
-        summary["actions"] = json!(actions);
-    }
-    Some(Some(notice(Kind::Delegation, summary)))
 }
 
-/// The notification of an entry about a SMART Health Link: every successful step, and the
-/// wrong passcode that locked the link (the ones before it are in the AuditEvent trail).
-/// The recipient's own words stay out: they are free text, and the access log shows them.
-fn about_share_link(entry: &AuditEntry, patient_id: &str, link: &str) -> Option<NewNotification> {
-    let locked = entry.detail.get("locked").is_some_and(|v| v == "true");
-    if entry.outcome != AuditOutcome::Success && !locked {
-        return None;
-    }
+/// The resource types an entry names, sorted, each once.
+fn resource_types(entry: &AuditEntry) -> Vec<&str> {
     let mut types: Vec<&str> = entry
         .resources
         .iter()
@@ -291,48 +300,75 @@ fn about_share_link(entry: &AuditEntry, patient_id: &str, link: &str) -> Option<
         .collect();
     types.sort_unstable();
     types.dedup();
-    let step = if locked {
-        "locked"
-    } else {
-        entry.detail.get("step").map_or("", String::as_str)
-    };
-    Some(NewNotification {
-        patient_id: patient_id.to_string(),
-        kind: Kind::ShareLink,
-        created: entry.recorded_micros,
-        audit_seq: Some(entry.sequence),
+    types
+}
+
+/// The id of the notification derived from the entry `seq` recorded at `recorded`
+/// (microseconds since the epoch): a UUIDv8 laid out so that ids compare as the entries'
+/// `(recorded, seq)` do, and after every UUIDv7 (a stored notification's id) of the same
+/// millisecond:
+///
+/// ```text
+/// bits 0-47    the millisecond (as a UUIDv7's)    48-51  version 8
+/// bits 52-63   the microsecond within it (0-999)  64-65  variant 10
+/// bits 66-127  seq (below 2^62)
+/// ```
+///
+/// The same entry always has the same id. `None` for a time before the epoch or past year
+/// 10889, or a sequence of 2^62 or more.
+pub fn derived_id(recorded: i64, seq: i64) -> Option<String> {
+    let recorded = u64::try_from(recorded).ok()?;
+    let millis = Some(recorded / 1000).filter(|m| *m < 1 << 48)?;
+    let micros = (recorded % 1000) as u16;
+    let seq = u64::try_from(seq).ok().filter(|s| *s < 1 << 62)?;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x80 | (micros >> 8) as u8;
+    bytes[7] = micros as u8;
+    bytes[8..].copy_from_slice(&seq.to_be_bytes());
+    bytes[8] |= 0x80;
+    Some(uuid::Uuid::from_bytes(bytes).hyphenated().to_string())
+}
+
+/// The `(recorded, seq)` of a derived notification's id ([`derived_id`]); `None` for any
+/// other id, a stored notification's included.
+pub fn parse_derived_id(id: &uuid::Uuid) -> Option<(i64, i64)> {
+    let b = id.as_bytes();
+    if b[6] >> 4 != 8 || b[8] >> 6 != 0b10 {
+        return None;
+    }
+    let micros = i64::from(u16::from(b[6] & 0x0f) << 8 | u16::from(b[7]));
+    if micros >= 1000 {
+        return None;
+    }
+    let mut millis = [0u8; 8];
+    millis[2..].copy_from_slice(&b[..6]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&b[8..]);
+    seq[0] &= 0x3f;
+    let millis = i64::try_from(u64::from_be_bytes(millis)).ok()?;
+    let seq = i64::try_from(u64::from_be_bytes(seq)).ok()?;
+    Some((millis * 1000 + micros, seq))
+}
+
+/// The notification a stored entry calls for, as the feed and the webhook show it: its
+/// derived id, kind and summary ([`for_audit_entry`]), read when `read_at` is set. `None`
+/// when the entry calls for none (or no longer parses: logged by its sequence).
+pub fn derived(entry: &EntryRow, read_at: Option<i64>) -> Option<NotificationRow> {
+    let parsed: AuditEntry = serde_json::from_str(&entry.body)
+        .inspect_err(|_| tracing::error!(seq = entry.seq, "stored audit entry does not parse"))
+        .ok()?;
+    let notice = for_audit_entry(&parsed)?;
+    Some(NotificationRow {
+        id: derived_id(entry.recorded, entry.seq)?,
+        patient_id: notice.patient_id,
+        kind: notice.kind.as_str().to_string(),
+        created: entry.recorded,
+        audit_seq: Some(entry.seq),
         access_request_id: None,
-        summary: json!({
-            "step": step,
-            "share_link": link,
-            "resource_types": types,
-            "resource_count": entry.resources.len(),
-        }),
+        summary: notice.summary.to_string(),
+        read_at,
     })
-}
-
-/// Writes notifications (and their webhook deliveries) in the caller's transaction.
-pub fn enqueue(conn: &mut DbConn, notices: &[NewNotification]) -> Result<(), StoreError> {
-    if notices.is_empty() {
-        return Ok(());
-    }
-    let now = now_micros();
-    let rows: Vec<NotificationRow> = notices.iter().map(row_of).collect();
-    rows::insert(conn, &rows, now)
-}
-
-fn row_of(n: &NewNotification) -> NotificationRow {
-    NotificationRow {
-        // Monotonic within the process, so a batch keeps its order in the feed.
-        id: uuid::Uuid::now_v7().to_string(),
-        patient_id: n.patient_id.clone(),
-        kind: n.kind.as_str().to_string(),
-        created: n.created,
-        audit_seq: n.audit_seq.and_then(|s| i64::try_from(s).ok()),
-        access_request_id: n.access_request_id.clone(),
-        summary: n.summary.to_string(),
-        read_at: None,
-    }
 }
 
 /// Tells the patient of a pending access request. Call inside the transaction that stores
@@ -352,15 +388,17 @@ pub fn enqueue_access_request(
     if let Some(existing) = rows::by_access_request(conn, request_id)? {
         return Ok(existing.id);
     }
-    let row = row_of(&NewNotification {
+    let row = NotificationRow {
+        id: uuid::Uuid::now_v7().to_string(),
         patient_id: patient_id.to_string(),
-        kind: Kind::AccessRequest,
+        kind: Kind::AccessRequest.as_str().to_string(),
         created: now_micros(),
         audit_seq: None,
         access_request_id: Some(request_id.to_string()),
-        summary: json!({ "request_id": request_id }),
-    });
-    rows::insert(conn, std::slice::from_ref(&row), row.created)?;
+        summary: json!({ "request_id": request_id }).to_string(),
+        read_at: None,
+    };
+    rows::insert(conn, &row)?;
     Ok(row.id)
 }
 

@@ -281,3 +281,76 @@ fn delegates_are_told_to_the_patient_naming_both() {
     assert_eq!(n.summary["reason"], "majority");
     assert_eq!(n.summary["delegate"], "RelatedPerson/rp-1");
 }
+
+mod derived_ids {
+    use proptest::prelude::*;
+
+    use super::super::{derived_id, parse_derived_id};
+
+    /// A time from the epoch to year 10889 (48 bits of milliseconds), in microseconds.
+    fn recorded() -> impl Strategy<Value = i64> {
+        0..(1i64 << 48) * 1000
+    }
+
+    fn seq() -> impl Strategy<Value = i64> {
+        0..1i64 << 62
+    }
+
+    proptest! {
+        #[test]
+        fn an_id_gives_back_its_entry(r in recorded(), s in seq()) {
+            let id = derived_id(r, s).expect("in range");
+            let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+            prop_assert_eq!(parsed.get_version_num(), 8);
+            prop_assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            prop_assert_eq!(parse_derived_id(&parsed), Some((r, s)));
+        }
+
+        /// Ids, compared as the feed compares them (their text), order as the entries'
+        /// `(recorded, seq)` do.
+        #[test]
+        fn ids_order_as_their_entries(a in (recorded(), seq()), b in (recorded(), seq())) {
+            let (x, y) = (derived_id(a.0, a.1).unwrap(), derived_id(b.0, b.1).unwrap());
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
+
+        /// A stored notification's UUIDv7 comes after every derived id of an earlier
+        /// millisecond and before every one of its own or a later one.
+        #[test]
+        fn a_uuidv7_sits_between_the_milliseconds(r in recorded(), s in seq(), rest in any::<[u8; 10]>()) {
+            let millis = (r / 1000) as u64;
+            let v7 = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
+            prop_assert_eq!(parse_derived_id(&v7), None);
+            let v7 = v7.hyphenated().to_string();
+            let same = derived_id(r, s).unwrap();
+            prop_assert!(v7 < same);
+            if millis > 0 {
+                let earlier = derived_id((millis as i64 - 1) * 1000 + 999, s).unwrap();
+                prop_assert!(earlier < v7);
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_entries_have_no_id() {
+        assert_eq!(derived_id(-1, 0), None);
+        assert_eq!(derived_id((1 << 48) * 1000, 0), None);
+        assert_eq!(derived_id(0, 1 << 62), None);
+        assert_eq!(derived_id(0, -1), None);
+        assert!(derived_id((1 << 48) * 1000 - 1, (1 << 62) - 1).is_some());
+    }
+
+    #[test]
+    fn other_uuids_are_not_derived_ids() {
+        let v4 = uuid::Builder::from_random_bytes([0x5a; 16]).into_uuid();
+        assert_eq!(v4.get_version_num(), 4);
+        assert_eq!(parse_derived_id(&v4), None);
+        // Version 8 with a microsecond field past 999 is not one of ours.
+        let mut bytes = *uuid::Uuid::parse_str(&derived_id(5_000_999, 3).unwrap())
+            .unwrap()
+            .as_bytes();
+        bytes[7] = 0xe8; // 0x3e8 = 1000
+        bytes[6] = 0x83;
+        assert_eq!(parse_derived_id(&uuid::Uuid::from_bytes(bytes)), None);
+    }
+}

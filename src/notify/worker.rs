@@ -1,6 +1,10 @@
 //! The webhook delivery worker: one thread per gateway instance that sends due deliveries.
 //!
-//! Each round it leases up to [`BATCH`] due rows of `notification_deliveries`
+//! Each round it first writes the deliveries of the notifications derived from audit entries
+//! committed since the last round, for patients who had a webhook when the entry was recorded
+//! ([`derive_deliveries`]: a cursor over the log, moved on in the same transaction, so each
+//! entry is looked at once across restarts and instances). Then it leases up to [`BATCH`]
+//! due rows of `notification_deliveries`
 //! ([`claim_due`]: the attempt count goes up and the row is not due again for [`LEASE`]),
 //! POSTs each notification to its patient's webhook, signed (see [`super::webhook`]), and
 //! records the answer: a 2xx marks it delivered; anything else schedules the next attempt
@@ -46,8 +50,10 @@ use super::webhook::{ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HE
 use crate::config::AuthSettings;
 use crate::net::{ADDRESS_REFUSED, OutboundClient, OutboundGuard, OutboundOptions, refusal_in};
 use crate::records::dates::now_micros;
-use crate::store::notifications::{AttemptResult, Claimed, claim_due, record_attempt};
-use crate::store::{Store, StoreError};
+use crate::store::notifications::{
+    self as rows, AttemptResult, Claimed, DeliveryRow, Source, claim_due, record_attempt,
+};
+use crate::store::{DbConn, Store, StoreError, write_tx};
 
 /// Pause between rounds when nothing was due.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -180,8 +186,61 @@ async fn run(store: Store, client: OutboundClient, mut stopped: watch::Receiver<
     }
 }
 
-/// Leases, sends and records one batch; returns how many deliveries were leased.
+/// Most entries whose deliveries are written in one transaction.
+pub const DERIVE_LIMIT: i64 = 10_000;
+
+/// Writes a delivery, due at once, for each notification derived from an entry committed
+/// since the last call whose patient had a webhook when the entry was recorded, and moves the
+/// cursor past them, in one transaction; returns how many were written. Entries become
+/// visible in sequence order on both backends (PostgreSQL appends under the head row's
+/// lock), so an entry at or below the highest one committed is never still to come.
+pub fn derive_deliveries(conn: &mut DbConn) -> Result<usize, StoreError> {
+    // A plain read first: with nothing new, no write lock is taken from the audit writer.
+    let (next, highest, _) = rows::outbox_position(conn)?;
+    if highest.is_none_or(|h| h < next) {
+        return Ok(0);
+    }
+    write_tx(conn, |conn| {
+        let (next, highest, hooked) = rows::outbox_position(conn)?;
+        let Some(highest) = highest.filter(|h| *h >= next) else {
+            return Ok(0);
+        };
+        let found = if hooked {
+            rows::noticed_for_webhooks(conn, next, highest, DERIVE_LIMIT)?
+        } else {
+            Vec::new()
+        };
+        let reached = match found.last() {
+            Some(last) if found.len() as i64 == DERIVE_LIMIT => last.0,
+            _ => highest,
+        };
+        let now = now_micros();
+        let deliveries: Vec<DeliveryRow> = found
+            .into_iter()
+            .filter_map(|(seq, recorded, patient_id)| {
+                Some(DeliveryRow {
+                    notification_id: super::derived_id(recorded, seq)?,
+                    patient_id,
+                    audit_seq: Some(seq),
+                    attempts: 0,
+                    next_attempt_at: Some(now),
+                    delivered_at: None,
+                    last_status: None,
+                })
+            })
+            .collect();
+        rows::insert_deliveries(conn, &deliveries)?;
+        rows::set_outbox_next(conn, reached + 1)?;
+        Ok(deliveries.len())
+    })
+}
+
+/// Derives new deliveries, then leases, sends and records one batch; returns how many
+/// deliveries were leased.
 async fn round(store: &Store, client: &OutboundClient) -> usize {
+    if let Err(e) = store.run(derive_deliveries).await {
+        tracing::warn!(error = %e, "notification deliveries could not be derived");
+    }
     let now = now_micros();
     let lease_until = now.saturating_add(micros(LEASE));
     let claimed = store
@@ -228,10 +287,24 @@ async fn round(store: &Store, client: &OutboundClient) -> usize {
 /// One attempt; returns the notification id, the attempt number and what to record.
 async fn send(client: &OutboundClient, claimed: Claimed) -> (String, i32, AttemptResult) {
     let Claimed {
-        notification,
+        notification_id,
+        source,
         webhook,
         attempt,
     } = claimed;
+    let notification = match source {
+        Source::Stored(row) => Some(row),
+        Source::Entry(entry) => super::derived(&entry, None),
+    };
+    let Some(notification) = notification else {
+        // The entry no longer calls for a notification (or no longer parses): nothing to send.
+        let result = AttemptResult {
+            status: "no_notification".to_string(),
+            delivered_at: None,
+            next_attempt_at: None,
+        };
+        return (notification_id, attempt, result);
+    };
     let body = super::view(&notification, false).to_string().into_bytes();
     let request = match client.request(reqwest::Method::POST, &webhook.url) {
         Ok(request) => request,

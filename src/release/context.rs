@@ -264,7 +264,6 @@ mod tests {
             connect_timeout_secs: 5,
             sqlite_busy_timeout_ms: 500,
             audit_commit_wait_us: 0,
-            audit_notice_delay_ms: 25,
             sqlite_inline_reads: true,
             migrate_on_start: false,
         };

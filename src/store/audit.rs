@@ -26,6 +26,9 @@ pub struct EntryRow {
     pub patient_id: Option<String>,
     /// Canonical bytes (JSON).
     pub body: String,
+    /// The kind of notification the entry calls for (`notify::kind_of`), if any: derived
+    /// from the body, not part of it or of its leaf hash.
+    pub notice: Option<String>,
 }
 
 /// A stored checkpoint.

@@ -1,18 +1,23 @@
-//! Rows of the patient notification outbox: notifications, webhooks and delivery state.
+//! Rows of patient notifications: stored notifications, the audit entries notifications are
+//! derived from, read marks, webhooks and delivery state.
 //!
-//! The outbox is written inside the transaction of the event it reports (the audit writer's
-//! group commit, or an access request's own transaction), so callers pass a connection that is
-//! already in a transaction. [`claim_due`] runs its own: it is the delivery worker's lease.
+//! A stored notification (an access request's) is written inside the transaction of the event
+//! it reports, so [`insert`] takes a connection already in a transaction. The notifications
+//! of audit entries are not stored: the entries carry the kind of notice they call for
+//! (`audit_entries.notice`), and the feed reads them ([`derived_page`]). [`claim_due`] runs
+//! its own transaction: it is the delivery worker's lease.
 
 use diesel::prelude::*;
 
-use super::schema::{notification_deliveries, notification_webhooks, notifications};
+use super::audit::EntryRow;
+use super::schema::{
+    audit_entries, notification_deliveries, notification_derivation, notification_reads,
+    notification_webhooks, notifications,
+};
 use super::{DbConn, StoreError, write_tx};
 
-/// Rows per multi-row `INSERT` (8 parameters each, far below SQLite's limit).
+/// Rows per multi-row `INSERT` (7 parameters each, far below SQLite's limit).
 const INSERT_CHUNK: usize = 100;
-/// Values per `IN (...)` list.
-const IN_CHUNK: usize = 500;
 
 /// One stored notification.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
@@ -21,15 +26,16 @@ const IN_CHUNK: usize = 500;
 // the insert one shape whatever the row holds, so SQLite prepares it once per connection.
 #[diesel(treat_none_as_default_value = false)]
 pub struct NotificationRow {
-    /// UUIDv7, time-ordered; the feed's cursor.
+    /// UUIDv7 for a stored notification, UUIDv8 for a derived one (`notify::derived_id`);
+    /// time-ordered, the feed's cursor.
     pub id: String,
     /// The patient told.
     pub patient_id: String,
-    /// `break_glass`, `disclosure` or `access_request`.
+    /// The kind's code (`notify::Kind`).
     pub kind: String,
     /// When the reported event happened, microseconds since the epoch.
     pub created: i64,
-    /// The audit entry reported, for `break_glass` and `disclosure`.
+    /// The audit entry reported, for every kind but `access_request`.
     pub audit_seq: Option<i64>,
     /// The access request reported, for `access_request`.
     pub access_request_id: Option<String>,
@@ -72,6 +78,10 @@ impl std::fmt::Debug for WebhookRow {
 pub struct DeliveryRow {
     /// The notification delivered.
     pub notification_id: String,
+    /// Its patient.
+    pub patient_id: String,
+    /// The entry a derived notification reports; `None` for a stored notification.
+    pub audit_seq: Option<i64>,
     /// Attempts started, including one that may be in flight.
     pub attempts: i32,
     /// When the worker next picks it up; `None` once finished.
@@ -82,106 +92,64 @@ pub struct DeliveryRow {
     pub last_status: Option<String>,
 }
 
+/// What a leased delivery sends: a stored notification, or the entry a notification is
+/// derived from (`notify::derived`).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A stored notification.
+    Stored(NotificationRow),
+    /// The audit entry reported.
+    Entry(EntryRow),
+}
+
 /// A delivery the worker has leased: what to send, where, and which attempt this is.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    /// The notification to send.
-    pub notification: NotificationRow,
+    /// The notification's id (the delivery id the receiver sees).
+    pub notification_id: String,
+    /// What to send.
+    pub source: Source,
     /// The patient's webhook now.
     pub webhook: WebhookRow,
     /// The 1-based number of this attempt.
     pub attempt: i32,
 }
 
-/// Writes notifications, and a delivery due at `now` for each whose patient has a webhook.
+/// Writes a stored notification, and a delivery due at once when its patient has a webhook.
 /// Call inside the transaction of the event reported.
-///
-/// On SQLite one single-row statement per notification, prepared once per connection (as
-/// `store::audit::append`, which writes with it in the audit writer's commit); on
-/// PostgreSQL multi-row statements, one round trip each.
-pub fn insert(conn: &mut DbConn, rows: &[NotificationRow], now: i64) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+pub fn insert(conn: &mut DbConn, row: &NotificationRow) -> Result<(), StoreError> {
+    diesel::insert_into(notifications::table)
+        .values(row)
+        .execute(conn)?;
+    if webhook(conn, &row.patient_id)?.is_some() {
+        insert_deliveries(
+            conn,
+            &[DeliveryRow {
+                notification_id: row.id.clone(),
+                patient_id: row.patient_id.clone(),
+                audit_seq: None,
+                attempts: 0,
+                next_attempt_at: Some(row.created),
+                delivered_at: None,
+                last_status: None,
+            }],
+        )?;
     }
-    match conn {
-        DbConn::Sqlite(c) => {
-            for row in rows {
-                diesel::insert_into(notifications::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-        }
-        DbConn::Postgresql(c) => {
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                diesel::insert_into(notifications::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-        }
-    }
-    let mut patients: Vec<&str> = rows.iter().map(|r| r.patient_id.as_str()).collect();
-    patients.sort_unstable();
-    patients.dedup();
-    let hooked = with_webhook(conn, &patients)?;
-    let deliveries: Vec<DeliveryRow> = rows
-        .iter()
-        .filter(|r| hooked.contains(&r.patient_id))
-        .map(|r| DeliveryRow {
-            notification_id: r.id.clone(),
-            attempts: 0,
-            next_attempt_at: Some(now),
-            delivered_at: None,
-            last_status: None,
-        })
-        .collect();
-    for chunk in deliveries.chunks(INSERT_CHUNK) {
-        let statement = diesel::insert_into(notification_deliveries::table).values(chunk);
+    Ok(())
+}
+
+/// Writes deliveries; one already there for the same notification is left as it is.
+pub fn insert_deliveries(conn: &mut DbConn, rows: &[DeliveryRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let statement = diesel::insert_into(notification_deliveries::table)
+            .values(chunk)
+            .on_conflict_do_nothing();
         match conn {
             DbConn::Sqlite(c) => statement.execute(c)?,
             DbConn::Postgresql(c) => statement.execute(c)?,
         };
     }
     Ok(())
-}
-
-/// Which of `patients` (sorted, distinct) have a webhook. On SQLite one lookup per patient
-/// by the primary key, a statement prepared once per connection: an `IN` list has a new text
-/// for each length, parsed again on each commit of the audit writer, and a batch names a
-/// handful of patients. On PostgreSQL `IN` lists, one round trip per chunk.
-fn with_webhook(conn: &mut DbConn, patients: &[&str]) -> Result<Vec<String>, StoreError> {
-    let mut hooked = Vec::new();
-    match conn {
-        DbConn::Sqlite(c) => {
-            for patient in patients {
-                hooked.extend(
-                    notification_webhooks::table
-                        .filter(notification_webhooks::patient_id.eq(*patient))
-                        .select(notification_webhooks::patient_id)
-                        .first::<String>(c)
-                        .optional()?,
-                );
-            }
-        }
-        DbConn::Postgresql(c) => {
-            for chunk in patients.chunks(IN_CHUNK) {
-                hooked.extend(
-                    notification_webhooks::table
-                        .filter(notification_webhooks::patient_id.eq_any(chunk))
-                        .select(notification_webhooks::patient_id)
-                        .load::<String>(c)?,
-                );
-            }
-        }
-    }
-    Ok(hooked)
-}
-
-/// The highest audit sequence a stored notification reports, if any does.
-pub fn highest_audit_seq(conn: &mut DbConn) -> Result<Option<i64>, StoreError> {
-    use diesel::dsl::max;
-    Ok(notifications::table
-        .select(max(notifications::audit_seq))
-        .first::<Option<i64>>(conn)?)
 }
 
 /// The notification reporting an access request, if one was written.
@@ -208,7 +176,7 @@ pub struct FeedQuery {
     pub limit: i64,
 }
 
-/// A patient's notifications, newest first.
+/// A patient's stored notifications, newest first.
 pub fn feed(conn: &mut DbConn, q: &FeedQuery) -> Result<Vec<NotificationRow>, StoreError> {
     let mut query = notifications::table
         .filter(notifications::patient_id.eq(q.patient_id.clone()))
@@ -224,17 +192,77 @@ pub fn feed(conn: &mut DbConn, q: &FeedQuery) -> Result<Vec<NotificationRow>, St
     Ok(query.load(conn)?)
 }
 
-/// How many of a patient's notifications are unread.
+/// The entries of a patient that call for a notification, newest first by `(recorded, seq)`
+/// (their notifications' id order), below `below` when given, each with its read mark. The
+/// partial index `audit_entries_notices` serves it; `q.before` is not read (the caller turns
+/// it into `below`).
+pub fn derived_page(
+    conn: &mut DbConn,
+    q: &FeedQuery,
+    below: Option<(i64, i64)>,
+) -> Result<Vec<(EntryRow, Option<i64>)>, StoreError> {
+    use diesel::dsl::{exists, not};
+    let mut query = audit_entries::table
+        .filter(audit_entries::patient_id.eq(q.patient_id.clone()))
+        .filter(audit_entries::notice.is_not_null())
+        .order((audit_entries::recorded.desc(), audit_entries::seq.desc()))
+        .limit(q.limit)
+        .into_boxed();
+    if let Some((recorded, seq)) = below {
+        query = query.filter(
+            audit_entries::recorded
+                .lt(recorded)
+                .or(audit_entries::recorded
+                    .eq(recorded)
+                    .and(audit_entries::seq.lt(seq))),
+        );
+    }
+    if q.unread_only {
+        query = query.filter(not(exists(
+            notification_reads::table
+                .filter(notification_reads::patient_id.eq(q.patient_id.clone()))
+                .filter(notification_reads::audit_seq.eq(audit_entries::seq)),
+        )));
+    }
+    let entries: Vec<EntryRow> = query.load(conn)?;
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let marks: Vec<(i64, i64)> = notification_reads::table
+        .filter(notification_reads::patient_id.eq(&q.patient_id))
+        .filter(notification_reads::audit_seq.eq_any(&seqs))
+        .select((notification_reads::audit_seq, notification_reads::read_at))
+        .load(conn)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let read_at = marks.iter().find(|(seq, _)| *seq == e.seq).map(|m| m.1);
+            (e, read_at)
+        })
+        .collect())
+}
+
+/// How many of a patient's notifications, stored and derived, are unread: the derived ones
+/// are the entries that call for one less the read marks (a mark is only ever written for
+/// such an entry), both counted on an index.
 pub fn unread_count(conn: &mut DbConn, patient_id: &str) -> Result<i64, StoreError> {
-    Ok(notifications::table
+    let stored: i64 = notifications::table
         .filter(notifications::patient_id.eq(patient_id))
         .filter(notifications::read_at.is_null())
         .count()
-        .get_result(conn)?)
+        .get_result(conn)?;
+    let noticed: i64 = audit_entries::table
+        .filter(audit_entries::patient_id.eq(patient_id))
+        .filter(audit_entries::notice.is_not_null())
+        .count()
+        .get_result(conn)?;
+    let marked: i64 = notification_reads::table
+        .filter(notification_reads::patient_id.eq(patient_id))
+        .count()
+        .get_result(conn)?;
+    Ok(stored + noticed - marked)
 }
 
-/// Marks a patient's notification read (keeping the first time); `None` when the patient
-/// has no such notification.
+/// Marks a patient's stored notification read (keeping the first time); `None` when the
+/// patient has no such notification.
 pub fn mark_read(
     conn: &mut DbConn,
     patient_id: &str,
@@ -248,6 +276,134 @@ pub fn mark_read(
         .set(notifications::read_at.eq(now))
         .execute(conn)?;
     Ok(mine.first(conn).optional()?)
+}
+
+/// Marks read the notification derived from the patient's entry `seq` recorded at
+/// `recorded` (keeping the first time); the entry and the mark's time, or `None` when the
+/// patient has no such entry calling for a notification.
+pub fn mark_derived_read(
+    conn: &mut DbConn,
+    patient_id: &str,
+    (recorded, seq): (i64, i64),
+    now: i64,
+) -> Result<Option<(EntryRow, i64)>, StoreError> {
+    let Some(entry) = audit_entries::table
+        .filter(audit_entries::seq.eq(seq))
+        .filter(audit_entries::patient_id.eq(patient_id))
+        .filter(audit_entries::recorded.eq(recorded))
+        .filter(audit_entries::notice.is_not_null())
+        .first::<EntryRow>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mark = (
+        notification_reads::patient_id.eq(patient_id),
+        notification_reads::audit_seq.eq(seq),
+        notification_reads::read_at.eq(now),
+    );
+    match conn {
+        DbConn::Sqlite(c) => diesel::insert_into(notification_reads::table)
+            .values(mark)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+        DbConn::Postgresql(c) => diesel::insert_into(notification_reads::table)
+            .values(mark)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+    };
+    let read_at = notification_reads::table
+        .filter(notification_reads::patient_id.eq(patient_id))
+        .filter(notification_reads::audit_seq.eq(seq))
+        .select(notification_reads::read_at)
+        .first(conn)?;
+    Ok(Some((entry, read_at)))
+}
+
+/// Where the derivation of webhook deliveries stands, read inside the caller's transaction
+/// (on PostgreSQL locking the row, so one instance at a time moves it on): the first entry
+/// not yet looked at, the highest entry committed, and whether any patient has a webhook.
+/// The last two are read in one statement, so they see one moment.
+pub fn outbox_position(conn: &mut DbConn) -> Result<(i64, Option<i64>, bool), StoreError> {
+    #[derive(QueryableByName)]
+    struct Position {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        outbox_next: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        highest: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        hooked: bool,
+    }
+    const READ: &str = "SELECT outbox_next, (SELECT MAX(seq) FROM audit_entries) AS highest, \
+         EXISTS (SELECT 1 FROM notification_webhooks) AS hooked \
+         FROM notification_derivation WHERE id = 1";
+    let position: Position = match conn {
+        DbConn::Postgresql(c) => diesel::sql_query(format!("{READ} FOR UPDATE")).get_result(c)?,
+        DbConn::Sqlite(c) => diesel::sql_query(READ).get_result(c)?,
+    };
+    Ok((position.outbox_next, position.highest, position.hooked))
+}
+
+/// Moves the derivation of webhook deliveries on to entry `next`.
+pub fn set_outbox_next(conn: &mut DbConn, next: i64) -> Result<(), StoreError> {
+    diesel::update(notification_derivation::table.filter(notification_derivation::id.eq(1)))
+        .set(notification_derivation::outbox_next.eq(next))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The entries `from..=to` that call for a notification and whose patient had a webhook when
+/// they were recorded, in order, at most `limit`: `(seq, recorded, patient_id)`.
+pub fn noticed_for_webhooks(
+    conn: &mut DbConn,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<(i64, i64, String)>, StoreError> {
+    Ok(audit_entries::table
+        .inner_join(
+            notification_webhooks::table.on(audit_entries::patient_id
+                .eq(notification_webhooks::patient_id.nullable())
+                .and(audit_entries::recorded.ge(notification_webhooks::created))),
+        )
+        .filter(audit_entries::seq.between(from, to))
+        .filter(audit_entries::notice.is_not_null())
+        .order(audit_entries::seq.asc())
+        .limit(limit)
+        .select((
+            audit_entries::seq,
+            audit_entries::recorded,
+            notification_webhooks::patient_id,
+        ))
+        .load(conn)?)
+}
+
+/// The entries written before derived notifications whose `notice` is still to be derived
+/// (`legacy_from..legacy_to`; empty once done).
+pub fn legacy_range(conn: &mut DbConn) -> Result<(i64, i64), StoreError> {
+    Ok(notification_derivation::table
+        .filter(notification_derivation::id.eq(1))
+        .select((
+            notification_derivation::legacy_from,
+            notification_derivation::legacy_to,
+        ))
+        .first(conn)?)
+}
+
+/// Records that the legacy entries' notices are derived up to `to`.
+pub fn set_legacy_from(conn: &mut DbConn, from: i64) -> Result<(), StoreError> {
+    diesel::update(notification_derivation::table.filter(notification_derivation::id.eq(1)))
+        .set(notification_derivation::legacy_from.eq(from))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Sets the notice an entry calls for.
+pub fn set_notice(conn: &mut DbConn, seq: i64, notice: &str) -> Result<(), StoreError> {
+    diesel::update(audit_entries::table.filter(audit_entries::seq.eq(seq)))
+        .set(audit_entries::notice.eq(notice))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A patient's webhook.
@@ -287,13 +443,10 @@ pub fn delete_webhook(conn: &mut DbConn, patient_id: &str) -> Result<bool, Store
     )
     .execute(conn)?
         > 0;
-    let theirs = notifications::table
-        .filter(notifications::patient_id.eq(patient_id))
-        .select(notifications::id);
     diesel::update(
         notification_deliveries::table
             .filter(notification_deliveries::next_attempt_at.is_not_null())
-            .filter(notification_deliveries::notification_id.eq_any(theirs)),
+            .filter(notification_deliveries::patient_id.eq(patient_id)),
     )
     .set((
         notification_deliveries::next_attempt_at.eq(None::<i64>),
@@ -343,32 +496,47 @@ pub fn claim_due(
             .limit(limit)
             .select((
                 notification_deliveries::notification_id,
+                notification_deliveries::patient_id,
+                notification_deliveries::audit_seq,
                 notification_deliveries::attempts,
             ));
-        let due: Vec<(String, i32)> = match conn {
+        let due: Vec<(String, String, Option<i64>, i32)> = match conn {
             DbConn::Postgresql(c) => due.for_update().skip_locked().load(c)?,
             DbConn::Sqlite(c) => due.load(c)?,
         };
         if due.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
-        let rows: Vec<NotificationRow> = notifications::table
-            .filter(notifications::id.eq_any(&ids))
+        let stored_ids: Vec<&String> = due.iter().filter(|d| d.2.is_none()).map(|d| &d.0).collect();
+        let stored: Vec<NotificationRow> = notifications::table
+            .filter(notifications::id.eq_any(&stored_ids))
             .load(conn)?;
-        let patients: Vec<String> = rows.iter().map(|r| r.patient_id.clone()).collect();
+        let seqs: Vec<i64> = due.iter().filter_map(|d| d.2).collect();
+        let entries: Vec<EntryRow> = audit_entries::table
+            .filter(audit_entries::seq.eq_any(&seqs))
+            .load(conn)?;
+        let patients: Vec<&String> = due.iter().map(|d| &d.1).collect();
         let hooks: Vec<WebhookRow> = notification_webhooks::table
             .filter(notification_webhooks::patient_id.eq_any(&patients))
             .load(conn)?;
         let mut claimed = Vec::with_capacity(due.len());
-        for (id, attempts) in due {
+        for (id, patient_id, audit_seq, attempts) in due {
             let one = notification_deliveries::table
                 .filter(notification_deliveries::notification_id.eq(&id));
-            let notification = rows.iter().find(|r| r.id == id).cloned();
-            let webhook = notification
-                .as_ref()
-                .and_then(|n| hooks.iter().find(|h| h.patient_id == n.patient_id).cloned());
-            let closed = match (&notification, &webhook) {
+            let source = match audit_seq {
+                None => stored
+                    .iter()
+                    .find(|r| r.id == id)
+                    .cloned()
+                    .map(Source::Stored),
+                Some(seq) => entries
+                    .iter()
+                    .find(|e| e.seq == seq)
+                    .cloned()
+                    .map(Source::Entry),
+            };
+            let webhook = hooks.iter().find(|h| h.patient_id == patient_id).cloned();
+            let closed = match (&source, &webhook) {
                 _ if attempts >= max_attempts => Some("gave_up"),
                 (Some(_), Some(_)) => None,
                 _ => Some("no_webhook"),
@@ -388,9 +556,10 @@ pub fn claim_due(
                     notification_deliveries::next_attempt_at.eq(lease_until),
                 ))
                 .execute(conn)?;
-            if let (Some(notification), Some(webhook)) = (notification, webhook) {
+            if let (Some(source), Some(webhook)) = (source, webhook) {
                 claimed.push(Claimed {
-                    notification,
+                    notification_id: id,
+                    source,
                     webhook,
                     attempt: attempts + 1,
                 });

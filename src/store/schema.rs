@@ -98,6 +98,8 @@ diesel::table! {
         client_id -> Text,
         patient_id -> Nullable<Text>,
         body -> Text,
+        /// The kind of notification the entry calls for (`notify::kind_of`), if any.
+        notice -> Nullable<Text>,
     }
 }
 
@@ -122,7 +124,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// The patient notification outbox: break-glass access, disclosures, access requests.
+    /// Stored notifications: access requests, and those of audit entries written before
+    /// they were derived from the entries (`audit_entries.notice`).
     notifications (id) {
         id -> Text,
         patient_id -> Text,
@@ -149,6 +152,8 @@ diesel::table! {
     /// Webhook delivery state of each notification that had a webhook to go to.
     notification_deliveries (notification_id) {
         notification_id -> Text,
+        patient_id -> Text,
+        audit_seq -> Nullable<BigInt>,
         attempts -> Integer,
         next_attempt_at -> Nullable<BigInt>,
         delivered_at -> Nullable<BigInt>,
@@ -156,11 +161,31 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(notification_deliveries -> notifications (notification_id));
+diesel::table! {
+    /// The patient's read marks of notifications derived from audit entries.
+    notification_reads (patient_id, audit_seq) {
+        patient_id -> Text,
+        audit_seq -> BigInt,
+        read_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row: how far the notifications of audit entries have been derived.
+    notification_derivation (id) {
+        id -> Integer,
+        outbox_next -> BigInt,
+        legacy_from -> BigInt,
+        legacy_to -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     notification_webhooks,
-    notification_deliveries
+    notification_deliveries,
+    notification_reads,
+    audit_entries
 );
 
 diesel::table! {

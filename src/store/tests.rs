@@ -14,7 +14,6 @@ fn one_connection() -> DatabaseSettings {
         connect_timeout_secs: 5,
         sqlite_busy_timeout_ms: 500,
         audit_commit_wait_us: 0,
-        audit_notice_delay_ms: 25,
         sqlite_inline_reads: true,
         migrate_on_start: false,
     }
@@ -426,4 +425,109 @@ fn the_audit_rowid_migration_keeps_every_row_and_the_writers_inserts_build_no_te
     c.run_pending_migrations(SQLITE_MIGRATIONS)
         .expect("up again");
     assert_eq!(audit_and_notification_rows(c), after);
+}
+
+/// Reverts the last migration applied; returns its version.
+fn revert_last(conn: &mut DbConn) -> String {
+    match conn {
+        DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        DbConn::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .expect("down")
+    .to_string()
+}
+
+fn text(conn: &mut DbConn, sql: &str) -> String {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        t: String,
+    }
+    diesel::sql_query(sql).get_result::<Row>(conn).expect(sql).t
+}
+
+/// Migration `2026-12-05-000061_derived_notifications`, both ways, on both backends: the
+/// stored notifications and their deliveries come through (each delivery now naming its
+/// patient), the range of entries after the last stored notification is recorded for the
+/// writer, a delivery of a derived notification needs no stored row, and down drops only
+/// what was derived.
+#[test]
+fn the_derived_notifications_migration_keeps_what_was_stored_and_records_what_is_left() {
+    const MIGRATION: &str = "20261205000061";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        assert_eq!(revert_last(&mut conn), MIGRATION, "the newest migration");
+        diesel::sql_query(
+            "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
+             body) VALUES (0, 10, 'read', 'success', 'c1', 'p1', '{}'), \
+             (1, 11, 'read', 'success', 'c1', 'p2', '{}'), \
+             (2, 12, 'read', 'success', 'c1', 'p1', '{}'), \
+             (3, 13, 'token', 'success', 'c1', NULL, '{}')",
+        )
+        .execute(&mut conn)
+        .expect("entries");
+        diesel::sql_query(
+            "INSERT INTO notifications (id, patient_id, kind, created, audit_seq, \
+             access_request_id, summary, read_at) VALUES \
+             ('n1', 'p1', 'disclosure', 10, 0, NULL, '{}', NULL), \
+             ('n2', 'p2', 'break_glass', 11, 1, NULL, '{}', 20), \
+             ('n3', 'p1', 'access_request', 14, NULL, 'r1', '{}', NULL)",
+        )
+        .execute(&mut conn)
+        .expect("stored notifications");
+        diesel::sql_query(
+            "INSERT INTO notification_deliveries (notification_id, attempts, next_attempt_at, \
+             delivered_at, last_status) VALUES ('n1', 2, 30, NULL, 'http_503'), \
+             ('n2', 1, NULL, 21, 'http_204'), ('n3', 0, 15, NULL, NULL)",
+        )
+        .execute(&mut conn)
+        .expect("deliveries");
+        drop(conn);
+
+        store.migrate().expect("up");
+        let mut conn = store.conn().expect("connection");
+        let deliveries = "SELECT COALESCE(MAX(CASE WHEN notification_id = 'n1' THEN patient_id END), '') \
+             || ',' || COALESCE(MAX(CASE WHEN notification_id = 'n2' THEN patient_id END), '') \
+             || ',' || COALESCE(MAX(CASE WHEN notification_id = 'n3' THEN patient_id END), '') \
+             || ',' || CAST(COUNT(*) AS TEXT) || ',' || CAST(COUNT(audit_seq) AS TEXT) \
+             || ',' || CAST(SUM(attempts) AS TEXT) AS t FROM notification_deliveries";
+        assert_eq!(
+            text(&mut conn, deliveries),
+            "p1,p2,p1,3,0,3",
+            "{backend:?}: every delivery kept, naming its patient"
+        );
+        let range = "SELECT CAST(outbox_next AS TEXT) || ',' || CAST(legacy_from AS TEXT) || ',' \
+             || CAST(legacy_to AS TEXT) AS t FROM notification_derivation";
+        assert_eq!(
+            text(&mut conn, range),
+            "2,2,4",
+            "{backend:?}: entries 2 and 3 came after the last stored notification"
+        );
+        let stored = "SELECT CAST(COUNT(*) AS TEXT) || ',' || CAST(COUNT(read_at) AS TEXT) AS t \
+             FROM notifications";
+        assert_eq!(text(&mut conn, stored), "3,1", "{backend:?}");
+        // A derived notification's delivery and read mark need no stored row.
+        diesel::sql_query(
+            "INSERT INTO notification_deliveries (notification_id, patient_id, audit_seq, \
+             attempts, next_attempt_at) VALUES ('d2', 'p1', 2, 0, 40)",
+        )
+        .execute(&mut conn)
+        .expect("a derived notification's delivery");
+        diesel::sql_query(
+            "INSERT INTO notification_reads (patient_id, audit_seq, read_at) VALUES ('p1', 2, 41)",
+        )
+        .execute(&mut conn)
+        .expect("a read mark");
+
+        // Down drops what was derived and keeps what was stored; up again works.
+        assert_eq!(revert_last(&mut conn), MIGRATION);
+        let kept = "SELECT CAST(COUNT(*) AS TEXT) || ',' || CAST(SUM(attempts) AS TEXT) AS t \
+             FROM notification_deliveries";
+        assert_eq!(text(&mut conn, kept), "3,3", "{backend:?}: down");
+        drop(conn);
+        store.migrate().expect("up again");
+        drop_database(store, pg_name);
+    }
 }

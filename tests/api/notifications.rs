@@ -1,9 +1,9 @@
 //! Patient notifications: the feed, marking read, webhook registration, signed delivery with
 //! retries, and delivery that survives a restart. Each case runs on SQLite and PostgreSQL.
 //!
-//! Recipients do not read records through the API yet, so the tests write recipient audit
-//! entries through the library's own audit writer on the test app's database: the same
-//! group commit that writes the notifications in production.
+//! Most cases write recipient audit entries through the library's own audit writer on the
+//! test app's database (the same group commit that stores each entry's notice in
+//! production); `recipient_reads_reach_the_feed` reads records through the API.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,8 +74,6 @@ async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
     for entry in entries {
         seqs.push(log.record(entry).await.expect("entry is durable"));
     }
-    // This writer's held notifications (SQLite) go with it; the app's feed cannot flush them.
-    log.flush_notices().await.expect("notifications written");
     seqs
 }
 
@@ -461,6 +459,18 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
     .await;
     assert_problem(&answer, 403, "forbidden");
 
+    // Told before the webhook existed: in the feed, never pushed.
+    let before = record(
+        &app,
+        vec![recipient_entry(
+            "clinic-0",
+            "alice",
+            AuditAction::Read,
+            AuditOutcome::Success,
+            None,
+        )],
+    )
+    .await[0];
     let (status, registered) = call(
         &app,
         &alice,
@@ -536,6 +546,24 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         assert!(body.get("read_at").is_none());
     }
     assert!(!signed_by("another secret", &attempts[0]));
+    let (_, feed) = call(
+        &app,
+        &alice,
+        Method::GET,
+        "/api/v1/patients/alice/notifications",
+        None,
+    )
+    .await;
+    let earlier = feed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["audit_seq"] == before)
+        .expect("the earlier one is in the feed");
+    assert!(
+        delivery(&store, earlier["id"].as_str().unwrap()).is_none(),
+        "written before the webhook: not pushed"
+    );
     let row = delivery(&store, &nid).unwrap();
     assert_eq!(
         (
@@ -623,6 +651,17 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     };
     let nid = enqueue("req-1");
     assert_eq!(enqueue("req-1"), nid, "one notification per access request");
+    // A recipient's read recorded while the gateway is down: derived, and pushed after.
+    let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer");
+    let read = recipient_entry(
+        "clinic-1",
+        "alice",
+        AuditAction::Read,
+        AuditOutcome::Success,
+        None,
+    );
+    let read_seq = log.record(read).await.expect("durable");
+    drop(log);
     let mut conn = store.conn().unwrap();
     assert!(matches!(
         write_tx(&mut conn, |c| notify::enqueue_access_request(
@@ -641,8 +680,23 @@ async fn delivery_resumes_after_restart(backend: Backend) {
     assert_eq!(delivery(&store, &nid).unwrap().attempts, 0);
 
     let second = spawn_on(dir, url, None, &extra);
-    eventually("delivery after the restart", || !hook.received().is_empty()).await;
-    let got = &hook.received()[0];
+    eventually("both deliveries after the restart", || {
+        hook.received().len() >= 2
+    })
+    .await;
+    let received = hook.received();
+    let read_delivery = received
+        .iter()
+        .find(|r| r.headers["x-consentgate-event"] == "disclosure")
+        .expect("the read's notification");
+    assert!(signed_by(&secret, read_delivery));
+    let body: Value = serde_json::from_slice(&read_delivery.body).unwrap();
+    assert_eq!(body["audit_seq"], read_seq);
+    assert_eq!(body["summary"]["client_id"], "clinic-1");
+    let got = received
+        .iter()
+        .find(|r| r.headers["x-consentgate-event"] == "access_request")
+        .expect("the access request's notification");
     assert!(signed_by(&secret, got));
     assert_eq!(got.headers["x-consentgate-delivery"], nid);
     assert_eq!(got.headers["x-consentgate-event"], "access_request");
@@ -661,11 +715,14 @@ async fn delivery_resumes_after_restart(backend: Backend) {
         None,
     )
     .await;
+    let mut told = kinds(&feed);
+    told.sort_unstable();
     assert_eq!(
-        (status, kinds(&feed)),
-        (200, vec!["access_request"]),
+        (status, told),
+        (200, vec!["access_request", "disclosure"]),
         "{feed}"
     );
+    assert_eq!(hook.received().len(), 2, "each once");
     drop(second);
     drop(pg);
 }
@@ -752,51 +809,211 @@ async fn recipient_reads_reach_the_feed(backend: Backend) {
     assert!(!feed.to_string().contains("unconscious"));
 }
 
-/// On SQLite the audit writer holds notifications (`database.audit_notice_delay_ms`, here
-/// ten seconds, so only the feed's read can write them in time): a clinician's answered
-/// read is in the patient's feed read right after it all the same. PostgreSQL writes the
-/// notification with its entry.
-async fn a_held_notification_is_in_the_feed_read_right_after(backend: Backend) {
-    let Some(app) = spawn_app_with(
-        backend,
-        &[("CONSENTGATE__DATABASE__AUDIT_NOTICE_DELAY_MS", "10000")],
-    )
-    .await
-    else {
+/// The feed of a database upgraded from stored notifications: a notification stored before
+/// the upgrade, an access request's (stored), and notifications derived from entries, in one
+/// id order that paging by one keeps; each marked read by its own kind of id; forged and
+/// foreign ids refused alike.
+async fn stored_and_derived_notifications_share_one_feed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (dora, clinic) = clinic_reads(&app, "dora", "d1").await;
-
-    let stored = {
-        let store = Store::open(&app.settings).expect("store opens");
-        let mut conn = store.conn().expect("connection");
-        rows::unread_count(&mut conn, "dora").expect("count")
-    };
-    let expected_stored = match backend {
-        Backend::Sqlite => 0,
-        Backend::Postgres => 1,
-    };
-    assert_eq!(stored, expected_stored, "{backend:?}: held until asked for");
-
-    let (status, feed) = call(
+    use AuditAction::{Read, Search};
+    use AuditOutcome::Success;
+    let store = Store::open(&app.settings).expect("store opens");
+    // An entry whose notification the earlier writer stored: its notice is NULL and a row
+    // reports it, with a UUIDv7 id.
+    let legacy = record(
         &app,
-        &dora,
+        vec![recipient_entry("clinic-0", "erin", Read, Success, None)],
+    )
+    .await[0];
+    let legacy_id = uuid::Uuid::now_v7().to_string();
+    {
+        use consentgate::store::schema::audit_entries;
+        use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+        let mut conn = store.conn().unwrap();
+        diesel::update(audit_entries::table.filter(audit_entries::seq.eq(legacy as i64)))
+            .set(audit_entries::notice.eq(None::<String>))
+            .execute(&mut *conn)
+            .unwrap();
+        write_tx(&mut conn, |c| {
+            rows::insert(
+                c,
+                &rows::NotificationRow {
+                    id: legacy_id.clone(),
+                    patient_id: "erin".into(),
+                    kind: "disclosure".into(),
+                    created: consentgate::records::dates::now_micros(),
+                    audit_seq: Some(legacy as i64),
+                    access_request_id: None,
+                    summary: json!({"stored": true}).to_string(),
+                    read_at: None,
+                },
+            )
+        })
+        .unwrap();
+    }
+    let derived = record(
+        &app,
+        vec![
+            recipient_entry("clinic-1", "erin", Read, Success, None),
+            recipient_entry("clinic-2", "erin", Search, Success, Some("no time to ask")),
+        ],
+    )
+    .await;
+    let request_id = {
+        let mut conn = store.conn().unwrap();
+        write_tx(&mut conn, |c| {
+            notify::enqueue_access_request(c, "erin", "req-erin")
+        })
+        .unwrap()
+    };
+    let last = record(
+        &app,
+        vec![recipient_entry("clinic-3", "erin", Read, Success, None)],
+    )
+    .await[0];
+    let erin = app.patient_token("erin");
+    let feed_path = "/api/v1/patients/erin/notifications";
+    let (status, whole) = call(&app, &erin, Method::GET, feed_path, None).await;
+    assert_eq!(status, 200, "{whole}");
+    let ids: Vec<String> = whole["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 5, "{whole}");
+    assert_eq!(whole["unread"], 5);
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first by id");
+    let seq_of = |id: &str| {
+        whole["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .map(|n| n["audit_seq"].clone())
+            .unwrap()
+    };
+    assert!(ids.contains(&legacy_id) && ids.contains(&request_id));
+    assert_eq!(seq_of(&legacy_id), json!(legacy));
+    for seq in [derived[0], derived[1], last] {
+        let n = whole["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["audit_seq"] == seq)
+            .expect("derived from its entry");
+        let id = uuid::Uuid::parse_str(n["id"].as_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 8, "a derived notification's id");
+    }
+    let kinds_by_seq: Vec<(Value, &str)> = whole["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["audit_seq"].clone(), n["kind"].as_str().unwrap()))
+        .collect();
+    assert!(kinds_by_seq.contains(&(json!(derived[1]), "break_glass")));
+
+    // Paging one at a time walks the same order, each exactly once.
+    let mut walked = Vec::new();
+    let mut next = Some(format!("{feed_path}?limit=1"));
+    while let Some(path) = next {
+        let (status, page) = call(&app, &erin, Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        walked.extend(
+            page["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().to_string()),
+        );
+        next = page["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(walked, ids);
+
+    // Each kind of id marks its own notification read; the unread count follows.
+    for id in [&legacy_id, &ids[0]] {
+        let (status, marked) = call(
+            &app,
+            &erin,
+            Method::POST,
+            &format!("{feed_path}/{id}/read"),
+            None,
+        )
+        .await;
+        assert_eq!((status, &marked["id"]), (200, &json!(id)), "{marked}");
+        assert!(marked["read_at"].is_string());
+    }
+    let (_, unread) = call(
+        &app,
+        &erin,
         Method::GET,
-        "/api/v1/patients/dora/notifications",
+        &format!("{feed_path}?unread=true"),
         None,
     )
     .await;
-    assert_eq!(status, 200, "{feed}");
-    assert_eq!(kinds(&feed), vec!["disclosure"], "{feed}");
+    assert_eq!(unread["unread"], 3, "{unread}");
+    let left: Vec<&str> = unread["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        feed["notifications"][0]["summary"]["client_id"],
-        json!(clinic)
+        left,
+        ids[1..]
+            .iter()
+            .filter(|id| **id != legacy_id)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
     );
-    assert_eq!(feed["unread"], json!(1), "{feed}");
+
+    // A derived id with another time, another patient's entry, or an entry that calls for
+    // no notification: all the same answer as an id that names nothing.
+    let (recorded, seq) =
+        notify::parse_derived_id(&uuid::Uuid::parse_str(&ids[0]).unwrap()).expect("derived");
+    let operator = record(
+        &app,
+        vec![recipient_entry("operator", "erin", Read, Success, None)],
+    )
+    .await[0];
+    let franks = record(
+        &app,
+        vec![recipient_entry("clinic-1", "frank", Read, Success, None)],
+    )
+    .await[0];
+    let operator_recorded = {
+        let mut conn = store.conn().unwrap();
+        consentgate::store::audit::entry_at(&mut conn, operator)
+            .unwrap()
+            .expect("the operator's entry")
+            .recorded
+    };
+    for forged in [
+        notify::derived_id(recorded + 1, seq).unwrap(),
+        notify::derived_id(recorded, franks as i64).unwrap(),
+        notify::derived_id(operator_recorded, operator as i64).unwrap(),
+        uuid::Uuid::now_v7().to_string(),
+    ] {
+        let answer = call_full(
+            &app,
+            &erin,
+            Method::POST,
+            &format!("{feed_path}/{forged}/read"),
+            None,
+        )
+        .await;
+        assert_problem(&answer, 404, "unknown_notification");
+    }
+    let (_, after) = call(&app, &erin, Method::GET, feed_path, None).await;
+    assert_eq!(after["unread"], 3, "nothing forged was marked: {after}");
 }
 
 both_backends!(
-    a_held_notification_is_in_the_feed_read_right_after,
+    stored_and_derived_notifications_share_one_feed,
     recipient_reads_reach_the_feed,
     feed_tells_the_patient,
     webhook_is_signed_and_retried,
