@@ -355,7 +355,7 @@ fn build(
             client_id: e.client_id.clone(),
             patient_id: e.patient_id.clone(),
             body: String::from_utf8(bytes).expect("UTF-8"),
-            notice: None,
+            notice: consentgate::notify::kind_of(&e).map(|k| k.as_str().to_string()),
         });
     }
     (entries, nodes)

@@ -364,3 +364,130 @@ fn failure_code(e: &reqwest::Error) -> &'static str {
         "request_failed"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+
+    use super::derive_deliveries;
+    use crate::audit::log::AuditLog;
+    use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
+    use crate::store::notifications::{self as rows, WebhookRow};
+    use crate::store::schema::notification_deliveries as d;
+
+    fn read(client: &str, patient: &str) -> AuditEntry {
+        let mut entry = AuditEntry::new(
+            AuditAction::Read,
+            AuditOutcome::Success,
+            uuid::Uuid::now_v7().to_string(),
+        );
+        entry.recorded_micros = crate::fhir_time::now_micros();
+        entry.client_id = client.into();
+        entry.patient_id = Some(patient.into());
+        entry.resources = vec!["Observation/o1".into()];
+        entry
+    }
+
+    /// Three workers deriving at once while batches commit, on both backends: every entry of
+    /// the patient with a webhook that calls for a notification gets exactly one delivery,
+    /// with its derived id; no other entry gets one.
+    #[test]
+    fn concurrent_workers_derive_each_delivery_once_and_miss_none() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for (store, pg_name) in crate::store::tests::stores(dir.path()) {
+            let backend = store.backend();
+            let mut conn = store.conn().expect("connection");
+            rows::put_webhook(
+                &mut conn,
+                &WebhookRow {
+                    patient_id: "hooked".into(),
+                    url: "https://example.org/hook".into(),
+                    secret: "s".into(),
+                    created: 0,
+                },
+            )
+            .expect("webhook");
+            drop(conn);
+            let stop = Arc::new(AtomicBool::new(false));
+            let workers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (store, stop) = (store.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            let mut conn = store.conn().expect("connection");
+                            derive_deliveries(&mut conn).expect("derived");
+                        }
+                    })
+                })
+                .collect();
+            let log = Arc::new(
+                AuditLog::start(store.clone(), std::time::Duration::ZERO).expect("writer"),
+            );
+            let mut expected = Vec::new();
+            for round in 0..20 {
+                let entries: Vec<AuditEntry> = (0..15)
+                    .map(|i| match (round + i) % 3 {
+                        0 => read("clinic", "hooked"),
+                        1 => read("clinic", "other"),
+                        _ => read(crate::audit::OPERATOR_CLIENT, "hooked"),
+                    })
+                    .collect();
+                let calls: Vec<bool> = entries
+                    .iter()
+                    .map(|e| e.client_id == "clinic" && e.patient_id.as_deref() == Some("hooked"))
+                    .collect();
+                let seqs = rt.block_on(futures_util::future::join_all(entries.into_iter().map(
+                    |e| {
+                        let log = log.clone();
+                        async move { log.record(e).await.expect("durable") }
+                    },
+                )));
+                expected.extend(
+                    seqs.into_iter()
+                        .zip(calls)
+                        .filter(|(_, c)| *c)
+                        .map(|(s, _)| s as i64),
+                );
+            }
+            stop.store(true, Ordering::SeqCst);
+            for worker in workers {
+                worker.join().expect("worker");
+            }
+            let mut conn = store.conn().expect("connection");
+            derive_deliveries(&mut conn).expect("the rest");
+            let mut got: Vec<(Option<i64>, String, String)> = d::table
+                .select((d::audit_seq, d::notification_id, d::patient_id))
+                .order(d::audit_seq.asc())
+                .load(&mut conn)
+                .expect("deliveries");
+            expected.sort_unstable();
+            assert_eq!(
+                got.iter()
+                    .map(|g| g.0.expect("derived"))
+                    .collect::<Vec<_>>(),
+                expected,
+                "{backend:?}: each once, none missed"
+            );
+            for (seq, id, patient) in got.drain(..) {
+                let entry = crate::store::audit::entry_at(&mut conn, seq.unwrap() as u64)
+                    .expect("read")
+                    .expect("the entry");
+                assert_eq!(
+                    Some(id),
+                    super::super::derived_id(entry.recorded, entry.seq)
+                );
+                assert_eq!(patient, "hooked");
+            }
+            drop(conn);
+            drop(log);
+            crate::store::tests::drop_database(store, pg_name);
+        }
+    }
+}
