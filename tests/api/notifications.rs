@@ -77,6 +77,14 @@ async fn record(app: &TestApp, entries: Vec<AuditEntry>) -> Vec<u64> {
     seqs
 }
 
+/// `patient`'s whole feed (up to 50) as `token` reads it.
+async fn feed_of(app: &TestApp, token: &str, patient: &str) -> Value {
+    let path = format!("/api/v1/patients/{patient}/notifications");
+    let (status, feed) = call(app, token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{feed}");
+    feed
+}
+
 fn kinds(feed: &Value) -> Vec<&str> {
     feed["notifications"]
         .as_array()
@@ -502,14 +510,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         )],
     )
     .await;
-    let (_, feed) = call(
-        &app,
-        &alice,
-        Method::GET,
-        "/api/v1/patients/alice/notifications",
-        None,
-    )
-    .await;
+    let feed = feed_of(&app, &alice, "alice").await;
     let nid = feed["notifications"][0]["id"].as_str().unwrap().to_string();
 
     eventually("a retry after the 500", || hook.received().len() >= 2).await;
@@ -546,14 +547,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         assert!(body.get("read_at").is_none());
     }
     assert!(!signed_by("another secret", &attempts[0]));
-    let (_, feed) = call(
-        &app,
-        &alice,
-        Method::GET,
-        "/api/v1/patients/alice/notifications",
-        None,
-    )
-    .await;
+    let feed = feed_of(&app, &alice, "alice").await;
     let earlier = feed["notifications"]
         .as_array()
         .unwrap()
@@ -593,14 +587,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) {
         )],
     )
     .await;
-    let (_, feed) = call(
-        &app,
-        &alice,
-        Method::GET,
-        "/api/v1/patients/alice/notifications",
-        None,
-    )
-    .await;
+    let feed = feed_of(&app, &alice, "alice").await;
     let newest = feed["notifications"][0]["id"].as_str().unwrap();
     assert_ne!(newest, nid);
     assert!(
