@@ -205,11 +205,13 @@ pub struct ShareLinkList {
 /// A notification (built by `notify::view`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Notification {
-    /// The notification id.
+    /// The notification id: a UUID, the same on every read and every delivery (a UUIDv7 for
+    /// a stored notification, a UUIDv8 made from its audit entry for a derived one); the
+    /// feed is ordered by it.
     pub id: String,
     /// The patient.
     pub patient_id: String,
-    /// What happened (`access`, `break_glass`, `access_request`, ...).
+    /// What happened (`disclosure`, `break_glass`, `access_request`, ...).
     pub kind: String,
     /// When (FHIR instant).
     pub created: String,
