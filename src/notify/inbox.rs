@@ -17,7 +17,7 @@ use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::net::OutboundGuard;
 use crate::store::notifications::{self as rows, FeedQuery, WebhookRow};
-use crate::store::write_tx;
+use crate::store::{read_tx, write_tx};
 
 /// Who may do something to a patient's notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +85,17 @@ pub async fn feed(
     let (mut found, unread) = gateway
         .store
         .run(move |conn| {
-            let mut found = rows::feed(conn, &page)?;
-            found.extend(
-                rows::derived_page(conn, &page, below)?
-                    .iter()
-                    .filter_map(|(entry, read_at)| super::derived(entry, *read_at)),
-            );
-            let unread = rows::unread_count(conn, &page.patient_id)?;
-            Ok::<_, DomainError>((found, unread))
+            // One snapshot on SQLite, so the count agrees with the page.
+            read_tx(conn, |conn| {
+                let mut found = rows::feed(conn, &page)?;
+                found.extend(
+                    rows::derived_page(conn, &page, below)?
+                        .iter()
+                        .filter_map(|(entry, read_at)| super::derived(entry, *read_at)),
+                );
+                let unread = rows::unread_count(conn, &page.patient_id)?;
+                Ok::<_, DomainError>((found, unread))
+            })
         })
         .await?;
     // Ids compare as the notifications' order; both sources came newest first.

@@ -195,9 +195,11 @@ pub const DERIVE_LIMIT: i64 = 10_000;
 /// visible in sequence order on both backends (PostgreSQL appends under the head row's
 /// lock), so an entry at or below the highest one committed is never still to come.
 pub fn derive_deliveries(conn: &mut DbConn) -> Result<usize, StoreError> {
-    // A plain read first: with nothing new, no write lock is taken from the audit writer.
-    let (next, highest, _) = rows::outbox_position(conn)?;
-    if highest.is_none_or(|h| h < next) {
+    // A plain read first: with nothing new, or no webhook at all, no write lock is taken
+    // from the audit writer. A cursor left behind meanwhile passes over entries recorded
+    // before any webhook existed, which no webhook is told of.
+    let (next, highest, hooked) = rows::outbox_position(conn)?;
+    if !hooked || highest.is_none_or(|h| h < next) {
         return Ok(0);
     }
     write_tx(conn, |conn| {
