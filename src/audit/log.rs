@@ -311,33 +311,11 @@ impl Writer {
     fn derive_legacy_notices(&self, own: &mut OwnConnection) {
         let derived = own.with(&self.store, |conn| {
             let mut derived = 0;
-            loop {
-                let step = write_tx(conn, |conn| {
-                    let (from, to) = notices::legacy_range(conn)?;
-                    if from >= to {
-                        return Ok::<_, AuditError>(None);
-                    }
-                    let chunk = rows::entries_from(conn, from as u64, LEGACY_CHUNK.min(to - from))?;
-                    let mut found = 0;
-                    for row in chunk.iter().filter(|row| row.patient_id.is_some()) {
-                        let Ok(entry) = serde_json::from_str::<AuditEntry>(&row.body) else {
-                            tracing::error!(seq = row.seq, "stored audit entry does not parse");
-                            continue;
-                        };
-                        if let Some(kind) = crate::notify::kind_of(&entry) {
-                            notices::set_notice(conn, row.seq, kind.as_str())?;
-                            found += 1;
-                        }
-                    }
-                    let reached = chunk.last().map_or(to, |row| row.seq + 1);
-                    notices::set_legacy_from(conn, reached.min(to))?;
-                    Ok(Some(found))
-                })?;
-                match step {
-                    Some(found) => derived += found,
-                    None => return Ok(derived),
-                }
+            // A plain read first: once the range is done, a start takes no write lock for it.
+            while legacy_left(conn)? {
+                derived += write_tx(conn, derive_legacy_chunk)?;
             }
+            Ok(derived)
         });
         match derived {
             Ok(0) => {}
@@ -378,6 +356,36 @@ impl Writer {
             }
         }
     }
+}
+
+/// Whether entries written before notices were stored are still to be derived.
+fn legacy_left(conn: &mut DbConn) -> Result<bool, AuditError> {
+    let (from, to) = notices::legacy_range(conn)?;
+    Ok(from < to)
+}
+
+/// Stores the notices of the next chunk of the legacy range and moves the range on, in the
+/// caller's transaction; how many entries called for one.
+fn derive_legacy_chunk(conn: &mut DbConn) -> Result<usize, AuditError> {
+    let (from, to) = notices::legacy_range(conn)?;
+    if from >= to {
+        return Ok(0);
+    }
+    let chunk = rows::entries_from(conn, from as u64, LEGACY_CHUNK.min(to - from))?;
+    let mut found = 0;
+    for row in chunk.iter().filter(|row| row.patient_id.is_some()) {
+        let Ok(entry) = serde_json::from_str::<AuditEntry>(&row.body) else {
+            tracing::error!(seq = row.seq, "stored audit entry does not parse");
+            continue;
+        };
+        if let Some(kind) = crate::notify::kind_of(&entry) {
+            notices::set_notice(conn, row.seq, kind.as_str())?;
+            found += 1;
+        }
+    }
+    let reached = chunk.last().map_or(to, |row| row.seq + 1);
+    notices::set_legacy_from(conn, reached.min(to))?;
+    Ok(found)
 }
 
 fn tree_error<E: std::fmt::Display>(e: TreeError<E>) -> AuditError {

@@ -132,9 +132,7 @@ fn derived_bound(before: &str) -> (i64, i64) {
     if let Some(bound) = super::parse_derived_id(&id) {
         return bound;
     }
-    let mut millis = [0u8; 8];
-    millis[2..].copy_from_slice(&id.as_bytes()[..6]);
-    (i64::from_be_bytes(millis) * 1000, 0)
+    (super::millis_of(&id) * 1000, 0)
 }
 
 /// Marks notification `id` read (idempotent: the first time is kept); the patient only.

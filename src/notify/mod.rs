@@ -341,14 +341,18 @@ pub fn parse_derived_id(id: &uuid::Uuid) -> Option<(i64, i64)> {
     if micros >= 1000 {
         return None;
     }
-    let mut millis = [0u8; 8];
-    millis[2..].copy_from_slice(&b[..6]);
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&b[8..]);
     seq[0] &= 0x3f;
-    let millis = i64::try_from(u64::from_be_bytes(millis)).ok()?;
     let seq = i64::try_from(u64::from_be_bytes(seq)).ok()?;
-    Some((millis * 1000 + micros, seq))
+    Some((millis_of(id) * 1000 + micros, seq))
+}
+
+/// The millisecond in a UUID's first 48 bits (a UUIDv7's time, and a derived id's).
+pub fn millis_of(id: &uuid::Uuid) -> i64 {
+    let mut millis = [0u8; 8];
+    millis[2..].copy_from_slice(&id.as_bytes()[..6]);
+    i64::from_be_bytes(millis)
 }
 
 /// The notification a stored entry calls for, as the feed and the webhook show it: its

@@ -144,10 +144,7 @@ pub fn insert_deliveries(conn: &mut DbConn, rows: &[DeliveryRow]) -> Result<(), 
         let statement = diesel::insert_into(notification_deliveries::table)
             .values(chunk)
             .on_conflict_do_nothing();
-        match conn {
-            DbConn::Sqlite(c) => statement.execute(c)?,
-            DbConn::Postgresql(c) => statement.execute(c)?,
-        };
+        on_backend!(conn, c => statement.execute(c))?;
     }
     Ok(())
 }
@@ -302,16 +299,10 @@ pub fn mark_derived_read(
         notification_reads::audit_seq.eq(seq),
         notification_reads::read_at.eq(now),
     );
-    match conn {
-        DbConn::Sqlite(c) => diesel::insert_into(notification_reads::table)
-            .values(mark)
-            .on_conflict_do_nothing()
-            .execute(c)?,
-        DbConn::Postgresql(c) => diesel::insert_into(notification_reads::table)
-            .values(mark)
-            .on_conflict_do_nothing()
-            .execute(c)?,
-    };
+    let statement = diesel::insert_into(notification_reads::table)
+        .values(mark)
+        .on_conflict_do_nothing();
+    on_backend!(conn, c => statement.execute(c))?;
     let read_at = notification_reads::table
         .filter(notification_reads::patient_id.eq(patient_id))
         .filter(notification_reads::audit_seq.eq(seq))
@@ -508,13 +499,22 @@ pub fn claim_due(
             return Ok(Vec::new());
         }
         let stored_ids: Vec<&String> = due.iter().filter(|d| d.2.is_none()).map(|d| &d.0).collect();
-        let stored: Vec<NotificationRow> = notifications::table
-            .filter(notifications::id.eq_any(&stored_ids))
-            .load(conn)?;
+        // Each source read only when a due delivery needs it.
+        let stored: Vec<NotificationRow> = if stored_ids.is_empty() {
+            Vec::new()
+        } else {
+            notifications::table
+                .filter(notifications::id.eq_any(&stored_ids))
+                .load(conn)?
+        };
         let seqs: Vec<i64> = due.iter().filter_map(|d| d.2).collect();
-        let entries: Vec<EntryRow> = audit_entries::table
-            .filter(audit_entries::seq.eq_any(&seqs))
-            .load(conn)?;
+        let entries: Vec<EntryRow> = if seqs.is_empty() {
+            Vec::new()
+        } else {
+            audit_entries::table
+                .filter(audit_entries::seq.eq_any(&seqs))
+                .load(conn)?
+        };
         let patients: Vec<&String> = due.iter().map(|d| &d.1).collect();
         let hooks: Vec<WebhookRow> = notification_webhooks::table
             .filter(notification_webhooks::patient_id.eq_any(&patients))
