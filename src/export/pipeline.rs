@@ -101,6 +101,9 @@ impl PatientInput {
                     patient: self.patient.clone(),
                     consents: consents.into(),
                     sources: sources.into(),
+                    // An export is de-identified, and de-identified records are not marked
+                    // as disputed (`Released::mark_disputed`), so the disputes are not read.
+                    disputed: Default::default(),
                 })
             })
             .as_ref()

@@ -12,14 +12,15 @@
 //! (`docs/PERFORMANCE.md`).
 //!
 //! **Parsed, not stale.** Parsing a patient's consents and Patient record was a fifth of a
-//! consent-checked read's CPU, so the parsed [`PatientContext`] is kept in a
-//! [`ContextCache`], but every request still reads, in its own trip, the *stamps* of the rows
-//! it was parsed from (`store::resources::context_stamps`: type, id, version and time of each
-//! current consent and of the Patient record). A kept context is used only when the stamps
-//! read now equal those it was parsed from; any write on any instance sharing the database
-//! (a new version, a revocation, a new consent) changes them, so a revocation holds from the
-//! very next request everywhere, exactly as without the cache. Nothing about the requester
-//! is kept: its registration and the token's revocation are one statement per request.
+//! consent-checked read's CPU, so the parsed [`PatientContext`] (with the records the patient
+//! disputes) is kept in a [`ContextCache`], but every request still reads, in its own trip,
+//! the patient's *context version* (`store::resources::context_version`): one number that
+//! the database's triggers change in the same transaction as any write of the patient's
+//! consents, Patient record or amendment requests, whichever instance or path writes them. A
+//! kept context is used only when the version read now equals the one it was read under; a
+//! revocation, a new consent or a new dispute changes it, so each holds from the very next
+//! request everywhere, exactly as without the cache. Nothing about the requester is kept:
+//! its registration and the token's revocation are one statement per request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -34,7 +35,7 @@ use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::records::{RecordError, consents, index, ingest};
-use crate::store::resources::{self as rows, RowStamp};
+use crate::store::resources as rows;
 use crate::store::{DbConn, read_tx};
 
 /// The recipient of a release: the grant its token carries and the requester facts of its
@@ -73,16 +74,15 @@ fn requester_in(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<Request
 /// The records a patient disputes: `Type/id` to the statement's DocumentReference id.
 pub type Disputed = BTreeMap<String, String>;
 
-/// The requester, one patient's context and the records the patient disputes, read in one
-/// database trip.
+/// The requester and one patient's context, read in one database trip.
 pub async fn requester_and_patient(
     gateway: &Gateway,
     claims: &AccessClaims,
     patient: &PatientId,
-) -> Result<(Requester, PatientContext, Disputed), DomainError> {
-    let (requester, context, disputed, ()) =
+) -> Result<(Requester, PatientContext), DomainError> {
+    let (requester, context, ()) =
         requester_patient_and(gateway, claims, patient, |_| Ok(())).await?;
-    Ok((requester, context, disputed))
+    Ok((requester, context))
 }
 
 /// [`requester_and_patient`], and `also` in the same trip (a search's first batch of rows).
@@ -91,7 +91,7 @@ pub async fn requester_patient_and<T, F>(
     claims: &AccessClaims,
     patient: &PatientId,
     also: F,
-) -> Result<(Requester, PatientContext, Disputed, T), DomainError>
+) -> Result<(Requester, PatientContext, T), DomainError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn) -> Result<T, DomainError> + Send + 'static,
@@ -107,29 +107,23 @@ where
         .run_read(move |conn| {
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
-                let disputed = disputed_in(conn, p.as_str())?;
                 let context = cache.load_in(conn, p)?;
-                Ok((requester, context, disputed, also(conn)?))
+                Ok((requester, context, also(conn)?))
             })
         })
         .await
 }
 
-fn disputed_in(conn: &mut DbConn, patient: &str) -> Result<Disputed, DomainError> {
-    crate::amendment::dispute::disputed_in(conn, patient)
-}
-
 /// What a recipient's read of one resource needs, read in one database trip (one
 /// pooled connection, no hand-off between the reads): the token's database check, the
-/// client's registration, the resource, the context of the patient who owns it and the
-/// records that patient disputes. `None` when the resource is missing or belongs to no
-/// patient (the caller answers both alike).
+/// client's registration, the resource and the context of the patient who owns it. `None`
+/// when the resource is missing or belongs to no patient (the caller answers both alike).
 pub async fn requester_and_resource(
     gateway: &Gateway,
     claims: &AccessClaims,
     resource_type: &str,
     resource_id: &str,
-) -> Result<(Requester, Option<(Value, PatientContext, Disputed)>), DomainError> {
+) -> Result<(Requester, Option<(Value, PatientContext)>), DomainError> {
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
     let cache = gateway.contexts.clone();
@@ -148,9 +142,8 @@ pub async fn requester_and_resource(
                 else {
                     return Ok((requester, None));
                 };
-                let disputed = disputed_in(conn, patient.as_str())?;
                 let context = cache.load_in(conn, patient)?;
-                Ok((requester, Some((resource, context, disputed))))
+                Ok((requester, Some((resource, context))))
             })
         })
         .await
@@ -161,90 +154,95 @@ pub async fn requester_and_resource(
 pub struct PatientContext {
     /// The patient.
     pub patient: PatientId,
-    /// Every current consent of the patient, in id order, as of this request's stamps.
+    /// Every current consent of the patient, in id order, as of this request's context
+    /// version.
     pub consents: Arc<[Consent]>,
     /// The patient's own Patient resource when stored: the identifiers a de-identified
     /// output must not contain.
     pub sources: Arc<[Value]>,
+    /// The records the patient disputes, as of this request's context version.
+    pub disputed: Arc<Disputed>,
 }
 
 /// Most patients whose parsed context is kept; the whole cache is dropped when it is full (a
 /// miss costs one parse, as without the cache).
 pub const CONTEXT_CACHE_LIMIT: usize = 10_000;
 
-/// Parsed [`PatientContext`]s by patient, each with the stamps of the rows it was parsed
-/// from (see the module's documentation for why this cannot serve a revoked consent).
+/// Parsed [`PatientContext`]s by patient, each with the context version it was read under
+/// (see the module's documentation for why this cannot serve a revoked consent).
 #[derive(Debug, Default)]
 pub struct ContextCache {
-    kept: Mutex<HashMap<PatientId, (Vec<RowStamp>, PatientContext)>>,
+    kept: Mutex<HashMap<PatientId, (i64, PatientContext)>>,
 }
 
 impl ContextCache {
     /// The context of `patient` as stored now, on a connection already held: one statement
-    /// for the stamps, and when they differ from the kept ones, one for the rows, parsed.
+    /// for the context version, and when it differs from the kept one, three for the
+    /// consents, the Patient record and the disputes, parsed.
     pub fn load_in(
         &self,
         conn: &mut DbConn,
         patient: PatientId,
-    ) -> Result<PatientContext, RecordError> {
-        let stamps = rows::context_stamps(conn, patient.as_str())?;
-        if let Some(kept) = self.kept(&patient, &stamps) {
+    ) -> Result<PatientContext, DomainError> {
+        let version = rows::context_version(conn, patient.as_str())?;
+        if let Some(kept) = self.kept(&patient, version) {
             return Ok(kept);
         }
-        // The rows read again may be newer than the stamps just read; the context is kept
-        // under the stamps of the rows it was parsed from.
-        let (stamps, context) =
-            PatientContext::parse(patient.clone(), rows::context_rows(conn, patient.as_str())?)?;
-        self.keep(stamps, &context);
+        // Read after the version: the rows are at least as new as it (on PostgreSQL, where
+        // each statement has its own snapshot, they may be newer, and are kept under the
+        // older version, which the next request finds changed and reads again).
+        let stored = rows::context_rows(conn, patient.as_str())?;
+        let disputed = crate::amendment::dispute::disputed_in(conn, patient.as_str())?;
+        let context = PatientContext::parse(patient, stored, disputed)?;
+        self.keep(version, &context);
         Ok(context)
     }
 
-    fn kept(&self, patient: &PatientId, stamps: &[RowStamp]) -> Option<PatientContext> {
+    fn kept(&self, patient: &PatientId, version: i64) -> Option<PatientContext> {
         let kept = self.kept.lock().ok()?;
         let (at, context) = kept.get(patient)?;
-        (at.as_slice() == stamps).then(|| context.clone())
+        (*at == version).then(|| context.clone())
     }
 
-    fn keep(&self, stamps: Vec<RowStamp>, context: &PatientContext) {
+    fn keep(&self, version: i64, context: &PatientContext) {
         if let Ok(mut kept) = self.kept.lock() {
             if kept.len() >= CONTEXT_CACHE_LIMIT && !kept.contains_key(&context.patient) {
                 kept.clear();
             }
-            kept.insert(context.patient.clone(), (stamps, context.clone()));
+            kept.insert(context.patient.clone(), (version, context.clone()));
         }
     }
 }
 
 impl PatientContext {
     /// The context of `patient` from its stored rows (consents and the Patient record, in
-    /// `(type, id)` order), with their stamps. A stored consent that no longer parses fails
-    /// the request rather than being skipped, since skipping it could drop a deny.
+    /// `(type, id)` order) and the records it disputes. A stored consent that no longer
+    /// parses fails the request rather than being skipped, since skipping it could drop a
+    /// deny.
     fn parse(
         patient: PatientId,
-        stored: Vec<(RowStamp, String)>,
-    ) -> Result<(Vec<RowStamp>, PatientContext), RecordError> {
-        let mut stamps = Vec::with_capacity(stored.len());
+        stored: Vec<(String, String, String)>,
+        disputed: Disputed,
+    ) -> Result<PatientContext, RecordError> {
         let mut consents = Vec::with_capacity(stored.len());
         let mut sources = Vec::new();
-        for (stamp, body) in stored {
-            if stamp.0 == "Consent" {
-                consents.push(consents::parse_stored(&stamp.1, &body)?);
+        for (resource_type, id, body) in stored {
+            if resource_type == "Consent" {
+                consents.push(consents::parse_stored(&id, &body)?);
             } else {
                 sources.push(serde_json::from_str(&body).map_err(|_| {
                     RecordError::Store(crate::store::StoreError::Task(format!(
-                        "stored body of Patient/{} is not JSON",
-                        stamp.1
+                        "stored body of Patient/{id} is not JSON"
                     )))
                 })?);
             }
-            stamps.push(stamp);
         }
-        let context = PatientContext {
+        Ok(PatientContext {
             patient,
             consents: consents.into(),
             sources: sources.into(),
-        };
-        Ok((stamps, context))
+            disputed: Arc::new(disputed),
+        })
     }
 }
 
@@ -370,6 +368,40 @@ mod tests {
             &renamed.consents,
             &load(&cache, &store).consents
         ));
+    }
+
+    /// A statement of disagreement filed after the context was kept is in the very next
+    /// load: the disputes are part of the context and its version.
+    #[test]
+    fn a_new_dispute_is_read_on_the_very_next_load() {
+        use diesel::RunQueryDsl;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let cache = ContextCache::default();
+        put(&store, &consent("c1", "active", "Organization/a"), 1, 20);
+        let before = load(&cache, &store);
+        assert!(before.disputed.is_empty());
+        assert!(Arc::ptr_eq(
+            &before.consents,
+            &load(&cache, &store).consents
+        ));
+
+        let mut conn = store.conn().unwrap();
+        diesel::sql_query(
+            "INSERT INTO amendments (id, patient_id, resource_type, resource_id, version_id, \
+             status, requested_by, what_is_wrong, proposed_correction, created, due, \
+             statement_id) VALUES ('a1', 'p1', 'Observation', 'o1', 1, 'denied', \
+             'Patient/p1', 'w', 'p', 1, 2, 's1')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+        drop(conn);
+        let after = load(&cache, &store);
+        assert_eq!(
+            after.disputed.get("Observation/o1").map(String::as_str),
+            Some("s1")
+        );
     }
 
     #[test]

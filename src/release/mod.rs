@@ -6,7 +6,7 @@
 //! 1. **Who and about whom** ([`requester`], and [`ContextCache::load_in`] in the same
 //!    database trip, with the resource for a read): the client's registration is read
 //!    afresh for the request, and the patient's parsed consents are used only while the
-//!    stamps of their stored rows, read for the request, are unchanged, so a removed client
+//!    patient's context version, read for the request, is unchanged, so a removed client
 //!    or a revoked consent stops access at the next request whatever tokens exist.
 //! 2. **Decide each** ([`decide_each`]): a resource passes when the token's scopes reach it
 //!    and the one decision engine ([`crate::decision::decide`]) permits it.

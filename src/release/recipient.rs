@@ -66,7 +66,7 @@ pub async fn read(
     let announced = gateway.audit.announce();
     let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some((resource, context, disputed)) = found else {
+    let Some((resource, context)) = found else {
         return Err(not_known(resource_type, id));
     };
     let patient = context.patient.clone();
@@ -83,7 +83,7 @@ pub async fn read(
         Interaction::Read,
     );
     let mut released = shape(gateway, recipient, &context, permitted)?;
-    released.mark_disputed(&disputed);
+    released.mark_disputed(&context.disputed);
     if released.is_empty() {
         return Err(not_known(resource_type, id));
     }
@@ -144,7 +144,7 @@ pub async fn search(
     let want = parsed.count;
     parsed.query.limit = (want as i64 + 1) * 2;
     let q = parsed.query.clone();
-    let (requester, context, disputed, mut batch) =
+    let (requester, context, mut batch) =
         requester_patient_and(gateway, claims, &patient, move |conn| {
             Ok(rows::search(conn, &q)?)
         })
@@ -196,7 +196,7 @@ pub async fn search(
         .and_then(|p| p.resource["id"].as_str())
         .map(str::to_string);
     let mut released = shape(gateway, recipient, &context, visible)?;
-    released.mark_disputed(&disputed);
+    released.mark_disputed(&context.disputed);
     record(
         gateway,
         announced,
@@ -225,7 +225,7 @@ pub async fn everything(
     patient: &PatientId,
 ) -> Result<Vec<Value>, DomainError> {
     let announced = gateway.audit.announce();
-    let (requester, context, disputed) = requester_and_patient(gateway, claims, patient).await?;
+    let (requester, context) = requester_and_patient(gateway, claims, patient).await?;
     let p = patient.clone();
     let all = gateway
         .store
@@ -251,7 +251,7 @@ pub async fn everything(
         return Err(not_known("Patient", patient.as_str()));
     }
     let mut released = shape(gateway, recipient, &context, visible)?;
-    released.mark_disputed(&disputed);
+    released.mark_disputed(&context.disputed);
     record(
         gateway,
         announced,

@@ -378,6 +378,7 @@ mod tests {
             sources: vec![json!({"resourceType": "Patient", "id": "p1",
                 "name": [{"family": "Quillfeather", "given": ["Odile"]}], "birthDate": "1970-04-02"})]
             .into(),
+            disputed: Default::default(),
         }
     }
 

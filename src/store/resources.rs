@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{resource_tokens, resource_versions, resources};
+use super::schema::{patient_context_versions, resource_tokens, resource_versions, resources};
 use super::{DbConn, StoreError};
 
 /// One search term of a resource, as indexed.
@@ -234,11 +234,6 @@ pub fn of_patient_page(
     Ok(on_backend!(conn, c => query.load::<(String, String)>(c))?)
 }
 
-/// The version of one stored row of a patient's release context (see [`context_rows`]):
-/// `(resource_type, id, version_id, last_updated)`. Versions only grow and rows are never
-/// deleted, so equal stamps mean equal bodies.
-pub type RowStamp = (String, String, i64, i64);
-
 /// The rows a release context is parsed from: the patient's current consents, in id order,
 /// then the patient's own Patient record: `(type, id)` order. Two statements, each an exact
 /// index range: in one, `patient_id = ? AND (type = 'Consent' OR (type = 'Patient' AND id
@@ -264,42 +259,32 @@ fn own_record_of<'a>(patient_id: &'a str) -> _ {
         .filter(resources::patient_id.eq(patient_id))
 }
 
-/// The stamps of [`consents_of`]'s and [`own_record_of`]'s rows. Fixed statements that read
-/// no bodies, run on every release to tell whether a parsed context is still current.
-pub fn context_stamps(conn: &mut DbConn, patient_id: &str) -> Result<Vec<RowStamp>, StoreError> {
-    let stamp = (
-        resources::resource_type,
-        resources::id,
-        resources::version_id,
-        resources::last_updated,
-    );
-    let mut stamps =
-        on_backend!(conn, c => consents_of(patient_id).select(stamp).load::<RowStamp>(c))?;
-    stamps.extend(
-        on_backend!(conn, c => own_record_of(patient_id).select(stamp).first::<RowStamp>(c).optional())?,
-    );
-    Ok(stamps)
+/// The version of everything a release reads about a patient besides the requested
+/// resources: it changes, in the same transaction, with every write of the patient's
+/// consents, Patient record or amendment requests (the database's triggers keep it, on every
+/// instance; migration `000062_patient_context_versions`). 0 for a patient never written.
+/// One fixed statement on the primary key, run on every release.
+pub fn context_version(conn: &mut DbConn, patient_id: &str) -> Result<i64, StoreError> {
+    let query = patient_context_versions::table
+        .filter(patient_context_versions::patient_id.eq(patient_id))
+        .select(patient_context_versions::version);
+    Ok(on_backend!(conn, c => query.first::<i64>(c).optional())?.unwrap_or(0))
 }
 
-/// [`context_stamps`] with each row's body.
+/// The rows a release context is parsed from, as `(type, id, body)`: [`consents_of`]'s,
+/// then [`own_record_of`]'s.
 pub fn context_rows(
     conn: &mut DbConn,
     patient_id: &str,
-) -> Result<Vec<(RowStamp, String)>, StoreError> {
-    let row = (
-        (
-            resources::resource_type,
-            resources::id,
-            resources::version_id,
-            resources::last_updated,
-        ),
-        resources::body,
-    );
-    let mut rows =
-        on_backend!(conn, c => consents_of(patient_id).select(row).load::<(RowStamp, String)>(c))?;
-    rows.extend(
-        on_backend!(conn, c => own_record_of(patient_id).select(row).first::<(RowStamp, String)>(c).optional())?,
-    );
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let row = (resources::resource_type, resources::id, resources::body);
+    let mut rows = on_backend!(conn, c => consents_of(patient_id)
+        .select(row)
+        .load::<(String, String, String)>(c))?;
+    rows.extend(on_backend!(conn, c => own_record_of(patient_id)
+        .select(row)
+        .first::<(String, String, String)>(c)
+        .optional())?);
     Ok(rows)
 }
 

@@ -73,6 +73,15 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+diesel::table! {
+    /// A number per patient that changes with every write of the patient's consents, Patient
+    /// record or amendment requests (kept by triggers; migration 000062).
+    patient_context_versions (patient_id) {
+        patient_id -> Text,
+        version -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     resources,
     resource_versions,

@@ -437,6 +437,16 @@ fn revert_last(conn: &mut DbConn) -> String {
     .to_string()
 }
 
+/// Reverts the migrations newer than `version`, then `version` itself.
+fn revert_through(conn: &mut DbConn, version: &str) {
+    for _ in 0..10 {
+        if revert_last(conn) == version {
+            return;
+        }
+    }
+    panic!("migration {version} was not among the ten newest");
+}
+
 fn text(conn: &mut DbConn, sql: &str) -> String {
     #[derive(QueryableByName)]
     struct Row {
@@ -458,7 +468,7 @@ fn the_derived_notifications_migration_keeps_what_was_stored_and_records_what_is
     for (store, pg_name) in stores(dir.path()) {
         let backend = store.backend();
         let mut conn = store.conn().expect("connection");
-        assert_eq!(revert_last(&mut conn), MIGRATION, "the newest migration");
+        revert_through(&mut conn, MIGRATION);
         diesel::sql_query(
             "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
              body) VALUES (0, 10, 'read', 'success', 'c1', 'p1', '{}'), \
@@ -522,12 +532,89 @@ fn the_derived_notifications_migration_keeps_what_was_stored_and_records_what_is
         .expect("a read mark");
 
         // Down drops what was derived and keeps what was stored; up again works.
-        assert_eq!(revert_last(&mut conn), MIGRATION);
+        revert_through(&mut conn, MIGRATION);
         let kept = "SELECT CAST(COUNT(*) AS TEXT) || ',' || CAST(SUM(attempts) AS TEXT) AS t \
              FROM notification_deliveries";
         assert_eq!(text(&mut conn, kept), "3,3", "{backend:?}: down");
         drop(conn);
         store.migrate().expect("up again");
+        drop_database(store, pg_name);
+    }
+}
+
+fn context_version(conn: &mut DbConn, patient: &str) -> i64 {
+    resources::context_version(conn, patient).expect("context version")
+}
+
+fn exec(conn: &mut DbConn, sql: &str) {
+    diesel::sql_query(sql).execute(conn).expect(sql);
+}
+
+/// Migration `2026-12-05-000062_patient_context_versions`, on both backends: the database
+/// itself changes a patient's context version with every write of the patient's consents,
+/// Patient record or amendment requests, whatever statement writes them (here plain SQL, as
+/// an operator's or a future path's would be), and with no other write; down and up again.
+#[test]
+fn the_patient_context_version_changes_with_every_write_a_release_reads_and_no_other() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        let c = &mut conn;
+        let versions = |c: &mut DbConn| (context_version(c, "p1"), context_version(c, "p2"));
+        assert_eq!(versions(c), (0, 0), "{backend:?}: never written");
+
+        put(c, "Observation", "o1", Some("p1"));
+        put(c, "Consent", "shared", None);
+        assert_eq!(versions(c), (0, 0), "{backend:?}: not part of any context");
+        put(c, "Consent", "c1", Some("p1"));
+        assert_eq!(versions(c), (1, 0), "{backend:?}: a new consent");
+        exec(
+            c,
+            "UPDATE resources SET version_id = 2, body = '{}' WHERE id = 'c1'",
+        );
+        assert_eq!(versions(c), (2, 0), "{backend:?}: its new version");
+        exec(c, "UPDATE resources SET patient_id = 'p2' WHERE id = 'c1'");
+        assert_eq!(versions(c), (3, 1), "{backend:?}: moved: both patients");
+        put(c, "Patient", "p1", Some("p1"));
+        assert_eq!(versions(c), (4, 1), "{backend:?}: the Patient record");
+        exec(c, "DELETE FROM resources WHERE id = 'c1'");
+        assert_eq!(versions(c), (4, 2), "{backend:?}: a consent gone");
+        exec(c, "UPDATE resources SET body = '{}' WHERE id = 'o1'");
+        exec(c, "DELETE FROM resources WHERE id = 'o1'");
+        assert_eq!(
+            versions(c),
+            (4, 2),
+            "{backend:?}: an observation is not context"
+        );
+
+        exec(
+            c,
+            "INSERT INTO amendments (id, patient_id, resource_type, resource_id, version_id, \
+             status, requested_by, what_is_wrong, proposed_correction, created, due) VALUES \
+             ('a1', 'p1', 'Observation', 'o1', 1, 'pending', 'Patient/p1', 'w', 'p', 1, 2)",
+        );
+        assert_eq!(versions(c), (5, 2), "{backend:?}: an amendment request");
+        exec(
+            c,
+            "UPDATE amendments SET status = 'denied', statement_id = 's1' WHERE id = 'a1'",
+        );
+        assert_eq!(
+            versions(c),
+            (6, 2),
+            "{backend:?}: its statement of disagreement"
+        );
+        exec(c, "DELETE FROM amendments WHERE id = 'a1'");
+        assert_eq!(versions(c), (7, 2), "{backend:?}: the request gone");
+
+        assert_eq!(revert_last(c), "20261205000062", "{backend:?}: down");
+        put(c, "Consent", "c2", Some("p1"));
+        drop(conn);
+        store.migrate().expect("up again");
+        let mut conn = store.conn().expect("connection");
+        put(&mut conn, "Consent", "c3", Some("p1"));
+        assert_eq!(context_version(&mut conn, "p1"), 1, "{backend:?}: up again");
+        drop(conn);
         drop_database(store, pg_name);
     }
 }

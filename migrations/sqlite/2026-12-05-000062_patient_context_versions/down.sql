@@ -1,0 +1,7 @@
+DROP TRIGGER patient_context_amendment_delete;
+DROP TRIGGER patient_context_amendment_update;
+DROP TRIGGER patient_context_amendment_insert;
+DROP TRIGGER patient_context_resource_delete;
+DROP TRIGGER patient_context_resource_update;
+DROP TRIGGER patient_context_resource_insert;
+DROP TABLE patient_context_versions;
