@@ -70,14 +70,33 @@ pub fn live_requester(
     client_id: &str,
     jti: &str,
 ) -> Result<Option<Requester>, DomainError> {
-    let Some((role, organization, acts_as)) = identity::live_requester(conn, client_id, jti)?
-    else {
-        return Ok(None);
-    };
+    identity::live_requester(conn, client_id, jti)?
+        .map(|stored| requester_of(client_id, stored))
+        .transpose()
+}
+
+/// [`live_requester`] and, in the same statement, the context version of `patient`
+/// (`store::resources::context_version`).
+pub fn live_requester_and_version(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+    patient: &str,
+) -> Result<Option<(Requester, i64)>, DomainError> {
+    identity::live_requester_and_version(conn, client_id, jti, patient)?
+        .map(|(stored, version)| Ok((requester_of(client_id, stored)?, version)))
+        .transpose()
+}
+
+/// The requester facts of a client's stored `(role, organization, acts_as)`.
+fn requester_of(
+    client_id: &str,
+    (role, organization, acts_as): identity::StoredRequester,
+) -> Result<Requester, DomainError> {
     let corrupt = || DomainError::internal(format!("client {client_id} is stored malformed"));
     let role = Role::parse(&role).ok_or_else(corrupt)?;
     let acts_as: Vec<String> = serde_json::from_str(&acts_as).map_err(|_| corrupt())?;
-    Ok(Some(Requester::new(client_id, role, organization, acts_as)))
+    Ok(Requester::new(client_id, role, organization, acts_as))
 }
 
 /// The registration of a client that is still registered (not removed); `None` otherwise.

@@ -187,14 +187,41 @@ pub fn put_labelled(
 
 /// Reads the current version of a resource.
 pub fn read(conn: &mut DbConn, resource_type: &str, id: &str) -> Result<Value, RecordError> {
+    checked_key(resource_type, id)?;
+    let body = rows::read(conn, resource_type, id)?.ok_or_else(|| missing(resource_type, id))?;
+    parse_current(resource_type, id, &body)
+}
+
+/// [`read`], with the patient the resource is stored under and that patient's context
+/// version, read in the same statement (`store::resources::read_with_context_version`).
+pub fn read_with_context_version(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+) -> Result<(Value, Option<String>, i64), RecordError> {
+    checked_key(resource_type, id)?;
+    let (body, patient, version) = rows::read_with_context_version(conn, resource_type, id)?
+        .ok_or_else(|| missing(resource_type, id))?;
+    Ok((parse_current(resource_type, id, &body)?, patient, version))
+}
+
+/// A known type and an id that could be stored; an invalid id is simply not known.
+fn checked_key(resource_type: &str, id: &str) -> Result<(), RecordError> {
     validate::resource_type(resource_type)?;
-    let missing =
-        || RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"));
-    if !validate::is_valid_id(id) {
-        return Err(missing());
+    if validate::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(missing(resource_type, id))
     }
-    let body = rows::read(conn, resource_type, id)?.ok_or_else(missing)?;
-    serde_json::from_str(&body).map_err(|_| {
+}
+
+fn missing(resource_type: &str, id: &str) -> RecordError {
+    RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"))
+}
+
+/// A current body as stored, parsed.
+fn parse_current(resource_type: &str, id: &str, body: &str) -> Result<Value, RecordError> {
+    serde_json::from_str(body).map_err(|_| {
         RecordError::Store(crate::store::StoreError::Task(format!(
             "stored body of {resource_type}/{id} is not JSON"
         )))

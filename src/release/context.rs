@@ -61,14 +61,27 @@ pub async fn requester(gateway: &Gateway, claims: &AccessClaims) -> Result<Reque
 /// [`requester`] on a connection already held: the bearer token's database check and the
 /// client's registration.
 fn requester_in(conn: &mut DbConn, client_id: &str, jti: &str) -> Result<Requester, DomainError> {
-    let refused = || {
-        DomainError::new(
-            ErrorKind::Unauthorized,
-            "unauthorized",
-            "a valid bearer token is required",
-        )
-    };
     registry::live_requester(conn, client_id, jti)?.ok_or_else(refused)
+}
+
+/// [`requester_in`] and, in the same statement, `patient`'s context version.
+fn requester_and_version_in(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+    patient: &PatientId,
+) -> Result<(Requester, i64), DomainError> {
+    registry::live_requester_and_version(conn, client_id, jti, patient.as_str())?
+        .ok_or_else(refused)
+}
+
+/// A client removed or a token revoked: refused as unauthenticated.
+fn refused() -> DomainError {
+    DomainError::new(
+        ErrorKind::Unauthorized,
+        "unauthorized",
+        "a valid bearer token is required",
+    )
 }
 
 /// The records a patient disputes: `Type/id` to the statement's DocumentReference id.
@@ -106,8 +119,8 @@ where
         .store
         .run_read(move |conn| {
             read_tx(conn, |conn| {
-                let requester = requester_in(conn, &id, &jti)?;
-                let context = cache.load_in(conn, p)?;
+                let (requester, version) = requester_and_version_in(conn, &id, &jti, &p)?;
+                let context = cache.load_at(conn, p, version)?;
                 Ok((requester, context, also(conn)?))
             })
         })
@@ -132,17 +145,25 @@ pub async fn requester_and_resource(
         .run_read(move |conn| {
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
-                let resource = match ingest::read(conn, &ty, &key) {
-                    Ok(v) => v,
-                    Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
-                    Err(e) => return Err(e.into()),
-                };
+                let (resource, stored_under, version) =
+                    match ingest::read_with_context_version(conn, &ty, &key) {
+                        Ok(found) => found,
+                        Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
+                        Err(e) => return Err(e.into()),
+                    };
                 let Some(patient) =
                     index::patient_of(&ty, &key, &resource).and_then(|p| PatientId::parse(&p).ok())
                 else {
                     return Ok((requester, None));
                 };
-                let context = cache.load_in(conn, patient)?;
+                // The version read with the resource is its stored patient's, which is the
+                // owner its body names (both come from `index::patient_of` at ingest); should
+                // they ever differ, the owner's version is read on its own.
+                let version = match stored_under {
+                    Some(stored) if stored == patient.as_str() => version,
+                    _ => rows::context_version(conn, patient.as_str())?,
+                };
+                let context = cache.load_at(conn, patient, version)?;
                 Ok((requester, Some((resource, context))))
             })
         })
@@ -177,14 +198,26 @@ pub struct ContextCache {
 
 impl ContextCache {
     /// The context of `patient` as stored now, on a connection already held: one statement
-    /// for the context version, and when it differs from the kept one, three for the
-    /// consents, the Patient record and the disputes, parsed.
+    /// for the context version, then [`ContextCache::load_at`].
     pub fn load_in(
         &self,
         conn: &mut DbConn,
         patient: PatientId,
     ) -> Result<PatientContext, DomainError> {
         let version = rows::context_version(conn, patient.as_str())?;
+        self.load_at(conn, patient, version)
+    }
+
+    /// The context of `patient` at `version`, the context version just read on `conn` (in
+    /// the same read transaction, or on PostgreSQL before the rows): the kept one when it
+    /// was read under the same version, otherwise three statements for the consents, the
+    /// Patient record and the disputes, parsed and kept under `version`.
+    pub fn load_at(
+        &self,
+        conn: &mut DbConn,
+        patient: PatientId,
+        version: i64,
+    ) -> Result<PatientContext, DomainError> {
         if let Some(kept) = self.kept(&patient, version) {
             return Ok(kept);
         }

@@ -271,6 +271,33 @@ pub fn context_version(conn: &mut DbConn, patient_id: &str) -> Result<i64, Store
     Ok(on_backend!(conn, c => query.first::<i64>(c).optional())?.unwrap_or(0))
 }
 
+/// The current body of a resource, with the patient it is stored under and, in the same
+/// statement, that patient's [`context_version`]: what a recipient's read needs of the
+/// database besides the requester. `None` when the resource is not stored.
+pub fn read_with_context_version(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(String, Option<String>, i64)>, StoreError> {
+    let query = resources::table
+        .left_join(
+            patient_context_versions::table.on(patient_context_versions::patient_id
+                .nullable()
+                .eq(resources::patient_id)),
+        )
+        .filter(resources::resource_type.eq(resource_type))
+        .filter(resources::id.eq(id))
+        .select((
+            resources::body,
+            resources::patient_id,
+            patient_context_versions::version.nullable(),
+        ));
+    let found = on_backend!(conn, c => query
+        .first::<(String, Option<String>, Option<i64>)>(c)
+        .optional())?;
+    Ok(found.map(|(body, patient, version)| (body, patient, version.unwrap_or(0))))
+}
+
 /// The rows a release context is parsed from, as `(type, id, body)`: [`consents_of`]'s,
 /// then [`own_record_of`]'s.
 pub fn context_rows(

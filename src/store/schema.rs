@@ -86,7 +86,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     resources,
     resource_versions,
     resource_tokens,
-    clients
+    clients,
+    patient_context_versions
 );
 
 diesel::table! {
@@ -221,6 +222,7 @@ diesel::table! {
 diesel::joinable!(access_requests -> clients (client_id));
 diesel::allow_tables_to_appear_in_same_query!(access_requests, clients);
 diesel::allow_tables_to_appear_in_same_query!(clients, revoked_tokens);
+diesel::allow_tables_to_appear_in_same_query!(revoked_tokens, patient_context_versions);
 
 diesel::table! {
     /// Signed disclosure packages: a frozen FHIR Bundle for one recipient.

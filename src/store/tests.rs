@@ -618,3 +618,83 @@ fn the_patient_context_version_changes_with_every_write_a_release_reads_and_no_o
         drop_database(store, pg_name);
     }
 }
+
+/// The release's reads that carry a context version answer as the plain ones, on both
+/// backends: a resource with its stored patient and that patient's version (0 for a patient
+/// never written, none for a shared resource), and the requester with any patient's version,
+/// refused alike for a revoked token or a removed client.
+#[test]
+fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        let c = &mut conn;
+        put(c, "Consent", "c1", Some("p1"));
+        put(c, "Consent", "c2", Some("p1"));
+        put(c, "Observation", "o1", Some("p1"));
+        put(c, "Observation", "o2", Some("p2"));
+        put(c, "Medication", "shared", None);
+        let read = |c: &mut DbConn, ty: &str, id: &str| {
+            resources::read_with_context_version(c, ty, id)
+                .expect("read")
+                .map(|(body, patient, version)| {
+                    assert_eq!(
+                        Some(&body),
+                        resources::read(c, ty, id).expect("read").as_ref()
+                    );
+                    (patient, version)
+                })
+        };
+        assert_eq!(
+            read(c, "Observation", "o1"),
+            Some((Some("p1".into()), 2)),
+            "{backend:?}"
+        );
+        assert_eq!(read(c, "Observation", "o2"), Some((Some("p2".into()), 0)));
+        assert_eq!(read(c, "Medication", "shared"), Some((None, 0)));
+        assert_eq!(read(c, "Observation", "o3"), None, "{backend:?}: missing");
+
+        identity::insert_client(
+            c,
+            &identity::ClientRow {
+                id: "k1".into(),
+                name: "n".into(),
+                organization: "org".into(),
+                role: "clinician".into(),
+                jwks: None,
+                jwks_url: None,
+                purposes: "[]".into(),
+                resources: "[]".into(),
+                created_at: 1,
+                removed_at: None,
+                acts_as: "[]".into(),
+                default_purpose: None,
+            },
+        )
+        .expect("client");
+        let plain = identity::live_requester(c, "k1", "t1").expect("requester");
+        assert!(plain.is_some());
+        for (patient, version) in [("p1", 2), ("p2", 0)] {
+            assert_eq!(
+                identity::live_requester_and_version(c, "k1", "t1", patient).expect("requester"),
+                plain.clone().map(|r| (r, version)),
+                "{backend:?}: {patient}"
+            );
+        }
+        identity::revoke_token(c, "t1", 10).expect("revoked");
+        assert_eq!(
+            identity::live_requester_and_version(c, "k1", "t1", "p1").expect("requester"),
+            None,
+            "{backend:?}: a revoked token"
+        );
+        identity::remove_client(c, "k1", 2).expect("removed");
+        assert_eq!(
+            identity::live_requester_and_version(c, "k1", "t2", "p1").expect("requester"),
+            None,
+            "{backend:?}: a removed client"
+        );
+        drop(conn);
+        drop_database(store, pg_name);
+    }
+}
