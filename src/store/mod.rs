@@ -106,6 +106,14 @@ impl From<diesel::result::Error> for StoreError {
             {
                 StoreError::Unavailable("database is locked".into())
             }
+            // PostgreSQL chose this transaction to end a deadlock (SQLSTATE 40P01; diesel has
+            // no kind for it): nothing was written, and a retry succeeds, as after a
+            // serialization failure. Two transactions that write the consents or Patient
+            // records of the same two patients in opposite orders can meet this way, on the
+            // patients' context versions (migration 000062).
+            Error::DatabaseError(_, ref info) if info.message().contains("deadlock detected") => {
+                StoreError::Conflict
+            }
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 StoreError::Unavailable("the database connection was lost".into())
             }

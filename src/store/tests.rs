@@ -698,3 +698,53 @@ fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
         drop_database(store, pg_name);
     }
 }
+
+/// Two transactions writing the consents of the same two patients in opposite orders meet
+/// on the patients' context versions; on PostgreSQL one of them is ended as a deadlock,
+/// which is answered as a conflict to retry (409 `concurrent_update`), not an internal
+/// error, and the other commits. (On SQLite write transactions are serial.)
+#[test]
+fn a_deadlock_on_the_context_versions_is_a_conflict_to_retry() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        if store.backend() == Backend::Postgres {
+            let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let writer = |first: &'static str, second: &'static str| {
+                let (store, both) = (store.clone(), both.clone());
+                std::thread::spawn(move || {
+                    let mut conn = store.dedicated().expect("connection");
+                    write_tx(&mut conn, |conn| {
+                        for (i, patient) in [first, second].into_iter().enumerate() {
+                            let w = resources::ResourceWrite {
+                                resource_type: "Consent".into(),
+                                id: format!("{first}-{i}"),
+                                version_id: 1,
+                                last_updated: 1,
+                                patient_id: Some(patient.into()),
+                                clinical: None,
+                                body: "{}".into(),
+                                tokens: Vec::new(),
+                                source_client: None,
+                                written_by: None,
+                            };
+                            resources::write(conn, &w)?;
+                            if i == 0 {
+                                both.wait();
+                            }
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                })
+            };
+            let outcomes =
+                [writer("p1", "p2"), writer("p2", "p1")].map(|t| t.join().expect("writer thread"));
+            let conflicts = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(StoreError::Conflict)))
+                .count();
+            assert_eq!(conflicts, 1, "{outcomes:?}");
+            assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+        }
+        drop_database(store, pg_name);
+    }
+}
