@@ -21,6 +21,11 @@
 //! revocation, a new consent or a new dispute changes it, so each holds from the very next
 //! request everywhere, exactly as without the cache. Nothing about the requester is kept:
 //! its registration and the token's revocation are one statement per request.
+//!
+//! The version costs no statement of its own: a read takes it with the resource
+//! (`store::resources::read_with_context_version`, the version of the patient the resource is
+//! stored under), a search or `$everything` with the requester
+//! (`store::identity::live_requester_and_version`). A cached read is two statements.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
