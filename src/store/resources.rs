@@ -298,8 +298,9 @@ pub fn read_with_context_version(
     Ok(found.map(|(body, patient, version)| (body, patient, version.unwrap_or(0))))
 }
 
-/// The rows a release context is parsed from, as `(type, id, body)`: [`consents_of`]'s,
-/// then [`own_record_of`]'s.
+/// The rows a release context is parsed from, as `(type, id, body)`: the patient's
+/// consents in id order (`consents_of`), then the patient's own Patient record
+/// (`own_record_of`).
 pub fn context_rows(
     conn: &mut DbConn,
     patient_id: &str,
