@@ -202,17 +202,6 @@ pub struct ContextCache {
 }
 
 impl ContextCache {
-    /// The context of `patient` as stored now, on a connection already held: one statement
-    /// for the context version, then [`ContextCache::load_at`].
-    pub fn load_in(
-        &self,
-        conn: &mut DbConn,
-        patient: PatientId,
-    ) -> Result<PatientContext, DomainError> {
-        let version = rows::context_version(conn, patient.as_str())?;
-        self.load_at(conn, patient, version)
-    }
-
     /// The context of `patient` at `version`, the context version just read on `conn` (in
     /// the same read transaction, or on PostgreSQL before the rows): the kept one when it
     /// was read under the same version, otherwise three statements for the consents, the
@@ -346,8 +335,9 @@ mod tests {
 
     fn load(cache: &ContextCache, store: &Store) -> PatientContext {
         let mut conn = store.conn().unwrap();
+        let version = rows::context_version(&mut conn, "p1").unwrap();
         cache
-            .load_in(&mut conn, PatientId::parse("p1").unwrap())
+            .load_at(&mut conn, PatientId::parse("p1").unwrap(), version)
             .unwrap()
     }
 

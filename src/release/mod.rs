@@ -3,7 +3,7 @@
 //! Start at [`read`], [`search`] and [`everything`], one function per thing a recipient can
 //! ask for; the HTTP handlers parse, call one of them and render. Each goes the same way:
 //!
-//! 1. **Who and about whom** ([`requester`], and [`ContextCache::load_in`] in the same
+//! 1. **Who and about whom** ([`requester`], and [`ContextCache::load_at`] in the same
 //!    database trip, with the resource for a read): the client's registration is read
 //!    afresh for the request, and the patient's parsed consents are used only while the
 //!    patient's context version, read for the request, is unchanged, so a removed client

@@ -51,6 +51,17 @@ pub fn active_client(conn: &mut DbConn, id: &str) -> Result<Option<ClientRow>, S
     Ok(on_backend!(conn, c => query.first::<ClientRow>(c).optional())?)
 }
 
+/// The client `client_id`, not removed, whose token `jti` is not revoked.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn live<'a>(client_id: &'a str, jti: &'a str) -> _ {
+    clients::id
+        .eq(client_id)
+        .and(clients::removed_at.is_null())
+        .and(diesel::dsl::not(diesel::dsl::exists(
+            revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
+        )))
+}
+
 /// What a decision needs of a registered client, as stored: `(role, organization, acts_as)`.
 pub type StoredRequester = (String, String, String);
 
@@ -62,13 +73,11 @@ pub fn live_requester(
     client_id: &str,
     jti: &str,
 ) -> Result<Option<StoredRequester>, StoreError> {
-    let query = clients::table
-        .filter(clients::id.eq(client_id))
-        .filter(clients::removed_at.is_null())
-        .filter(diesel::dsl::not(diesel::dsl::exists(
-            revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
-        )))
-        .select((clients::role, clients::organization, clients::acts_as));
+    let query = clients::table.filter(live(client_id, jti)).select((
+        clients::role,
+        clients::organization,
+        clients::acts_as,
+    ));
     Ok(on_backend!(conn, c => query.first::<StoredRequester>(c).optional())?)
 }
 
@@ -85,11 +94,7 @@ pub fn live_requester_and_version(
         .left_join(
             patient_context_versions::table.on(patient_context_versions::patient_id.eq(patient_id)),
         )
-        .filter(clients::id.eq(client_id))
-        .filter(clients::removed_at.is_null())
-        .filter(diesel::dsl::not(diesel::dsl::exists(
-            revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
-        )))
+        .filter(live(client_id, jti))
         .select((
             (clients::role, clients::organization, clients::acts_as),
             patient_context_versions::version.nullable(),
