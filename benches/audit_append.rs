@@ -3,13 +3,16 @@
 //! `synchronous = FULL`), so every acknowledged entry is on disk.
 //!
 //! - `one_writer`: one request at a time; every entry is its own group commit (one fsync).
-//! - `64_writers`: 64 requests in flight, as under load; the writer commits whatever is
-//!   waiting as one batch.
+//! - `64_writers`: 64 requests in flight, about 64 different patients, as under load; the
+//!   writer commits whatever is waiting as one batch.
 //! - `audit_append_announced/64_writers`: the same 64, each announcing its entry first
 //!   (`AuditLog::announce`, as a release does when it begins), to a writer that holds a
 //!   batch open for announced entries up to 1 ms (the server's default commit wait).
 //! - `batch_phases/*`: the parts of a group commit timed apart (building the rows and tree
 //!   nodes, the inserts, the commit with its flush), to show what dominates a batch.
+//! - the batch census, printed after the `appends` group: 64 writers appending with no
+//!   criterion around them, the steady throughput and the batch sizes, once with the 64
+//!   entries in flight about 64 different patients and once about one patient.
 //!
 //! Run with `cargo bench --bench audit_append`; the figures are in `docs/AUDIT.md`. Set
 //! `AUDIT_BENCH_DIR` to put the database elsewhere (a tmpfs shows the cost without flushes),
@@ -65,12 +68,13 @@ fn sqlite_store(dir: &std::path::Path) -> Store {
     store
 }
 
-/// A typical disclosure entry (about 420 bytes canonical), stamped with the clock as the
-/// gateway stamps its entries (`AuditEntry::new`), so that the log's time index grows at
-/// its end as it does in service. (Until the twelfth step of `docs/PERFORMANCE.md` the
-/// stamp was a base plus `i`, which put the census's 64 writers at 64 places of that index,
-/// a write the gateway never makes, and cost the census a third of its throughput.)
-fn entry(i: u64) -> AuditEntry {
+/// A typical disclosure entry (about 420 bytes canonical) about patient `patient`, its ids
+/// made from `i`, stamped with the clock as the gateway stamps its entries
+/// (`AuditEntry::new`), so that the log's time index grows at its end as it does in
+/// service. (Until the twelfth step of `docs/PERFORMANCE.md` the stamp was a base plus the
+/// index, which put the census's 64 writers at 64 places of that index, a write the gateway
+/// never makes.)
+fn entry(i: u64, patient: u64) -> AuditEntry {
     AuditEntry {
         sequence: 0,
         recorded_micros: consentgate::fhir_time::now_micros(),
@@ -80,7 +84,7 @@ fn entry(i: u64) -> AuditEntry {
         organisation: "Organization/northside-clinic".into(),
         user: Some("Practitioner/dr-lee".into()),
         purpose_of_use: "TREAT".into(),
-        patient_id: Some(format!("pat-{}", i % PATIENTS)),
+        patient_id: Some(format!("pat-{patient}")),
         resources: vec![
             format!("Observation/obs-{i}"),
             format!("Condition/c-{i}"),
@@ -118,7 +122,7 @@ fn appends(c: &mut Criterion) {
             rt.block_on(async {
                 let started = Instant::now();
                 for i in 0..iters {
-                    log.record(entry(i)).await.expect("durable");
+                    log.record(entry(i, i % PATIENTS)).await.expect("durable");
                 }
                 started.elapsed()
             })
@@ -166,7 +170,8 @@ fn many_writers(
         join_all((0..WRITERS).map(|w| async move {
             for i in 0..per_writer {
                 let announced = announce.then(|| log.announce());
-                log.record_announced(announced, entry(w * per_writer + i))
+                let i = i * WRITERS + w;
+                log.record_announced(announced, entry(i, i % PATIENTS))
                     .await
                     .expect("durable");
             }
@@ -179,14 +184,35 @@ fn many_writers(
     })
 }
 
-/// How full the group commits are under 64 writers: a second connection polls the head
-/// more often than the writer commits, so each change it sees is (nearly always) one commit.
+/// How full the group commits are under 64 writers, and how many entries are durable per
+/// second, in two shapes: the 64 requests in flight about 64 different patients (many
+/// clinicians, many patients), and about one patient (one patient's record read by many
+/// requests at once, as `scripts/load` does). Each commit changes a leaf of both
+/// per-patient indexes for every patient it touches, so the first shape is the harder. A
+/// second connection polls the head more often than the writer commits, so each change it
+/// sees is (nearly always) one commit.
 fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
-    // `AUDIT_CENSUS_ENTRIES` for a longer run (the default is about a second).
+    // `AUDIT_CENSUS_ENTRIES` for a longer run (the default is about a second each).
     let entries: u64 = std::env::var("AUDIT_CENSUS_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    census(rt, log, store, entries, "64 patients", |i, w| {
+        (i * WRITERS + w) % PATIENTS
+    });
+    census(rt, log, store, entries, "one patient", |i, _| i % PATIENTS);
+}
+
+/// One census: `entries` appended by [`WRITERS`] writers, the `i`th entry of writer `w`
+/// about patient `patient_of(i, w)`.
+fn census(
+    rt: &tokio::runtime::Runtime,
+    log: &AuditLog,
+    store: &Store,
+    entries: u64,
+    shape: &str,
+    patient_of: fn(u64, u64) -> u64,
+) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (sizes, elapsed) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -206,7 +232,8 @@ fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
         let started = Instant::now();
         rt.block_on(join_all((0..WRITERS).map(|w| async move {
             for i in 0..entries / WRITERS {
-                log.record(entry(w * entries + i)).await.expect("durable");
+                let entry = entry(i * WRITERS + w, patient_of(i, w));
+                log.record(entry).await.expect("durable");
             }
         })));
         let elapsed = started.elapsed();
@@ -222,8 +249,8 @@ fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
     let mut sorted = batches.clone();
     sorted.sort_unstable();
     eprintln!(
-        "64 writers: {total} entries in {:.2} s = {:.0}/s; {} commits seen, mean batch {:.1}, \
-         median {}, largest {}",
+        "64 writers, {shape} in flight: {total} entries in {:.2} s = {:.0}/s; {} commits \
+         seen, mean batch {:.1}, median {}, largest {}",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         batches.len(),
@@ -346,8 +373,7 @@ fn build(
     let mut entries = Vec::with_capacity(n as usize);
     let mut nodes = Vec::with_capacity(2 * n as usize);
     for _ in 0..n {
-        let mut e = entry(frontier.size());
-        e.patient_id = Some(format!("pat-{}", frontier.size() % patients));
+        let mut e = entry(frontier.size(), frontier.size() % patients);
         e.sequence = frontier.size();
         let bytes = e.canonical_bytes();
         nodes.extend(frontier.append(leaf_hash(&bytes)).expect("append"));
