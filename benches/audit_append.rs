@@ -170,8 +170,7 @@ fn many_writers(
         join_all((0..WRITERS).map(|w| async move {
             for i in 0..per_writer {
                 let announced = announce.then(|| log.announce());
-                let i = i * WRITERS + w;
-                log.record_announced(announced, entry(i, i % PATIENTS))
+                log.record_announced(announced, entry(i * WRITERS + w, spread(i, w)))
                     .await
                     .expect("durable");
             }
@@ -197,10 +196,14 @@ fn batch_sizes(rt: &tokio::runtime::Runtime, log: &AuditLog, store: &Store) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    census(rt, log, store, entries, "64 patients", |i, w| {
-        (i * WRITERS + w) % PATIENTS
-    });
+    census(rt, log, store, entries, "64 patients", spread);
     census(rt, log, store, entries, "one patient", |i, _| i % PATIENTS);
+}
+
+/// The patient of writer `w`'s `i`th entry when the 64 requests in flight are about 64
+/// different patients (`64_writers` and the census's first shape).
+fn spread(i: u64, w: u64) -> u64 {
+    (i * WRITERS + w) % PATIENTS
 }
 
 /// One census: `entries` appended by [`WRITERS`] writers, the `i`th entry of writer `w`
