@@ -164,7 +164,7 @@ fn copy_all(from: &Path, to: &Path) {
 async fn export(dir: &Path, patients: usize) {
     let settings = settings(dir);
     // Warnings and errors (a failed job's cause) reach stderr.
-    consentgate::telemetry::init(&settings.log);
+    let _log = consentgate::telemetry::init(&settings.log);
     let app = Application::build(settings.clone()).expect("application");
     let base = app.base_url().to_string();
     let handle = app.handle();

@@ -194,7 +194,7 @@ pub enum KeysCommand {
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
+    let _log = telemetry::init(&settings.log);
     match cli.command {
         Command::CheckConfig => {
             print!("{}", settings.to_masked_toml());

@@ -363,7 +363,7 @@ async fn postgres_outage_answers_503_and_recovers() {
     assert_all_logged(&acknowledged, &logged_request_ids(dir.path(), &pg.url));
     let (code, out) = served::cli(dir.path(), &pg.url, &["audit", "verify"], &[]).await;
     assert_eq!(code, 0, "{out}");
-    let log = server.log_text();
+    let log = server.log_text_once(|log| log.contains("database")).await;
     assert!(
         log.contains("database"),
         "the log names the database: {log}"
@@ -510,7 +510,9 @@ async fn sqlite_disk_full_answers_503() {
     .await
     .unwrap();
     assert_eq!(status, 404, "nothing half-written");
-    let log = server.log_text();
+    let log = server
+        .log_text_once(|log| log.contains("storage is full"))
+        .await;
     assert!(
         log.contains("storage is full"),
         "a clear log line for the full disk: {log}"

@@ -139,7 +139,12 @@ async fn request_log_lines(backend: Backend) {
         .unwrap();
     assert_eq!(registered.status().as_u16(), 201);
 
-    let text = server.log_text();
+    let text = server
+        .log_text_once(|text| {
+            text.lines()
+                .any(|l| l.contains("request served") && l.contains("log-register-1"))
+        })
+        .await;
     assert!(
         !text.contains("secret-"),
         "ids or query values logged: {text}"

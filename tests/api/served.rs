@@ -42,6 +42,20 @@ impl Served {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process's log once `written` holds of it, or as it is after ten seconds: lines
+    /// are written by a thread of their own (`telemetry`), shortly after they are logged,
+    /// so a line logged before an answer can reach the file after the answer.
+    pub async fn log_text_once(&self, written: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.log_text();
+            if written(&text) || started.elapsed() > Duration::from_secs(10) {
+                return text;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
