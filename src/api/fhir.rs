@@ -21,13 +21,18 @@ use crate::auth::tokens::AccessClaims;
 use crate::ids::PatientId;
 use crate::records::ingest::{self, Stored};
 use crate::records::{RecordError, search, validate};
-use crate::release::{self, SearchPage, direct};
+use crate::release::{self, Payload, SearchPage, direct};
 use crate::supply;
 
 pub(super) fn fhir_ok(status: StatusCode, body: &Value) -> HttpResponse {
+    fhir_json(status, json_bytes(body))
+}
+
+/// A FHIR JSON answer of JSON text already written.
+fn fhir_json(status: StatusCode, json: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(FHIR_JSON)
-        .body(json_bytes(body))
+        .body(json)
 }
 
 /// The body's JSON text, written straight into bytes: `to_string` goes through
@@ -229,7 +234,7 @@ pub(super) async fn read_handler(
     match asker(principal)? {
         Asker::Recipient(claims) => {
             let body = release::read(&state, &claims, &request_id, &resource_type, &id).await?;
-            Ok(fhir_ok(StatusCode::OK, &body))
+            Ok(fhir_json(StatusCode::OK, body.into_json()))
         }
         Asker::Person(person) => {
             let body = direct::read(&state, &person, &request_id, &resource_type, &id).await?;
@@ -352,17 +357,51 @@ pub(super) async fn search_handler(
     let resource_type = path.into_inner();
     let request_id = audit::request_id(&req);
     let query = req.query_string();
-    let bundle = match asker(principal)? {
+    match asker(principal)? {
         Asker::Recipient(claims) => {
             let page = release::search(&state, &claims, &request_id, &resource_type, query).await?;
             let links = page_links(&state.fhir_base(), &page);
-            searchset(&state.fhir_base(), page.resources, Some(links))
+            Ok(fhir_json(
+                StatusCode::OK,
+                searchset_json(&state.fhir_base(), &page.resources, &links),
+            ))
         }
         Asker::Person(person) => {
-            direct::search(&state, &person, &request_id, &resource_type, query).await?
+            let bundle =
+                direct::search(&state, &person, &request_id, &resource_type, query).await?;
+            Ok(fhir_ok(StatusCode::OK, &bundle))
         }
-    };
-    Ok(fhir_ok(StatusCode::OK, &bundle))
+    }
+}
+
+/// The JSON text of [`searchset`] with `links`, written straight into bytes: a stored
+/// resource goes in as its stored text ([`Payload::Stored`]), without being serialised
+/// again.
+fn searchset_json(base: &str, resources: &[Payload], links: &[Value]) -> Vec<u8> {
+    let text_len: usize = resources
+        .iter()
+        .map(|r| match r {
+            Payload::Stored { text, .. } => text.len(),
+            Payload::Shaped(_) => 1024,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(text_len + 128 * resources.len() + 512);
+    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset","entry":["#);
+    for (i, resource) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"fullUrl":"#);
+        // A string and a list of `Value`s always serialise.
+        let _ = serde_json::to_writer(&mut out, &format!("{base}/{}", resource.reference()));
+        out.extend_from_slice(br#","resource":"#);
+        resource.write_json(&mut out);
+        out.extend_from_slice(br#","search":{"mode":"match"}}"#);
+    }
+    out.extend_from_slice(br#"],"link":"#);
+    let _ = serde_json::to_writer(&mut out, links);
+    out.push(b'}');
+    out
 }
 
 /// A searchset Bundle of `resources` (no total: a count could reveal more than is shown).
@@ -412,4 +451,48 @@ fn with_version_headers(body: &Value) -> HttpResponse {
         response.insert_header((LAST_MODIFIED, updated.to_string()));
     }
     response.body(json_bytes(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The searchset written straight into bytes is the Bundle [`searchset`] builds, byte for
+    /// byte, whether its resources go in as stored text or as values, with characters JSON
+    /// must escape in the base URL and the resources.
+    #[test]
+    fn searchset_bytes_are_the_bundle() {
+        let base = "https://gw.test/fhir \"quoted\"";
+        let resources = [
+            json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                   "code": {"text": "tab\tand \u{2028} and é"}, "valueQuantity": {"value": 1.5}}),
+            json!({"resourceType": "Condition", "id": "c-2", "note": [{"text": "line\nbreak"}]}),
+        ];
+        let links =
+            vec![json!({"relation": "self", "url": "https://gw.test/fhir/Observation?_count=2"})];
+        let want =
+            serde_json::to_vec(&searchset(base, resources.to_vec(), Some(links.clone()))).unwrap();
+        let shaped: Vec<Payload> = resources.iter().cloned().map(Payload::Shaped).collect();
+        assert_eq!(
+            String::from_utf8(searchset_json(base, &shaped, &links)).unwrap(),
+            String::from_utf8(want.clone()).unwrap()
+        );
+        let stored: Vec<Payload> = resources
+            .iter()
+            .map(|r| Payload::Stored {
+                reference: format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap(),
+                    r["id"].as_str().unwrap()
+                ),
+                text: r.to_string(),
+            })
+            .collect();
+        assert_eq!(searchset_json(base, &stored, &links), want);
+        assert_eq!(searchset_json(base, &[], &links), {
+            serde_json::to_vec(&searchset(base, Vec::new(), Some(links.clone()))).unwrap()
+        });
+    }
 }

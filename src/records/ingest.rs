@@ -192,17 +192,37 @@ pub fn read(conn: &mut DbConn, resource_type: &str, id: &str) -> Result<Value, R
     parse_current(resource_type, id, &body)
 }
 
-/// [`read`], with the patient the resource is stored under and that patient's context
-/// version, read in the same statement (`store::resources::read_with_context_version`).
+/// The current version of a resource as [`read_with_context_version`] reads it.
+#[derive(Debug)]
+pub struct CurrentRead {
+    /// The body, parsed.
+    pub resource: Value,
+    /// The stored text it was parsed from: the gateway's own serialisation of the body
+    /// ([`put_as`] stores `Value::to_string`), so sending it sends exactly `resource`.
+    pub text: String,
+    /// The patient it is stored under.
+    pub stored_under: Option<String>,
+    /// That patient's context version.
+    pub version: i64,
+}
+
+/// [`read`], with the stored text, the patient the resource is stored under and that
+/// patient's context version, read in the same statement
+/// (`store::resources::read_with_context_version`).
 pub fn read_with_context_version(
     conn: &mut DbConn,
     resource_type: &str,
     id: &str,
-) -> Result<(Value, Option<String>, i64), RecordError> {
+) -> Result<CurrentRead, RecordError> {
     checked_key(resource_type, id)?;
-    let (body, patient, version) = rows::read_with_context_version(conn, resource_type, id)?
+    let (text, stored_under, version) = rows::read_with_context_version(conn, resource_type, id)?
         .ok_or_else(|| missing(resource_type, id))?;
-    Ok((parse_current(resource_type, id, &body)?, patient, version))
+    Ok(CurrentRead {
+        resource: parse_current(resource_type, id, &text)?,
+        text,
+        stored_under,
+        version,
+    })
 }
 
 /// A known type and an id that could be stored; an invalid id is simply not known.

@@ -134,14 +134,15 @@ where
 
 /// What a recipient's read of one resource needs, read in one database trip (one
 /// pooled connection, no hand-off between the reads): the token's database check, the
-/// client's registration, the resource and the context of the patient who owns it. `None`
-/// when the resource is missing or belongs to no patient (the caller answers both alike).
+/// client's registration, the resource (parsed, and the stored text it was parsed from) and
+/// the context of the patient who owns it. `None` when the resource is missing or belongs to
+/// no patient (the caller answers both alike).
 pub async fn requester_and_resource(
     gateway: &Gateway,
     claims: &AccessClaims,
     resource_type: &str,
     resource_id: &str,
-) -> Result<(Requester, Option<(Value, PatientContext)>), DomainError> {
+) -> Result<(Requester, Option<(Value, String, PatientContext)>), DomainError> {
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
     let cache = gateway.contexts.clone();
@@ -150,12 +151,16 @@ pub async fn requester_and_resource(
         .run_read(move |conn| {
             read_tx(conn, |conn| {
                 let requester = requester_in(conn, &id, &jti)?;
-                let (resource, stored_under, version) =
-                    match ingest::read_with_context_version(conn, &ty, &key) {
-                        Ok(found) => found,
-                        Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
-                        Err(e) => return Err(e.into()),
-                    };
+                let ingest::CurrentRead {
+                    resource,
+                    text,
+                    stored_under,
+                    version,
+                } = match ingest::read_with_context_version(conn, &ty, &key) {
+                    Ok(found) => found,
+                    Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
+                    Err(e) => return Err(e.into()),
+                };
                 let Some(patient) =
                     index::patient_of(&ty, &key, &resource).and_then(|p| PatientId::parse(&p).ok())
                 else {
@@ -169,7 +174,7 @@ pub async fn requester_and_resource(
                     _ => rows::context_version(conn, patient.as_str())?,
                 };
                 let context = cache.load_at(conn, patient, version)?;
-                Ok((requester, Some((resource, context))))
+                Ok((requester, Some((resource, text, context))))
             })
         })
         .await

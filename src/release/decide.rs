@@ -29,6 +29,21 @@ pub struct Permitted {
     pub resource: Value,
     /// Why it may leave, and what must be done to it first.
     pub decision: Decision,
+    /// The stored text `resource` was parsed from, when the caller has it
+    /// ([`Permitted::parsed_from`]): sent as it is if nothing shapes or marks the resource
+    /// (`released::Payload`).
+    pub stored: Option<String>,
+}
+
+impl Permitted {
+    /// Records that `resource` is the parse of `text`, the stored body as the gateway
+    /// serialised it (`records::ingest::put_as`); the caller vouches for that.
+    pub fn parsed_from(self, text: String) -> Permitted {
+        Permitted {
+            stored: Some(text),
+            ..self
+        }
+    }
 }
 
 /// Decides each resource of `patient` for `recipient`; returns the permitted ones, in order.
@@ -60,7 +75,11 @@ pub fn decide_each(
                     now,
                 },
             );
-            decision.permit.then_some(Permitted { resource, decision })
+            decision.permit.then_some(Permitted {
+                resource,
+                decision,
+                stored: None,
+            })
         })
         .collect()
 }

@@ -37,5 +37,7 @@ pub use context::{CONTEXT_CACHE_LIMIT, ContextCache, PatientContext, Recipient, 
 pub use decide::{Interaction, Permitted, decide_each};
 pub use minimum::minimum_necessary;
 pub use recipient::{SearchPage, everything, read, search};
-pub use released::{Released, ReleasedResource, Withheld, WithheldReason, shape, shape_for_study};
+pub use released::{
+    Payload, Released, ReleasedResource, Withheld, WithheldReason, shape, shape_for_study,
+};
 pub use shaping::Shaping;

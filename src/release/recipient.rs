@@ -16,7 +16,7 @@ use super::context::{
     Recipient, requester_and_patient, requester_and_resource, requester_patient_and,
 };
 use super::decide::{Interaction, Permitted, decide_each};
-use super::released::{Released, shape};
+use super::released::{Payload, Released, shape};
 use crate::audit::AuditAction;
 use crate::audit::log::Announced;
 use crate::auth::Principal;
@@ -61,12 +61,12 @@ pub async fn read(
     request_id: &str,
     resource_type: &str,
     id: &str,
-) -> Result<Value, DomainError> {
+) -> Result<Payload, DomainError> {
     validate::resource_type(resource_type)?;
     let announced = gateway.audit.announce();
     let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some((resource, context)) = found else {
+    let Some((resource, text, context)) = found else {
         return Err(not_known(resource_type, id));
     };
     let patient = context.patient.clone();
@@ -81,7 +81,11 @@ pub async fn read(
         vec![resource],
         PolicyAction::Read,
         Interaction::Read,
-    );
+    )
+    .into_iter()
+    .zip(std::iter::once(text))
+    .map(|(p, text)| p.parsed_from(text))
+    .collect();
     let mut released = shape(gateway, recipient, &context, permitted)?;
     released.mark_disputed(&context.disputed);
     if released.is_empty() {
@@ -97,7 +101,7 @@ pub async fn read(
         &released,
     )
     .await?;
-    Ok(released.into_bodies().swap_remove(0))
+    Ok(released.into_payloads().swap_remove(0))
 }
 
 /// One page of a recipient's search.
@@ -106,7 +110,7 @@ pub struct SearchPage {
     /// The resource type searched.
     pub resource_type: String,
     /// The shaped resources of this page.
-    pub resources: Vec<Value>,
+    pub resources: Vec<Payload>,
     /// The page size asked for.
     pub page_size: usize,
     /// The search parameters as given, minus paging, for `self` and `next` links.
@@ -169,14 +173,19 @@ pub async fn search(
             let Ok(resource) = serde_json::from_str::<Value>(&body) else {
                 continue;
             };
-            visible.extend(decide_each(
-                gateway,
-                recipient,
-                &context,
-                vec![resource],
-                PolicyAction::Read,
-                Interaction::Search,
-            ));
+            visible.extend(
+                decide_each(
+                    gateway,
+                    recipient,
+                    &context,
+                    vec![resource],
+                    PolicyAction::Read,
+                    Interaction::Search,
+                )
+                .into_iter()
+                .zip(std::iter::once(body))
+                .map(|(p, body)| p.parsed_from(body)),
+            );
         }
         if visible.len() > want || exhausted {
             break;
@@ -209,7 +218,7 @@ pub async fn search(
     .await?;
     Ok(SearchPage {
         resource_type: resource_type.to_string(),
-        resources: released.into_bodies(),
+        resources: released.into_payloads(),
         page_size: want,
         echo: parsed.echo,
         next_cursor,

@@ -37,6 +37,10 @@ pub struct ReleasedResource {
     source: String,
     body: Value,
     decision: Decision,
+    /// The stored text `body` was parsed from, kept only while nothing has changed the body
+    /// (no obligation shaped it, no dispute mark): then it is `body`'s JSON, sent without a
+    /// second serialisation ([`Payload::Stored`]).
+    stored: Option<String>,
 }
 
 impl ReleasedResource {
@@ -145,12 +149,28 @@ impl Released {
         self.resources.into_iter().map(|r| r.body).collect()
     }
 
+    /// The bodies as sent, in order, each as its stored text when nothing changed it.
+    pub fn into_payloads(self) -> Vec<Payload> {
+        self.resources
+            .into_iter()
+            .map(|r| match r.stored {
+                Some(text) => Payload::Stored {
+                    reference: reference_of(&r.body),
+                    text,
+                },
+                None => Payload::Shaped(r.body),
+            })
+            .collect()
+    }
+
     /// Marks the records the patient disputes (`amendment::dispute`), except de-identified
-    /// ones: the statement would re-identify them.
+    /// ones: the statement would re-identify them. A marked body is no longer its stored text.
     pub fn mark_disputed(&mut self, disputed: &std::collections::BTreeMap<String, String>) {
         for r in &mut self.resources {
-            if !r.decision.obligations.iter().any(Obligation::deidentifies) {
-                crate::amendment::dispute::mark(&mut r.body, &r.source, disputed);
+            if !r.decision.obligations.iter().any(Obligation::deidentifies)
+                && crate::amendment::dispute::mark(&mut r.body, &r.source, disputed).is_some()
+            {
+                r.stored = None;
             }
         }
     }
@@ -190,6 +210,66 @@ impl Released {
             .insert("count".into(), self.resources.len().to_string());
         entry
     }
+}
+
+/// A released body as it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The stored JSON text of a resource nothing shaped or marked. Parsing it gave exactly
+    /// the body that was decided, and a stored body is the gateway's own serialisation of a
+    /// parsed resource (`records::ingest::put_as`), so the text is the body's JSON and is
+    /// sent as it is: a second serialisation was a tenth of a search page's CPU
+    /// (`docs/PERFORMANCE.md`, thirteenth step).
+    Stored {
+        /// `Type/id` as the body names them.
+        reference: String,
+        /// The JSON text.
+        text: String,
+    },
+    /// A body shaping or a dispute mark changed, or one read without its text.
+    Shaped(Value),
+}
+
+impl Payload {
+    /// `Type/id` as the body names them (a searchset entry's `fullUrl`).
+    pub fn reference(&self) -> String {
+        match self {
+            Payload::Stored { reference, .. } => reference.clone(),
+            Payload::Shaped(body) => reference_of(body),
+        }
+    }
+
+    /// Appends the body's JSON text to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Payload::Stored { text, .. } => out.extend_from_slice(text.as_bytes()),
+            // A `Value` always serialises (its keys are strings).
+            Payload::Shaped(body) => {
+                let _ = serde_json::to_writer(&mut *out, body);
+            }
+        }
+    }
+
+    /// The body's JSON text.
+    pub fn into_json(self) -> Vec<u8> {
+        match self {
+            Payload::Stored { text, .. } => text.into_bytes(),
+            shaped => {
+                let mut out = Vec::new();
+                shaped.write_json(&mut out);
+                out
+            }
+        }
+    }
+}
+
+/// `Type/id` as `body` names them.
+fn reference_of(body: &Value) -> String {
+    format!(
+        "{}/{}",
+        body["resourceType"].as_str().unwrap_or_default(),
+        body["id"].as_str().unwrap_or_default()
+    )
 }
 
 /// Applies the obligations of each decision, de-identifying under the recipient client's
@@ -292,19 +372,27 @@ fn shape_under(
     let today = time::OffsetDateTime::now_utc().date();
     let mut resources = Vec::with_capacity(permitted.len());
     let mut withheld = Vec::new();
-    'each: for Permitted { resource, decision } in permitted {
+    'each: for Permitted {
+        resource,
+        decision,
+        stored,
+    } in permitted
+    {
         let source = format!(
             "{}/{}",
             resource["resourceType"].as_str().unwrap_or_default(),
             resource["id"].as_str().unwrap_or_default()
         );
         let mut body = resource;
+        // Whether an obligation changed the body, so that the stored text is not it any more.
+        let mut changed = false;
         for obligation in &decision.obligations {
             match obligation {
                 Obligation::Deidentify(_) => {
                     let Some((key, identifiers)) = &deid else {
                         continue;
                     };
+                    changed = true;
                     let deidentifier = Deidentifier::new(shaping.profile(), key, today);
                     match deidentifier.deidentify_checked_owned(
                         std::mem::take(&mut body),
@@ -328,7 +416,10 @@ fn shape_under(
                         },
                     }
                 }
-                Obligation::MinimumNecessary => minimum_necessary(&mut body),
+                Obligation::MinimumNecessary => {
+                    changed = true;
+                    minimum_necessary(&mut body);
+                }
                 Obligation::AuditBreakGlass | Obligation::NotifyPatient => {}
             }
         }
@@ -336,6 +427,7 @@ fn shape_under(
             source,
             body,
             decision,
+            stored: stored.filter(|_| !changed),
         });
     }
     Ok(Released {
@@ -386,6 +478,7 @@ mod tests {
         Permitted {
             resource,
             decision: decision(obligations, consent_id, &format!("policy-{consent_id}")),
+            stored: None,
         }
     }
 
@@ -568,6 +661,65 @@ mod tests {
         assert!(
             ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
             "{ids:?}"
+        );
+    }
+
+    /// A body's stored text goes out as it is only while nothing changed the body; whatever
+    /// goes out parses to exactly the body released, under every obligation and a dispute.
+    #[test]
+    fn stored_text_leaves_only_for_an_unchanged_body() {
+        let (_dir, shaping) = shaping();
+        let stored = |id: &str, obligations: Vec<Obligation>| {
+            let body = observation(id, "Heart rate");
+            permitted(body.clone(), obligations, "c1").parsed_from(body.to_string())
+        };
+        let mut released = shape_under(
+            &shaping,
+            "client:c1",
+            &patient(),
+            vec![
+                stored("plain", Vec::new()),
+                stored(
+                    "flagged",
+                    vec![Obligation::AuditBreakGlass, Obligation::NotifyPatient],
+                ),
+                stored("minimum", vec![Obligation::MinimumNecessary]),
+                stored("deid", vec![Obligation::safe_harbor()]),
+                stored("disputed", Vec::new()),
+                permitted(observation("unread", "Heart rate"), Vec::new(), "c1"),
+            ],
+            OnLeak::Fail,
+        )
+        .unwrap();
+        let disputed = [("Observation/disputed".to_string(), "stmt-1".to_string())].into();
+        released.mark_disputed(&disputed);
+        let bodies: Vec<Value> = released
+            .resources()
+            .iter()
+            .map(|r| r.body().clone())
+            .collect();
+        let payloads = released.into_payloads();
+        let kinds: Vec<&str> = payloads
+            .iter()
+            .map(|p| match p {
+                Payload::Stored { .. } => "stored",
+                Payload::Shaped(_) => "shaped",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["stored", "stored", "shaped", "shaped", "shaped", "shaped"]
+        );
+        for (payload, body) in payloads.into_iter().zip(&bodies) {
+            assert_eq!(payload.reference(), super::reference_of(body));
+            let sent: Value = serde_json::from_slice(&payload.into_json()).unwrap();
+            assert_eq!(&sent, body);
+        }
+        assert!(bodies[2].get("text").is_none(), "minimum necessary applied");
+        assert_ne!(bodies[3]["id"], "deid", "de-identified");
+        assert_eq!(
+            bodies[4]["meta"]["tag"][0]["code"],
+            crate::amendment::dispute::DISPUTED_CODE
         );
     }
 }
