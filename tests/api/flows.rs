@@ -294,6 +294,17 @@ async fn insurer_minimum_necessary(backend: Backend) {
         return;
     };
     load_synthea(&app).await;
+    // Synthea's Conditions carry no narrative; one that does shows minimum necessary at work
+    // (and that its stored text, which has it, is not what leaves).
+    let noted = json!({"resourceType": "Condition", "id": "noted-condition",
+        "subject": {"reference": format!("Patient/{PATIENT}")},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]},
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Hypertension, per the notes</div>"},
+        "note": [{"text": "free text the insurer must not get"}]});
+    assert_eq!(
+        app.put("/fhir/Condition/noted-condition", &noted).await.0,
+        201
+    );
     let (_, token) = client(
         &app,
         "insurer",
@@ -315,11 +326,19 @@ async fn insurer_minimum_necessary(backend: Backend) {
         recipient_search(&app, &token, &format!("/fhir/Condition?patient={PATIENT}")).await;
     assert!(!conditions.is_empty());
     assert!(
-        conditions
-            .iter()
-            .all(|c| c.get("text").is_none() && c["meta"]["security"].is_null()),
-        "no narrative, no sensitive label"
+        conditions.iter().all(|c| c.get("text").is_none()
+            && c.get("note").is_none()
+            && c["meta"]["security"].is_null()),
+        "no narrative, no note, no sensitive label"
     );
+    assert!(ids(&conditions).contains(&"noted-condition".to_string()));
+    let (status, read) = get_as(&app, &token, "/fhir/Condition/noted-condition").await;
+    assert_eq!(status, 200, "{read}");
+    assert!(
+        read.get("text").is_none() && read.get("note").is_none(),
+        "{read}"
+    );
+    assert_eq!(read["code"], noted["code"]);
     assert!(
         recipient_search(
             &app,
