@@ -30,14 +30,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Keeps the log writer running; dropping it writes every queued line and stops it.
 #[must_use = "dropping the guard stops the log writer"]
+#[derive(Debug)]
 pub struct LogGuard {
     _writer: Option<WorkerGuard>,
-}
-
-impl std::fmt::Debug for LogGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogGuard").finish_non_exhaustive()
-    }
 }
 
 /// Installs the global subscriber once; later calls (tests) keep the first and get a guard

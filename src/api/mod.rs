@@ -28,6 +28,7 @@ pub mod oauth;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+mod searchset;
 pub mod share_links;
 pub mod summary;
 pub mod throttle;

@@ -84,6 +84,28 @@ pub fn decide_each(
         .collect()
 }
 
+/// [`decide_each`] of one stored resource, `resource` parsed from its stored `text`
+/// ([`Permitted::parsed_from`]); `None` when it is not permitted.
+pub fn decide_stored(
+    gateway: &Gateway,
+    recipient: Recipient<'_>,
+    patient: &PatientContext,
+    resource: Value,
+    text: String,
+    interaction: Interaction,
+) -> Option<Permitted> {
+    decide_each(
+        gateway,
+        recipient,
+        patient,
+        vec![resource],
+        PolicyAction::Read,
+        interaction,
+    )
+    .pop()
+    .map(|permitted| permitted.parsed_from(text))
+}
+
 /// Whether the granted scopes (space-separated) reach this resource: its type, the
 /// permission `interaction` needs, and a scope's `?category=` narrowing.
 pub fn scope_allows(granted: &str, resource: &Value, interaction: Interaction) -> bool {

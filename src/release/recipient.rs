@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::context::{
     Recipient, requester_and_patient, requester_and_resource, requester_patient_and,
 };
-use super::decide::{Interaction, Permitted, decide_each};
+use super::decide::{Interaction, Permitted, decide_each, decide_stored};
 use super::released::{Payload, Released, shape};
 use crate::audit::AuditAction;
 use crate::audit::log::Announced;
@@ -74,17 +74,15 @@ pub async fn read(
         claims,
         requester: &requester,
     };
-    let permitted = decide_each(
+    let permitted = decide_stored(
         gateway,
         recipient,
         &context,
-        vec![resource],
-        PolicyAction::Read,
+        resource,
+        text,
         Interaction::Read,
     )
     .into_iter()
-    .zip(std::iter::once(text))
-    .map(|(p, text)| p.parsed_from(text))
     .collect();
     let mut released = shape(gateway, recipient, &context, permitted)?;
     released.mark_disputed(&context.disputed);
@@ -173,19 +171,14 @@ pub async fn search(
             let Ok(resource) = serde_json::from_str::<Value>(&body) else {
                 continue;
             };
-            visible.extend(
-                decide_each(
-                    gateway,
-                    recipient,
-                    &context,
-                    vec![resource],
-                    PolicyAction::Read,
-                    Interaction::Search,
-                )
-                .into_iter()
-                .zip(std::iter::once(body))
-                .map(|(p, body)| p.parsed_from(body)),
-            );
+            visible.extend(decide_stored(
+                gateway,
+                recipient,
+                &context,
+                resource,
+                body,
+                Interaction::Search,
+            ));
         }
         if visible.len() > want || exhausted {
             break;

@@ -254,11 +254,8 @@ impl Payload {
     pub fn into_json(self) -> Vec<u8> {
         match self {
             Payload::Stored { text, .. } => text.into_bytes(),
-            shaped => {
-                let mut out = Vec::new();
-                shaped.write_json(&mut out);
-                out
-            }
+            // A `Value` always serialises (its keys are strings).
+            Payload::Shaped(body) => serde_json::to_vec(&body).unwrap_or_default(),
         }
     }
 }
@@ -378,11 +375,7 @@ fn shape_under(
         stored,
     } in permitted
     {
-        let source = format!(
-            "{}/{}",
-            resource["resourceType"].as_str().unwrap_or_default(),
-            resource["id"].as_str().unwrap_or_default()
-        );
+        let source = reference_of(&resource);
         let mut body = resource;
         // Whether an obligation changed the body, so that the stored text is not it any more.
         let mut changed = false;
