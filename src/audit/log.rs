@@ -18,6 +18,11 @@
 //! Entries written before that change, after the last notification then stored, get their
 //! `notice` once, when the writer first starts (`Writer::derive_legacy_notices`).
 //!
+//! After a commit, once enough entries are behind it, and whenever it is idle, the writer
+//! extends the log's patient index over the entries committed since ([`patient_index`];
+//! `store::patient_index`), many commits at a time, so that no commit writes a leaf of a
+//! per-patient index for each patient in its batch.
+//!
 //! Checkpoints are signed by one instance at a time: the holder of a PostgreSQL advisory
 //! lock on a dedicated connection (released when that connection dies, so another instance
 //! takes over). SQLite has a single writer process, which always signs. The log's Ed25519 key
@@ -27,7 +32,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +44,11 @@ use super::stored::{DbNodes, node_rows};
 use super::{AuditEntry, Checkpoint, Frontier, NoteSigner, TreeError};
 use crate::store::audit::{self as rows, CheckpointRow, EntryRow};
 use crate::store::notifications as notices;
+use crate::store::patient_index::IndexKey;
 use crate::store::{Backend, DbConn, Store, StoreError, write_tx};
+use patient_index::Behind;
+
+mod patient_index;
 
 /// Most entries committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -105,6 +114,8 @@ const WAIT_STEP: Duration = Duration::from_micros(200);
 struct CommitCounts {
     commits: prometheus::IntCounter,
     entries: prometheus::IntCounter,
+    /// Entries this instance committed that the patient index does not cover yet.
+    index_behind: prometheus::IntGauge,
 }
 
 impl CommitCounts {
@@ -117,6 +128,10 @@ impl CommitCounts {
             entries: prometheus::IntCounter::new(
                 "audit_committed_entries_total",
                 "Audit entries made durable by those commits",
+            )?,
+            index_behind: prometheus::IntGauge::new(
+                "audit_patient_index_behind_entries",
+                "Audit entries this instance committed that the patient index does not cover yet",
             )?,
         })
     }
@@ -198,6 +213,7 @@ impl AuditLog {
         vec![
             Box::new(self.counts.commits.clone()),
             Box::new(self.counts.entries.clone()),
+            Box::new(self.counts.index_behind.clone()),
         ]
     }
 
@@ -265,7 +281,27 @@ impl Writer {
         let mut frontier: Option<Frontier> = None;
         let mut own = OwnConnection::default();
         self.derive_legacy_notices(&mut own);
-        while let Ok(first) = self.receiver.recv() {
+        // Whatever an earlier writer left behind the index, before the first batch.
+        let mut behind = Behind::default();
+        self.extend_index(&mut own, &mut behind);
+        loop {
+            let first = if behind.any() {
+                match self.receiver.recv_timeout(patient_index::IDLE) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if behind.retry_allowed() {
+                            self.extend_index(&mut own, &mut behind);
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.receiver.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            };
             let batch = self.gather(first);
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
             health
@@ -284,9 +320,14 @@ impl Writer {
                     frontier = Some(done.frontier);
                     self.counts.commits.inc();
                     self.counts.entries.inc_by(batch.len() as u64);
+                    behind.committed(done.first as i64, batch.len(), done.keys);
                     for (i, p) in batch.into_iter().enumerate() {
                         let _ = p.done.send(Ok(done.first + i as u64));
                     }
+                    if behind.due() {
+                        self.extend_index(&mut own, &mut behind);
+                    }
+                    self.counts.index_behind.set(behind.entries() as i64);
                 }
                 Err(e) => {
                     // Whatever state the connection was left in goes with it; the frontier
@@ -299,6 +340,29 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Extends the patient index over the entries behind it, after the waiting requests have
+    /// had their answers. A failure is logged and tried again after a pause: the entries are
+    /// durable, and readers take what the index does not cover from the log's tail.
+    fn extend_index(&self, own: &mut OwnConnection, behind: &mut Behind) {
+        let extended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            own.with(&self.store, |conn| Ok(behind.extend(conn)?))
+        }))
+        .unwrap_or_else(|_| {
+            Err(AuditError::Tree(
+                "extending the patient index panicked".into(),
+            ))
+        });
+        match extended {
+            Ok(()) => {}
+            Err(e) => {
+                own.forget();
+                behind.failed();
+                tracing::error!(error = %e, "extending the audit log's patient index failed");
+            }
+        }
+        self.counts.index_behind.set(behind.entries() as i64);
     }
 
     /// Stores the notice of each entry written before notices were stored with the entries,
@@ -379,7 +443,7 @@ fn derive_legacy_chunk(conn: &mut DbConn) -> Result<usize, AuditError> {
             continue;
         };
         if let Some(kind) = crate::notify::kind_of(&entry) {
-            notices::set_notice(conn, row.seq, kind.as_str())?;
+            notices::set_notice(conn, row, kind.as_str())?;
             found += 1;
         }
     }
@@ -430,6 +494,8 @@ struct Committed {
     frontier: Frontier,
     /// The sequence of its first entry.
     first: u64,
+    /// The patient index's keys of its entries about a patient.
+    keys: Vec<IndexKey>,
 }
 
 /// Commits one batch, each entry with the kind of notification it calls for.
@@ -467,7 +533,12 @@ fn commit(
             });
         }
         rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
-        Ok(Committed { frontier, first })
+        let keys = entry_rows.iter().filter_map(IndexKey::of).collect();
+        Ok(Committed {
+            frontier,
+            first,
+            keys,
+        })
     })
 }
 

@@ -177,55 +177,6 @@ pub fn entries_from(conn: &mut DbConn, from: u64, limit: i64) -> Result<Vec<Entr
         .load(conn)?)
 }
 
-/// Filters for the entries of one patient.
-#[derive(Debug, Clone, Default)]
-pub struct PatientEntries {
-    /// The patient.
-    pub patient_id: String,
-    /// Only these actions, when not empty.
-    pub actions: Vec<String>,
-    /// Only these outcomes, when not empty.
-    pub outcomes: Vec<String>,
-    /// Recorded at or after (micros).
-    pub since: Option<i64>,
-    /// Recorded before (micros).
-    pub until: Option<i64>,
-    /// Only this client.
-    pub client_id: Option<String>,
-    /// Keyset paging: sequences below this.
-    pub before_seq: Option<i64>,
-    /// Most rows.
-    pub limit: i64,
-}
-
-/// A patient's entries, newest first.
-pub fn patient_entries(conn: &mut DbConn, f: &PatientEntries) -> Result<Vec<EntryRow>, StoreError> {
-    let mut q = audit_entries::table
-        .filter(audit_entries::patient_id.eq(f.patient_id.clone()))
-        .order(audit_entries::seq.desc())
-        .limit(f.limit)
-        .into_boxed();
-    if !f.actions.is_empty() {
-        q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
-    }
-    if !f.outcomes.is_empty() {
-        q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
-    }
-    if let Some(since) = f.since {
-        q = q.filter(audit_entries::recorded.ge(since));
-    }
-    if let Some(until) = f.until {
-        q = q.filter(audit_entries::recorded.lt(until));
-    }
-    if let Some(client) = &f.client_id {
-        q = q.filter(audit_entries::client_id.eq(client.clone()));
-    }
-    if let Some(before) = f.before_seq {
-        q = q.filter(audit_entries::seq.lt(before));
-    }
-    Ok(q.load(conn)?)
-}
-
 /// The newest checkpoint.
 pub fn latest_checkpoint(conn: &mut DbConn) -> Result<Option<CheckpointRow>, StoreError> {
     Ok(audit_checkpoints::table
@@ -314,15 +265,16 @@ pub struct EntryFilter {
     pub limit: i64,
 }
 
-/// Entries matching `f`, newest (highest sequence) first.
+/// Entries matching `f`, newest (highest sequence) first. A patient's entries are found through the patient index and the log's tail
+/// ([`super::patient_index`]).
 pub fn find_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
+    if let Some(patient) = &f.patient_id {
+        return super::patient_index::patient_entries(conn, patient, f);
+    }
     let mut q = audit_entries::table
         .order(audit_entries::seq.desc())
         .limit(f.limit.max(0))
         .into_boxed();
-    if let Some(patient) = &f.patient_id {
-        q = q.filter(audit_entries::patient_id.eq(patient.clone()));
-    }
     if let Some(client) = &f.client_id {
         q = q.filter(audit_entries::client_id.eq(client.clone()));
     }

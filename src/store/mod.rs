@@ -34,6 +34,7 @@ pub mod disclosures;
 pub mod exports;
 pub mod identity;
 pub mod notifications;
+pub mod patient_index;
 pub mod planner;
 pub mod resources;
 pub mod schema;

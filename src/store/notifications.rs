@@ -191,37 +191,15 @@ pub fn feed(conn: &mut DbConn, q: &FeedQuery) -> Result<Vec<NotificationRow>, St
 
 /// The entries of a patient that call for a notification, newest first by `(recorded, seq)`
 /// (their notifications' id order), below `below` when given, each with its read mark. The
-/// partial index `audit_entries_notices` serves it; `q.before` is not read (the caller turns
-/// it into `below`).
+/// patient index and the log's tail serve it (`store::patient_index`); `q.before` is not read
+/// (the caller turns it into `below`).
 pub fn derived_page(
     conn: &mut DbConn,
     q: &FeedQuery,
     below: Option<(i64, i64)>,
 ) -> Result<Vec<(EntryRow, Option<i64>)>, StoreError> {
-    use diesel::dsl::{exists, not};
-    let mut query = audit_entries::table
-        .filter(audit_entries::patient_id.eq(q.patient_id.clone()))
-        .filter(audit_entries::notice.is_not_null())
-        .order((audit_entries::recorded.desc(), audit_entries::seq.desc()))
-        .limit(q.limit)
-        .into_boxed();
-    if let Some((recorded, seq)) = below {
-        query = query.filter(
-            audit_entries::recorded
-                .lt(recorded)
-                .or(audit_entries::recorded
-                    .eq(recorded)
-                    .and(audit_entries::seq.lt(seq))),
-        );
-    }
-    if q.unread_only {
-        query = query.filter(not(exists(
-            notification_reads::table
-                .filter(notification_reads::patient_id.eq(q.patient_id.clone()))
-                .filter(notification_reads::audit_seq.eq(audit_entries::seq)),
-        )));
-    }
-    let entries: Vec<EntryRow> = query.load(conn)?;
+    let entries =
+        super::patient_index::patient_notices(conn, &q.patient_id, below, q.unread_only, q.limit)?;
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     let marks: Vec<(i64, i64)> = notification_reads::table
         .filter(notification_reads::patient_id.eq(&q.patient_id))
@@ -239,18 +217,15 @@ pub fn derived_page(
 
 /// How many of a patient's notifications, stored and derived, are unread: the derived ones
 /// are the entries that call for one less the read marks (a mark is only ever written for
-/// such an entry), both counted on an index.
+/// such an entry), both counted on an index (the entries' on the patient index and the
+/// log's tail).
 pub fn unread_count(conn: &mut DbConn, patient_id: &str) -> Result<i64, StoreError> {
     let stored: i64 = notifications::table
         .filter(notifications::patient_id.eq(patient_id))
         .filter(notifications::read_at.is_null())
         .count()
         .get_result(conn)?;
-    let noticed: i64 = audit_entries::table
-        .filter(audit_entries::patient_id.eq(patient_id))
-        .filter(audit_entries::notice.is_not_null())
-        .count()
-        .get_result(conn)?;
+    let noticed = super::patient_index::notice_count(conn, patient_id)?;
     let marked: i64 = notification_reads::table
         .filter(notification_reads::patient_id.eq(patient_id))
         .count()
@@ -389,11 +364,15 @@ pub fn set_legacy_from(conn: &mut DbConn, from: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Sets the notice an entry calls for.
-pub fn set_notice(conn: &mut DbConn, seq: i64, notice: &str) -> Result<(), StoreError> {
-    diesel::update(audit_entries::table.filter(audit_entries::seq.eq(seq)))
+/// Sets the notice an entry about a patient calls for, and adds it to the patient index
+/// (`store::patient_index`), which may already have passed the entry.
+pub fn set_notice(conn: &mut DbConn, entry: &EntryRow, notice: &str) -> Result<(), StoreError> {
+    diesel::update(audit_entries::table.filter(audit_entries::seq.eq(entry.seq)))
         .set(audit_entries::notice.eq(notice))
         .execute(conn)?;
+    if let Some(patient) = &entry.patient_id {
+        super::patient_index::add_notice(conn, patient, entry.recorded, entry.seq)?;
+    }
     Ok(())
 }
 

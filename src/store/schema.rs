@@ -114,6 +114,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Each audit entry about a patient, by (patient, sequence), for entries below
+    /// `audit_patient_index.next_seq` (`store::patient_index`).
+    audit_patient_entries (patient_id, seq) {
+        patient_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Each of those that calls for a notification, in the feed's order.
+    audit_patient_notices (patient_id, recorded, seq) {
+        patient_id -> Text,
+        recorded -> BigInt,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row: the first sequence not yet in the patient index.
+    audit_patient_index (id) {
+        id -> Integer,
+        next_seq -> BigInt,
+    }
+}
+
+diesel::joinable!(audit_patient_entries -> audit_entries (seq));
+diesel::joinable!(audit_patient_notices -> audit_entries (seq));
+
+diesel::table! {
     /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them.
     audit_nodes (last_leaf, level) {
         last_leaf -> BigInt,
@@ -195,7 +224,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_webhooks,
     notification_deliveries,
     notification_reads,
-    audit_entries
+    audit_entries,
+    audit_patient_entries,
+    audit_patient_notices
 );
 
 diesel::table! {

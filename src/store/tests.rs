@@ -607,7 +607,7 @@ fn the_patient_context_version_changes_with_every_write_a_release_reads_and_no_o
         exec(c, "DELETE FROM amendments WHERE id = 'a1'");
         assert_eq!(versions(c), (7, 2), "{backend:?}: the request gone");
 
-        assert_eq!(revert_last(c), "20261205000062", "{backend:?}: down");
+        revert_through(c, "20261205000062");
         put(c, "Consent", "c2", Some("p1"));
         drop(conn);
         store.migrate().expect("up again");
@@ -745,6 +745,79 @@ fn a_deadlock_on_the_context_versions_is_a_conflict_to_retry() {
             assert_eq!(conflicts, 1, "{outcomes:?}");
             assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
         }
+        drop_database(store, pg_name);
+    }
+}
+
+/// Migration `2026-12-05-000063_audit_patient_index`, both ways, on both backends: every
+/// entry about a patient is in the index, those calling for a notice in its notices too,
+/// the cursor is past the log's end, and down brings back the indexes on the entries.
+#[test]
+fn the_patient_index_migration_indexes_every_entry_already_written() {
+    const MIGRATION: &str = "20261205000063";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        revert_through(&mut conn, MIGRATION);
+        exec(
+            &mut conn,
+            "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
+             body, notice) VALUES (0, 10, 'read', 'success', 'c1', 'p1', '{}', 'disclosure'), \
+             (1, 11, 'read', 'success', 'c1', 'p2', '{}', NULL), \
+             (2, 12, 'read', 'success', 'c1', 'p1', '{}', NULL), \
+             (3, 13, 'token', 'success', 'c1', NULL, '{}', NULL), \
+             (4, 9, 'read', 'success', 'c2', 'p2', '{}', 'break_glass')",
+        );
+        drop(conn);
+        store.migrate().expect("up");
+        let mut conn = store.conn().expect("connection");
+        let entries = "SELECT COALESCE(STRING_AGG(patient_id || ':' || CAST(seq AS TEXT), ','), '') AS t \
+             FROM (SELECT * FROM audit_patient_entries ORDER BY patient_id, seq) e";
+        let notices = "SELECT COALESCE(STRING_AGG(patient_id || ':' || CAST(recorded AS TEXT) || ':' \
+             || CAST(seq AS TEXT), ','), '') AS t \
+             FROM (SELECT * FROM audit_patient_notices ORDER BY patient_id, recorded, seq) n";
+        let (entries, notices) = match backend {
+            crate::store::Backend::Sqlite => (
+                entries.replace("STRING_AGG", "GROUP_CONCAT"),
+                notices.replace("STRING_AGG", "GROUP_CONCAT"),
+            ),
+            crate::store::Backend::Postgres => (entries.to_string(), notices.to_string()),
+        };
+        assert_eq!(
+            text(&mut conn, &entries),
+            "p1:0,p1:2,p2:1,p2:4",
+            "{backend:?}"
+        );
+        assert_eq!(text(&mut conn, &notices), "p1:10:0,p2:9:4", "{backend:?}");
+        let cursor = "SELECT CAST(next_seq AS TEXT) AS t FROM audit_patient_index";
+        assert_eq!(text(&mut conn, cursor), "5", "{backend:?}: past the end");
+        let filter = super::audit::EntryFilter {
+            patient_id: Some("p2".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let found: Vec<i64> = super::audit::find_entries(&mut conn, &filter)
+            .expect("entries")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(found, [4, 1], "{backend:?}: found through the index");
+
+        revert_through(&mut conn, MIGRATION);
+        let indexes = match backend {
+            crate::store::Backend::Sqlite => {
+                "SELECT CAST(COUNT(*) AS TEXT) AS t FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('audit_entries_by_patient', 'audit_entries_notices')"
+            }
+            crate::store::Backend::Postgres => {
+                "SELECT CAST(COUNT(*) AS TEXT) AS t FROM pg_indexes WHERE indexname IN \
+                 ('audit_entries_by_patient', 'audit_entries_notices')"
+            }
+        };
+        assert_eq!(text(&mut conn, indexes), "2", "{backend:?}: down");
+        drop(conn);
+        store.migrate().expect("up again");
         drop_database(store, pg_name);
     }
 }

@@ -823,6 +823,16 @@ async fn stored_and_derived_notifications_share_one_feed(backend: Backend) {
             .set(audit_entries::notice.eq(None::<String>))
             .execute(&mut *conn)
             .unwrap();
+        // Nor is it in the patient index's notices (the upgrade built them from the
+        // entries' notices), which the writer may already have extended over it.
+        {
+            use consentgate::store::schema::audit_patient_notices;
+            diesel::delete(
+                audit_patient_notices::table.filter(audit_patient_notices::seq.eq(legacy as i64)),
+            )
+            .execute(&mut *conn)
+            .unwrap();
+        }
         write_tx(&mut conn, |c| {
             rows::insert(
                 c,

@@ -181,6 +181,9 @@ fn entries_an_earlier_writer_left_without_a_notice_get_theirs_once_when_the_writ
             .set((d::legacy_from.eq(1), d::legacy_to.eq(5)))
             .execute(&mut conn)
             .expect("the migration's range");
+        // The patient index was built over them, without notices, as the upgrade builds it.
+        crate::store::write_tx(&mut conn, |c| crate::store::patient_index::extend(c, 100))
+            .expect("the patient index");
         drop(conn);
 
         let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer");
@@ -203,6 +206,60 @@ fn entries_an_earlier_writer_left_without_a_notice_get_theirs_once_when_the_writ
         let range: (i64, i64) =
             crate::store::notifications::legacy_range(&mut conn).expect("the range");
         assert_eq!(range, (5, 5), "{backend:?}: done, and not done again");
+        // The patient index, which had passed them, has their notices too.
+        let noticed = |c: &mut DbConn, patient: &str| -> Vec<i64> {
+            crate::store::patient_index::patient_notices(c, patient, None, false, 10)
+                .expect("notices")
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(noticed(&mut conn, "p1"), [5, 1], "{backend:?}");
+        assert_eq!(noticed(&mut conn, "p3"), [3], "{backend:?}");
+        assert_eq!(noticed(&mut conn, "p2"), Vec::<i64>::new(), "{backend:?}");
+        drop(conn);
+        drop(log);
+        crate::store::tests::drop_database(store, pg_name);
+    }
+}
+
+/// The writer extends the patient index over what it committed once it is idle, with the
+/// keys it kept, on both backends: the cursor reaches the log's end and a patient's entries
+/// are found through the index.
+#[test]
+fn the_writer_extends_the_patient_index_once_idle() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let rt = runtime();
+    for (store, pg_name) in crate::store::tests::stores(dir.path()) {
+        let backend = store.backend();
+        let log = AuditLog::start(store.clone(), Duration::ZERO).expect("writer");
+        for patient in ["p1", "p2", "p1"] {
+            rt.block_on(log.record(disclosure("clin", patient, false)))
+                .expect("durable");
+        }
+        // The store has one pooled connection, which the writer takes on PostgreSQL: held
+        // only to look.
+        let cursor = || {
+            let mut conn = store.conn().expect("connection");
+            crate::store::patient_index::next_seq(&mut conn).expect("cursor")
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cursor() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: the index never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut conn = store.conn().expect("connection");
+        let indexed: i64 = crate::store::schema::audit_patient_entries::table
+            .filter(crate::store::schema::audit_patient_entries::patient_id.eq("p1"))
+            .count()
+            .get_result(&mut *conn)
+            .expect("count");
+        assert_eq!(indexed, 2, "{backend:?}");
+        let noticed = crate::store::patient_index::notice_count(&mut conn, "p1").expect("count");
+        assert_eq!(noticed, 2, "{backend:?}");
         drop(conn);
         drop(log);
         crate::store::tests::drop_database(store, pg_name);
