@@ -265,34 +265,46 @@ pub struct EntryFilter {
     pub limit: i64,
 }
 
+/// Applies the filters of `f` other than the patient and the paging bound to a boxed query
+/// over `audit_entries` (alone or joined), here and in
+/// [`super::patient_index`].
+macro_rules! entry_filters {
+    ($query:expr, $f:expr) => {{
+        let mut q = $query;
+        let f: &EntryFilter = $f;
+        if let Some(client) = &f.client_id {
+            q = q.filter(audit_entries::client_id.eq(client.clone()));
+        }
+        if !f.exclude_clients.is_empty() {
+            q = q.filter(audit_entries::client_id.ne_all(f.exclude_clients.clone()));
+        }
+        if !f.actions.is_empty() {
+            q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
+        }
+        if !f.outcomes.is_empty() {
+            q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
+        }
+        if let Some(since) = f.since {
+            q = q.filter(audit_entries::recorded.ge(since));
+        }
+        if let Some(until) = f.until {
+            q = q.filter(audit_entries::recorded.le(until));
+        }
+        q
+    }};
+}
+
 /// Entries matching `f`, newest (highest sequence) first. A patient's entries are found through the patient index and the log's tail
 /// ([`super::patient_index`]).
 pub fn find_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
     if let Some(patient) = &f.patient_id {
         return super::patient_index::patient_entries(conn, patient, f);
     }
-    let mut q = audit_entries::table
+    let all = audit_entries::table
         .order(audit_entries::seq.desc())
         .limit(f.limit.max(0))
         .into_boxed();
-    if let Some(client) = &f.client_id {
-        q = q.filter(audit_entries::client_id.eq(client.clone()));
-    }
-    if !f.exclude_clients.is_empty() {
-        q = q.filter(audit_entries::client_id.ne_all(f.exclude_clients.clone()));
-    }
-    if !f.actions.is_empty() {
-        q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
-    }
-    if !f.outcomes.is_empty() {
-        q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
-    }
-    if let Some(since) = f.since {
-        q = q.filter(audit_entries::recorded.ge(since));
-    }
-    if let Some(until) = f.until {
-        q = q.filter(audit_entries::recorded.le(until));
-    }
+    let mut q = entry_filters!(all, f);
     if let Some(before) = f.before_seq {
         q = q.filter(audit_entries::seq.lt(before));
     }

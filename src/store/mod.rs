@@ -28,6 +28,7 @@ macro_rules! on_backend {
 
 pub mod access_requests;
 pub mod amendments;
+#[macro_use]
 pub mod audit;
 pub mod delegations;
 pub mod disclosures;

@@ -192,34 +192,6 @@ fn insert_notices(conn: &mut DbConn, rows: &[(String, i64, i64)]) -> Result<(), 
     Ok(())
 }
 
-/// Applies the filters of `f` other than the patient and the paging bound to a boxed query
-/// over `audit_entries` (alone or joined).
-macro_rules! entry_filters {
-    ($query:expr, $f:expr) => {{
-        let mut q = $query;
-        let f: &EntryFilter = $f;
-        if let Some(client) = &f.client_id {
-            q = q.filter(audit_entries::client_id.eq(client.clone()));
-        }
-        if !f.exclude_clients.is_empty() {
-            q = q.filter(audit_entries::client_id.ne_all(f.exclude_clients.clone()));
-        }
-        if !f.actions.is_empty() {
-            q = q.filter(audit_entries::action.eq_any(f.actions.clone()));
-        }
-        if !f.outcomes.is_empty() {
-            q = q.filter(audit_entries::outcome.eq_any(f.outcomes.clone()));
-        }
-        if let Some(since) = f.since {
-            q = q.filter(audit_entries::recorded.ge(since));
-        }
-        if let Some(until) = f.until {
-            q = q.filter(audit_entries::recorded.le(until));
-        }
-        q
-    }};
-}
-
 /// The entries about `patient` matching `f`, newest (highest sequence) first, at most
 /// `f.limit`: the tail's from the table, then the index's below the cursor.
 pub fn patient_entries(
