@@ -285,22 +285,22 @@ impl Writer {
         let mut behind = Behind::default();
         self.extend_index(&mut own, &mut behind);
         loop {
-            let first = if behind.any() {
-                match self.receiver.recv_timeout(patient_index::IDLE) {
-                    Ok(first) => first,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if behind.retry_allowed() {
-                            self.extend_index(&mut own, &mut behind);
-                        }
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+            // With nothing behind the index, wait for entries as long as it takes
+            // (`recv_timeout` takes a deadline past the clock's end as none).
+            let idle = if behind.any() {
+                patient_index::IDLE
             } else {
-                match self.receiver.recv() {
-                    Ok(first) => first,
-                    Err(_) => break,
+                Duration::MAX
+            };
+            let first = match self.receiver.recv_timeout(idle) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    if behind.retry_allowed() {
+                        self.extend_index(&mut own, &mut behind);
+                    }
+                    continue;
                 }
+                Err(RecvTimeoutError::Disconnected) => break,
             };
             let batch = self.gather(first);
             let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();

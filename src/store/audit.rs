@@ -266,8 +266,7 @@ pub struct EntryFilter {
 }
 
 /// Applies the filters of `f` other than the patient and the paging bound to a boxed query
-/// over `audit_entries` (alone or joined), here and in
-/// [`super::patient_index`].
+/// over `audit_entries` (alone or joined), here and in [`super::patient_index`].
 macro_rules! entry_filters {
     ($query:expr, $f:expr) => {{
         let mut q = $query;
@@ -294,8 +293,8 @@ macro_rules! entry_filters {
     }};
 }
 
-/// Entries matching `f`, newest (highest sequence) first. A patient's entries are found through the patient index and the log's tail
-/// ([`super::patient_index`]).
+/// Entries matching `f`, newest (highest sequence) first. A patient's entries are found
+/// through the patient index and the log's tail ([`super::patient_index`]).
 pub fn find_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
     if let Some(patient) = &f.patient_id {
         return super::patient_index::patient_entries(conn, patient, f);

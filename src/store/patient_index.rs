@@ -93,12 +93,29 @@ pub fn extend(conn: &mut DbConn, limit: i64) -> Result<i64, StoreError> {
     if to <= from {
         return Ok(0);
     }
-    let found: Vec<EntryRow> = audit_entries::table
+    // The keys' columns only, not the entries' bodies.
+    let found: Vec<(Option<String>, i64, i64, bool)> = audit_entries::table
         .filter(audit_entries::seq.ge(from))
         .filter(audit_entries::seq.lt(to))
         .filter(audit_entries::patient_id.is_not_null())
+        .select((
+            audit_entries::patient_id,
+            audit_entries::seq,
+            audit_entries::recorded,
+            audit_entries::notice.is_not_null(),
+        ))
         .load(conn)?;
-    let mut keys: Vec<IndexKey> = found.iter().filter_map(IndexKey::of).collect();
+    let mut keys: Vec<IndexKey> = found
+        .into_iter()
+        .filter_map(|(patient, seq, recorded, notice)| {
+            Some(IndexKey {
+                patient_id: patient?,
+                seq,
+                recorded,
+                notice,
+            })
+        })
+        .collect();
     file(conn, &mut keys, to)?;
     Ok(to - from)
 }
