@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -45,14 +46,25 @@ fn missing(what: &str) {
 }
 
 /// axe-core's `axe.min.js`, fetched once with npm into `target/axe-core/`.
+///
+/// Both backends' browser tests ask for it at once on a fresh machine, so the fetch runs once
+/// per test process (a `OnceLock`), unpacks into a folder of its own and is renamed into place:
+/// a second process never sees a half-unpacked package.
 fn axe_source() -> Option<String> {
+    static AXE: OnceLock<Option<String>> = OnceLock::new();
+    AXE.get_or_init(fetch_axe).clone()
+}
+
+fn fetch_axe() -> Option<String> {
     let dir = target_dir().join("axe-core");
     let script = dir.join("package/axe.min.js");
     if !script.exists() {
-        std::fs::create_dir_all(&dir).ok()?;
+        let scratch = dir.join(format!("unpack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).ok()?;
         let packed = Command::new("npm")
             .args(["pack", &format!("axe-core@{AXE_VERSION}"), "--silent"])
-            .current_dir(&dir)
+            .current_dir(&scratch)
             .stderr(Stdio::null())
             .output()
             .ok()?;
@@ -62,12 +74,19 @@ fn axe_source() -> Option<String> {
         }
         let unpacked = Command::new("tar")
             .args(["xzf", &name])
-            .current_dir(&dir)
+            .current_dir(&scratch)
             .status()
             .ok()?;
         if !unpacked.success() {
             return None;
         }
+        // Another process may have finished first; its package is the same release.
+        if std::fs::rename(scratch.join("package"), dir.join("package")).is_err()
+            && !script.exists()
+        {
+            return None;
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
     }
     std::fs::read_to_string(script).ok()
 }
