@@ -88,25 +88,52 @@ pub struct AuditLog {
     sender: SyncSender<Pending>,
     health: Arc<WriterHealth>,
     counts: CommitCounts,
-    announced: Arc<AtomicUsize>,
+    announced: Arc<Announcements>,
 }
 
 /// An entry a request under way will append: while any is held, the writer may wait for it
-/// (up to the commit wait) before committing a batch. Dropped when the entry is handed to
+/// (up to the commit wait) before committing a batch. Dropped once the entry is handed to
 /// the writer, or when the request ends without one.
 #[derive(Debug)]
 #[must_use = "an announcement counts until it is dropped"]
-pub struct Announced(Arc<AtomicUsize>);
+pub struct Announced(Arc<Announcements>);
 
 impl Drop for Announced {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.end_one();
     }
 }
 
-/// The step in which the writer waits for announced entries: short enough to notice that
-/// nothing more is announced, long enough that it is not woken by each arriving entry.
-const WAIT_STEP: Duration = Duration::from_micros(200);
+/// The entries announced and not yet handed over, and the writer waiting for them: the last
+/// announcement to end wakes it, so a batch is committed the moment nothing more is to come
+/// rather than at the next tick of a timer, and no arriving entry wakes it before then.
+#[derive(Debug, Default)]
+struct Announcements {
+    count: AtomicUsize,
+    /// Set while the writer holds a batch open for announced entries.
+    waiting: AtomicBool,
+    /// The writer's thread, to unpark.
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Announcements {
+    fn begin_one(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end_one(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.waiting.load(Ordering::SeqCst)
+            && let Some(writer) = self.writer.get()
+        {
+            writer.unpark();
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+}
 
 /// How the group commit is doing, for `/metrics`: commits and the entries they made durable
 /// (their ratio is the mean batch, the figure that says what each fsync is shared by).
@@ -183,7 +210,7 @@ impl AuditLog {
         });
         let guard = AliveGuard(health.clone());
         let counts = CommitCounts::new().map_err(std::io::Error::other)?;
-        let announced = Arc::new(AtomicUsize::new(0));
+        let announced = Arc::new(Announcements::default());
         let writer = Writer {
             store,
             receiver,
@@ -191,9 +218,10 @@ impl AuditLog {
             announced: announced.clone(),
             commit_wait,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(guard))?;
+        let _ = announced.writer.set(thread.thread().clone());
         Ok(AuditLog {
             sender,
             health,
@@ -204,7 +232,7 @@ impl AuditLog {
 
     /// Announces an entry this request will append ([`AuditLog::record_announced`]).
     pub fn announce(&self) -> Announced {
-        self.announced.fetch_add(1, Ordering::SeqCst);
+        self.announced.begin_one();
         Announced(self.announced.clone())
     }
 
@@ -245,10 +273,11 @@ impl AuditLog {
         entry.sequence = 0;
         entry.validate()?;
         let (done, wait) = oneshot::channel();
-        // The writer has nothing more to wait for from this request. Ended before the
-        // hand-over, so that a writer woken by this very entry does not wait for it.
+        let sent = self.sender.try_send(Pending { entry, done });
+        // The writer has nothing more to wait for from this request. Ended after the
+        // hand-over, so that a writer woken by the last announcement's end finds its entry.
         drop(announced);
-        match self.sender.try_send(Pending { entry, done }) {
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
@@ -270,7 +299,7 @@ struct Writer {
     store: Store,
     receiver: Receiver<Pending>,
     counts: CommitCounts,
-    announced: Arc<AtomicUsize>,
+    announced: Arc<Announcements>,
     /// How long a batch may be held open for announced entries.
     commit_wait: Duration,
 }
@@ -395,19 +424,25 @@ impl Writer {
     }
 
     /// One batch: `first`, every entry already waiting, and while entries are announced,
-    /// those that arrive within the commit wait (counted from `first`).
+    /// those that arrive within the commit wait (counted from `first`). The writer sleeps
+    /// until the last announcement ends ([`Announcements::end_one`] unparks it) or the wait
+    /// is over; a spurious wake-up only drains early.
     fn gather(&self, first: Pending) -> Vec<Pending> {
         let started = Instant::now();
         let mut batch = vec![first];
         self.drain(&mut batch);
-        while batch.len() < MAX_BATCH && self.announced.load(Ordering::SeqCst) > 0 {
+        // Set before the count is read, so an announcement ending in between is seen either
+        // here (the count) or by its `end_one` (the flag).
+        self.announced.waiting.store(true, Ordering::SeqCst);
+        while batch.len() < MAX_BATCH && self.announced.any() {
             let left = self.commit_wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
-            std::thread::sleep(left.min(WAIT_STEP));
+            std::thread::park_timeout(left);
             self.drain(&mut batch);
         }
+        self.announced.waiting.store(false, Ordering::SeqCst);
         batch
     }
 

@@ -265,3 +265,53 @@ fn the_writer_extends_the_patient_index_once_idle() {
         crate::store::tests::drop_database(store, pg_name);
     }
 }
+
+/// With a commit wait far longer than any test, a batch is held open while an entry is
+/// announced and committed as soon as the last announcement ends: handed over (both
+/// entries in one commit) or dropped without an entry (a request that failed).
+#[test]
+fn a_batch_waits_for_announced_entries_and_no_longer() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = sqlite_store(dir.path());
+    let log = Arc::new(AuditLog::start(store.clone(), Duration::from_secs(60)).expect("writer"));
+    // Records `request_id` on a thread of its own; the receiver gets its sequence.
+    let record_apart = |request_id: &'static str| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let seq = runtime().block_on(log.record(entry(request_id)));
+            let _ = tx.send(seq.expect("durable"));
+        });
+        rx
+    };
+    let hold = Duration::from_millis(300);
+    let prompt = Duration::from_secs(20);
+
+    let announced = log.announce();
+    let first = record_apart("unannounced");
+    assert!(
+        first.recv_timeout(hold).is_err(),
+        "the batch did not wait for the announced entry"
+    );
+    let started = Instant::now();
+    runtime()
+        .block_on(log.record_announced(Some(announced), entry("announced")))
+        .expect("durable");
+    first
+        .recv_timeout(prompt)
+        .expect("the held entry committed");
+    assert!(
+        started.elapsed() < prompt,
+        "the batch waited out the commit wait"
+    );
+    assert_eq!(log.counts.commits.get(), 1, "one commit for both entries");
+
+    let announced = log.announce();
+    let second = record_apart("before-a-failed-request");
+    assert!(second.recv_timeout(hold).is_err(), "the batch did not wait");
+    let started = Instant::now();
+    drop(announced);
+    assert_eq!(second.recv_timeout(prompt).expect("committed"), 2);
+    assert!(started.elapsed() < prompt);
+    assert_eq!(committed(&store), 3);
+}
