@@ -20,7 +20,8 @@ use std::hint::black_box;
 use consentgate::auth::clients::Role;
 use consentgate::auth::purposes::PurposeCatalog;
 use consentgate::consent::{self, ActorFacts, Consent, ConsentQuery};
-use consentgate::decision::{self, Question, Requester};
+use consentgate::decision::stored::StoredFacts;
+use consentgate::decision::{self, Question, Requester, Subject};
 use consentgate::policy::{ConsentOutcome, PolicyAction, PolicyEngine, PolicyRequest};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -211,7 +212,7 @@ fn bench(c: &mut Criterion) {
             purpose: "TREAT",
             action: PolicyAction::Read,
             patient_id: "pat",
-            resource: &resource,
+            resource: Subject::Body(&resource),
             break_glass: None,
             now: NOW,
         };
@@ -225,6 +226,24 @@ fn bench(c: &mut Criterion) {
                     catalog,
                     black_box(&consents),
                     black_box(&question),
+                )
+            })
+        });
+
+        // The same decision on the facts stored at ingest (`decision::stored`), as a
+        // recipient's read and search decide.
+        let stored = StoredFacts::of(&resource);
+        let on_stored = Question {
+            resource: Subject::Stored(&stored),
+            ..question
+        };
+        c.bench_function(&format!("decide_stored/{name}"), |b| {
+            b.iter(|| {
+                decision::decide(
+                    black_box(&engine),
+                    catalog,
+                    black_box(&consents),
+                    black_box(&on_stored),
                 )
             })
         });

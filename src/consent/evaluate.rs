@@ -97,7 +97,7 @@ pub struct ActorFacts {
 }
 
 /// What is known about the requested resource.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceFacts {
     /// The resource type, e.g. `Observation`.
     pub resource_type: String,

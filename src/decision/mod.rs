@@ -13,6 +13,9 @@ use crate::consent::{
 };
 use crate::policy::{ConsentOutcome, PolicyAction, PolicyDecision, PolicyEngine, PolicyRequest};
 use crate::records::{index, internal};
+use stored::StoredFacts;
+
+pub mod stored;
 
 /// The requester, as the decision needs it.
 #[derive(Debug, Clone)]
@@ -68,12 +71,23 @@ pub struct Question<'a> {
     pub action: PolicyAction,
     /// The patient the resource belongs to.
     pub patient_id: &'a str,
-    /// The resource (stored, or attributes of one not yet stored).
-    pub resource: &'a Value,
+    /// The resource (stored, or attributes of one not yet stored), or the facts stored
+    /// with it.
+    pub resource: Subject<'a>,
     /// The break-glass justification, when the requester claims emergency access.
     pub break_glass: Option<&'a str>,
     /// The time of the request, microseconds since the epoch.
     pub now: i64,
+}
+
+/// The resource a decision is about: its body, or the facts derived from its body when it
+/// was stored ([`stored`]), which decide the same.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A body (stored, or attributes of one not yet stored).
+    Body(&'a Value),
+    /// The facts stored with a resource's current version.
+    Stored(&'a StoredFacts),
 }
 
 /// The answer, with everything needed to explain and audit it.
@@ -266,10 +280,22 @@ pub fn decide(
     consents: &[Consent],
     q: &Question<'_>,
 ) -> Decision {
-    if internal::is_gateway_internal(q.resource) {
-        return internal_record();
-    }
-    let facts = resource_facts(q.resource);
+    let derived;
+    let facts = match q.resource {
+        Subject::Body(body) => {
+            if internal::is_gateway_internal(body) {
+                return internal_record();
+            }
+            derived = resource_facts(body);
+            &derived
+        }
+        Subject::Stored(stored) => {
+            if stored.internal {
+                return internal_record();
+            }
+            &stored.facts
+        }
+    };
     let actor = ActorFacts {
         references: q.requester.references.clone(),
         roles: Vec::new(),
@@ -298,7 +324,7 @@ pub fn decide(
             actor: &actor,
             purpose: q.purpose,
             action: Some(action_code),
-            resource: &facts,
+            resource: facts,
             now: q.now,
             purposes: catalog.hierarchy(),
         },
@@ -342,7 +368,7 @@ pub fn decide(
         identified_research,
         justification: q.break_glass.unwrap_or_default(),
     });
-    let explanation = explain(&result, &policy, &facts, break_glass, emergency_opt_out);
+    let explanation = explain(&result, &policy, facts, break_glass, emergency_opt_out);
     Decision {
         permit: policy.permit,
         obligations: if policy.permit {

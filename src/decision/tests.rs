@@ -68,20 +68,34 @@ fn decide_row(row: &Row) -> Decision {
     let consents: Vec<Consent> = row.consents.iter().map(|id| consent(id)).collect();
     let requester = (row.requester)();
     let resource = (row.resource)();
-    decide(
+    let question = Question {
+        requester: &requester,
+        purpose: row.purpose,
+        action: row.action,
+        patient_id: "pat",
+        resource: Subject::Body(&resource),
+        break_glass: row.break_glass,
+        now: NOW,
+    };
+    let on_body = decide(engine(), PurposeCatalog::official(), &consents, &question);
+    // The facts stored at ingest decide exactly as the body does, explanation included.
+    let stored = StoredFacts::of(&resource);
+    let on_stored = decide(
         engine(),
         PurposeCatalog::official(),
         &consents,
         &Question {
-            requester: &requester,
-            purpose: row.purpose,
-            action: row.action,
-            patient_id: "pat",
-            resource: &resource,
-            break_glass: row.break_glass,
-            now: NOW,
+            resource: Subject::Stored(&stored),
+            ..question
         },
-    )
+    );
+    assert_eq!(
+        serde_json::to_value(&on_stored).expect("serialises"),
+        serde_json::to_value(&on_body).expect("serialises"),
+        "{}: stored facts decide as the body",
+        row.rule
+    );
+    on_body
 }
 
 fn check(rows: &[Row]) {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::reference_of;
 use crate::consent::grant::{Basis, Grant};
 use crate::consent::{Coding, Consent};
-use crate::decision::{self, Decision, Question, Requester};
+use crate::decision::{self, Decision, Question, Requester, Subject};
 use crate::error::DomainError;
 use crate::fhir_time::format_instant;
 use crate::gateway::Gateway;
@@ -107,7 +107,7 @@ pub fn decide_all(
                     purpose,
                     action: PolicyAction::Disclose,
                     patient_id: patient.as_str(),
-                    resource,
+                    resource: Subject::Body(resource),
                     break_glass: None,
                     now,
                 },

@@ -500,15 +500,17 @@ fn shape(gateway: &Gateway, job: &Job, unit: Unit) -> Result<Shaped, Stop> {
                 .map(|p| p.consent_id.clone()),
         );
         policies.extend(decision.policies.iter().cloned());
-        let body = resource.body();
-        let json = serde_json::to_vec(body)
-            .map_err(|e| Stop::internal(format!("cannot serialise an exported resource: {e}")))?;
+        let json = resource.to_json();
         lines.push(Line {
             resource_type: resource.resource_type().to_string(),
             reference: format!(
                 "{}/{}",
                 resource.resource_type(),
-                body.get("id").and_then(Value::as_str).unwrap_or_default()
+                resource
+                    .body()
+                    .and_then(|b| b.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
             ),
             source: resource.source().to_string(),
             json,

@@ -47,10 +47,10 @@ pub fn stored_for_patient(conn: &mut DbConn, patient_id: &str) -> Result<Vec<Val
     loop {
         let rows = rows::of_patient_page(conn, "Consent", patient_id, &after, READ_BATCH)?;
         let complete = (rows.len() as i64) < READ_BATCH;
-        if let Some((id, _)) = rows.last() {
+        if let Some((id, _, _)) = rows.last() {
             after.clone_from(id);
         }
-        for (id, body) in rows {
+        for (id, body, _) in rows {
             out.push(serde_json::from_str(&body).map_err(|_| {
                 RecordError::Store(crate::store::StoreError::Task(format!(
                     "stored body of Consent/{id} is not JSON"

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::index::{self, IndexTerms};
 use super::source::{self, Writer};
 use super::{RecordError, conflict_aware, dates, validate};
+use crate::decision::stored::{StoredFacts, StoredResource};
 use crate::labels::Labeller;
 use crate::store::DbConn;
 use crate::store::resources::{self as rows, ResourceWrite, TokenRow};
@@ -125,6 +126,7 @@ pub fn put_as(
         patient_id,
         clinical,
         body: resource.to_string(),
+        facts: Some(StoredFacts::of(&resource).encode()),
         tokens,
         source_client,
         written_by: writer.source().map(str::to_string),
@@ -195,33 +197,37 @@ pub fn read(conn: &mut DbConn, resource_type: &str, id: &str) -> Result<Value, R
 /// The current version of a resource as [`read_with_context_version`] reads it.
 #[derive(Debug)]
 pub struct CurrentRead {
-    /// The body, parsed.
-    pub resource: Value,
-    /// The stored text it was parsed from: the gateway's own serialisation of the body
-    /// ([`put_as`] stores `Value::to_string`), so sending it sends exactly `resource`.
-    pub text: String,
+    /// The stored text, the gateway's own serialisation of the body ([`put_as`] stores
+    /// `Value::to_string`), with the facts stored with it, or its parse when it has none of
+    /// this derivation (`decision::stored`).
+    pub resource: StoredResource,
     /// The patient it is stored under.
     pub stored_under: Option<String>,
     /// That patient's context version.
     pub version: i64,
 }
 
-/// [`read`], with the stored text, the patient the resource is stored under and that
-/// patient's context version, read in the same statement
-/// (`store::resources::read_with_context_version`).
+/// [`read`] as a recipient's read needs it: the stored text and facts, the patient the
+/// resource is stored under and that patient's context version, read in the same statement
+/// (`store::resources::read_with_context_version`). The body is parsed only when the row
+/// has no facts of this derivation.
 pub fn read_with_context_version(
     conn: &mut DbConn,
     resource_type: &str,
     id: &str,
 ) -> Result<CurrentRead, RecordError> {
     checked_key(resource_type, id)?;
-    let (text, stored_under, version) = rows::read_with_context_version(conn, resource_type, id)?
+    let row = rows::read_with_context_version(conn, resource_type, id)?
         .ok_or_else(|| missing(resource_type, id))?;
+    let resource = StoredResource::of_row(row.body, row.facts.as_deref()).ok_or_else(|| {
+        RecordError::Store(crate::store::StoreError::Task(format!(
+            "stored body of {resource_type}/{id} is not JSON"
+        )))
+    })?;
     Ok(CurrentRead {
-        resource: parse_current(resource_type, id, &text)?,
-        text,
-        stored_under,
-        version,
+        resource,
+        stored_under: row.patient_id,
+        version: row.version,
     })
 }
 

@@ -210,11 +210,11 @@ pub fn run(conn: &mut DbConn, search: &Search, base: &str) -> Result<Value, Reco
     let mut links = vec![
         json!({"relation": "self", "url": link(search.query.after_id.as_deref().map(|a| ("_cursor", a)))}),
     ];
-    if has_next && let Some((last, _)) = rows.last() {
+    if has_next && let Some((last, _, _)) = rows.last() {
         links.push(json!({"relation": "next", "url": link(Some(("_cursor", last)))}));
     }
     let mut entries = Vec::with_capacity(rows.len());
-    for (id, body) in rows {
+    for (id, body, _) in rows {
         let resource: Value = serde_json::from_str(&body).map_err(|_| {
             RecordError::Store(crate::store::StoreError::Task(format!(
                 "stored body of {}/{id} is not JSON",

@@ -36,10 +36,11 @@ use crate::auth::registry;
 use crate::auth::tokens::AccessClaims;
 use crate::consent::Consent;
 use crate::decision::Requester;
+use crate::decision::stored::StoredResource;
 use crate::error::{DomainError, ErrorKind};
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
-use crate::records::{RecordError, consents, index, ingest};
+use crate::records::{RecordError, consents, ingest};
 use crate::store::resources as rows;
 use crate::store::{DbConn, read_tx};
 
@@ -134,7 +135,7 @@ where
 
 /// What a recipient's read of one resource needs, read in one database trip (one
 /// pooled connection, no hand-off between the reads): the token's database check, the
-/// client's registration, the resource (parsed, and the stored text it was parsed from) and
+/// client's registration, the resource (its stored text and facts, `decision::stored`) and
 /// the context of the patient who owns it. `None` when the resource is missing or belongs to
 /// no patient (the caller answers both alike).
 pub async fn requester_and_resource(
@@ -142,7 +143,7 @@ pub async fn requester_and_resource(
     claims: &AccessClaims,
     resource_type: &str,
     resource_id: &str,
-) -> Result<(Requester, Option<(Value, String, PatientContext)>), DomainError> {
+) -> Result<(Requester, Option<(StoredResource, PatientContext)>), DomainError> {
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
     let cache = gateway.contexts.clone();
@@ -153,7 +154,6 @@ pub async fn requester_and_resource(
                 let requester = requester_in(conn, &id, &jti)?;
                 let ingest::CurrentRead {
                     resource,
-                    text,
                     stored_under,
                     version,
                 } = match ingest::read_with_context_version(conn, &ty, &key) {
@@ -161,8 +161,9 @@ pub async fn requester_and_resource(
                     Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
                     Err(e) => return Err(e.into()),
                 };
-                let Some(patient) =
-                    index::patient_of(&ty, &key, &resource).and_then(|p| PatientId::parse(&p).ok())
+                let Some(patient) = resource
+                    .owner(&ty, &key)
+                    .and_then(|p| PatientId::parse(&p).ok())
                 else {
                     return Ok((requester, None));
                 };
@@ -174,7 +175,7 @@ pub async fn requester_and_resource(
                     _ => rows::context_version(conn, patient.as_str())?,
                 };
                 let context = cache.load_at(conn, patient, version)?;
-                Ok((requester, Some((resource, text, context))))
+                Ok((requester, Some((resource, context))))
             })
         })
         .await
@@ -330,6 +331,7 @@ mod tests {
             patient_id: Some("p1".into()),
             clinical: None,
             body: body.to_string(),
+            facts: None,
             tokens: Vec::new(),
             source_client: None,
             written_by: None,

@@ -6,10 +6,11 @@ use serde_json::Value;
 
 use super::context::{PatientContext, Recipient};
 use crate::auth::scopes::Scope;
-use crate::decision::{self, Decision, Question};
+use crate::consent::Coding;
+use crate::decision::stored::{self, Known, StoredResource};
+use crate::decision::{self, Decision, Question, Subject};
 use crate::gateway::Gateway;
-use crate::policy::PolicyAction;
-use crate::records::index;
+use crate::policy::{Obligation, PolicyAction};
 
 /// The FHIR interaction a resource is reached by, which decides the scope permission asked
 /// for (`r` or `s` of a SMART scope).
@@ -21,29 +22,47 @@ pub enum Interaction {
     Search,
 }
 
+/// A permitted resource's body, before shaping.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Parsed, with the stored text it was parsed from when the caller had it
+    /// ([`decide_stored`]): a stored body is the gateway's own serialisation of a parsed
+    /// resource (`records::ingest::put_as`), so the text is sent as it is if nothing shapes
+    /// or marks the resource (`released::Payload`).
+    Parsed {
+        /// The body.
+        value: Value,
+        /// The stored text `value` was parsed from.
+        text: Option<String>,
+    },
+    /// Decided on the facts stored with it and never parsed, because nothing is to change
+    /// it: no obligation shapes it and the patient disputes it not ([`decide_stored`]).
+    Stored {
+        /// Its `Type/id`.
+        reference: String,
+        /// The stored text, sent as it is.
+        text: String,
+    },
+}
+
+impl Body {
+    /// The resource's id.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Body::Parsed { value, .. } => value["id"].as_str(),
+            Body::Stored { reference, .. } => reference.split_once('/').map(|(_, id)| id),
+        }
+    }
+}
+
 /// A resource the decision engine permitted, with the decision that permitted it (its
 /// obligations shape what leaves; its consents and policies go into the audit entry).
 #[derive(Debug, Clone)]
 pub struct Permitted {
     /// The stored resource, as yet unshaped.
-    pub resource: Value,
+    pub body: Body,
     /// Why it may leave, and what must be done to it first.
     pub decision: Decision,
-    /// The stored text `resource` was parsed from, when the caller has it
-    /// ([`Permitted::parsed_from`]): sent as it is if nothing shapes or marks the resource
-    /// (`released::Payload`).
-    pub stored: Option<String>,
-}
-
-impl Permitted {
-    /// Records that `resource` is the parse of `text`, the stored body as the gateway
-    /// serialised it (`records::ingest::put_as`); the caller vouches for that.
-    pub fn parsed_from(self, text: String) -> Permitted {
-        Permitted {
-            stored: Some(text),
-            ..self
-        }
-    }
 }
 
 /// Decides each resource of `patient` for `recipient`; returns the permitted ones, in order.
@@ -56,60 +75,153 @@ pub fn decide_each(
     interaction: Interaction,
 ) -> Vec<Permitted> {
     let now = crate::records::dates::now_micros();
-    let claims = recipient.claims;
     resources
         .into_iter()
-        .filter(|r| scope_allows(&claims.scope, r, interaction))
-        .filter_map(|resource| {
-            let decision = decision::decide(
-                &gateway.institution.policies,
-                gateway.purposes,
-                &patient.consents,
-                &Question {
-                    requester: recipient.requester,
-                    purpose: &claims.purpose_of_use,
-                    action,
-                    patient_id: patient.patient.as_str(),
-                    resource: &resource,
-                    break_glass: claims.justification.as_deref(),
-                    now,
-                },
+        .filter(|r| scope_allows(&recipient.claims.scope, r, interaction))
+        .filter_map(|value| {
+            let decision = decide_one(
+                gateway,
+                recipient,
+                patient,
+                Subject::Body(&value),
+                action,
+                now,
             );
             decision.permit.then_some(Permitted {
-                resource,
+                body: Body::Parsed { value, text: None },
                 decision,
-                stored: None,
             })
         })
         .collect()
 }
 
-/// [`decide_each`] of one stored resource, `resource` parsed from its stored `text`
-/// ([`Permitted::parsed_from`]); `None` when it is not permitted.
+fn decide_one(
+    gateway: &Gateway,
+    recipient: Recipient<'_>,
+    patient: &PatientContext,
+    resource: Subject<'_>,
+    action: PolicyAction,
+    now: i64,
+) -> Decision {
+    let claims = recipient.claims;
+    decision::decide(
+        &gateway.institution.policies,
+        gateway.purposes,
+        &patient.consents,
+        &Question {
+            requester: recipient.requester,
+            purpose: &claims.purpose_of_use,
+            action,
+            patient_id: patient.patient.as_str(),
+            resource,
+            break_glass: claims.justification.as_deref(),
+            now,
+        },
+    )
+}
+
+/// [`decide_each`] of one stored resource, read: `None` when it is not permitted. On its
+/// stored facts when it has them, in which case it is parsed only if something is to change
+/// it (an obligation that shapes it, or the patient's dispute mark); otherwise it leaves as
+/// its stored text, never parsed.
 pub fn decide_stored(
     gateway: &Gateway,
     recipient: Recipient<'_>,
     patient: &PatientContext,
-    resource: Value,
-    text: String,
+    resource: StoredResource,
     interaction: Interaction,
 ) -> Option<Permitted> {
-    decide_each(
-        gateway,
-        recipient,
-        patient,
-        vec![resource],
-        PolicyAction::Read,
-        interaction,
-    )
-    .pop()
-    .map(|permitted| permitted.parsed_from(text))
+    let now = crate::records::dates::now_micros();
+    let scope = &recipient.claims.scope;
+    let StoredResource { text, known } = resource;
+    match known {
+        Known::Parsed(value) => {
+            if !scope_allows(scope, &value, interaction) {
+                return None;
+            }
+            let decision = decide_one(
+                gateway,
+                recipient,
+                patient,
+                Subject::Body(&value),
+                PolicyAction::Read,
+                now,
+            );
+            decision.permit.then_some(Permitted {
+                body: Body::Parsed {
+                    value,
+                    text: Some(text),
+                },
+                decision,
+            })
+        }
+        Known::Facts(facts) => {
+            if !scope_allows_on(
+                scope,
+                &facts.facts.resource_type,
+                &facts.scope_categories,
+                interaction,
+            ) {
+                return None;
+            }
+            let decision = decide_one(
+                gateway,
+                recipient,
+                patient,
+                Subject::Stored(&facts),
+                PolicyAction::Read,
+                now,
+            );
+            if !decision.permit {
+                return None;
+            }
+            let reference = facts.reference();
+            let changes = decision.obligations.iter().any(changes_the_body)
+                || patient.disputed.contains_key(&reference);
+            let body = if changes {
+                // The gateway's own serialisation: a text that does not parse is a damaged
+                // row, left out as a search leaves out any unreadable one.
+                Body::Parsed {
+                    value: serde_json::from_str(&text).ok()?,
+                    text: Some(text),
+                }
+            } else {
+                Body::Stored { reference, text }
+            };
+            Some(Permitted { body, decision })
+        }
+    }
+}
+
+/// Whether `obligation` changes the body that leaves (`released::shape`).
+pub fn changes_the_body(obligation: &Obligation) -> bool {
+    match obligation {
+        Obligation::Deidentify(_) | Obligation::MinimumNecessary => true,
+        Obligation::AuditBreakGlass | Obligation::NotifyPatient => false,
+    }
 }
 
 /// Whether the granted scopes (space-separated) reach this resource: its type, the
 /// permission `interaction` needs, and a scope's `?category=` narrowing.
 pub fn scope_allows(granted: &str, resource: &Value, interaction: Interaction) -> bool {
     let ty = resource["resourceType"].as_str().unwrap_or_default();
+    // The categories are derived only when a scope narrows by one.
+    let narrows = granted.contains('?');
+    let categories = if narrows {
+        stored::scope_categories(ty, resource)
+    } else {
+        Vec::new()
+    };
+    scope_allows_on(granted, ty, &categories, interaction)
+}
+
+/// [`scope_allows`] of a resource of type `ty` whose `category` terms are `categories`.
+pub fn scope_allows_on(
+    granted: &str,
+    ty: &str,
+    categories: &[Coding],
+    interaction: Interaction,
+) -> bool {
     granted
         .split_ascii_whitespace()
         .filter_map(Scope::parse)
@@ -124,11 +236,10 @@ pub fn scope_allows(granted: &str, resource: &Value, interaction: Interaction) -
             None => true,
             Some(q) => form_urlencoded::parse(q.as_bytes()).all(|(k, v)| {
                 k != "category"
-                    || index::extract(ty, "", resource).terms.iter().any(|t| {
-                        t.kind == "category"
-                            && v.split(',').any(|want| {
-                                want == t.code || want == format!("{}|{}", t.system, t.code)
-                            })
+                    || categories.iter().any(|t| {
+                        v.split(',').any(|want| {
+                            want == t.code || want == format!("{}|{}", t.system, t.code)
+                        })
                     })
             }),
         })

@@ -21,6 +21,7 @@ use crate::audit::AuditAction;
 use crate::audit::log::Announced;
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
+use crate::decision::stored::StoredResource;
 use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
@@ -66,7 +67,7 @@ pub async fn read(
     let announced = gateway.audit.announce();
     let (requester, found) = requester_and_resource(gateway, claims, resource_type, id).await?;
     // Missing, outside any patient, or hidden: the same answer.
-    let Some((resource, text, context)) = found else {
+    let Some((resource, context)) = found else {
         return Err(not_known(resource_type, id));
     };
     let patient = context.patient.clone();
@@ -74,16 +75,9 @@ pub async fn read(
         claims,
         requester: &requester,
     };
-    let permitted = decide_stored(
-        gateway,
-        recipient,
-        &context,
-        resource,
-        text,
-        Interaction::Read,
-    )
-    .into_iter()
-    .collect();
+    let permitted = decide_stored(gateway, recipient, &context, resource, Interaction::Read)
+        .into_iter()
+        .collect();
     let mut released = shape(gateway, recipient, &context, permitted)?;
     released.mark_disputed(&context.disputed);
     if released.is_empty() {
@@ -158,17 +152,18 @@ pub async fn search(
     let mut visible: Vec<Permitted> = Vec::new();
     loop {
         let exhausted = batch.len() < parsed.query.limit as usize;
-        if let Some((last, _)) = batch.last() {
+        if let Some((last, _, _)) = batch.last() {
             parsed.query.after_id = Some(last.clone());
         }
-        // Parsed and decided one at a time, and no further than the page needs: the batch
-        // is twice the page so that a few hidden resources cost no second query, but when
-        // none is hidden its second half is never parsed.
-        for (_, body) in batch {
+        // Decided one at a time (on the facts stored with each, parsed only when they have
+        // none or something is to change the body), and no further than the page needs: the
+        // batch is twice the page so that a few hidden resources cost no second query, but
+        // when none is hidden its second half is never decided.
+        for (_, body, facts) in batch {
             if visible.len() > want {
                 break;
             }
-            let Ok(resource) = serde_json::from_str::<Value>(&body) else {
+            let Some(resource) = StoredResource::of_row(body, facts.as_deref()) else {
                 continue;
             };
             visible.extend(decide_stored(
@@ -176,7 +171,6 @@ pub async fn search(
                 recipient,
                 &context,
                 resource,
-                body,
                 Interaction::Search,
             ));
         }
@@ -195,7 +189,7 @@ pub async fn search(
     let next_cursor = visible
         .last()
         .filter(|_| has_next)
-        .and_then(|p| p.resource["id"].as_str())
+        .and_then(|p| p.body.id())
         .map(str::to_string);
     let mut released = shape(gateway, recipient, &context, visible)?;
     released.mark_disputed(&context.disputed);

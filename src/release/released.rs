@@ -19,7 +19,7 @@
 use serde_json::Value;
 
 use super::context::{PatientContext, Recipient};
-use super::decide::Permitted;
+use super::decide::{Body, Permitted, changes_the_body};
 use super::minimum::minimum_necessary;
 use super::shaping::Shaping;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
@@ -35,12 +35,12 @@ use crate::records::validate;
 #[derive(Debug, Clone)]
 pub struct ReleasedResource {
     source: String,
-    body: Value,
+    /// As it leaves. A parsed body keeps the stored text it was parsed from only while
+    /// nothing has changed it (no obligation shaped it, no dispute mark): then the text is
+    /// its JSON, sent without a second serialisation ([`Payload::Stored`]); a body decided
+    /// on its stored facts and changed by nothing is that text alone, never parsed.
+    body: Body,
     decision: Decision,
-    /// The stored text `body` was parsed from, kept only while nothing has changed the body
-    /// (no obligation shaped it, no dispute mark): then it is `body`'s JSON, sent without a
-    /// second serialisation ([`Payload::Stored`]).
-    stored: Option<String>,
 }
 
 impl ReleasedResource {
@@ -55,9 +55,25 @@ impl ReleasedResource {
         self.source.split('/').next().unwrap_or_default()
     }
 
-    /// The body as sent.
-    pub fn body(&self) -> &Value {
-        &self.body
+    /// The body as sent, when it was parsed: `None` for one that leaves as its stored text,
+    /// never parsed (decided on its stored facts, changed by nothing).
+    pub fn body(&self) -> Option<&Value> {
+        match &self.body {
+            Body::Parsed { value, .. } => Some(value),
+            Body::Stored { .. } => None,
+        }
+    }
+
+    /// The body's JSON text as sent.
+    pub fn to_json(&self) -> Vec<u8> {
+        match &self.body {
+            Body::Parsed {
+                text: Some(text), ..
+            }
+            | Body::Stored { text, .. } => text.clone().into_bytes(),
+            // A `Value` always serialises (its keys are strings).
+            Body::Parsed { value, text: None } => serde_json::to_vec(value).unwrap_or_default(),
+        }
     }
 
     /// The decision that let it go.
@@ -146,33 +162,62 @@ impl Released {
 
     /// The bodies as sent, in order.
     pub fn into_bodies(self) -> Vec<Value> {
-        self.resources.into_iter().map(|r| r.body).collect()
+        self.resources
+            .into_iter()
+            .filter_map(|r| match r.body {
+                Body::Parsed { value, .. } => Some(value),
+                // The gateway's own serialisation of a parsed body.
+                Body::Stored { text, .. } => serde_json::from_str(&text).ok(),
+            })
+            .collect()
     }
 
     /// The bodies as sent, in order, each as its stored text when nothing changed it.
     pub fn into_payloads(self) -> Vec<Payload> {
         self.resources
             .into_iter()
-            .map(|r| match r.stored {
-                Some(text) => Payload::Stored {
-                    reference: reference_of(&r.body),
+            .map(|r| match r.body {
+                Body::Parsed {
+                    value,
+                    text: Some(text),
+                } => Payload::Stored {
+                    reference: reference_of(&value),
                     text,
                 },
-                None => Payload::Shaped(r.body),
+                Body::Parsed { value, text: None } => Payload::Shaped(value),
+                Body::Stored { reference, text } => Payload::Stored { reference, text },
             })
             .collect()
     }
 
     /// Marks the records the patient disputes (`amendment::dispute`), except de-identified
     /// ones: the statement would re-identify them. A marked body is no longer its stored text.
+    /// (`decide_stored` parses a disputed record before it gets here; one whose stored text
+    /// would not parse cannot be marked, and does not leave unmarked.)
     pub fn mark_disputed(&mut self, disputed: &std::collections::BTreeMap<String, String>) {
-        for r in &mut self.resources {
-            if !r.decision.obligations.iter().any(Obligation::deidentifies)
-                && crate::amendment::dispute::mark(&mut r.body, &r.source, disputed).is_some()
+        self.resources.retain_mut(|r| {
+            if r.decision.obligations.iter().any(Obligation::deidentifies)
+                || !disputed.contains_key(&r.source)
             {
-                r.stored = None;
+                return true;
             }
-        }
+            let mut value = match std::mem::replace(
+                &mut r.body,
+                Body::Parsed {
+                    value: Value::Null,
+                    text: None,
+                },
+            ) {
+                Body::Parsed { value, .. } => value,
+                Body::Stored { text, .. } => match serde_json::from_str(&text) {
+                    Ok(value) => value,
+                    Err(_) => return false,
+                },
+            };
+            crate::amendment::dispute::mark(&mut value, &r.source, disputed);
+            r.body = Body::Parsed { value, text: None };
+            true
+        });
     }
 
     /// The audit entry of this release to `principal`, about `patient`: the resources that
@@ -369,12 +414,29 @@ fn shape_under(
     let today = time::OffsetDateTime::now_utc().date();
     let mut resources = Vec::with_capacity(permitted.len());
     let mut withheld = Vec::new();
-    'each: for Permitted {
-        resource,
-        decision,
-        stored,
-    } in permitted
-    {
+    'each: for Permitted { body, decision } in permitted {
+        let (resource, stored) = match body {
+            // Nothing changes it: it leaves as its stored text, unparsed.
+            Body::Stored { reference, text }
+                if !decision.obligations.iter().any(changes_the_body) =>
+            {
+                resources.push(ReleasedResource {
+                    source: reference.clone(),
+                    body: Body::Stored { reference, text },
+                    decision,
+                });
+                continue;
+            }
+            Body::Stored { reference, text } => match serde_json::from_str(&text) {
+                Ok(value) => (value, Some(text)),
+                Err(_) => {
+                    return Err(DomainError::internal(format!(
+                        "the stored body of {reference} is not JSON"
+                    )));
+                }
+            },
+            Body::Parsed { value, text } => (value, text),
+        };
         let source = reference_of(&resource);
         let mut body = resource;
         // Whether an obligation changed the body, so that the stored text is not it any more.
@@ -418,9 +480,11 @@ fn shape_under(
         }
         resources.push(ReleasedResource {
             source,
-            body,
+            body: Body::Parsed {
+                value: body,
+                text: stored.filter(|_| !changed),
+            },
             decision,
-            stored: stored.filter(|_| !changed),
         });
     }
     Ok(Released {
@@ -469,9 +533,11 @@ mod tests {
 
     fn permitted(resource: Value, obligations: Vec<Obligation>, consent_id: &str) -> Permitted {
         Permitted {
-            resource,
+            body: Body::Parsed {
+                value: resource,
+                text: None,
+            },
             decision: decision(obligations, consent_id, &format!("policy-{consent_id}")),
-            stored: None,
         }
     }
 
@@ -511,7 +577,7 @@ mod tests {
         .unwrap();
         assert_eq!(released.sources(), ["Observation/o1"]);
         assert_eq!(released.resources()[0].resource_type(), "Observation");
-        let body = released.resources()[0].body();
+        let body = released.resources()[0].body().expect("parsed");
         assert_ne!(body["id"], "o1", "de-identified: the id is a pseudonym");
         assert!(body.get("text").is_none());
         let entry = released.audit_entry(
@@ -664,7 +730,13 @@ mod tests {
         let (_dir, shaping) = shaping();
         let stored = |id: &str, obligations: Vec<Obligation>| {
             let body = observation(id, "Heart rate");
-            permitted(body.clone(), obligations, "c1").parsed_from(body.to_string())
+            Permitted {
+                body: Body::Parsed {
+                    text: Some(body.to_string()),
+                    value: body,
+                },
+                ..permitted(Value::Null, obligations, "c1")
+            }
         };
         let mut released = shape_under(
             &shaping,
@@ -689,7 +761,7 @@ mod tests {
         let bodies: Vec<Value> = released
             .resources()
             .iter()
-            .map(|r| r.body().clone())
+            .map(|r| r.body().expect("parsed").clone())
             .collect();
         let payloads = released.into_payloads();
         let kinds: Vec<&str> = payloads

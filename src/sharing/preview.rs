@@ -27,7 +27,7 @@ use crate::auth::{Principal, registry};
 use crate::consent::grant::Grant;
 use crate::consent::model::SENSITIVE_LABELS;
 use crate::consent::{Coding, Consent};
-use crate::decision::{self, Decision, Question, Requester};
+use crate::decision::{self, Decision, Question, Requester, Subject};
 use crate::disclosure::package::{self, Terms};
 use crate::disclosure::request::{self, NewDisclosure};
 use crate::disclosure::selection;
@@ -201,7 +201,7 @@ pub async fn share(
                         purpose: &grant.purpose,
                         action: PolicyAction::Read,
                         patient_id: &grant.patient,
-                        resource,
+                        resource: Subject::Body(resource),
                         break_glass: None,
                         now,
                     },

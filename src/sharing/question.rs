@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{Principal, registry};
-use crate::decision::{self, Decision, Question, Requester};
+use crate::decision::{self, Decision, Question, Requester, Subject};
 use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::{ClientId, PatientId};
@@ -159,7 +159,7 @@ pub async fn ask(
                     purpose: &question.purpose,
                     action: question.action,
                     patient_id: question.patient.as_str(),
-                    resource: &resource,
+                    resource: Subject::Body(&resource),
                     break_glass: question
                         .justification
                         .as_deref()

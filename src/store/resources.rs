@@ -42,6 +42,9 @@ pub struct ResourceWrite {
     pub clinical: Option<(i64, i64)>,
     /// The JSON body, with `meta.versionId` and `meta.lastUpdated` already set.
     pub body: String,
+    /// The decision's facts derived from `body` (`decision::stored`), JSON; `None` leaves
+    /// them to be derived from the body when it is read.
+    pub facts: Option<String>,
     /// Index terms (deduplicated by the caller or here).
     pub tokens: Vec<TokenRow>,
     /// The data source that supplied the record (kept from its first version); `None` when
@@ -64,6 +67,7 @@ struct ResourceRow<'a> {
     clinical_end: Option<i64>,
     body: &'a str,
     source_client: Option<&'a str>,
+    facts: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -152,6 +156,7 @@ pub fn write(conn: &mut DbConn, w: &ResourceWrite) -> Result<(), StoreError> {
         clinical_end: w.clinical.map(|c| c.1),
         body: &w.body,
         source_client: w.source_client.as_deref(),
+        facts: w.facts.as_deref(),
     };
     if w.version_id == 1 {
         diesel::insert_into(resources::table)
@@ -214,7 +219,11 @@ pub fn read(
     Ok(on_backend!(conn, c => query.first::<String>(c).optional())?)
 }
 
-/// One page of a patient's current resources of one type, as `(id, body)` in id order, the
+/// A current resource as a search finds it: `(id, body, facts)`, the facts as stored with
+/// it (`ResourceWrite::facts`).
+pub type Found = (String, String, Option<String>);
+
+/// One page of a patient's current resources of one type, as [`Found`] rows in id order, the
 /// ids after `after_id` (`""` for the first page). A fixed statement, unlike [`search`]'s
 /// boxed one, so it stays prepared: every release reads the patient's consents with it.
 pub fn of_patient_page(
@@ -223,15 +232,15 @@ pub fn of_patient_page(
     patient_id: &str,
     after_id: &str,
     limit: i64,
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Vec<Found>, StoreError> {
     let query = resources::table
         .filter(resources::resource_type.eq(resource_type))
         .filter(resources::patient_id.eq(patient_id))
         .filter(resources::id.gt(after_id))
-        .select((resources::id, resources::body))
+        .select((resources::id, resources::body, resources::facts))
         .order(resources::id.asc())
         .limit(limit);
-    Ok(on_backend!(conn, c => query.load::<(String, String)>(c))?)
+    Ok(on_backend!(conn, c => query.load::<Found>(c))?)
 }
 
 /// The rows a release context is parsed from: the patient's current consents, in id order,
@@ -271,14 +280,27 @@ pub fn context_version(conn: &mut DbConn, patient_id: &str) -> Result<i64, Store
     Ok(on_backend!(conn, c => query.first::<i64>(c).optional())?.unwrap_or(0))
 }
 
-/// The current body of a resource, with the patient it is stored under and, in the same
-/// statement, that patient's [`context_version`]: what a recipient's read needs of the
-/// database besides the requester. `None` when the resource is not stored.
+/// A current resource as a recipient's read finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRow {
+    /// The stored body.
+    pub body: String,
+    /// The decision's facts stored with it, if any (`ResourceWrite::facts`).
+    pub facts: Option<String>,
+    /// The patient it is stored under.
+    pub patient_id: Option<String>,
+    /// That patient's [`context_version`].
+    pub version: i64,
+}
+
+/// The current body of a resource and its stored facts, with the patient it is stored under
+/// and, in the same statement, that patient's [`context_version`]: what a recipient's read
+/// needs of the database besides the requester. `None` when the resource is not stored.
 pub fn read_with_context_version(
     conn: &mut DbConn,
     resource_type: &str,
     id: &str,
-) -> Result<Option<(String, Option<String>, i64)>, StoreError> {
+) -> Result<Option<CurrentRow>, StoreError> {
     let query = resources::table
         .left_join(
             patient_context_versions::table.on(patient_context_versions::patient_id
@@ -289,13 +311,19 @@ pub fn read_with_context_version(
         .filter(resources::id.eq(id))
         .select((
             resources::body,
+            resources::facts,
             resources::patient_id,
             patient_context_versions::version.nullable(),
         ));
     let found = on_backend!(conn, c => query
-        .first::<(String, Option<String>, Option<i64>)>(c)
+        .first::<(String, Option<String>, Option<String>, Option<i64>)>(c)
         .optional())?;
-    Ok(found.map(|(body, patient, version)| (body, patient, version.unwrap_or(0))))
+    Ok(found.map(|(body, facts, patient_id, version)| CurrentRow {
+        body,
+        facts,
+        patient_id,
+        version: version.unwrap_or(0),
+    }))
 }
 
 /// The rows a release context is parsed from, as `(type, id, body)`: the patient's
@@ -412,7 +440,7 @@ pub struct ResourceQuery {
 /// The commonest search, a recipient's page of one patient's resources of one type with no
 /// other parameter, runs on [`of_patient_page`]'s fixed statement, which stays prepared;
 /// every other shape is built (and its SQL rendered) per call.
-pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<(String, String)>, StoreError> {
+pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<Found>, StoreError> {
     let plain = q.ids.is_empty()
         && q.clinical.is_empty()
         && q.last_updated.is_empty()
@@ -430,13 +458,10 @@ pub fn search(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<(String, Strin
 }
 
 /// [`search`] on a statement built for the query's shape.
-pub(super) fn search_built(
-    conn: &mut DbConn,
-    q: &ResourceQuery,
-) -> Result<Vec<(String, String)>, StoreError> {
+pub(super) fn search_built(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<Found>, StoreError> {
     let mut query = resources::table
         .filter(resources::resource_type.eq(q.resource_type.clone()))
-        .select((resources::id, resources::body))
+        .select((resources::id, resources::body, resources::facts))
         .order(resources::id.asc())
         .limit(q.limit)
         .into_boxed();
@@ -483,7 +508,7 @@ pub(super) fn search_built(
                 ),
         ));
     }
-    Ok(query.load::<(String, String)>(conn)?)
+    Ok(query.load::<Found>(conn)?)
 }
 
 /// Ids of resources of `resource_type` holding an identifier (for conditional references).
@@ -501,7 +526,7 @@ pub fn ids_by_identifier(
         limit: 2,
         ..Default::default()
     };
-    Ok(search(conn, &q)?.into_iter().map(|(id, _)| id).collect())
+    Ok(search(conn, &q)?.into_iter().map(|(id, _, _)| id).collect())
 }
 
 /// Counts stored resources (current versions), for the demo and metrics.

@@ -12,6 +12,7 @@ diesel::table! {
         clinical_end -> Nullable<BigInt>,
         body -> Text,
         source_client -> Nullable<Text>,
+        facts -> Nullable<Text>,
     }
 }
 

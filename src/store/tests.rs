@@ -192,6 +192,7 @@ fn put(conn: &mut DbConn, resource_type: &str, id: &str, patient: Option<&str>) 
         patient_id: patient.map(str::to_string),
         clinical: None,
         body: format!(r#"{{"resourceType":"{resource_type}","id":"{id}"}}"#),
+        facts: None,
         tokens: Vec::new(),
         source_client: None,
         written_by: None,
@@ -254,9 +255,11 @@ fn a_patients_resources_page_by_id_on_the_fixed_statement() {
             let page = resources::of_patient_page(&mut conn, "Consent", "p1", &after, 2)
                 .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
             assert!(page.len() <= 2, "{backend:?}: the limit holds");
-            let Some((last, _)) = page.last() else { break };
+            let Some((last, _, _)) = page.last() else {
+                break;
+            };
             after.clone_from(last);
-            for (id, body) in page {
+            for (id, body, _) in page {
                 assert!(body.contains(&format!(r#""id":"{id}""#)), "{backend:?}");
                 seen.push(id);
             }
@@ -608,7 +611,12 @@ fn the_patient_context_version_changes_with_every_write_a_release_reads_and_no_o
         assert_eq!(versions(c), (7, 2), "{backend:?}: the request gone");
 
         revert_through(c, "20261205000062");
-        put(c, "Consent", "c2", Some("p1"));
+        // Written as that schema's code wrote it (no `facts` column then).
+        exec(
+            c,
+            "INSERT INTO resources (resource_type, id, version_id, last_updated, patient_id, \
+             body) VALUES ('Consent', 'c2', 1, 1, 'p1', '{}')",
+        );
         drop(conn);
         store.migrate().expect("up again");
         let mut conn = store.conn().expect("connection");
@@ -638,12 +646,12 @@ fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
         let read = |c: &mut DbConn, ty: &str, id: &str| {
             resources::read_with_context_version(c, ty, id)
                 .expect("read")
-                .map(|(body, patient, version)| {
+                .map(|row| {
                     assert_eq!(
-                        Some(&body),
+                        Some(&row.body),
                         resources::read(c, ty, id).expect("read").as_ref()
                     );
-                    (patient, version)
+                    (row.patient_id, row.version)
                 })
         };
         assert_eq!(
@@ -723,6 +731,7 @@ fn a_deadlock_on_the_context_versions_is_a_conflict_to_retry() {
                                 patient_id: Some(patient.into()),
                                 clinical: None,
                                 body: "{}".into(),
+                                facts: None,
                                 tokens: Vec::new(),
                                 source_client: None,
                                 written_by: None,
