@@ -197,12 +197,32 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM (actix's signal handling), then drains gracefully.
-    /// The patient-rights sweep runs alongside and stops with the server.
+    /// The patient-rights sweep runs alongside and stops with the server, and so does,
+    /// after an upgrade, the walk that stores the decision's facts of older rows.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let facts = actix_web::rt::spawn(facts_backfill(self.gateway.store.clone()));
         let sweep = actix_web::rt::spawn(rights_sweep(self.gateway));
         let served = self.server.await;
         sweep.abort();
+        facts.abort();
         served
+    }
+}
+
+/// Stores the decision's facts of the rows written before they were (`records::facts`);
+/// once through, later starts read one row. A failure is logged: those rows are still read
+/// correctly, by parsing their bodies, and the next start tries again.
+async fn facts_backfill(store: crate::store::Store) {
+    match crate::records::facts::backfill(store).await {
+        Ok(done) if done == Default::default() => {}
+        Ok(done) => tracing::info!(
+            stored = done.stored,
+            unreadable = done.unreadable,
+            "decision facts stored for resources written before they were"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "storing the decision facts of older resources failed; retrying at the next start")
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`search`]: FHIR search parameters turned into a storage query.
 //! - [`source`]: who writes a record; what a data source may write.
 //! - [`index`] and [`dates`]: what a resource is found by.
+//! - [`facts`]: the decision's facts for rows stored before they were (a background walk).
 //!
 //! Errors carry a stable snake_case code and a message that names ids, entry numbers and
 //! element names, never values from the record.
@@ -15,6 +16,7 @@
 pub mod bundle;
 pub mod consents;
 pub mod dates;
+pub mod facts;
 pub mod index;
 pub mod ingest;
 pub mod internal;

@@ -4,7 +4,10 @@
 
 use diesel::prelude::*;
 
-use super::schema::{patient_context_versions, resource_tokens, resource_versions, resources};
+use super::schema::{
+    patient_context_versions, resource_facts_derivation, resource_tokens, resource_versions,
+    resources,
+};
 use super::{DbConn, StoreError};
 
 /// One search term of a resource, as indexed.
@@ -509,6 +512,88 @@ pub(super) fn search_built(conn: &mut DbConn, q: &ResourceQuery) -> Result<Vec<F
         ));
     }
     Ok(query.load::<Found>(conn)?)
+}
+
+/// A current row as the facts backfill reads it (`records::facts`).
+#[derive(Debug, Clone, Queryable)]
+pub struct FactsRow {
+    /// FHIR resource type.
+    pub resource_type: String,
+    /// Logical id.
+    pub id: String,
+    /// The current version.
+    pub version_id: i64,
+    /// Its stored body.
+    pub body: String,
+    /// Its stored facts, if any.
+    pub facts: Option<String>,
+}
+
+/// Up to `limit` current rows after `after` (`(type, id)`), in key order.
+pub fn facts_rows_after(
+    conn: &mut DbConn,
+    after: Option<&(String, String)>,
+    limit: i64,
+) -> Result<Vec<FactsRow>, StoreError> {
+    let mut query = resources::table
+        .select((
+            resources::resource_type,
+            resources::id,
+            resources::version_id,
+            resources::body,
+            resources::facts,
+        ))
+        .order((resources::resource_type.asc(), resources::id.asc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some((ty, id)) = after {
+        query = query.filter(
+            resources::resource_type
+                .gt(ty.clone())
+                .or(resources::resource_type
+                    .eq(ty.clone())
+                    .and(resources::id.gt(id.clone()))),
+        );
+    }
+    Ok(query.load::<FactsRow>(conn)?)
+}
+
+/// Stores `facts` on the row of `resource_type/id` while it is still at `version_id`, the
+/// version they were derived from; whether it was.
+pub fn set_facts(
+    conn: &mut DbConn,
+    resource_type: &str,
+    id: &str,
+    version_id: i64,
+    facts: &str,
+) -> Result<bool, StoreError> {
+    Ok(diesel::update(
+        resources::table
+            .filter(resources::resource_type.eq(resource_type))
+            .filter(resources::id.eq(id))
+            .filter(resources::version_id.eq(version_id)),
+    )
+    .set(resources::facts.eq(Some(facts)))
+    .execute(conn)?
+        == 1)
+}
+
+/// The derivation of the decision's facts every row has been given (0: none yet).
+pub fn facts_derivation(conn: &mut DbConn) -> Result<i32, StoreError> {
+    Ok(resource_facts_derivation::table
+        .filter(resource_facts_derivation::id.eq(1))
+        .select(resource_facts_derivation::version)
+        .first::<i32>(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Records that every row has been given the facts of derivation `version`.
+pub fn set_facts_derivation(conn: &mut DbConn, version: i32) -> Result<(), StoreError> {
+    diesel::update(resource_facts_derivation::table.filter(resource_facts_derivation::id.eq(1)))
+        .set(resource_facts_derivation::version.eq(version))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Ids of resources of `resource_type` holding an identifier (for conditional references).

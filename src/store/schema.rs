@@ -17,6 +17,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Which derivation of the decision's facts every resource row has been given.
+    resource_facts_derivation (id) {
+        id -> Integer,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
     /// Every version of every resource, never deleted.
     resource_versions (resource_type, id, version_id) {
         resource_type -> Text,

@@ -5,3 +5,11 @@
 -- written before, and for rows whose facts came from an older derivation, which are then
 -- derived from the body as before.
 ALTER TABLE resources ADD COLUMN facts TEXT;
+
+-- Which derivation's facts every row has been given (`records::facts::backfill`, run by
+-- `serve` in the background after an upgrade): 0 until the first walk is through.
+CREATE TABLE resource_facts_derivation (
+    id      INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+INSERT INTO resource_facts_derivation (id, version) VALUES (1, 0);
