@@ -191,9 +191,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn facts_of_another_derivation_are_not_used() {
-        let body = resource(
+    /// An unlabelled Observation of Patient/p1 with one code.
+    fn plain_observation() -> Value {
+        resource(
             "Observation",
             "o1".into(),
             None,
@@ -201,7 +201,12 @@ mod tests {
             vec![],
             false,
             None,
-        );
+        )
+    }
+
+    #[test]
+    fn facts_of_another_derivation_are_not_used() {
+        let body = plain_observation();
         let mut facts = StoredFacts::of(&body);
         assert!(StoredFacts::decode(&facts.encode()).is_some());
         facts.v = FACTS_VERSION + 1;
@@ -215,15 +220,7 @@ mod tests {
     /// body's either way.
     #[test]
     fn a_row_without_usable_facts_is_parsed() {
-        let body = resource(
-            "Observation",
-            "o1".into(),
-            None,
-            ("http://loinc.org".into(), "8480-6".into()),
-            vec![],
-            false,
-            None,
-        );
+        let body = plain_observation();
         let text = body.to_string();
         let facts = StoredFacts::of(&body);
         let mut stale = facts.clone();
