@@ -219,11 +219,8 @@ pub fn read_with_context_version(
     checked_key(resource_type, id)?;
     let row = rows::read_with_context_version(conn, resource_type, id)?
         .ok_or_else(|| missing(resource_type, id))?;
-    let resource = StoredResource::of_row(row.body, row.facts.as_deref()).ok_or_else(|| {
-        RecordError::Store(crate::store::StoreError::Task(format!(
-            "stored body of {resource_type}/{id} is not JSON"
-        )))
-    })?;
+    let resource = StoredResource::of_row(row.body, row.facts.as_deref())
+        .ok_or_else(|| unreadable(resource_type, id))?;
     Ok(CurrentRead {
         resource,
         stored_under: row.patient_id,
@@ -247,11 +244,14 @@ fn missing(resource_type: &str, id: &str) -> RecordError {
 
 /// A current body as stored, parsed.
 fn parse_current(resource_type: &str, id: &str, body: &str) -> Result<Value, RecordError> {
-    serde_json::from_str(body).map_err(|_| {
-        RecordError::Store(crate::store::StoreError::Task(format!(
-            "stored body of {resource_type}/{id} is not JSON"
-        )))
-    })
+    serde_json::from_str(body).map_err(|_| unreadable(resource_type, id))
+}
+
+/// A stored body that is not JSON (a row damaged outside the gateway).
+fn unreadable(resource_type: &str, id: &str) -> RecordError {
+    RecordError::Store(crate::store::StoreError::Task(format!(
+        "stored body of {resource_type}/{id} is not JSON"
+    )))
 }
 
 /// Reads one version of a resource.

@@ -10,7 +10,7 @@ use crate::consent::Coding;
 use crate::decision::stored::{self, Known, StoredResource};
 use crate::decision::{self, Decision, Question, Subject};
 use crate::gateway::Gateway;
-use crate::policy::{Obligation, PolicyAction};
+use crate::policy::PolicyAction;
 
 /// The FHIR interaction a resource is reached by, which decides the scope permission asked
 /// for (`r` or `s` of a SMART scope).
@@ -35,12 +35,12 @@ pub enum Body {
         /// The stored text `value` was parsed from.
         text: Option<String>,
     },
-    /// Decided on the facts stored with it and never parsed, because nothing is to change
-    /// it: no obligation shapes it and the patient disputes it not ([`decide_stored`]).
+    /// Decided on the facts stored with it and not parsed: shaping and the dispute mark
+    /// parse it if they change it ([`Body::into_parsed`]); otherwise it leaves as it is.
     Stored {
         /// Its `Type/id`.
         reference: String,
-        /// The stored text, sent as it is.
+        /// The stored text.
         text: String,
     },
 }
@@ -51,6 +51,18 @@ impl Body {
         match self {
             Body::Parsed { value, .. } => value["id"].as_str(),
             Body::Stored { reference, .. } => reference.split_once('/').map(|(_, id)| id),
+        }
+    }
+
+    /// The body parsed, with the stored text it is the parse of, if any; `None` for a
+    /// stored text that is not JSON (a row damaged outside the gateway).
+    pub fn into_parsed(self) -> Option<(Value, Option<String>)> {
+        match self {
+            Body::Parsed { value, text } => Some((value, text)),
+            Body::Stored { text, .. } => {
+                let value = serde_json::from_str(&text).ok()?;
+                Some((value, Some(text)))
+            }
         }
     }
 }
@@ -77,22 +89,46 @@ pub fn decide_each(
     let now = crate::records::dates::now_micros();
     resources
         .into_iter()
-        .filter(|r| scope_allows(&recipient.claims.scope, r, interaction))
         .filter_map(|value| {
-            let decision = decide_one(
+            decide_body(
                 gateway,
                 recipient,
                 patient,
-                Subject::Body(&value),
+                (value, None),
                 action,
+                interaction,
                 now,
-            );
-            decision.permit.then_some(Permitted {
-                body: Body::Parsed { value, text: None },
-                decision,
-            })
+            )
         })
         .collect()
+}
+
+/// One parsed resource, with the stored text it is the parse of when the caller has it:
+/// the token's scopes, then the decision.
+fn decide_body(
+    gateway: &Gateway,
+    recipient: Recipient<'_>,
+    patient: &PatientContext,
+    (value, text): (Value, Option<String>),
+    action: PolicyAction,
+    interaction: Interaction,
+    now: i64,
+) -> Option<Permitted> {
+    if !scope_allows(&recipient.claims.scope, &value, interaction) {
+        return None;
+    }
+    let decision = decide_one(
+        gateway,
+        recipient,
+        patient,
+        Subject::Body(&value),
+        action,
+        now,
+    );
+    decision.permit.then_some(Permitted {
+        body: Body::Parsed { value, text },
+        decision,
+    })
 }
 
 fn decide_one(
@@ -121,9 +157,8 @@ fn decide_one(
 }
 
 /// [`decide_each`] of one stored resource, read: `None` when it is not permitted. On its
-/// stored facts when it has them, in which case it is parsed only if something is to change
-/// it (an obligation that shapes it, or the patient's dispute mark); otherwise it leaves as
-/// its stored text, never parsed.
+/// stored facts when it has them, and then not parsed here: shaping or the dispute mark
+/// parse it if they change it, and otherwise it leaves as its stored text.
 pub fn decide_stored(
     gateway: &Gateway,
     recipient: Recipient<'_>,
@@ -132,73 +167,44 @@ pub fn decide_stored(
     interaction: Interaction,
 ) -> Option<Permitted> {
     let now = crate::records::dates::now_micros();
-    let scope = &recipient.claims.scope;
     let StoredResource { text, known } = resource;
-    match known {
+    let facts = match known {
         Known::Parsed(value) => {
-            if !scope_allows(scope, &value, interaction) {
-                return None;
-            }
-            let decision = decide_one(
+            return decide_body(
                 gateway,
                 recipient,
                 patient,
-                Subject::Body(&value),
+                (value, Some(text)),
                 PolicyAction::Read,
-                now,
-            );
-            decision.permit.then_some(Permitted {
-                body: Body::Parsed {
-                    value,
-                    text: Some(text),
-                },
-                decision,
-            })
-        }
-        Known::Facts(facts) => {
-            if !scope_allows_on(
-                scope,
-                &facts.facts.resource_type,
-                &facts.scope_categories,
                 interaction,
-            ) {
-                return None;
-            }
-            let decision = decide_one(
-                gateway,
-                recipient,
-                patient,
-                Subject::Stored(&facts),
-                PolicyAction::Read,
                 now,
             );
-            if !decision.permit {
-                return None;
-            }
-            let reference = facts.reference();
-            let changes = decision.obligations.iter().any(changes_the_body)
-                || patient.disputed.contains_key(&reference);
-            let body = if changes {
-                // The gateway's own serialisation: a text that does not parse is a damaged
-                // row, left out as a search leaves out any unreadable one.
-                Body::Parsed {
-                    value: serde_json::from_str(&text).ok()?,
-                    text: Some(text),
-                }
-            } else {
-                Body::Stored { reference, text }
-            };
-            Some(Permitted { body, decision })
         }
+        Known::Facts(facts) => facts,
+    };
+    if !scope_allows_on(
+        &recipient.claims.scope,
+        &facts.facts.resource_type,
+        &facts.scope_categories,
+        interaction,
+    ) {
+        return None;
     }
-}
-
-/// Whether `obligation` changes the body that leaves (`released::shape`).
-pub fn changes_the_body(obligation: &Obligation) -> bool {
-    match obligation {
-        Obligation::Deidentify(_) | Obligation::MinimumNecessary => true,
-        Obligation::AuditBreakGlass | Obligation::NotifyPatient => false,
-    }
+    let decision = decide_one(
+        gateway,
+        recipient,
+        patient,
+        Subject::Stored(&facts),
+        PolicyAction::Read,
+        now,
+    );
+    decision.permit.then(|| Permitted {
+        body: Body::Stored {
+            reference: facts.reference(),
+            text,
+        },
+        decision,
+    })
 }
 
 /// Whether the granted scopes (space-separated) reach this resource: its type, the

@@ -19,7 +19,7 @@
 use serde_json::Value;
 
 use super::context::{PatientContext, Recipient};
-use super::decide::{Body, Permitted, changes_the_body};
+use super::decide::{Body, Permitted};
 use super::minimum::minimum_necessary;
 use super::shaping::Shaping;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
@@ -164,11 +164,7 @@ impl Released {
     pub fn into_bodies(self) -> Vec<Value> {
         self.resources
             .into_iter()
-            .filter_map(|r| match r.body {
-                Body::Parsed { value, .. } => Some(value),
-                // The gateway's own serialisation of a parsed body.
-                Body::Stored { text, .. } => serde_json::from_str(&text).ok(),
-            })
+            .filter_map(|r| r.body.into_parsed().map(|(value, _)| value))
             .collect()
     }
 
@@ -192,8 +188,8 @@ impl Released {
 
     /// Marks the records the patient disputes (`amendment::dispute`), except de-identified
     /// ones: the statement would re-identify them. A marked body is no longer its stored text.
-    /// (`decide_stored` parses a disputed record before it gets here; one whose stored text
-    /// would not parse cannot be marked, and does not leave unmarked.)
+    /// A record left unparsed (`decide_stored`) is parsed to be marked; one whose stored
+    /// text does not parse cannot be marked, and does not leave unmarked.
     pub fn mark_disputed(&mut self, disputed: &std::collections::BTreeMap<String, String>) {
         self.resources.retain_mut(|r| {
             if r.decision.obligations.iter().any(Obligation::deidentifies)
@@ -201,18 +197,15 @@ impl Released {
             {
                 return true;
             }
-            let mut value = match std::mem::replace(
+            let body = std::mem::replace(
                 &mut r.body,
                 Body::Parsed {
                     value: Value::Null,
                     text: None,
                 },
-            ) {
-                Body::Parsed { value, .. } => value,
-                Body::Stored { text, .. } => match serde_json::from_str(&text) {
-                    Ok(value) => value,
-                    Err(_) => return false,
-                },
+            );
+            let Some((mut value, _)) = body.into_parsed() else {
+                return false;
             };
             crate::amendment::dispute::mark(&mut value, &r.source, disputed);
             r.body = Body::Parsed { value, text: None };
@@ -393,6 +386,14 @@ fn leaked() -> DomainError {
     )
 }
 
+/// Whether `obligation` changes the body that leaves.
+fn changes_the_body(obligation: &Obligation) -> bool {
+    match obligation {
+        Obligation::Deidentify(_) | Obligation::MinimumNecessary => true,
+        Obligation::AuditBreakGlass | Obligation::NotifyPatient => false,
+    }
+}
+
 fn shape_under(
     shaping: &Shaping,
     key_name: &str,
@@ -415,27 +416,20 @@ fn shape_under(
     let mut resources = Vec::with_capacity(permitted.len());
     let mut withheld = Vec::new();
     'each: for Permitted { body, decision } in permitted {
-        let (resource, stored) = match body {
-            // Nothing changes it: it leaves as its stored text, unparsed.
-            Body::Stored { reference, text }
-                if !decision.obligations.iter().any(changes_the_body) =>
-            {
-                resources.push(ReleasedResource {
-                    source: reference.clone(),
-                    body: Body::Stored { reference, text },
-                    decision,
-                });
-                continue;
-            }
-            Body::Stored { reference, text } => match serde_json::from_str(&text) {
-                Ok(value) => (value, Some(text)),
-                Err(_) => {
-                    return Err(DomainError::internal(format!(
-                        "the stored body of {reference} is not JSON"
-                    )));
-                }
-            },
-            Body::Parsed { value, text } => (value, text),
+        // A body left unparsed (`decide_stored`) is parsed only if an obligation changes it;
+        // otherwise it leaves as its stored text.
+        if let Body::Stored { reference, .. } = &body
+            && !decision.obligations.iter().any(changes_the_body)
+        {
+            resources.push(ReleasedResource {
+                source: reference.clone(),
+                body,
+                decision,
+            });
+            continue;
+        }
+        let Some((resource, stored)) = body.into_parsed() else {
+            return Err(DomainError::internal("a stored body to shape is not JSON"));
         };
         let source = reference_of(&resource);
         let mut body = resource;
@@ -786,5 +780,68 @@ mod tests {
             bodies[4]["meta"]["tag"][0]["code"],
             crate::amendment::dispute::DISPUTED_CODE
         );
+    }
+
+    /// A body decided on its stored facts and left unparsed goes out as its text when
+    /// nothing changes it, and is parsed, shaped and marked like any other when something
+    /// does: the same bodies as from its parse.
+    #[test]
+    fn an_unparsed_body_is_parsed_only_to_be_changed() {
+        let (_dir, shaping) = shaping();
+        let obligations = |id: &str| match id {
+            "minimum" => vec![Obligation::MinimumNecessary],
+            "flagged" => vec![Obligation::NotifyPatient],
+            _ => Vec::new(),
+        };
+        let ids = ["plain", "flagged", "minimum", "disputed"];
+        let released_from = |unparsed: bool| {
+            let permitted = ids
+                .iter()
+                .map(|id| {
+                    let body = observation(id, "Heart rate");
+                    Permitted {
+                        body: if unparsed {
+                            Body::Stored {
+                                reference: format!("Observation/{id}"),
+                                text: body.to_string(),
+                            }
+                        } else {
+                            Body::Parsed {
+                                text: Some(body.to_string()),
+                                value: body,
+                            }
+                        },
+                        ..permitted(Value::Null, obligations(id), "c1")
+                    }
+                })
+                .collect();
+            let mut released =
+                shape_under(&shaping, "client:c1", &patient(), permitted, OnLeak::Fail).unwrap();
+            let disputed = [("Observation/disputed".to_string(), "stmt-1".to_string())].into();
+            released.mark_disputed(&disputed);
+            released.into_payloads()
+        };
+        let unparsed = released_from(true);
+        let kinds: Vec<bool> = unparsed
+            .iter()
+            .map(|p| matches!(p, Payload::Stored { .. }))
+            .collect();
+        assert_eq!(
+            kinds,
+            [true, true, false, false],
+            "stored text while unchanged"
+        );
+        let sent = |payloads: Vec<Payload>| -> Vec<(String, Value)> {
+            payloads
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.reference(),
+                        serde_json::from_slice(&p.into_json()).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(sent(unparsed), sent(released_from(false)));
     }
 }
