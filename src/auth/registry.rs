@@ -5,6 +5,7 @@ use crate::decision::Requester;
 use crate::error::DomainError;
 use crate::store::DbConn;
 use crate::store::identity::{self, ClientRow};
+use crate::store::resources::CurrentRow;
 
 use super::clients::{Client, NewClient, Role};
 use super::purposes::PurposeCatalog;
@@ -85,6 +86,20 @@ pub fn live_requester_and_version(
 ) -> Result<Option<(Requester, i64)>, DomainError> {
     identity::live_requester_and_version(conn, client_id, jti, patient)?
         .map(|(stored, version)| Ok((requester_of(client_id, stored)?, version)))
+        .transpose()
+}
+
+/// [`live_requester`] and, in the same statement, the current resource `resource_type/id`
+/// with its patient's context version (`store::identity::live_requester_and_resource`).
+pub fn live_requester_and_resource(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(Requester, Option<CurrentRow>)>, DomainError> {
+    identity::live_requester_and_resource(conn, client_id, jti, resource_type, id)?
+        .map(|(stored, row)| Ok((requester_of(client_id, stored)?, row)))
         .transpose()
 }
 

@@ -219,6 +219,16 @@ pub fn read_with_context_version(
     checked_key(resource_type, id)?;
     let row = rows::read_with_context_version(conn, resource_type, id)?
         .ok_or_else(|| missing(resource_type, id))?;
+    current_read(resource_type, id, row)
+}
+
+/// A current row of `resource_type/id` as [`read_with_context_version`] reads it, however it
+/// was fetched (`auth::registry::live_requester_and_resource` fetches it with the requester).
+pub fn current_read(
+    resource_type: &str,
+    id: &str,
+    row: rows::CurrentRow,
+) -> Result<CurrentRead, RecordError> {
     let resource = StoredResource::of_row(row.body, row.facts.as_deref())
         .ok_or_else(|| unreadable(resource_type, id))?;
     Ok(CurrentRead {
@@ -226,6 +236,12 @@ pub fn read_with_context_version(
         stored_under: row.patient_id,
         version: row.version,
     })
+}
+
+/// Whether `resource_type/id` names a known type and an id that could be stored: what
+/// [`read_with_context_version`] checks before it reads.
+pub fn is_readable_key(resource_type: &str, id: &str) -> bool {
+    checked_key(resource_type, id).is_ok()
 }
 
 /// A known type and an id that could be stored; an invalid id is simply not known.

@@ -2,7 +2,8 @@
 
 use diesel::prelude::*;
 
-use super::schema::{assertion_jtis, clients, patient_context_versions, revoked_tokens};
+use super::resources::CurrentRow;
+use super::schema::{assertion_jtis, clients, patient_context_versions, resources, revoked_tokens};
 use super::{DbConn, StoreError};
 
 /// A client row as stored (JSON columns still text).
@@ -103,6 +104,60 @@ pub fn live_requester_and_version(
         .first::<(StoredRequester, Option<i64>)>(c)
         .optional())?;
     Ok(found.map(|(requester, version)| (requester, version.unwrap_or(0))))
+}
+
+/// [`live_requester`] and, in the same statement, the current resource
+/// `resource_type/id` with the context version of the patient it is stored under
+/// (`resources::read_with_context_version`): all a recipient's read asks of the database
+/// when the patient's context is cached. One statement is one snapshot on both backends, so
+/// SQLite needs no `BEGIN` and `COMMIT` around it and PostgreSQL one round trip.
+/// `None` when the requester is refused (as [`live_requester`]); the row is `None` when the
+/// resource is not stored.
+pub fn live_requester_and_resource(
+    conn: &mut DbConn,
+    client_id: &str,
+    jti: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(StoredRequester, Option<CurrentRow>)>, StoreError> {
+    // Owned: diesel asks the inner join's condition of a nested join to be `'static`.
+    let (resource_type, id) = (resource_type.to_string(), id.to_string());
+    let query = clients::table
+        .left_join(
+            resources::table.on(resources::resource_type
+                .eq(resource_type)
+                .and(resources::id.eq(id))),
+        )
+        .left_join(
+            patient_context_versions::table.on(patient_context_versions::patient_id
+                .nullable()
+                .eq(resources::patient_id)),
+        )
+        .filter(live(client_id, jti))
+        .select((
+            (clients::role, clients::organization, clients::acts_as),
+            resources::body.nullable(),
+            resources::facts.nullable(),
+            resources::patient_id.nullable(),
+            patient_context_versions::version.nullable(),
+        ));
+    type Row = (
+        StoredRequester,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let found = on_backend!(conn, c => query.first::<Row>(c).optional())?;
+    Ok(found.map(|(requester, body, facts, patient_id, version)| {
+        let row = body.map(|body| CurrentRow {
+            body,
+            facts,
+            patient_id,
+            version: version.unwrap_or(0),
+        });
+        (requester, row)
+    }))
 }
 
 /// Every active client, oldest first.

@@ -263,6 +263,7 @@ diesel::joinable!(access_requests -> clients (client_id));
 diesel::allow_tables_to_appear_in_same_query!(access_requests, clients);
 diesel::allow_tables_to_appear_in_same_query!(clients, revoked_tokens);
 diesel::allow_tables_to_appear_in_same_query!(revoked_tokens, patient_context_versions);
+diesel::allow_tables_to_appear_in_same_query!(revoked_tokens, resources);
 
 diesel::table! {
     /// Signed disclosure packages: a frozen FHIR Bundle for one recipient.

@@ -629,8 +629,8 @@ fn the_patient_context_version_changes_with_every_write_a_release_reads_and_no_o
 
 /// The release's reads that carry a context version answer as the plain ones, on both
 /// backends: a resource with its stored patient and that patient's version (0 for a patient
-/// never written, none for a shared resource), and the requester with any patient's version,
-/// refused alike for a revoked token or a removed client.
+/// never written, none for a shared resource), the requester with any patient's version, and
+/// the requester with any resource, refused alike for a revoked token or a removed client.
 #[test]
 fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -690,17 +690,58 @@ fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
                 "{backend:?}: {patient}"
             );
         }
+        // The requester with the resource: the two plain reads, in one statement.
+        for (ty, id) in [
+            ("Observation", "o1"),
+            ("Observation", "o2"),
+            ("Medication", "shared"),
+            ("Observation", "o3"),
+            ("Consent", "o1"),
+        ] {
+            assert_eq!(
+                identity::live_requester_and_resource(c, "k1", "t1", ty, id).expect("read"),
+                plain.clone().map(|r| (
+                    r,
+                    resources::read_with_context_version(c, ty, id).expect("read")
+                )),
+                "{backend:?}: {ty}/{id}"
+            );
+        }
+        assert_eq!(
+            identity::live_requester_and_resource(c, "k2", "t1", "Observation", "o1")
+                .expect("read"),
+            None,
+            "{backend:?}: an unknown client"
+        );
         identity::revoke_token(c, "t1", 10).expect("revoked");
         assert_eq!(
             identity::live_requester_and_version(c, "k1", "t1", "p1").expect("requester"),
             None,
             "{backend:?}: a revoked token"
         );
+        assert_eq!(
+            identity::live_requester_and_resource(c, "k1", "t1", "Observation", "o1")
+                .expect("read"),
+            None,
+            "{backend:?}: a revoked token, with the resource"
+        );
+        assert!(
+            identity::live_requester_and_resource(c, "k1", "t2", "Observation", "o1")
+                .expect("read")
+                .is_some(),
+            "{backend:?}: another token of the client"
+        );
         identity::remove_client(c, "k1", 2).expect("removed");
         assert_eq!(
             identity::live_requester_and_version(c, "k1", "t2", "p1").expect("requester"),
             None,
             "{backend:?}: a removed client"
+        );
+        assert_eq!(
+            identity::live_requester_and_resource(c, "k1", "t2", "Observation", "o1")
+                .expect("read"),
+            None,
+            "{backend:?}: a removed client, with the resource"
         );
         drop(conn);
         drop_database(store, pg_name);
