@@ -8,6 +8,9 @@
 //! by another derivation ([`FACTS_VERSION`]), has none that [`StoredFacts::decode`] accepts,
 //! and its body is parsed and its facts derived as before.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -67,6 +70,45 @@ impl StoredFacts {
     pub fn reference(&self) -> String {
         format!("{}/{}", self.facts.resource_type, self.facts.id)
     }
+
+    /// [`StoredFacts::decode`], shared: the facts of a text decoded before are those decoded
+    /// then ([`DECODED_LIMIT`]).
+    pub fn decode_shared(text: &str) -> Option<Arc<StoredFacts>> {
+        DECODED.get_or_decode(text)
+    }
+}
+
+/// Most stored texts whose decoded facts are kept; all are dropped when it is full (a miss
+/// costs one decoding, as without them). About a kilobyte and a half each.
+pub const DECODED_LIMIT: usize = 4096;
+
+/// Decoded facts by their stored text. Decoding is a function of the text alone, so a text
+/// seen before needs no decoding: a hash and a comparison of the text instead of a JSON parse
+/// and a score of allocations, which was a tenth of a consent-checked search's CPU
+/// (`docs/PERFORMANCE.md`, sixteenth step). Keyed by the whole text, not by the resource,
+/// so a new version of a resource, whose facts are another text, is never answered with
+/// the old one's.
+static DECODED: LazyLock<DecodedFacts> = LazyLock::new(DecodedFacts::default);
+
+#[derive(Default)]
+struct DecodedFacts {
+    kept: Mutex<HashMap<Box<str>, Arc<StoredFacts>, foldhash::fast::RandomState>>,
+}
+
+impl DecodedFacts {
+    fn get_or_decode(&self, text: &str) -> Option<Arc<StoredFacts>> {
+        if let Some(found) = self.kept.lock().ok().and_then(|k| k.get(text).cloned()) {
+            return Some(found);
+        }
+        let facts = Arc::new(StoredFacts::decode(text)?);
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() >= DECODED_LIMIT {
+                kept.clear();
+            }
+            kept.insert(text.into(), facts.clone());
+        }
+        Some(facts)
+    }
 }
 
 /// A current resource as a recipient's read or search finds it: its stored text and either
@@ -83,8 +125,8 @@ pub struct StoredResource {
 /// What is known of a [`StoredResource`] before it is decided.
 #[derive(Debug, Clone)]
 pub enum Known {
-    /// The facts stored with it.
-    Facts(StoredFacts),
+    /// The facts stored with it (shared: [`StoredFacts::decode_shared`]).
+    Facts(Arc<StoredFacts>),
     /// Its body, parsed from the text.
     Parsed(Value),
 }
@@ -93,7 +135,7 @@ impl StoredResource {
     /// The resource of a stored row: its facts when they are of this derivation, its parse
     /// otherwise; `None` when the facts are not usable and the text is not JSON.
     pub fn of_row(text: String, facts: Option<&str>) -> Option<StoredResource> {
-        let known = match facts.and_then(StoredFacts::decode) {
+        let known = match facts.and_then(StoredFacts::decode_shared) {
             Some(facts) => Known::Facts(facts),
             None => Known::Parsed(serde_json::from_str(&text).ok()?),
         };
@@ -215,6 +257,49 @@ mod tests {
         assert_eq!(StoredFacts::decode("not json"), None);
     }
 
+    /// Facts decoded before are shared, by their text: the same text answers the same
+    /// decoding, another text (another version's facts) its own; a text that does not decode
+    /// is never kept; and past the limit the kept ones go, and decode alike again.
+    #[test]
+    fn decoded_facts_are_shared_by_their_text_alone() {
+        let decoded = DecodedFacts::default();
+        let first = StoredFacts::of(&plain_observation());
+        let mut second_body = plain_observation();
+        second_body["status"] = json!("amended");
+        second_body["code"]["coding"][0]["code"] = json!("8462-4");
+        let second = StoredFacts::of(&second_body);
+        assert_ne!(first, second);
+
+        let a = decoded.get_or_decode(&first.encode()).expect("decodes");
+        let again = decoded.get_or_decode(&first.encode()).expect("decodes");
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "the same text: the facts decoded before"
+        );
+        assert_eq!(*a, first);
+        let b = decoded.get_or_decode(&second.encode()).expect("decodes");
+        assert_eq!(*b, second, "another text: its own facts");
+        let mut stale = first.clone();
+        stale.v = FACTS_VERSION + 1;
+        assert!(decoded.get_or_decode(&stale.encode()).is_none());
+        assert!(decoded.get_or_decode("not json").is_none());
+        assert_eq!(
+            decoded.kept.lock().unwrap().len(),
+            2,
+            "only what decoded is kept"
+        );
+
+        for i in 0..DECODED_LIMIT {
+            let mut other = first.clone();
+            other.facts.id = format!("o{i}");
+            decoded.get_or_decode(&other.encode()).expect("decodes");
+        }
+        assert!(decoded.kept.lock().unwrap().len() <= DECODED_LIMIT);
+        let after = decoded.get_or_decode(&first.encode()).expect("decodes");
+        assert!(!Arc::ptr_eq(&a, &after), "dropped past the limit");
+        assert_eq!(*after, first, "and decoded alike again");
+    }
+
     /// A row is decided on its facts only when they are of this derivation; otherwise on
     /// its parse, and a row whose text is not JSON is not read at all. The owner is the
     /// body's either way.
@@ -233,7 +318,7 @@ mod tests {
         };
         assert!(matches!(
             known(Some(facts.encode())),
-            Some((Known::Facts(f), Some(owner))) if f == facts && owner == "p1"
+            Some((Known::Facts(f), Some(owner))) if *f == facts && owner == "p1"
         ));
         for unusable in [None, Some(stale.encode()), Some("{}".into())] {
             assert!(matches!(
