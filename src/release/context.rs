@@ -501,24 +501,8 @@ mod tests {
             let backend = store.backend();
             let cache = ContextCache::default();
             let mut conn = store.conn().unwrap();
-            crate::store::identity::insert_client(
-                &mut conn,
-                &crate::store::identity::ClientRow {
-                    id: "k1".into(),
-                    name: "n".into(),
-                    organization: "org".into(),
-                    role: "clinician".into(),
-                    jwks: None,
-                    jwks_url: None,
-                    purposes: "[]".into(),
-                    resources: "[]".into(),
-                    created_at: 1,
-                    removed_at: None,
-                    acts_as: "[]".into(),
-                    default_purpose: None,
-                },
-            )
-            .unwrap();
+            crate::store::identity::insert_client(&mut conn, &crate::store::tests::clinician("k1"))
+                .unwrap();
             drop(conn);
             put(&store, &consent("c1", "active", "Organization/a"), 1, 20);
             let observation = json!({"resourceType": "Observation", "id": "o1",

@@ -183,6 +183,24 @@ pub(crate) fn drop_database(store: Store, pg_name: Option<String>) {
     }
 }
 
+/// A registered clinician client `id` of organisation `org`, acting for no one else.
+pub(crate) fn clinician(id: &str) -> identity::ClientRow {
+    identity::ClientRow {
+        id: id.into(),
+        name: "n".into(),
+        organization: "org".into(),
+        role: "clinician".into(),
+        jwks: None,
+        jwks_url: None,
+        purposes: "[]".into(),
+        resources: "[]".into(),
+        created_at: 1,
+        removed_at: None,
+        acts_as: "[]".into(),
+        default_purpose: None,
+    }
+}
+
 fn put(conn: &mut DbConn, resource_type: &str, id: &str, patient: Option<&str>) {
     let w = resources::ResourceWrite {
         resource_type: resource_type.into(),
@@ -663,24 +681,7 @@ fn the_reads_that_carry_a_context_version_answer_as_the_plain_ones() {
         assert_eq!(read(c, "Medication", "shared"), Some((None, 0)));
         assert_eq!(read(c, "Observation", "o3"), None, "{backend:?}: missing");
 
-        identity::insert_client(
-            c,
-            &identity::ClientRow {
-                id: "k1".into(),
-                name: "n".into(),
-                organization: "org".into(),
-                role: "clinician".into(),
-                jwks: None,
-                jwks_url: None,
-                purposes: "[]".into(),
-                resources: "[]".into(),
-                created_at: 1,
-                removed_at: None,
-                acts_as: "[]".into(),
-                default_purpose: None,
-            },
-        )
-        .expect("client");
+        identity::insert_client(c, &clinician("k1")).expect("client");
         let plain = identity::live_requester(c, "k1", "t1").expect("requester");
         assert!(plain.is_some());
         for (patient, version) in [("p1", 2), ("p2", 0)] {
