@@ -148,7 +148,7 @@ pub async fn requester_and_resource(
     claims: &AccessClaims,
     resource_type: &str,
     resource_id: &str,
-) -> Result<(Requester, Option<(StoredResource, PatientContext)>), DomainError> {
+) -> Result<RequesterAndResource, DomainError> {
     let (id, jti) = (claims.client_id.clone(), claims.jti.clone());
     let (ty, key) = (resource_type.to_string(), resource_id.to_string());
     let cache = gateway.contexts.clone();
@@ -189,8 +189,9 @@ pub async fn requester_and_resource(
         .await
 }
 
-/// What [`requester_and_resource`] answers.
-type RequesterAndResource = (Requester, Option<(StoredResource, PatientContext)>);
+/// What [`requester_and_resource`] answers: the requester, and the resource with its
+/// patient's context unless it is missing or belongs to no patient.
+pub type RequesterAndResource = (Requester, Option<(StoredResource, PatientContext)>);
 
 /// [`requester_and_resource`] in one statement, when that is enough: the requester, the
 /// resource and its patient's context version read together, and the context kept at that
