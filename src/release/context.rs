@@ -169,10 +169,7 @@ pub async fn requester_and_resource(
                     Err(RecordError::NotFound { .. }) => return Ok((requester, None)),
                     Err(e) => return Err(e.into()),
                 };
-                let Some(patient) = resource
-                    .owner(&ty, &key)
-                    .and_then(|p| PatientId::parse(&p).ok())
-                else {
+                let Some(patient) = owner_of(&resource, &ty, &key) else {
                     return Ok((requester, None));
                 };
                 // The version read with the resource is its stored patient's, which is the
@@ -220,10 +217,7 @@ fn read_at_once(
         stored_under,
         version,
     } = ingest::current_read(resource_type, id, row)?;
-    let Some(patient) = resource
-        .owner(resource_type, id)
-        .and_then(|p| PatientId::parse(&p).ok())
-    else {
+    let Some(patient) = owner_of(&resource, resource_type, id) else {
         return Ok(Some((requester, None)));
     };
     if stored_under.as_deref() != Some(patient.as_str()) {
@@ -232,6 +226,13 @@ fn read_at_once(
     Ok(cache
         .kept(&patient, version)
         .map(|context| (requester, Some((resource, context)))))
+}
+
+/// The patient who owns `resource`, when it belongs to one.
+fn owner_of(resource: &StoredResource, resource_type: &str, id: &str) -> Option<PatientId> {
+    resource
+        .owner(resource_type, id)
+        .and_then(|p| PatientId::parse(&p).ok())
 }
 
 /// One patient's side of a release. Cheap to clone: the parsed parts are shared.
