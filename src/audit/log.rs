@@ -529,7 +529,7 @@ struct Committed {
     frontier: Frontier,
     /// The sequence of its first entry.
     first: u64,
-    /// The patient index's keys of its entries about a patient.
+    /// The index keys of its entries.
     keys: Vec<IndexKey>,
 }
 
@@ -568,7 +568,7 @@ fn commit(
             });
         }
         rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
-        let keys = entry_rows.iter().filter_map(IndexKey::of).collect();
+        let keys = entry_rows.iter().map(IndexKey::of).collect();
         Ok(Committed {
             frontier,
             first,

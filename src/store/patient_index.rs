@@ -1,5 +1,6 @@
 //! The patient index of the audit log: which entries are about a patient, and which of those
-//! call for a notification, kept a step behind the log's commits.
+//! call for a notification, kept a step behind the log's commits; and with it, the log's
+//! entries by client and by time.
 //!
 //! Two indexes on `audit_entries` itself made every group commit write, per patient in the
 //! batch, a leaf of each: with the entries in flight about 64 patients, most of a commit's
@@ -13,6 +14,12 @@
 //! backend and at any isolation level: the tail is the table itself, and everything below a
 //! cursor once read was indexed in the transaction that moved it.
 //!
+//! The indexes by client and by time (`audit_client_entries`, `audit_time_entries`) are kept
+//! the same way, under the same cursor, for the same reason: on `audit_entries` they were
+//! appended in key order at every commit, and SQLite rebalances an index's right edge over
+//! and over when it is filled that way (a third of a commit's pages; `docs/PERFORMANCE.md`,
+//! "Seventeenth step"). Filed many commits at a time, each leaf is written about once.
+//!
 //! The index is derived from the entries and never the record: an indexed row whose entry
 //! no longer names the patient (a tampered log, which verification reports) is not shown.
 
@@ -20,8 +27,8 @@ use diesel::prelude::*;
 
 use super::audit::{EntryFilter, EntryRow};
 use super::schema::{
-    audit_entries, audit_head, audit_patient_entries, audit_patient_index, audit_patient_notices,
-    notification_reads,
+    audit_client_entries, audit_entries, audit_head, audit_patient_entries, audit_patient_index,
+    audit_patient_notices, audit_time_entries, notification_reads,
 };
 use super::{DbConn, StoreError};
 
@@ -37,28 +44,31 @@ pub fn next_seq(conn: &mut DbConn) -> Result<i64, StoreError> {
     Ok(on_backend!(conn, c => query.first(c))?)
 }
 
-/// An entry about a patient, as the index files it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// An entry, as the indexes file it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexKey {
-    /// The patient.
-    pub patient_id: String,
     /// The entry's sequence.
     pub seq: i64,
-    /// When it was recorded (micros), the feed's order.
+    /// When it was recorded (micros): the time index's order, and the feed's.
     pub recorded: i64,
+    /// The client that acted.
+    pub client_id: String,
+    /// The patient it is about, if any.
+    pub patient_id: Option<String>,
     /// Whether it calls for a notification.
     pub notice: bool,
 }
 
 impl IndexKey {
-    /// The key of a stored entry, if it is about a patient.
-    pub fn of(row: &EntryRow) -> Option<IndexKey> {
-        Some(IndexKey {
-            patient_id: row.patient_id.clone()?,
+    /// The key of a stored entry.
+    pub fn of(row: &EntryRow) -> IndexKey {
+        IndexKey {
             seq: row.seq,
             recorded: row.recorded,
+            client_id: row.client_id.clone(),
+            patient_id: row.patient_id.clone(),
             notice: row.notice.is_some(),
-        })
+        }
     }
 }
 
@@ -94,34 +104,32 @@ pub fn extend(conn: &mut DbConn, limit: i64) -> Result<i64, StoreError> {
         return Ok(0);
     }
     // The keys' columns only, not the entries' bodies.
-    let found: Vec<(Option<String>, i64, i64, bool)> = audit_entries::table
+    let found: Vec<(i64, i64, String, Option<String>, bool)> = audit_entries::table
         .filter(audit_entries::seq.ge(from))
         .filter(audit_entries::seq.lt(to))
-        .filter(audit_entries::patient_id.is_not_null())
         .select((
-            audit_entries::patient_id,
             audit_entries::seq,
             audit_entries::recorded,
+            audit_entries::client_id,
+            audit_entries::patient_id,
             audit_entries::notice.is_not_null(),
         ))
         .load(conn)?;
-    let mut keys: Vec<IndexKey> = found
+    let keys: Vec<IndexKey> = found
         .into_iter()
-        .filter_map(|(patient, seq, recorded, notice)| {
-            Some(IndexKey {
-                patient_id: patient?,
-                seq,
-                recorded,
-                notice,
-            })
+        .map(|(seq, recorded, client_id, patient_id, notice)| IndexKey {
+            seq,
+            recorded,
+            client_id,
+            patient_id,
+            notice,
         })
         .collect();
-    file(conn, &mut keys, to)?;
+    file(conn, &keys, to)?;
     Ok(to - from)
 }
 
-/// Adds `keys`, the entries about patients among the sequences `[from, to)` as the audit
-/// writer committed them, when the cursor is at `from` and the log has reached `to`, and
+/// Adds `keys`, the entries of the sequences `[from, to)` as the audit writer committed them, when the cursor is at `from` and the log has reached `to`, and
 /// moves the cursor to `to`, in the caller's write transaction; false, with nothing written,
 /// when the cursor is elsewhere (another instance's writer, or an earlier failure), and the
 /// entries must be read from the table ([`extend`]) instead. Reading them back would cost
@@ -130,7 +138,7 @@ pub fn extend_with(
     conn: &mut DbConn,
     from: i64,
     to: i64,
-    keys: &mut [IndexKey],
+    keys: &[IndexKey],
 ) -> Result<bool, StoreError> {
     if locked_cursor(conn)? != from || committed_size(conn)? < to {
         return Ok(false);
@@ -139,19 +147,28 @@ pub fn extend_with(
     Ok(true)
 }
 
-/// Inserts `keys` in key order, so each leaf of the index is visited once, and moves the
-/// cursor to `to`.
-fn file(conn: &mut DbConn, keys: &mut [IndexKey], to: i64) -> Result<(), StoreError> {
-    keys.sort_unstable();
-    let entries: Vec<(String, i64)> = keys.iter().map(|k| (k.patient_id.clone(), k.seq)).collect();
+/// Inserts `keys` into each index in that index's key order, so each of its leaves is
+/// visited once, and moves the cursor to `to`.
+fn file(conn: &mut DbConn, keys: &[IndexKey], to: i64) -> Result<(), StoreError> {
+    let sorted = |mut rows: Vec<(String, i64)>| {
+        rows.sort_unstable();
+        rows
+    };
+    let about = |k: &IndexKey| k.patient_id.clone().map(|p| (p, k.seq));
+    let entries = sorted(keys.iter().filter_map(about).collect());
+    let clients = sorted(keys.iter().map(|k| (k.client_id.clone(), k.seq)).collect());
     let mut notices: Vec<(String, i64, i64)> = keys
         .iter()
         .filter(|k| k.notice)
-        .map(|k| (k.patient_id.clone(), k.recorded, k.seq))
+        .filter_map(|k| Some((k.patient_id.clone()?, k.recorded, k.seq)))
         .collect();
     notices.sort_unstable();
+    let mut times: Vec<(i64, i64)> = keys.iter().map(|k| (k.recorded, k.seq)).collect();
+    times.sort_unstable();
     insert_entries(conn, &entries)?;
     insert_notices(conn, &notices)?;
+    insert_clients(conn, &clients)?;
+    insert_times(conn, &times)?;
     diesel::update(audit_patient_index::table.filter(audit_patient_index::id.eq(1)))
         .set(audit_patient_index::next_seq.eq(to))
         .execute(conn)?;
@@ -170,80 +187,165 @@ pub fn add_notice(
     insert_notices(conn, &[(patient_id.to_string(), recorded, seq)])
 }
 
+/// Inserts `$rows` into `$table`, a chunk per statement (one statement parsed per chunk, not
+/// per row), each row made by `$values`; a row already there is kept.
+macro_rules! insert_chunks {
+    ($conn:expr, $table:expr, $rows:expr, |$row:pat_param| $values:expr) => {{
+        for chunk in $rows.chunks(INSERT_CHUNK) {
+            let values: Vec<_> = chunk.iter().map(|$row| $values).collect();
+            let statement = diesel::insert_into($table)
+                .values(values)
+                .on_conflict_do_nothing();
+            on_backend!($conn, c => statement.execute(c))?;
+        }
+    }};
+}
+
 fn insert_entries(conn: &mut DbConn, rows: &[(String, i64)]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(patient, seq)| {
-                (
-                    audit_patient_entries::patient_id.eq(patient),
-                    audit_patient_entries::seq.eq(*seq),
-                )
-            })
-            .collect();
-        let statement = diesel::insert_into(audit_patient_entries::table)
-            .values(values)
-            .on_conflict_do_nothing();
-        on_backend!(conn, c => statement.execute(c))?;
-    }
+    use audit_patient_entries as t;
+    insert_chunks!(conn, t::table, rows, |(patient, seq)| (
+        t::patient_id.eq(patient),
+        t::seq.eq(*seq)
+    ));
     Ok(())
 }
 
 fn insert_notices(conn: &mut DbConn, rows: &[(String, i64, i64)]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(patient, recorded, seq)| {
-                (
-                    audit_patient_notices::patient_id.eq(patient),
-                    audit_patient_notices::recorded.eq(*recorded),
-                    audit_patient_notices::seq.eq(*seq),
-                )
-            })
-            .collect();
-        let statement = diesel::insert_into(audit_patient_notices::table)
-            .values(values)
-            .on_conflict_do_nothing();
-        on_backend!(conn, c => statement.execute(c))?;
-    }
+    use audit_patient_notices as t;
+    insert_chunks!(conn, t::table, rows, |(patient, recorded, seq)| (
+        t::patient_id.eq(patient),
+        t::recorded.eq(*recorded),
+        t::seq.eq(*seq)
+    ));
     Ok(())
 }
 
-/// The entries about `patient` matching `f`, newest (highest sequence) first, at most
-/// `f.limit`: the tail's from the table, then the index's below the cursor.
-pub fn patient_entries(
+fn insert_clients(conn: &mut DbConn, rows: &[(String, i64)]) -> Result<(), StoreError> {
+    use audit_client_entries as t;
+    insert_chunks!(conn, t::table, rows, |(client, seq)| (
+        t::client_id.eq(client),
+        t::seq.eq(*seq)
+    ));
+    Ok(())
+}
+
+fn insert_times(conn: &mut DbConn, rows: &[(i64, i64)]) -> Result<(), StoreError> {
+    use audit_time_entries as t;
+    insert_chunks!(conn, t::table, rows, |(recorded, seq)| (
+        t::recorded.eq(*recorded),
+        t::seq.eq(*seq)
+    ));
+    Ok(())
+}
+
+/// The entries matching `f`, newest (highest sequence) first, at most `f.limit`: the tail's
+/// from the table (about `f.patient_id` when given), then `indexed`'s, asked for at most the
+/// rest of them below the cursor (and below `f.before_seq`).
+fn tail_then_indexed(
     conn: &mut DbConn,
-    patient: &str,
     f: &EntryFilter,
+    indexed: impl FnOnce(&mut DbConn, i64, i64) -> Result<Vec<EntryRow>, StoreError>,
 ) -> Result<Vec<EntryRow>, StoreError> {
     let limit = f.limit.max(0);
     let cursor = next_seq(conn)?;
     let below = f.before_seq.unwrap_or(i64::MAX);
     let mut found: Vec<EntryRow> = Vec::new();
     if below > cursor {
-        let tail = audit_entries::table
+        let mut tail = audit_entries::table
             .filter(audit_entries::seq.ge(cursor))
             .filter(audit_entries::seq.lt(below))
-            .filter(audit_entries::patient_id.eq(patient.to_string()))
             .order(audit_entries::seq.desc())
             .limit(limit)
             .into_boxed();
+        if let Some(patient) = &f.patient_id {
+            tail = tail.filter(audit_entries::patient_id.eq(patient.clone()));
+        }
         found = entry_filters!(tail, f).load(conn)?;
     }
     let rest = limit - found.len() as i64;
     if rest > 0 {
+        found.extend(indexed(conn, cursor.min(below), rest)?);
+    }
+    Ok(found)
+}
+
+/// The entries about `patient` matching `f` (whose own patient is not looked at), newest
+/// (highest sequence) first, at most `f.limit`: the tail's from the table, then the index's
+/// below the cursor.
+pub fn patient_entries(
+    conn: &mut DbConn,
+    patient: &str,
+    f: &EntryFilter,
+) -> Result<Vec<EntryRow>, StoreError> {
+    let f = EntryFilter {
+        patient_id: Some(patient.to_string()),
+        ..f.clone()
+    };
+    tail_then_indexed(conn, &f, |conn, below, rest| {
         let indexed = audit_patient_entries::table
             .inner_join(audit_entries::table)
             .filter(audit_patient_entries::patient_id.eq(patient.to_string()))
-            .filter(audit_patient_entries::seq.lt(cursor.min(below)))
+            .filter(audit_patient_entries::seq.lt(below))
             .filter(audit_entries::patient_id.eq(patient.to_string()))
             .order(audit_patient_entries::seq.desc())
             .limit(rest)
             .select(audit_entries::all_columns)
             .into_boxed();
-        found.extend(entry_filters!(indexed, f).load::<EntryRow>(conn)?);
-    }
-    Ok(found)
+        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
+    })
+}
+
+/// The entries by `f.client_id` matching `f`, about any patient, newest first, at most
+/// `f.limit`: the tail's from the table, then the client index's below the cursor.
+pub fn client_entries(
+    conn: &mut DbConn,
+    client: &str,
+    f: &EntryFilter,
+) -> Result<Vec<EntryRow>, StoreError> {
+    let f = EntryFilter {
+        patient_id: None,
+        client_id: Some(client.to_string()),
+        ..f.clone()
+    };
+    tail_then_indexed(conn, &f, |conn, below, rest| {
+        let indexed = audit_client_entries::table
+            .inner_join(audit_entries::table)
+            .filter(audit_client_entries::client_id.eq(client.to_string()))
+            .filter(audit_client_entries::seq.lt(below))
+            .order(audit_client_entries::seq.desc())
+            .limit(rest)
+            .select(audit_entries::all_columns)
+            .into_boxed();
+        // The filters check the entry's own client as well.
+        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
+    })
+}
+
+/// The entries recorded in `f.since..=f.until` (either end open) matching `f`, about any
+/// patient, newest (highest sequence) first, at most `f.limit`: the tail's from the table,
+/// then the time index's below the cursor.
+pub fn time_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
+    let f = EntryFilter {
+        patient_id: None,
+        ..f.clone()
+    };
+    tail_then_indexed(conn, &f, |conn, below, rest| {
+        let mut indexed = audit_time_entries::table
+            .inner_join(audit_entries::table)
+            .filter(audit_time_entries::seq.lt(below))
+            .order(audit_time_entries::seq.desc())
+            .limit(rest)
+            .select(audit_entries::all_columns)
+            .into_boxed();
+        if let Some(since) = f.since {
+            indexed = indexed.filter(audit_time_entries::recorded.ge(since));
+        }
+        if let Some(until) = f.until {
+            indexed = indexed.filter(audit_time_entries::recorded.le(until));
+        }
+        // The filters check the entry's own time as well.
+        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
+    })
 }
 
 /// The entries about `patient` that call for a notification, newest first by `(recorded,

@@ -141,7 +141,25 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// One row: the first sequence not yet in the patient index.
+    /// Every audit entry by (client, sequence), for entries below
+    /// `audit_patient_index.next_seq` (`store::patient_index`).
+    audit_client_entries (client_id, seq) {
+        client_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Every audit entry by (recorded, sequence), for entries below
+    /// `audit_patient_index.next_seq` (`store::patient_index`).
+    audit_time_entries (recorded, seq) {
+        recorded -> BigInt,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row: the first sequence not yet in the log's indexes by patient, client and time.
     audit_patient_index (id) {
         id -> Integer,
         next_seq -> BigInt,
@@ -150,6 +168,8 @@ diesel::table! {
 
 diesel::joinable!(audit_patient_entries -> audit_entries (seq));
 diesel::joinable!(audit_patient_notices -> audit_entries (seq));
+diesel::joinable!(audit_client_entries -> audit_entries (seq));
+diesel::joinable!(audit_time_entries -> audit_entries (seq));
 
 diesel::table! {
     /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them.
@@ -235,7 +255,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_reads,
     audit_entries,
     audit_patient_entries,
-    audit_patient_notices
+    audit_patient_notices,
+    audit_client_entries,
+    audit_time_entries
 );
 
 diesel::table! {

@@ -468,7 +468,8 @@ fn revert_through(conn: &mut DbConn, version: &str) {
     panic!("migration {version} was not among the ten newest");
 }
 
-fn text(conn: &mut DbConn, sql: &str) -> String {
+/// The text column `t` of the one row `sql` answers.
+pub(crate) fn text(conn: &mut DbConn, sql: &str) -> String {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
@@ -864,6 +865,85 @@ fn the_patient_index_migration_indexes_every_entry_already_written() {
             crate::store::Backend::Postgres => {
                 "SELECT CAST(COUNT(*) AS TEXT) AS t FROM pg_indexes WHERE indexname IN \
                  ('audit_entries_by_patient', 'audit_entries_notices')"
+            }
+        };
+        assert_eq!(text(&mut conn, indexes), "2", "{backend:?}: down");
+        drop(conn);
+        store.migrate().expect("up again");
+        drop_database(store, pg_name);
+    }
+}
+
+/// Migration `2026-12-05-000065_audit_client_time_index`, both ways, on both backends: the
+/// entries below the index's cursor are filed by client and by time, those from it on are
+/// left to the tail, both are found, and down brings back the indexes on the entries.
+#[test]
+fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
+    const MIGRATION: &str = "20261205000065";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        revert_through(&mut conn, MIGRATION);
+        exec(
+            &mut conn,
+            "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
+             body, notice) VALUES (0, 10, 'read', 'success', 'c1', 'p1', '{}', NULL), \
+             (1, 11, 'token', 'success', 'c1', NULL, '{}', NULL), \
+             (2, 12, 'read', 'success', 'c2', 'p1', '{}', NULL), \
+             (3, 13, 'read', 'success', 'c1', 'p2', '{}', NULL), \
+             (4, 9, 'read', 'success', 'c2', 'p2', '{}', NULL)",
+        );
+        exec(&mut conn, "UPDATE audit_patient_index SET next_seq = 3");
+        drop(conn);
+        store.migrate().expect("up");
+        let mut conn = store.conn().expect("connection");
+        let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(seq AS TEXT), ','), '') \
+             AS t FROM (SELECT * FROM audit_client_entries ORDER BY client_id, seq) e";
+        let times = "SELECT COALESCE(STRING_AGG(CAST(recorded AS TEXT) || ':' || CAST(seq AS TEXT), \
+             ','), '') AS t FROM (SELECT * FROM audit_time_entries ORDER BY recorded, seq) e";
+        let (clients, times) = match backend {
+            crate::store::Backend::Sqlite => (
+                clients.replace("STRING_AGG", "GROUP_CONCAT"),
+                times.replace("STRING_AGG", "GROUP_CONCAT"),
+            ),
+            crate::store::Backend::Postgres => (clients.to_string(), times.to_string()),
+        };
+        assert_eq!(text(&mut conn, &clients), "c1:0,c1:1,c2:2", "{backend:?}");
+        assert_eq!(text(&mut conn, &times), "10:0,11:1,12:2", "{backend:?}");
+        let found = |conn: &mut DbConn, filter: super::audit::EntryFilter| -> Vec<i64> {
+            let filter = super::audit::EntryFilter {
+                limit: 10,
+                ..filter
+            };
+            let rows = super::audit::find_entries(conn, &filter).expect("entries");
+            rows.iter().map(|e| e.seq).collect()
+        };
+        let by_c2 = super::audit::EntryFilter {
+            client_id: Some("c2".into()),
+            ..Default::default()
+        };
+        assert_eq!(found(&mut conn, by_c2), [4, 2], "{backend:?}: tail, index");
+        let early = super::audit::EntryFilter {
+            since: Some(9),
+            until: Some(11),
+            ..Default::default()
+        };
+        assert_eq!(
+            found(&mut conn, early),
+            [4, 1, 0],
+            "{backend:?}: tail, index"
+        );
+
+        revert_through(&mut conn, MIGRATION);
+        let indexes = match backend {
+            crate::store::Backend::Sqlite => {
+                "SELECT CAST(COUNT(*) AS TEXT) AS t FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('audit_entries_by_client', 'audit_entries_by_time')"
+            }
+            crate::store::Backend::Postgres => {
+                "SELECT CAST(COUNT(*) AS TEXT) AS t FROM pg_indexes WHERE indexname IN \
+                 ('audit_entries_by_client', 'audit_entries_by_time')"
             }
         };
         assert_eq!(text(&mut conn, indexes), "2", "{backend:?}: down");

@@ -25,7 +25,7 @@ pub(super) struct Behind {
     /// The sequences `[from, to)` committed since, when they are one run; `None` when
     /// nothing was, or when they are not (another instance's entries came between).
     run: Option<(i64, i64)>,
-    /// The keys of the entries of `run` about a patient.
+    /// The index keys of the entries of `run`.
     keys: Vec<IndexKey>,
     entries: usize,
     since: Option<Instant>,
@@ -34,8 +34,7 @@ pub(super) struct Behind {
 }
 
 impl Behind {
-    /// A batch of `n` entries committed from sequence `first`; `keys` are those about a
-    /// patient.
+    /// A batch of `n` entries committed from sequence `first`, with their index keys.
     pub(super) fn committed(&mut self, first: i64, n: usize, keys: Vec<IndexKey>) {
         let end = first + n as i64;
         self.run = match self.run {
@@ -87,7 +86,7 @@ impl Behind {
     /// per transaction. Forgets what was behind once done.
     pub(super) fn extend(&mut self, conn: &mut DbConn) -> Result<(), StoreError> {
         if let Some((from, to)) = self.run {
-            let keys = &mut self.keys;
+            let keys = &self.keys;
             if write_tx(conn, |conn| {
                 patient_index::extend_with(conn, from, to, keys)
             })? {

@@ -1,6 +1,8 @@
-//! The patient index against a model written from its contract: whatever part of the log
-//! the index covers, a patient's entries, notices and notice count are exactly those a scan
-//! of every entry finds, in the promised order, on both backends.
+//! The patient index, and the indexes by client and time kept with it, against a model
+//! written from their contract: whatever part of the log the index covers, the entries
+//! `find_entries` gives (about a patient or about anyone, by a client or not, in a time range
+//! or not), a patient's notices and notice count are exactly those a scan of every entry
+//! finds, in the promised order, on both backends.
 
 use diesel::RunQueryDsl;
 use proptest::prelude::*;
@@ -8,7 +10,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
 use crate::store::audit::{self as rows, EntryFilter, EntryRow};
-use crate::store::tests::stores;
+use crate::store::tests::{stores, text};
 use crate::store::write_tx;
 
 const PATIENTS: usize = 4;
@@ -69,27 +71,26 @@ fn case() -> impl Strategy<Value = Case> {
             1i64..25,
         ),
     )
-        .prop_map(
-            |(entries, indexed, read, patient, (client, exclude, actions, outcomes), rest)| {
-                let (since, until, before_seq, below, unread_only, limit) = rest;
-                Case {
-                    entries,
-                    indexed,
-                    read,
-                    patient,
-                    client,
-                    exclude,
-                    actions,
-                    outcomes,
-                    since,
-                    until,
-                    before_seq,
-                    below,
-                    unread_only,
-                    limit,
-                }
-            },
-        )
+        .prop_map(|(entries, indexed, read, patient, filters, rest)| {
+            let (client, exclude, actions, outcomes) = filters;
+            let (since, until, before_seq, below, unread_only, limit) = rest;
+            Case {
+                entries,
+                indexed,
+                read,
+                patient,
+                client,
+                exclude,
+                actions,
+                outcomes,
+                since,
+                until,
+                before_seq,
+                below,
+                unread_only,
+                limit,
+            }
+        })
 }
 
 fn row(seq: usize, shape: &Shape) -> EntryRow {
@@ -115,6 +116,8 @@ fn check(conn: &mut DbConn, case: &Case) -> Result<(), TestCaseError> {
         "audit_entries",
         "audit_patient_entries",
         "audit_patient_notices",
+        "audit_client_entries",
+        "audit_time_entries",
         "notification_reads",
     ] {
         exec(conn, &format!("DELETE FROM {table}"));
@@ -148,7 +151,9 @@ fn check(conn: &mut DbConn, case: &Case) -> Result<(), TestCaseError> {
         );
     }
 
-    // The patient's entries, as `find_entries` promises them.
+    // The entries, as `find_entries` promises them: the patient's, through the patient
+    // index; without the patient, a client's through the client index; without either, in
+    // a time range through the time index, or all.
     let filter = EntryFilter {
         patient_id: Some(patient.clone()),
         client_id: case.client.map(|c| CLIENTS[c].to_string()),
@@ -172,26 +177,47 @@ fn check(conn: &mut DbConn, case: &Case) -> Result<(), TestCaseError> {
         before_seq: case.before_seq,
         limit: case.limit,
     };
-    let mut expected: Vec<i64> = all
-        .iter()
-        .filter(|e| e.patient_id.as_deref() == Some(patient.as_str()))
-        .filter(|e| filter.client_id.as_ref().is_none_or(|c| &e.client_id == c))
-        .filter(|e| !filter.exclude_clients.contains(&e.client_id))
-        .filter(|e| filter.actions.is_empty() || filter.actions.contains(&e.action))
-        .filter(|e| filter.outcomes.is_empty() || filter.outcomes.contains(&e.outcome))
-        .filter(|e| filter.since.is_none_or(|s| e.recorded >= s))
-        .filter(|e| filter.until.is_none_or(|u| e.recorded <= u))
-        .filter(|e| filter.before_seq.is_none_or(|b| e.seq < b))
-        .map(|e| e.seq)
-        .collect();
-    expected.sort_unstable_by(|a, b| b.cmp(a));
-    expected.truncate(case.limit as usize);
-    let found: Vec<i64> = rows::find_entries(conn, &filter)
-        .expect("entries")
-        .iter()
-        .map(|e| e.seq)
-        .collect();
-    prop_assert_eq!(found, expected, "entries");
+    let anyone = EntryFilter {
+        patient_id: None,
+        ..filter.clone()
+    };
+    let any_client = EntryFilter {
+        client_id: None,
+        ..anyone.clone()
+    };
+    let only_time = EntryFilter {
+        exclude_clients: Vec::new(),
+        actions: Vec::new(),
+        outcomes: Vec::new(),
+        ..any_client.clone()
+    };
+    for filter in [filter, anyone, any_client, only_time] {
+        let mut expected: Vec<i64> = all
+            .iter()
+            .filter(|e| {
+                filter
+                    .patient_id
+                    .as_ref()
+                    .is_none_or(|p| e.patient_id.as_ref() == Some(p))
+            })
+            .filter(|e| filter.client_id.as_ref().is_none_or(|c| &e.client_id == c))
+            .filter(|e| !filter.exclude_clients.contains(&e.client_id))
+            .filter(|e| filter.actions.is_empty() || filter.actions.contains(&e.action))
+            .filter(|e| filter.outcomes.is_empty() || filter.outcomes.contains(&e.outcome))
+            .filter(|e| filter.since.is_none_or(|s| e.recorded >= s))
+            .filter(|e| filter.until.is_none_or(|u| e.recorded <= u))
+            .filter(|e| filter.before_seq.is_none_or(|b| e.seq < b))
+            .map(|e| e.seq)
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        expected.truncate(case.limit as usize);
+        let found: Vec<i64> = rows::find_entries(conn, &filter)
+            .expect("entries")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        prop_assert_eq!(found, expected, "entries matching {:?}", filter);
+    }
 
     // The patient's notices, in the feed's order.
     let noticed = all
@@ -224,7 +250,7 @@ fn a_patients_entries_and_notices_are_the_same_whatever_the_index_covers() {
     for (store, _) in stores(dir.path()) {
         let conn = std::cell::RefCell::new(store.conn().expect("connection"));
         let mut runner = TestRunner::new(Config {
-            cases: 96,
+            cases: 128,
             failure_persistence: None,
             ..Config::default()
         });
@@ -289,14 +315,14 @@ fn the_writers_keys_are_filed_only_where_the_index_stops() {
         let backend = store.backend();
         let mut conn = store.conn().expect("connection");
         let all: Vec<EntryRow> = (0..6)
-            .map(|i| row(i, &(Some(i % 2), 0, 0, 0, i % 3 == 0, 0)))
+            .map(|i| row(i, &((i != 5).then_some(i % 2), i % 3, 0, 0, i % 3 == 0, 0)))
             .collect();
         rows::append(&mut conn, &all, &[], 6).expect("entries");
         let keys = |from: usize, to: usize| -> Vec<IndexKey> {
-            all[from..to].iter().filter_map(IndexKey::of).collect()
+            all[from..to].iter().map(IndexKey::of).collect()
         };
-        let with = |c: &mut DbConn, from, to, mut k: Vec<IndexKey>| {
-            write_tx(c, |c| extend_with(c, from, to, &mut k)).expect("extend")
+        let with = |c: &mut DbConn, from, to, k: Vec<IndexKey>| {
+            write_tx(c, |c| extend_with(c, from, to, &k)).expect("extend")
         };
         assert!(
             !with(&mut conn, 2, 6, keys(2, 6)),
@@ -338,6 +364,41 @@ fn the_writers_keys_are_filed_only_where_the_index_stops() {
                 .collect();
             let want: Vec<i64> = want.into_iter().filter(|s| s % 3 == 0).collect();
             assert_eq!(notices, want, "{backend:?}: {patient}'s notices");
+        }
+        let seqs = |c: &mut DbConn, filter: EntryFilter| -> Vec<i64> {
+            let filter = EntryFilter {
+                limit: 10,
+                ..filter
+            };
+            let found = rows::find_entries(c, &filter).expect("entries");
+            found.iter().map(|e| e.seq).collect()
+        };
+        for (i, client) in CLIENTS.iter().enumerate() {
+            let by = EntryFilter {
+                client_id: Some(client.to_string()),
+                ..EntryFilter::default()
+            };
+            let want: Vec<i64> = (0..6).rev().filter(|s| s % 3 == i as i64).collect();
+            assert_eq!(seqs(&mut conn, by), want, "{backend:?}: {client}");
+        }
+        let recorded = |seq: i64| 1_000 + 3 * seq;
+        let within = EntryFilter {
+            since: Some(recorded(1)),
+            until: Some(recorded(4)),
+            ..EntryFilter::default()
+        };
+        assert_eq!(
+            seqs(&mut conn, within),
+            [4, 3, 2, 1],
+            "{backend:?}: a time range"
+        );
+        for table in ["audit_client_entries", "audit_time_entries"] {
+            let count = format!("SELECT CAST(COUNT(*) AS TEXT) AS t FROM {table}");
+            assert_eq!(
+                text(&mut conn, &count),
+                "6",
+                "{backend:?}: each entry filed once in {table}"
+            );
         }
     }
 }
