@@ -294,19 +294,16 @@ macro_rules! entry_filters {
 }
 
 /// Entries matching `f`, newest (highest sequence) first. A patient's entries are found
-/// through the patient index and the log's tail ([`super::patient_index`]); so are, without
-/// a patient, a client's entries and those recorded in a time range, through the indexes by
-/// client and by time kept with it.
+/// through the patient index and the log's tail ([`super::patient_index`]); without a
+/// patient, a client's entries and those recorded in a time range, through the log's blocks
+/// kept with it.
 pub fn find_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
     use super::patient_index as index;
     if let Some(patient) = &f.patient_id {
         return index::patient_entries(conn, patient, f);
     }
-    if let Some(client) = &f.client_id {
-        return index::client_entries(conn, client, f);
-    }
-    if f.since.is_some() || f.until.is_some() {
-        return index::time_entries(conn, f);
+    if f.client_id.is_some() || f.since.is_some() || f.until.is_some() {
+        return index::block_entries(conn, f);
     }
     let all = audit_entries::table
         .order(audit_entries::seq.desc())

@@ -14,11 +14,16 @@
 //! backend and at any isolation level: the tail is the table itself, and everything below a
 //! cursor once read was indexed in the transaction that moved it.
 //!
-//! The indexes by client and by time (`audit_client_entries`, `audit_time_entries`) are kept
-//! the same way, under the same cursor, for the same reason: on `audit_entries` they were
-//! appended in key order at every commit, and SQLite rebalances an index's right edge over
-//! and over when it is filled that way (a third of a commit's pages; `docs/PERFORMANCE.md`,
-//! "Seventeenth step"). Filed many commits at a time, each leaf is written about once.
+//! A client's entries and those recorded in a time range are found the same way, under the
+//! same cursor, through a summary of the log in blocks (`audit_blocks`: runs of at most
+//! [`BLOCK_SEQS`] sequences, each with the earliest and latest time recorded in it;
+//! `audit_block_clients`: which clients have an entry in which block). A reader scans the
+//! blocks that can hold a match, newest first. Two indexes on `audit_entries` did this
+//! before; appended in key order at every commit, SQLite rebalanced each at its right edge
+//! over and over, six of a commit's sixteen pages, and indexes kept here entry by entry made
+//! the writer's index step, which holds back every commit while it runs, twice as long
+//! (`docs/PERFORMANCE.md`, "Seventeenth step"). A block costs a row, and a row per client in
+//! it, whatever its size.
 //!
 //! The index is derived from the entries and never the record: an indexed row whose entry
 //! no longer names the patient (a tampered log, which verification reports) is not shown.
@@ -27,13 +32,22 @@ use diesel::prelude::*;
 
 use super::audit::{EntryFilter, EntryRow};
 use super::schema::{
-    audit_client_entries, audit_entries, audit_head, audit_patient_entries, audit_patient_index,
-    audit_patient_notices, audit_time_entries, notification_reads,
+    audit_block_clients, audit_blocks, audit_entries, audit_head, audit_patient_entries,
+    audit_patient_index, audit_patient_notices, notification_reads,
 };
 use super::{DbConn, StoreError};
 
 /// Rows inserted per statement: one statement parsed per chunk, not per row.
 const INSERT_CHUNK: usize = 256;
+
+/// The most sequences one block of `audit_blocks` spans, from a multiple of it: a reader
+/// asking for a client's entries or a time range reads whole blocks that can hold a match.
+/// Migration `2026-12-05-000065` cut the log already written the same way.
+pub const BLOCK_SEQS: i64 = 4_096;
+
+/// Blocks looked up per statement while a reader scans them (a few in tests, so that
+/// their small logs take several lookups).
+const BLOCKS_PER_READ: i64 = if cfg!(test) { 3 } else { 64 };
 
 /// The first sequence not yet in the index: entries below it are found through the index,
 /// the rest from the table.
@@ -125,7 +139,7 @@ pub fn extend(conn: &mut DbConn, limit: i64) -> Result<i64, StoreError> {
             notice,
         })
         .collect();
-    file(conn, &keys, to)?;
+    file(conn, &keys, from, to)?;
     Ok(to - from)
 }
 
@@ -143,36 +157,62 @@ pub fn extend_with(
     if locked_cursor(conn)? != from || committed_size(conn)? < to {
         return Ok(false);
     }
-    file(conn, keys, to)?;
+    file(conn, keys, from, to)?;
     Ok(true)
 }
 
-/// Inserts `keys` into each index in that index's key order, so each of its leaves is
-/// visited once, and moves the cursor to `to`.
-fn file(conn: &mut DbConn, keys: &[IndexKey], to: i64) -> Result<(), StoreError> {
-    let sorted = |mut rows: Vec<(String, i64)>| {
-        rows.sort_unstable();
-        rows
-    };
-    let about = |k: &IndexKey| k.patient_id.clone().map(|p| (p, k.seq));
-    let entries = sorted(keys.iter().filter_map(about).collect());
-    let clients = sorted(keys.iter().map(|k| (k.client_id.clone(), k.seq)).collect());
+/// Files `keys`, the entries of the sequences `[from, to)`: in the patient index in its key
+/// order, so each of its leaves is visited once, and in the blocks they fall in; and moves
+/// the cursor to `to`.
+fn file(conn: &mut DbConn, keys: &[IndexKey], from: i64, to: i64) -> Result<(), StoreError> {
+    let mut entries: Vec<(String, i64)> = keys
+        .iter()
+        .filter_map(|k| Some((k.patient_id.clone()?, k.seq)))
+        .collect();
+    entries.sort_unstable();
     let mut notices: Vec<(String, i64, i64)> = keys
         .iter()
         .filter(|k| k.notice)
         .filter_map(|k| Some((k.patient_id.clone()?, k.recorded, k.seq)))
         .collect();
     notices.sort_unstable();
-    let mut times: Vec<(i64, i64)> = keys.iter().map(|k| (k.recorded, k.seq)).collect();
-    times.sort_unstable();
     insert_entries(conn, &entries)?;
     insert_notices(conn, &notices)?;
-    insert_clients(conn, &clients)?;
-    insert_times(conn, &times)?;
+    insert_blocks(conn, &blocks(keys, from, to))?;
     diesel::update(audit_patient_index::table.filter(audit_patient_index::id.eq(1)))
         .set(audit_patient_index::next_seq.eq(to))
         .execute(conn)?;
     Ok(())
+}
+
+/// One block of `audit_blocks` as filed: its end, its time span and its clients.
+#[derive(Debug)]
+struct Block {
+    end: i64,
+    earliest: i64,
+    latest: i64,
+    clients: std::collections::BTreeSet<String>,
+}
+
+/// The blocks of `keys`, the entries of `[from, to)`, by their first sequence: cut at the
+/// multiples of [`BLOCK_SEQS`] and at `from` and `to`.
+fn blocks(keys: &[IndexKey], from: i64, to: i64) -> std::collections::BTreeMap<i64, Block> {
+    let mut blocks = std::collections::BTreeMap::new();
+    for k in keys {
+        let aligned = k.seq - k.seq.rem_euclid(BLOCK_SEQS);
+        let block = blocks.entry(aligned.max(from)).or_insert_with(|| Block {
+            end: aligned.saturating_add(BLOCK_SEQS).min(to),
+            earliest: k.recorded,
+            latest: k.recorded,
+            clients: Default::default(),
+        });
+        block.earliest = block.earliest.min(k.recorded);
+        block.latest = block.latest.max(k.recorded);
+        if !block.clients.contains(&k.client_id) {
+            block.clients.insert(k.client_id.clone());
+        }
+    }
+    blocks
 }
 
 /// Adds the notice of entry `seq` to the index (the notices of entries written before they
@@ -220,20 +260,27 @@ fn insert_notices(conn: &mut DbConn, rows: &[(String, i64, i64)]) -> Result<(), 
     Ok(())
 }
 
-fn insert_clients(conn: &mut DbConn, rows: &[(String, i64)]) -> Result<(), StoreError> {
-    use audit_client_entries as t;
-    insert_chunks!(conn, t::table, rows, |(client, seq)| (
-        t::client_id.eq(client),
-        t::seq.eq(*seq)
+fn insert_blocks(
+    conn: &mut DbConn,
+    blocks: &std::collections::BTreeMap<i64, Block>,
+) -> Result<(), StoreError> {
+    use audit_block_clients as c;
+    use audit_blocks as t;
+    let spans: Vec<_> = blocks.iter().collect();
+    insert_chunks!(conn, t::table, spans, |(first, b)| (
+        t::first_seq.eq(**first),
+        t::end_seq.eq(b.end),
+        t::earliest.eq(b.earliest),
+        t::latest.eq(b.latest)
     ));
-    Ok(())
-}
-
-fn insert_times(conn: &mut DbConn, rows: &[(i64, i64)]) -> Result<(), StoreError> {
-    use audit_time_entries as t;
-    insert_chunks!(conn, t::table, rows, |(recorded, seq)| (
-        t::recorded.eq(*recorded),
-        t::seq.eq(*seq)
+    let mut clients: Vec<(&String, i64)> = blocks
+        .iter()
+        .flat_map(|(first, b)| b.clients.iter().map(|client| (client, *first)))
+        .collect();
+    clients.sort_unstable();
+    insert_chunks!(conn, c::table, clients, |(client, first)| (
+        c::client_id.eq(*client),
+        c::first_seq.eq(*first)
     ));
     Ok(())
 }
@@ -295,57 +342,68 @@ pub fn patient_entries(
     })
 }
 
-/// The entries by `f.client_id` matching `f`, about any patient, newest first, at most
-/// `f.limit`: the tail's from the table, then the client index's below the cursor.
-pub fn client_entries(
-    conn: &mut DbConn,
-    client: &str,
-    f: &EntryFilter,
-) -> Result<Vec<EntryRow>, StoreError> {
+/// The entries matching `f` about any patient, by `f.client_id` or recorded in
+/// `f.since..=f.until` (at least one given), newest (highest sequence) first, at most
+/// `f.limit`: the tail's from the table, then below the cursor, block by block, newest
+/// first, those of the blocks that can hold one (naming the client, their time span meeting
+/// the range).
+pub fn block_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
     let f = EntryFilter {
         patient_id: None,
-        client_id: Some(client.to_string()),
         ..f.clone()
     };
     tail_then_indexed(conn, &f, |conn, below, rest| {
-        let indexed = audit_client_entries::table
-            .inner_join(audit_entries::table)
-            .filter(audit_client_entries::client_id.eq(client.to_string()))
-            .filter(audit_client_entries::seq.lt(below))
-            .order(audit_client_entries::seq.desc())
-            .limit(rest)
-            .select(audit_entries::all_columns)
-            .into_boxed();
-        // The filters check the entry's own client as well.
-        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
+        let mut found: Vec<EntryRow> = Vec::new();
+        let mut upto = below;
+        loop {
+            let blocks = candidate_blocks(conn, &f, upto)?;
+            for &(first, end) in &blocks {
+                let need = rest - found.len() as i64;
+                if need <= 0 {
+                    return Ok(found);
+                }
+                let scan = audit_entries::table
+                    .filter(audit_entries::seq.ge(first))
+                    .filter(audit_entries::seq.lt(end.min(below)))
+                    .order(audit_entries::seq.desc())
+                    .limit(need)
+                    .into_boxed();
+                found.extend(entry_filters!(scan, &f).load::<EntryRow>(conn)?);
+            }
+            match blocks.last() {
+                Some(&(first, _)) if blocks.len() as i64 == BLOCKS_PER_READ => upto = first,
+                _ => return Ok(found),
+            }
+        }
     })
 }
 
-/// The entries recorded in `f.since..=f.until` (either end open) matching `f`, about any
-/// patient, newest (highest sequence) first, at most `f.limit`: the tail's from the table,
-/// then the time index's below the cursor.
-pub fn time_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
-    let f = EntryFilter {
-        patient_id: None,
-        ..f.clone()
-    };
-    tail_then_indexed(conn, &f, |conn, below, rest| {
-        let mut indexed = audit_time_entries::table
-            .inner_join(audit_entries::table)
-            .filter(audit_time_entries::seq.lt(below))
-            .order(audit_time_entries::seq.desc())
-            .limit(rest)
-            .select(audit_entries::all_columns)
-            .into_boxed();
-        if let Some(since) = f.since {
-            indexed = indexed.filter(audit_time_entries::recorded.ge(since));
-        }
-        if let Some(until) = f.until {
-            indexed = indexed.filter(audit_time_entries::recorded.le(until));
-        }
-        // The filters check the entry's own time as well.
-        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
-    })
+/// The next [`BLOCKS_PER_READ`] blocks starting below `upto` that can hold an entry matching
+/// `f`'s client and time range, newest first: `(first_seq, end_seq)`.
+fn candidate_blocks(
+    conn: &mut DbConn,
+    f: &EntryFilter,
+    upto: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut blocks = audit_blocks::table
+        .filter(audit_blocks::first_seq.lt(upto))
+        .order(audit_blocks::first_seq.desc())
+        .limit(BLOCKS_PER_READ)
+        .select((audit_blocks::first_seq, audit_blocks::end_seq))
+        .into_boxed();
+    if let Some(since) = f.since {
+        blocks = blocks.filter(audit_blocks::latest.ge(since));
+    }
+    if let Some(until) = f.until {
+        blocks = blocks.filter(audit_blocks::earliest.le(until));
+    }
+    if let Some(client) = &f.client_id {
+        let named = audit_block_clients::table
+            .filter(audit_block_clients::client_id.eq(client.clone()))
+            .select(audit_block_clients::first_seq);
+        blocks = blocks.filter(audit_blocks::first_seq.eq_any(named));
+    }
+    Ok(blocks.load(conn)?)
 }
 
 /// The entries about `patient` that call for a notification, newest first by `(recorded,

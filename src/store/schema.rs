@@ -141,25 +141,27 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Every audit entry by (client, sequence), for entries below
-    /// `audit_patient_index.next_seq` (`store::patient_index`).
-    audit_client_entries (client_id, seq) {
+    /// The audit log below `audit_patient_index.next_seq` in runs of sequences
+    /// `[first_seq, end_seq)`, with the earliest and latest time recorded in each
+    /// (`store::patient_index`).
+    audit_blocks (first_seq) {
+        first_seq -> BigInt,
+        end_seq -> BigInt,
+        earliest -> BigInt,
+        latest -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Which clients have an entry in which block of `audit_blocks`.
+    audit_block_clients (client_id, first_seq) {
         client_id -> Text,
-        seq -> BigInt,
+        first_seq -> BigInt,
     }
 }
 
 diesel::table! {
-    /// Every audit entry by (recorded, sequence), for entries below
-    /// `audit_patient_index.next_seq` (`store::patient_index`).
-    audit_time_entries (recorded, seq) {
-        recorded -> BigInt,
-        seq -> BigInt,
-    }
-}
-
-diesel::table! {
-    /// One row: the first sequence not yet in the log's indexes by patient, client and time.
+    /// One row: the first sequence not yet in the patient index or the log's blocks.
     audit_patient_index (id) {
         id -> Integer,
         next_seq -> BigInt,
@@ -168,8 +170,6 @@ diesel::table! {
 
 diesel::joinable!(audit_patient_entries -> audit_entries (seq));
 diesel::joinable!(audit_patient_notices -> audit_entries (seq));
-diesel::joinable!(audit_client_entries -> audit_entries (seq));
-diesel::joinable!(audit_time_entries -> audit_entries (seq));
 
 diesel::table! {
     /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them.
@@ -256,8 +256,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_entries,
     audit_patient_entries,
     audit_patient_notices,
-    audit_client_entries,
-    audit_time_entries
+    audit_blocks,
+    audit_block_clients
 );
 
 diesel::table! {

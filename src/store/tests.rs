@@ -875,8 +875,9 @@ fn the_patient_index_migration_indexes_every_entry_already_written() {
 }
 
 /// Migration `2026-12-05-000065_audit_client_time_index`, both ways, on both backends: the
-/// entries below the index's cursor are filed by client and by time, those from it on are
-/// left to the tail, both are found, and down brings back the indexes on the entries.
+/// entries below the index's cursor are summarised in blocks (time span, clients), those
+/// from it on are left to the tail, both are found, and down brings back the indexes on the
+/// entries.
 #[test]
 fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
     const MIGRATION: &str = "20261205000065";
@@ -898,19 +899,25 @@ fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
         drop(conn);
         store.migrate().expect("up");
         let mut conn = store.conn().expect("connection");
-        let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(seq AS TEXT), ','), '') \
-             AS t FROM (SELECT * FROM audit_client_entries ORDER BY client_id, seq) e";
-        let times = "SELECT COALESCE(STRING_AGG(CAST(recorded AS TEXT) || ':' || CAST(seq AS TEXT), \
-             ','), '') AS t FROM (SELECT * FROM audit_time_entries ORDER BY recorded, seq) e";
-        let (clients, times) = match backend {
+        let blocks = "SELECT COALESCE(STRING_AGG(CAST(first_seq AS TEXT) || '-' || \
+             CAST(end_seq AS TEXT) || ':' || CAST(earliest AS TEXT) || '-' || \
+             CAST(latest AS TEXT), ','), '') AS t \
+             FROM (SELECT * FROM audit_blocks ORDER BY first_seq) b";
+        let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(first_seq AS TEXT), \
+             ','), '') AS t FROM (SELECT * FROM audit_block_clients ORDER BY client_id, first_seq) c";
+        let (blocks, clients) = match backend {
             crate::store::Backend::Sqlite => (
+                blocks.replace("STRING_AGG", "GROUP_CONCAT"),
                 clients.replace("STRING_AGG", "GROUP_CONCAT"),
-                times.replace("STRING_AGG", "GROUP_CONCAT"),
             ),
-            crate::store::Backend::Postgres => (clients.to_string(), times.to_string()),
+            crate::store::Backend::Postgres => (blocks.to_string(), clients.to_string()),
         };
-        assert_eq!(text(&mut conn, &clients), "c1:0,c1:1,c2:2", "{backend:?}");
-        assert_eq!(text(&mut conn, &times), "10:0,11:1,12:2", "{backend:?}");
+        assert_eq!(
+            text(&mut conn, &blocks),
+            "0-3:10-12",
+            "{backend:?}: below the cursor"
+        );
+        assert_eq!(text(&mut conn, &clients), "c1:0,c2:0", "{backend:?}");
         let found = |conn: &mut DbConn, filter: super::audit::EntryFilter| -> Vec<i64> {
             let filter = super::audit::EntryFilter {
                 limit: 10,

@@ -1,30 +1,34 @@
--- An entry's client and time are found through two more tables the audit writer keeps with
--- the patient index, a step behind its commits and many commits at a time (docs/AUDIT.md,
--- "The patient index"; docs/PERFORMANCE.md, "Seventeenth step"), instead of two indexes on
--- `audit_entries` that every group commit wrote: appended in key order, each was rebalanced
--- at its right edge over and over, four and two pages of a commit's sixteen.
+-- An entry's client and time are found through a summary of the log in blocks, which the
+-- audit writer keeps with the patient index, a step behind its commits and many commits at a
+-- time (docs/AUDIT.md, "The patient index"; docs/PERFORMANCE.md, "Seventeenth step"),
+-- instead of two indexes on `audit_entries` that every group commit wrote: appended in key
+-- order, each was rebalanced at its right edge over and over, four and two pages of a
+-- commit's sixteen.
 --
--- * `audit_client_entries`: every entry, by (client, sequence).
--- * `audit_time_entries`: every entry, by (recorded, sequence).
+-- * `audit_blocks`: the log below `audit_patient_index.next_seq` cut into runs of
+--   sequences `[first_seq, end_seq)`, each with the earliest and latest time recorded in it.
+-- * `audit_block_clients`: which clients have an entry in which block.
 --
--- Both cover the entries below `audit_patient_index.next_seq`, as the patient index does;
--- the entries from it on are the log's tail, which readers take from `audit_entries` itself.
--- Rows are only ever derived from `audit_entries` and can be derived again.
-CREATE TABLE audit_client_entries (
+-- A reader asking for a client's entries, or for those in a time range, scans the blocks
+-- that can hold one, newest first, and the log's tail from the cursor on. Rows are only ever
+-- derived from `audit_entries` and can be derived again. Here, blocks of 4,096 sequences.
+CREATE TABLE audit_blocks (
+    first_seq BIGINT NOT NULL PRIMARY KEY,
+    end_seq   BIGINT NOT NULL,
+    earliest  BIGINT NOT NULL,
+    latest    BIGINT NOT NULL
+);
+CREATE TABLE audit_block_clients (
     client_id TEXT   NOT NULL,
-    seq       BIGINT NOT NULL,
-    PRIMARY KEY (client_id, seq)
+    first_seq BIGINT NOT NULL,
+    PRIMARY KEY (client_id, first_seq)
 ) WITHOUT ROWID;
-CREATE TABLE audit_time_entries (
-    recorded BIGINT NOT NULL,
-    seq      BIGINT NOT NULL,
-    PRIMARY KEY (recorded, seq)
-) WITHOUT ROWID;
-INSERT INTO audit_client_entries (client_id, seq)
-    SELECT client_id, seq FROM audit_entries
-    WHERE seq < (SELECT next_seq FROM audit_patient_index WHERE id = 1);
-INSERT INTO audit_time_entries (recorded, seq)
-    SELECT recorded, seq FROM audit_entries
+INSERT INTO audit_blocks (first_seq, end_seq, earliest, latest)
+    SELECT seq / 4096 * 4096, MAX(seq) + 1, MIN(recorded), MAX(recorded) FROM audit_entries
+    WHERE seq < (SELECT next_seq FROM audit_patient_index WHERE id = 1)
+    GROUP BY seq / 4096 * 4096;
+INSERT INTO audit_block_clients (client_id, first_seq)
+    SELECT DISTINCT client_id, seq / 4096 * 4096 FROM audit_entries
     WHERE seq < (SELECT next_seq FROM audit_patient_index WHERE id = 1);
 DROP INDEX audit_entries_by_client;
 DROP INDEX audit_entries_by_time;
