@@ -490,4 +490,4 @@ pub fn notice_count(conn: &mut DbConn, patient: &str) -> Result<i64, StoreError>
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

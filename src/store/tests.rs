@@ -899,25 +899,9 @@ fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
         drop(conn);
         store.migrate().expect("up");
         let mut conn = store.conn().expect("connection");
-        let blocks = "SELECT COALESCE(STRING_AGG(CAST(first_seq AS TEXT) || '-' || \
-             CAST(end_seq AS TEXT) || ':' || CAST(earliest AS TEXT) || '-' || \
-             CAST(latest AS TEXT), ','), '') AS t \
-             FROM (SELECT * FROM audit_blocks ORDER BY first_seq) b";
-        let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(first_seq AS TEXT), \
-             ','), '') AS t FROM (SELECT * FROM audit_block_clients ORDER BY client_id, first_seq) c";
-        let (blocks, clients) = match backend {
-            crate::store::Backend::Sqlite => (
-                blocks.replace("STRING_AGG", "GROUP_CONCAT"),
-                clients.replace("STRING_AGG", "GROUP_CONCAT"),
-            ),
-            crate::store::Backend::Postgres => (blocks.to_string(), clients.to_string()),
-        };
-        assert_eq!(
-            text(&mut conn, &blocks),
-            "0-3:10-12",
-            "{backend:?}: below the cursor"
-        );
-        assert_eq!(text(&mut conn, &clients), "c1:0,c2:0", "{backend:?}");
+        let (blocks, clients) = super::patient_index::tests::blocks_filed(&mut conn, backend);
+        assert_eq!(blocks, "0-3:10-12", "{backend:?}: below the cursor");
+        assert_eq!(clients, "c1:0,c2:0", "{backend:?}");
         let found = |conn: &mut DbConn, filter: super::audit::EntryFilter| -> Vec<i64> {
             let filter = super::audit::EntryFilter {
                 limit: 10,

@@ -399,28 +399,33 @@ fn the_writers_keys_are_filed_only_where_the_index_stops() {
             [4, 3, 2, 1],
             "{backend:?}: a time range"
         );
-        let blocks = "SELECT COALESCE(STRING_AGG(CAST(first_seq AS TEXT) || '-' || \
-             CAST(end_seq AS TEXT) || ':' || CAST(earliest AS TEXT) || '-' || \
-             CAST(latest AS TEXT), ','), '') AS t \
-             FROM (SELECT * FROM audit_blocks ORDER BY first_seq) b";
-        let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(first_seq AS TEXT), \
-             ','), '') AS t FROM (SELECT * FROM audit_block_clients ORDER BY client_id, first_seq) c";
-        let (blocks, clients) = match backend {
-            crate::store::Backend::Sqlite => (
-                blocks.replace("STRING_AGG", "GROUP_CONCAT"),
-                clients.replace("STRING_AGG", "GROUP_CONCAT"),
-            ),
-            crate::store::Backend::Postgres => (blocks.to_string(), clients.to_string()),
-        };
+        let (blocks, clients) = blocks_filed(&mut conn, backend);
         assert_eq!(
-            text(&mut conn, &blocks),
-            "0-4:1000-1009,4-6:1012-1015",
+            blocks, "0-4:1000-1009,4-6:1012-1015",
             "{backend:?}: a block per step, each with its time span"
         );
         assert_eq!(
-            text(&mut conn, &clients),
-            "c0:0,c1:0,c1:4,c2:0,c2:4",
+            clients, "c0:0,c1:0,c1:4,c2:0,c2:4",
             "{backend:?}: each client once per block it has an entry in"
         );
     }
+}
+
+/// The blocks as filed, `first-end:earliest-latest` each, and their clients,
+/// `client:first` each, in key order.
+pub(crate) fn blocks_filed(conn: &mut DbConn, backend: crate::store::Backend) -> (String, String) {
+    let blocks = "SELECT COALESCE(STRING_AGG(CAST(first_seq AS TEXT) || '-' || \
+         CAST(end_seq AS TEXT) || ':' || CAST(earliest AS TEXT) || '-' || \
+         CAST(latest AS TEXT), ','), '') AS t \
+         FROM (SELECT * FROM audit_blocks ORDER BY first_seq) b";
+    let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(first_seq AS TEXT), \
+         ','), '') AS t FROM (SELECT * FROM audit_block_clients ORDER BY client_id, first_seq) c";
+    let aggregate = |sql: &str| match backend {
+        crate::store::Backend::Sqlite => sql.replace("STRING_AGG", "GROUP_CONCAT"),
+        crate::store::Backend::Postgres => sql.to_string(),
+    };
+    (
+        text(conn, &aggregate(blocks)),
+        text(conn, &aggregate(clients)),
+    )
 }
