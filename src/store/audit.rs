@@ -84,14 +84,27 @@ pub struct NodeRow {
     pub hash: Vec<u8>,
 }
 
-/// The leaf whose append completes node `(level, index)`: the nodes' key, which makes every
-/// batch's node inserts land at the end of one b-tree (migration `2026-12-03-000030`).
+/// The leaf whose append completes node `(level, index)`.
 fn last_leaf(level: u8, index: u64) -> i64 {
     let after = index
         .saturating_add(1)
         .checked_shl(u32::from(level))
         .unwrap_or(u64::MAX);
     i64::try_from(after - 1).unwrap_or(i64::MAX)
+}
+
+/// Levels a node's key leaves room for: a tree of at most 2^64 leaves has 64 of them.
+const LEVELS: i64 = 64;
+
+/// The key of node `(level, index)`: the leaf whose append completes it, then its level.
+/// A batch makes its nodes in that order, so they land at the end of the table's b-tree
+/// (its rowid on SQLite, where appending at the end is cheap; migrations
+/// `2026-12-03-000030` and `2026-12-05-000066`). Keys of the nodes of leaves from `from` on
+/// are at least `from * 64`.
+fn node_key(level: u8, index: u64) -> i64 {
+    last_leaf(level, index)
+        .saturating_mul(LEVELS)
+        .saturating_add(i64::from(level))
 }
 
 /// Writes a batch of entries and the nodes they complete, and moves the head.
@@ -111,7 +124,7 @@ pub fn append(
         .iter()
         .map(|n| {
             (
-                audit_nodes::last_leaf.eq(last_leaf(n.level, n.index)),
+                audit_nodes::node_key.eq(node_key(n.level, n.index)),
                 audit_nodes::level.eq(i32::from(n.level)),
                 audit_nodes::idx.eq(n.index as i64),
                 audit_nodes::hash.eq(n.hash.as_slice()),
@@ -161,8 +174,7 @@ pub fn append(
 /// The hash bytes of tree node `(level, index)`, if stored.
 pub fn node(conn: &mut DbConn, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(audit_nodes::table
-        .filter(audit_nodes::last_leaf.eq(last_leaf(level, index)))
-        .filter(audit_nodes::level.eq(i32::from(level)))
+        .filter(audit_nodes::node_key.eq(node_key(level, index)))
         .select(audit_nodes::hash)
         .first(conn)
         .optional()?)
@@ -213,10 +225,11 @@ pub fn leaf_hashes(
     from: u64,
     limit: i64,
 ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let first = i64::try_from(from).unwrap_or(i64::MAX);
     Ok(audit_nodes::table
-        .filter(audit_nodes::last_leaf.ge(from as i64))
+        .filter(audit_nodes::node_key.ge(first.saturating_mul(LEVELS)))
         .filter(audit_nodes::level.eq(0))
-        .order(audit_nodes::last_leaf.asc())
+        .order(audit_nodes::node_key.asc())
         .limit(limit)
         .select((audit_nodes::idx, audit_nodes::hash))
         .load(conn)?)
@@ -355,11 +368,11 @@ pub fn nodes_in_range(
     );
     // The key's range of those nodes (a node's last leaf grows with its index), so that
     // the scan reads the b-tree's stretch of those leaves rather than the whole table.
-    let key = |i: i64| last_leaf(level, u64::try_from(i).unwrap_or(0));
+    let key = |i: i64| node_key(level, u64::try_from(i).unwrap_or(0));
     let (low, high) = (key(from), key(to.saturating_sub(1)));
     Ok(audit_nodes::table
-        .filter(audit_nodes::last_leaf.ge(low))
-        .filter(audit_nodes::last_leaf.le(high))
+        .filter(audit_nodes::node_key.ge(low))
+        .filter(audit_nodes::node_key.le(high))
         .filter(audit_nodes::level.eq(i32::from(level)))
         .filter(audit_nodes::idx.ge(from))
         .filter(audit_nodes::idx.lt(to))

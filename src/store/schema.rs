@@ -172,9 +172,10 @@ diesel::joinable!(audit_patient_entries -> audit_entries (seq));
 diesel::joinable!(audit_patient_notices -> audit_entries (seq));
 
 diesel::table! {
-    /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them.
-    audit_nodes (last_leaf, level) {
-        last_leaf -> BigInt,
+    /// Perfect-subtree hashes of the audit Merkle tree, keyed by the leaf completing them
+    /// and their level, `node_key = last_leaf * 64 + level` (`store::audit::node_key`).
+    audit_nodes (node_key) {
+        node_key -> BigInt,
         level -> Integer,
         idx -> BigInt,
         hash -> Binary,

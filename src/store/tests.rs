@@ -874,6 +874,81 @@ fn the_patient_index_migration_indexes_every_entry_already_written() {
     }
 }
 
+/// Migration `2026-12-05-000066_audit_nodes_by_key`, both ways, on both backends: every
+/// node keeps its level, index and hash under `last_leaf * 64 + level`, the store finds it
+/// by node, by leaves and by range, and down brings back the key `(last_leaf, level)`.
+#[test]
+fn the_node_key_migration_keys_every_node_by_its_leaf_and_level() {
+    const MIGRATION: &str = "20261205000066";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        revert_through(&mut conn, MIGRATION);
+        let hash = |hex: &str| match backend {
+            crate::store::Backend::Sqlite => format!("X'{hex}'"),
+            crate::store::Backend::Postgres => format!("decode('{hex}', 'hex')"),
+        };
+        exec(
+            &mut conn,
+            &format!(
+                "INSERT INTO audit_nodes (last_leaf, level, idx, hash) VALUES \
+                 (0, 0, 0, {}), (1, 0, 1, {}), (1, 1, 0, {}), (2, 0, 2, {})",
+                hash("aa"),
+                hash("bb"),
+                hash("cc"),
+                hash("dd")
+            ),
+        );
+        drop(conn);
+        store.migrate().expect("up");
+        let mut conn = store.conn().expect("connection");
+        let aggregate = |sql: &str| match backend {
+            crate::store::Backend::Sqlite => sql.replace("STRING_AGG", "GROUP_CONCAT"),
+            crate::store::Backend::Postgres => sql.to_string(),
+        };
+        let keyed = aggregate(
+            "SELECT STRING_AGG(CAST(node_key AS TEXT) || ':' || CAST(level AS TEXT) || ':' || \
+             CAST(idx AS TEXT), ',') AS t FROM (SELECT * FROM audit_nodes ORDER BY node_key) n",
+        );
+        assert_eq!(
+            text(&mut conn, &keyed),
+            "0:0:0,64:0:1,65:1:0,128:0:2",
+            "{backend:?}"
+        );
+        assert_eq!(
+            super::audit::node(&mut conn, 1, 0).expect("node"),
+            Some(vec![0xcc]),
+            "{backend:?}"
+        );
+        assert_eq!(super::audit::node(&mut conn, 1, 1).expect("node"), None);
+        assert_eq!(
+            super::audit::leaf_hashes(&mut conn, 1, 10).expect("leaves"),
+            [(1, vec![0xbb]), (2, vec![0xdd])],
+            "{backend:?}"
+        );
+        assert_eq!(
+            super::audit::nodes_in_range(&mut conn, 0, 0, 2).expect("range"),
+            [(0, vec![0xaa]), (1, vec![0xbb])],
+            "{backend:?}"
+        );
+
+        revert_through(&mut conn, MIGRATION);
+        let by_leaf = aggregate(
+            "SELECT STRING_AGG(CAST(last_leaf AS TEXT) || ':' || CAST(level AS TEXT), ',') AS t \
+             FROM (SELECT * FROM audit_nodes ORDER BY last_leaf, level) n",
+        );
+        assert_eq!(
+            text(&mut conn, &by_leaf),
+            "0:0,1:0,1:1,2:0",
+            "{backend:?}: down"
+        );
+        drop(conn);
+        store.migrate().expect("up again");
+        drop_database(store, pg_name);
+    }
+}
+
 /// Migration `2026-12-05-000065_audit_client_time_index`, both ways, on both backends: the
 /// entries below the index's cursor are summarised in blocks (time span, clients), those
 /// from it on are left to the tail, both are found, and down brings back the indexes on the
