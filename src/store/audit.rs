@@ -99,8 +99,8 @@ const LEVELS: i64 = 64;
 /// The key of node `(level, index)`: the leaf whose append completes it, then its level.
 /// A batch makes its nodes in that order, so they land at the end of the table's b-tree
 /// (its rowid on SQLite, where appending at the end is cheap; migrations
-/// `2026-12-03-000030` and `2026-12-05-000066`). Keys of the nodes of leaves from `from` on
-/// are at least `from * 64`.
+/// `2026-12-03-000030` and `2026-12-05-000066`). The nodes completed by leaf `n` and after
+/// have keys from `n * 64` on.
 fn node_key(level: u8, index: u64) -> i64 {
     last_leaf(level, index)
         .saturating_mul(LEVELS)

@@ -143,8 +143,9 @@ pub fn extend(conn: &mut DbConn, limit: i64) -> Result<i64, StoreError> {
     Ok(to - from)
 }
 
-/// Adds `keys`, the entries of the sequences `[from, to)` as the audit writer committed them, when the cursor is at `from` and the log has reached `to`, and
-/// moves the cursor to `to`, in the caller's write transaction; false, with nothing written,
+/// Adds `keys`, the entries of the sequences `[from, to)` as the audit writer committed
+/// them, when the cursor is at `from` and the log has reached `to`, and moves the cursor to
+/// `to`, in the caller's write transaction; false, with nothing written,
 /// when the cursor is elsewhere (another instance's writer, or an earlier failure), and the
 /// entries must be read from the table ([`extend`]) instead. Reading them back would cost
 /// the writer's connection its page cache of the pages its commits write.
@@ -285,11 +286,13 @@ fn insert_blocks(
     Ok(())
 }
 
-/// The entries matching `f`, newest (highest sequence) first, at most `f.limit`: the tail's
-/// from the table (about `f.patient_id` when given), then `indexed`'s, asked for at most the
-/// rest of them below the cursor (and below `f.before_seq`).
+/// The entries matching `f` (about `patient` when given; `f`'s own patient is not looked
+/// at), newest (highest sequence) first, at most `f.limit`: the tail's from the table, then
+/// `indexed`'s, asked for at most the rest of them below the cursor (and below
+/// `f.before_seq`).
 fn tail_then_indexed(
     conn: &mut DbConn,
+    patient: Option<&str>,
     f: &EntryFilter,
     indexed: impl FnOnce(&mut DbConn, i64, i64) -> Result<Vec<EntryRow>, StoreError>,
 ) -> Result<Vec<EntryRow>, StoreError> {
@@ -304,8 +307,8 @@ fn tail_then_indexed(
             .order(audit_entries::seq.desc())
             .limit(limit)
             .into_boxed();
-        if let Some(patient) = &f.patient_id {
-            tail = tail.filter(audit_entries::patient_id.eq(patient.clone()));
+        if let Some(patient) = patient {
+            tail = tail.filter(audit_entries::patient_id.eq(patient.to_string()));
         }
         found = entry_filters!(tail, f).load(conn)?;
     }
@@ -324,11 +327,7 @@ pub fn patient_entries(
     patient: &str,
     f: &EntryFilter,
 ) -> Result<Vec<EntryRow>, StoreError> {
-    let f = EntryFilter {
-        patient_id: Some(patient.to_string()),
-        ..f.clone()
-    };
-    tail_then_indexed(conn, &f, |conn, below, rest| {
+    tail_then_indexed(conn, Some(patient), f, |conn, below, rest| {
         let indexed = audit_patient_entries::table
             .inner_join(audit_entries::table)
             .filter(audit_patient_entries::patient_id.eq(patient.to_string()))
@@ -338,7 +337,7 @@ pub fn patient_entries(
             .limit(rest)
             .select(audit_entries::all_columns)
             .into_boxed();
-        Ok(entry_filters!(indexed, &f).load::<EntryRow>(conn)?)
+        Ok(entry_filters!(indexed, f).load::<EntryRow>(conn)?)
     })
 }
 
@@ -346,17 +345,13 @@ pub fn patient_entries(
 /// `f.since..=f.until` (at least one given), newest (highest sequence) first, at most
 /// `f.limit`: the tail's from the table, then below the cursor, block by block, newest
 /// first, those of the blocks that can hold one (naming the client, their time span meeting
-/// the range).
+/// the range); `f`'s patient is not looked at.
 pub fn block_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>, StoreError> {
-    let f = EntryFilter {
-        patient_id: None,
-        ..f.clone()
-    };
-    tail_then_indexed(conn, &f, |conn, below, rest| {
+    tail_then_indexed(conn, None, f, |conn, below, rest| {
         let mut found: Vec<EntryRow> = Vec::new();
         let mut upto = below;
         loop {
-            let blocks = candidate_blocks(conn, &f, upto)?;
+            let blocks = candidate_blocks(conn, f, upto)?;
             for &(first, end) in &blocks {
                 let need = rest - found.len() as i64;
                 if need <= 0 {
@@ -368,7 +363,7 @@ pub fn block_entries(conn: &mut DbConn, f: &EntryFilter) -> Result<Vec<EntryRow>
                     .order(audit_entries::seq.desc())
                     .limit(need)
                     .into_boxed();
-                found.extend(entry_filters!(scan, &f).load::<EntryRow>(conn)?);
+                found.extend(entry_filters!(scan, f).load::<EntryRow>(conn)?);
             }
             match blocks.last() {
                 Some(&(first, _)) if blocks.len() as i64 == BLOCKS_PER_READ => upto = first,

@@ -478,6 +478,15 @@ pub(crate) fn text(conn: &mut DbConn, sql: &str) -> String {
     diesel::sql_query(sql).get_result::<Row>(conn).expect(sql).t
 }
 
+/// [`text`] of `sql` written with PostgreSQL's `STRING_AGG`, which SQLite spells
+/// `GROUP_CONCAT`.
+pub(crate) fn aggregated(conn: &mut DbConn, backend: crate::store::Backend, sql: &str) -> String {
+    match backend {
+        crate::store::Backend::Sqlite => text(conn, &sql.replace("STRING_AGG", "GROUP_CONCAT")),
+        crate::store::Backend::Postgres => text(conn, sql),
+    }
+}
+
 /// Migration `2026-12-05-000061_derived_notifications`, both ways, on both backends: the
 /// stored notifications and their deliveries come through (each delivery now naming its
 /// patient), the range of entries after the last stored notification is recorded for the
@@ -829,19 +838,16 @@ fn the_patient_index_migration_indexes_every_entry_already_written() {
         let notices = "SELECT COALESCE(STRING_AGG(patient_id || ':' || CAST(recorded AS TEXT) || ':' \
              || CAST(seq AS TEXT), ','), '') AS t \
              FROM (SELECT * FROM audit_patient_notices ORDER BY patient_id, recorded, seq) n";
-        let (entries, notices) = match backend {
-            crate::store::Backend::Sqlite => (
-                entries.replace("STRING_AGG", "GROUP_CONCAT"),
-                notices.replace("STRING_AGG", "GROUP_CONCAT"),
-            ),
-            crate::store::Backend::Postgres => (entries.to_string(), notices.to_string()),
-        };
         assert_eq!(
-            text(&mut conn, &entries),
+            aggregated(&mut conn, backend, entries),
             "p1:0,p1:2,p2:1,p2:4",
             "{backend:?}"
         );
-        assert_eq!(text(&mut conn, &notices), "p1:10:0,p2:9:4", "{backend:?}");
+        assert_eq!(
+            aggregated(&mut conn, backend, notices),
+            "p1:10:0,p2:9:4",
+            "{backend:?}"
+        );
         let cursor = "SELECT CAST(next_seq AS TEXT) AS t FROM audit_patient_index";
         assert_eq!(text(&mut conn, cursor), "5", "{backend:?}: past the end");
         let filter = super::audit::EntryFilter {
@@ -903,16 +909,10 @@ fn the_node_key_migration_keys_every_node_by_its_leaf_and_level() {
         drop(conn);
         store.migrate().expect("up");
         let mut conn = store.conn().expect("connection");
-        let aggregate = |sql: &str| match backend {
-            crate::store::Backend::Sqlite => sql.replace("STRING_AGG", "GROUP_CONCAT"),
-            crate::store::Backend::Postgres => sql.to_string(),
-        };
-        let keyed = aggregate(
-            "SELECT STRING_AGG(CAST(node_key AS TEXT) || ':' || CAST(level AS TEXT) || ':' || \
-             CAST(idx AS TEXT), ',') AS t FROM (SELECT * FROM audit_nodes ORDER BY node_key) n",
-        );
+        let keyed = "SELECT STRING_AGG(CAST(node_key AS TEXT) || ':' || CAST(level AS TEXT) || \
+             ':' || CAST(idx AS TEXT), ',') AS t FROM (SELECT * FROM audit_nodes ORDER BY node_key) n";
         assert_eq!(
-            text(&mut conn, &keyed),
+            aggregated(&mut conn, backend, keyed),
             "0:0:0,64:0:1,65:1:0,128:0:2",
             "{backend:?}"
         );
@@ -934,12 +934,10 @@ fn the_node_key_migration_keys_every_node_by_its_leaf_and_level() {
         );
 
         revert_through(&mut conn, MIGRATION);
-        let by_leaf = aggregate(
-            "SELECT STRING_AGG(CAST(last_leaf AS TEXT) || ':' || CAST(level AS TEXT), ',') AS t \
-             FROM (SELECT * FROM audit_nodes ORDER BY last_leaf, level) n",
-        );
+        let by_leaf = "SELECT STRING_AGG(CAST(last_leaf AS TEXT) || ':' || CAST(level AS TEXT), \
+             ',') AS t FROM (SELECT * FROM audit_nodes ORDER BY last_leaf, level) n";
         assert_eq!(
-            text(&mut conn, &by_leaf),
+            aggregated(&mut conn, backend, by_leaf),
             "0:0,1:0,1:1,2:0",
             "{backend:?}: down"
         );

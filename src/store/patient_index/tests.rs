@@ -10,7 +10,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
 use crate::store::audit::{self as rows, EntryFilter, EntryRow};
-use crate::store::tests::{stores, text};
+use crate::store::tests::{aggregated, stores};
 use crate::store::write_tx;
 
 const PATIENTS: usize = 4;
@@ -420,12 +420,8 @@ pub(crate) fn blocks_filed(conn: &mut DbConn, backend: crate::store::Backend) ->
          FROM (SELECT * FROM audit_blocks ORDER BY first_seq) b";
     let clients = "SELECT COALESCE(STRING_AGG(client_id || ':' || CAST(first_seq AS TEXT), \
          ','), '') AS t FROM (SELECT * FROM audit_block_clients ORDER BY client_id, first_seq) c";
-    let aggregate = |sql: &str| match backend {
-        crate::store::Backend::Sqlite => sql.replace("STRING_AGG", "GROUP_CONCAT"),
-        crate::store::Backend::Postgres => sql.to_string(),
-    };
     (
-        text(conn, &aggregate(blocks)),
-        text(conn, &aggregate(clients)),
+        aggregated(conn, backend, blocks),
+        aggregated(conn, backend, clients),
     )
 }
