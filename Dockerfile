@@ -6,6 +6,8 @@ FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+# The bundled SQLite's build flags (fdatasync).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY migrations ./migrations
 # Cargo.toml names the benches; cargo looks for their files even when it does not build them.
