@@ -142,8 +142,14 @@ impl Application {
                 .wrap(from_fn(observe::observe))
                 .app_data(openapi.clone())
                 .configure(|cfg| api::body_configs(cfg, &limits))
-                .configure(crate::web::configure)
+                // The API before the pages: actix tries an application's routes in order,
+                // each pattern with a parameter by a regular expression, and the pages'
+                // dozen of those were tried before every API request, the consent-checked
+                // read's among them (`docs/PERFORMANCE.md`, "Eighteenth step"). No page
+                // shares a first path segment with an API route, so the order changes what
+                // is tried first, never what answers.
                 .configure(api::routes)
+                .configure(crate::web::configure)
         })
         .shutdown_timeout(server_settings.shutdown_timeout_secs)
         // Slow clients (slowloris): headers, then the close, each within its time; bodies

@@ -77,7 +77,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
 pub fn configure(cfg: &mut DocumentedConfig) {
     // FHIR first: the hot path. actix tries routes in order, each pattern with a parameter
     // by a regular expression; no route outside this scope starts with `/fhir`, so the order
-    // is otherwise free. Within it, the generic read and search go first, guarded to take no
+    // is otherwise free (and the application mounts these routes before the pages',
+    // `startup`). Within it, the generic read and search go first, guarded to take no
     // path of the special routes (`hot_routes::mount`).
     cfg.service(
         scope::scope("/fhir")
