@@ -348,10 +348,11 @@ fn timed_commits(
         let size = rows::size(conn).expect("size");
         let mut frontier = frontier_at(conn, size);
         let (entries, nodes) = build(&mut frontier, n, patients);
+        let node_rows = node_rows(&nodes);
         let started = Instant::now();
         let done = write_tx(conn, |conn| {
             rows::lock_head(conn)?;
-            rows::append(conn, &entries, &node_rows(&nodes), frontier.size())?;
+            rows::append(conn, entries, node_rows, frontier.size())?;
             if commit {
                 Ok(())
             } else {

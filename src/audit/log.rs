@@ -331,8 +331,12 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let batch = self.gather(first);
-            let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+            // The entries move into the commit and their waiters stay here to be answered.
+            let (entries, waiters): (Vec<AuditEntry>, Vec<_>) = self
+                .gather(first)
+                .into_iter()
+                .map(|p| (p.entry, p.done))
+                .unzip();
             health
                 .busy_since
                 .store(crate::fhir_time::now_micros().max(1), Ordering::SeqCst);
@@ -348,10 +352,10 @@ impl Writer {
                 Ok(done) => {
                     frontier = Some(done.frontier);
                     self.counts.commits.inc();
-                    self.counts.entries.inc_by(batch.len() as u64);
-                    behind.committed(done.first as i64, batch.len(), done.keys);
-                    for (i, p) in batch.into_iter().enumerate() {
-                        let _ = p.done.send(Ok(done.first + i as u64));
+                    self.counts.entries.inc_by(waiters.len() as u64);
+                    behind.committed(done.first as i64, waiters.len(), done.keys);
+                    for (i, waiter) in waiters.into_iter().enumerate() {
+                        let _ = waiter.send(Ok(done.first + i as u64));
                     }
                     if behind.due() {
                         self.extend_index(&mut own, &mut behind);
@@ -363,8 +367,8 @@ impl Writer {
                     // is rebuilt from storage on the next batch.
                     own.forget();
                     let cause = Arc::new(e);
-                    for p in batch {
-                        let _ = p.done.send(Err(cause.clone()));
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(cause.clone()));
                     }
                 }
             }
@@ -567,8 +571,8 @@ fn commit(
                 body: String::from_utf8(bytes).map_err(|e| AuditError::Tree(e.to_string()))?,
             });
         }
-        rows::append(conn, &entry_rows, &node_rows(&nodes), frontier.size())?;
         let keys = entry_rows.iter().map(IndexKey::of).collect();
+        rows::append(conn, entry_rows, node_rows(&nodes), frontier.size())?;
         Ok(Committed {
             frontier,
             first,

@@ -641,7 +641,11 @@ mod tests {
 
     /// A log of `n` entries, with signed checkpoints at `checkpoint_sizes`.
     fn log(n: u64, checkpoint_sizes: &[u64]) -> (DbConn, CheckpointKey) {
-        let mut conn = memory_db();
+        log_in(memory_db(), n, checkpoint_sizes)
+    }
+
+    /// [`log`] written into the migrated database `conn`.
+    fn log_in(mut conn: DbConn, n: u64, checkpoint_sizes: &[u64]) -> (DbConn, CheckpointKey) {
         let pair = key_pair();
         let mut public = [0u8; 32];
         public.copy_from_slice(pair.public_key().as_ref());
@@ -663,8 +667,8 @@ mod tests {
             };
             rows::append(
                 &mut conn,
-                &[row],
-                &crate::audit::stored::node_rows(&nodes),
+                vec![row],
+                crate::audit::stored::node_rows(&nodes),
                 frontier.size(),
             )
             .unwrap();
@@ -804,7 +808,13 @@ mod tests {
             let nodes = frontier
                 .append(leaf_hash(body_of(&mut conn, seq).as_bytes()))
                 .unwrap();
-            rows::append(&mut conn, &[], &crate::audit::stored::node_rows(&nodes), 12).unwrap();
+            rows::append(
+                &mut conn,
+                vec![],
+                crate::audit::stored::node_rows(&nodes),
+                12,
+            )
+            .unwrap();
         }
         let found = problem(&mut conn, &key, CHUNK).unwrap();
         assert_eq!(found.kind, ProblemKind::CheckpointMismatch, "{found}");
@@ -840,23 +850,47 @@ mod tests {
     #[test]
     fn a_cut_tail_is_missing_entries() {
         let (mut conn, key) = log(10, &[10]);
+        // SQLite's head is the entries' own size (the `audit_head` view): now 9.
         exec(&mut conn, "DELETE FROM audit_entries WHERE seq = 9");
-        exec(&mut conn, "UPDATE audit_head SET size = 9");
         expect(&mut conn, &key, ProblemKind::MissingEntry, Some(9));
         // Without its checkpoint the leftover tree nodes still tell.
         exec(&mut conn, "DELETE FROM audit_checkpoints");
         expect(&mut conn, &key, ProblemKind::MissingEntry, Some(9));
     }
 
+    /// On PostgreSQL the head row is kept apart from the entries, so a head moved back (or
+    /// rows written around the gateway) leaves rows beyond it, and verification finds them.
+    /// On SQLite the head is the entries' own size (the `audit_head` view, migration
+    /// `2026-12-06-000067`): it cannot be moved, and the log verifies.
     #[test]
     fn rows_beyond_the_head_are_found() {
-        let (mut conn, key) = log(5, &[]);
-        exec(&mut conn, "UPDATE audit_head SET size = 4");
-        let found = problem(&mut conn, &key, CHUNK).unwrap();
-        assert_eq!(
-            (found.kind, found.sequence),
-            (ProblemKind::HeadMismatch, Some(4))
-        );
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for (store, pg_name) in crate::store::tests::stores(dir.path()) {
+            let backend = store.backend();
+            let (mut conn, key) = log_in(store.dedicated().expect("connection"), 5, &[]);
+            match backend {
+                crate::store::Backend::Postgres => {
+                    exec(&mut conn, "UPDATE audit_head SET size = 4");
+                    let found = problem(&mut conn, &key, CHUNK).expect("a problem is found");
+                    assert_eq!(
+                        (found.kind, found.sequence),
+                        (ProblemKind::HeadMismatch, Some(4))
+                    );
+                }
+                crate::store::Backend::Sqlite => {
+                    assert!(
+                        diesel::sql_query("UPDATE audit_head SET size = 4")
+                            .execute(&mut conn)
+                            .is_err(),
+                        "the view takes no update"
+                    );
+                    assert_eq!(rows::size(&mut conn).expect("size"), 5);
+                    assert!(problem(&mut conn, &key, CHUNK).is_none());
+                }
+            }
+            drop(conn);
+            crate::store::tests::drop_database(store, pg_name);
+        }
     }
 
     #[test]

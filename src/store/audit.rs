@@ -48,7 +48,8 @@ pub struct CheckpointRow {
 /// Locks the head row for this transaction and returns the log size. On PostgreSQL the row
 /// lock serialises appends of every instance, so sequences are gapless and commit in order;
 /// on SQLite the `IMMEDIATE` transaction already holds the database's write lock, and the
-/// plain read of [`size`] is all it takes.
+/// plain read of [`size`] is all it takes (there `audit_head` is a view of the entries'
+/// highest sequence plus one, migration `2026-12-06-000067`).
 pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
     let size: i64 = match conn {
         DbConn::Postgresql(c) => head_size().for_update().first(c)?,
@@ -57,7 +58,8 @@ pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
     Ok(u64::try_from(size).unwrap_or(0))
 }
 
-/// The log size as committed.
+/// The log size as committed: the head row on PostgreSQL, the entries' highest sequence plus
+/// one on SQLite (the `audit_head` view).
 pub fn size(conn: &mut DbConn) -> Result<u64, StoreError> {
     let size: i64 = on_backend!(conn, c => head_size().first(c))?;
     Ok(u64::try_from(size).unwrap_or(0))
@@ -107,44 +109,77 @@ fn node_key(level: u8, index: u64) -> i64 {
         .saturating_add(i64::from(level))
 }
 
-/// Writes a batch of entries and the nodes they complete, and moves the head.
+/// Inserts the rows of `$rows` (a `Vec`, emptied) into `$table` on SQLite, in order, in
+/// multi-row statements of 32, 16, 8, 4, 2 and 1 rows: as many of the largest as fit, then
+/// the next. diesel gives an array of rows a static query id, so each count is a statement
+/// of its own fixed shape, prepared once per connection and only bound and stepped after
+/// (its values must own their data for that, hence the `Vec`).
+macro_rules! insert_in_runs {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let mut rows = $rows;
+        insert_in_runs!(@run $conn, $table, rows, 32);
+        insert_in_runs!(@run $conn, $table, rows, 16);
+        insert_in_runs!(@run $conn, $table, rows, 8);
+        insert_in_runs!(@run $conn, $table, rows, 4);
+        insert_in_runs!(@run $conn, $table, rows, 2);
+        insert_in_runs!(@run $conn, $table, rows, 1);
+    }};
+    (@run $conn:expr, $table:expr, $rows:ident, $n:literal) => {
+        while $rows.len() >= $n {
+            let run: [_; $n] = $rows
+                .drain(..$n)
+                .collect::<Vec<_>>()
+                .try_into()
+                .map_err(|_| StoreError::Task("a run of rows changed its length".into()))?;
+            diesel::insert_into($table).values(run).execute($conn)?;
+        }
+    };
+}
+
+/// Writes a batch of entries and the nodes they complete, and on PostgreSQL moves the head.
 ///
-/// On SQLite each row is its own single-row statement, of one shape, so it is prepared once
-/// per connection and only bound and stepped after: a multi-row statement has a new shape
-/// for each batch size and was parsed again on every commit (`docs/PERFORMANCE.md`, "Fifth
-/// step"); the rows go to the same pages either way. On PostgreSQL a multi-row statement is
-/// one round trip for many rows.
+/// On SQLite the rows go in multi-row statements of a few fixed sizes
+/// ([`insert_in_runs`]), each prepared once per connection: a statement of the batch's own
+/// size had a new shape for each batch size and was parsed again on every commit
+/// (`docs/PERFORMANCE.md`, "Fifth step"), and a statement per row paid for a statement's
+/// start, its cursor and diesel's binding per row ("Eighteenth step"). SQLite's head is
+/// the entries' own highest sequence ([`lock_head`]; migration `2026-12-06-000067`), so
+/// there is no head to move. On PostgreSQL a multi-row statement is one round trip for many
+/// rows, and the head row is the lock appends are ordered by.
 pub fn append(
     conn: &mut DbConn,
-    entries: &[EntryRow],
-    nodes: &[NodeRow],
+    entries: Vec<EntryRow>,
+    nodes: Vec<NodeRow>,
     new_size: u64,
 ) -> Result<(), StoreError> {
-    let node_rows: Vec<_> = nodes
-        .iter()
-        .map(|n| {
-            (
-                audit_nodes::node_key.eq(node_key(n.level, n.index)),
-                audit_nodes::level.eq(i32::from(n.level)),
-                audit_nodes::idx.eq(n.index as i64),
-                audit_nodes::hash.eq(n.hash.as_slice()),
-            )
-        })
-        .collect();
     match conn {
         DbConn::Sqlite(c) => {
-            for row in entries {
-                diesel::insert_into(audit_entries::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-            for row in &node_rows {
-                diesel::insert_into(audit_nodes::table)
-                    .values(*row)
-                    .execute(c)?;
-            }
+            let node_rows: Vec<_> = nodes
+                .into_iter()
+                .map(|n| {
+                    (
+                        audit_nodes::node_key.eq(node_key(n.level, n.index)),
+                        audit_nodes::level.eq(i32::from(n.level)),
+                        audit_nodes::idx.eq(n.index as i64),
+                        audit_nodes::hash.eq(n.hash),
+                    )
+                })
+                .collect();
+            insert_in_runs!(c, audit_entries::table, entries);
+            insert_in_runs!(c, audit_nodes::table, node_rows);
         }
         DbConn::Postgresql(c) => {
+            let node_rows: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    (
+                        audit_nodes::node_key.eq(node_key(n.level, n.index)),
+                        audit_nodes::level.eq(i32::from(n.level)),
+                        audit_nodes::idx.eq(n.index as i64),
+                        audit_nodes::hash.eq(n.hash.as_slice()),
+                    )
+                })
+                .collect();
             for chunk in entries.chunks(100) {
                 diesel::insert_into(audit_entries::table)
                     .values(chunk)
@@ -155,19 +190,11 @@ pub fn append(
                     .values(chunk)
                     .execute(c)?;
             }
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set(audit_head::size.eq(new_size as i64))
+                .execute(c)?;
         }
     }
-    let size = new_size as i64;
-    match conn {
-        // diesel never keeps an `UPDATE` prepared, so on SQLite it was parsed on every
-        // commit; the one-row head is replaced whole instead, a statement kept prepared.
-        DbConn::Sqlite(c) => diesel::replace_into(audit_head::table)
-            .values((audit_head::id.eq(1), audit_head::size.eq(size)))
-            .execute(c)?,
-        DbConn::Postgresql(c) => diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-            .set(audit_head::size.eq(size))
-            .execute(c)?,
-    };
     Ok(())
 }
 

@@ -443,6 +443,9 @@ fn the_audit_rowid_migration_keeps_every_row_and_the_writers_inserts_build_no_te
     );
     assert_eq!(count(c, broken), 0, "down: references intact");
     assert_eq!(count(c, autoindex), 1, "down: seq's own index again");
+    diesel::sql_query(HEAD_AT_ENTRIES)
+        .execute(c)
+        .expect("head at the entries");
     c.run_pending_migrations(SQLITE_MIGRATIONS)
         .expect("up again");
     assert_eq!(audit_and_notification_rows(c), after);
@@ -525,6 +528,7 @@ fn the_derived_notifications_migration_keeps_what_was_stored_and_records_what_is
         )
         .execute(&mut conn)
         .expect("deliveries");
+        exec(&mut conn, HEAD_AT_ENTRIES);
         drop(conn);
 
         store.migrate().expect("up");
@@ -576,6 +580,12 @@ fn the_derived_notifications_migration_keeps_what_was_stored_and_records_what_is
 fn context_version(conn: &mut DbConn, patient: &str) -> i64 {
     resources::context_version(conn, patient).expect("context version")
 }
+
+/// Moves the head row to the entries' size, as the writer keeps it: entries written here by
+/// plain SQL leave it behind, and migration `2026-12-06-000067` refuses a head that
+/// disagrees with the entries.
+const HEAD_AT_ENTRIES: &str =
+    "UPDATE audit_head SET size = (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries)";
 
 fn exec(conn: &mut DbConn, sql: &str) {
     diesel::sql_query(sql).execute(conn).expect(sql);
@@ -830,6 +840,7 @@ fn the_patient_index_migration_indexes_every_entry_already_written() {
              (3, 13, 'token', 'success', 'c1', NULL, '{}', NULL), \
              (4, 9, 'read', 'success', 'c2', 'p2', '{}', 'break_glass')",
         );
+        exec(&mut conn, HEAD_AT_ENTRIES);
         drop(conn);
         store.migrate().expect("up");
         let mut conn = store.conn().expect("connection");
@@ -969,6 +980,7 @@ fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
              (4, 9, 'read', 'success', 'c2', 'p2', '{}', NULL)",
         );
         exec(&mut conn, "UPDATE audit_patient_index SET next_seq = 3");
+        exec(&mut conn, HEAD_AT_ENTRIES);
         drop(conn);
         store.migrate().expect("up");
         let mut conn = store.conn().expect("connection");
@@ -1011,6 +1023,107 @@ fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
             }
         };
         assert_eq!(text(&mut conn, indexes), "2", "{backend:?}: down");
+        drop(conn);
+        store.migrate().expect("up again");
+        drop_database(store, pg_name);
+    }
+}
+
+/// Migration `2026-12-06-000067_audit_head_derived`, both ways, on both backends: on SQLite
+/// the head becomes the entries' highest sequence plus one (a view nothing can move), and a
+/// head row that disagrees with the entries stops the migration rather than be lost; on
+/// PostgreSQL the row stays. Down brings the row back at the entries' size.
+#[test]
+fn the_head_migration_derives_sqlites_head_from_the_entries() {
+    const MIGRATION: &str = "20261206000067";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (store, pg_name) in stores(dir.path()) {
+        let backend = store.backend();
+        let mut conn = store.conn().expect("connection");
+        revert_through(&mut conn, MIGRATION);
+        exec(
+            &mut conn,
+            "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
+             body, notice) VALUES (0, 10, 'read', 'success', 'c1', 'p1', '{}', NULL), \
+             (1, 11, 'token', 'success', 'c1', NULL, '{}', NULL), \
+             (2, 12, 'read', 'success', 'c2', 'p1', '{}', NULL)",
+        );
+        if backend == crate::store::Backend::Sqlite {
+            // A head that disagrees with the entries (a cut tail) stops the migration.
+            exec(&mut conn, "UPDATE audit_head SET size = 7");
+            drop(conn);
+            let refused = store.migrate().expect_err("a head beyond the entries");
+            assert!(
+                refused
+                    .to_string()
+                    .contains("audit_head_matches_the_entries"),
+                "{refused}"
+            );
+            conn = store.conn().expect("connection");
+            assert_eq!(
+                text(&mut conn, "SELECT CAST(size AS TEXT) AS t FROM audit_head"),
+                "7",
+                "the refused migration changed nothing"
+            );
+        }
+        exec(&mut conn, "UPDATE audit_head SET size = 3");
+        drop(conn);
+        store.migrate().expect("up");
+        let mut conn = store.conn().expect("connection");
+        assert_eq!(
+            super::audit::size(&mut conn).expect("size"),
+            3,
+            "{backend:?}"
+        );
+        exec(
+            &mut conn,
+            "INSERT INTO audit_entries (seq, recorded, action, outcome, client_id, patient_id, \
+             body, notice) VALUES (3, 13, 'read', 'success', 'c1', 'p1', '{}', NULL)",
+        );
+        let after = super::audit::size(&mut conn).expect("size");
+        match backend {
+            crate::store::Backend::Sqlite => {
+                assert_eq!(after, 4, "the view follows the entries");
+                // One descent to the rowid b-tree's edge, never a scan of the log: the
+                // writer reads the head at every commit.
+                #[derive(QueryableByName)]
+                struct Step {
+                    #[diesel(sql_type = Text)]
+                    detail: String,
+                }
+                let plan: Vec<String> = diesel::sql_query(
+                    "EXPLAIN QUERY PLAN SELECT size FROM audit_head WHERE id = 1",
+                )
+                .load::<Step>(&mut *conn)
+                .expect("plan")
+                .into_iter()
+                .map(|s| s.detail)
+                .collect();
+                let plan = plan.join("; ");
+                assert!(
+                    plan.contains("SEARCH audit_entries") && !plan.contains("SCAN audit_entries"),
+                    "{plan}"
+                );
+                assert!(
+                    diesel::sql_query("UPDATE audit_head SET size = 9")
+                        .execute(&mut *conn)
+                        .is_err(),
+                    "the view takes no update"
+                );
+            }
+            crate::store::Backend::Postgres => assert_eq!(after, 3, "the row moves with appends"),
+        }
+
+        revert_through(&mut conn, MIGRATION);
+        assert_eq!(
+            text(&mut conn, "SELECT CAST(size AS TEXT) AS t FROM audit_head"),
+            match backend {
+                crate::store::Backend::Sqlite => "4",
+                crate::store::Backend::Postgres => "3",
+            },
+            "{backend:?}: down"
+        );
+        exec(&mut conn, "UPDATE audit_head SET size = 4");
         drop(conn);
         store.migrate().expect("up again");
         drop_database(store, pg_name);

@@ -64,20 +64,21 @@ fn the_sqlite_writer_commits_on_its_own_connection_and_recovers_from_a_failed_ba
         "the writer waited for the pool"
     );
 
-    // A batch that cannot commit (the head row is gone) fails its entries, and the next
-    // batch commits, on a connection opened again, at the next sequence.
+    // A batch that cannot commit (the tree's nodes have nowhere to go) fails its entries,
+    // and the next batch commits, on a connection opened again, at the next sequence.
     let mut conn = held;
-    diesel::sql_query("DELETE FROM audit_head")
+    diesel::sql_query("ALTER TABLE audit_nodes RENAME TO audit_nodes_away")
         .execute(&mut *conn)
-        .expect("head removed");
+        .expect("nodes table moved away");
     drop(conn);
     runtime
-        .block_on(log.record(entry("with-no-head")))
-        .expect_err("no head, no commit");
+        .block_on(log.record(entry("with-no-nodes-table")))
+        .expect_err("no nodes table, no commit");
+    assert_eq!(committed(&store), 1, "the failed batch left nothing");
     let mut conn = store.conn().expect("connection");
-    diesel::sql_query("INSERT INTO audit_head (id, size) VALUES (1, 1)")
+    diesel::sql_query("ALTER TABLE audit_nodes_away RENAME TO audit_nodes")
         .execute(&mut *conn)
-        .expect("head restored");
+        .expect("nodes table back");
     drop(conn);
     let seq = runtime
         .block_on(log.record(entry("after-the-failure")))

@@ -1,0 +1,1 @@
+COMMENT ON TABLE audit_head IS NULL;
