@@ -861,7 +861,7 @@ mod tests {
     /// On PostgreSQL the head row is kept apart from the entries, so a head moved back (or
     /// rows written around the gateway) leaves rows beyond it, and verification finds them.
     /// On SQLite the head is the entries' own size (the `audit_head` view, migration
-    /// `2026-12-06-000067`): it cannot be moved, and the log verifies.
+    /// `2026-12-05-000067`): it cannot be moved, and the log verifies.
     #[test]
     fn rows_beyond_the_head_are_found() {
         let dir = tempfile::tempdir().expect("temporary directory");

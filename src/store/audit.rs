@@ -49,7 +49,7 @@ pub struct CheckpointRow {
 /// lock serialises appends of every instance, so sequences are gapless and commit in order;
 /// on SQLite the `IMMEDIATE` transaction already holds the database's write lock, and the
 /// plain read of [`size`] is all it takes (there `audit_head` is a view of the entries'
-/// highest sequence plus one, migration `2026-12-06-000067`).
+/// highest sequence plus one, migration `2026-12-05-000067`).
 pub fn lock_head(conn: &mut DbConn) -> Result<u64, StoreError> {
     let size: i64 = match conn {
         DbConn::Postgresql(c) => head_size().for_update().first(c)?,
@@ -143,7 +143,7 @@ macro_rules! insert_in_runs {
 /// size had a new shape for each batch size and was parsed again on every commit
 /// (`docs/PERFORMANCE.md`, "Fifth step"), and a statement per row paid for a statement's
 /// start, its cursor and diesel's binding per row ("Eighteenth step"). SQLite's head is
-/// the entries' own highest sequence ([`lock_head`]; migration `2026-12-06-000067`), so
+/// the entries' own highest sequence ([`lock_head`]; migration `2026-12-05-000067`), so
 /// there is no head to move. On PostgreSQL a multi-row statement is one round trip for many
 /// rows, and the head row is the lock appends are ordered by.
 pub fn append(

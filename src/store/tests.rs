@@ -582,7 +582,7 @@ fn context_version(conn: &mut DbConn, patient: &str) -> i64 {
 }
 
 /// Moves the head row to the entries' size, as the writer keeps it: entries written here by
-/// plain SQL leave it behind, and migration `2026-12-06-000067` refuses a head that
+/// plain SQL leave it behind, and migration `2026-12-05-000067` refuses a head that
 /// disagrees with the entries.
 const HEAD_AT_ENTRIES: &str =
     "UPDATE audit_head SET size = (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries)";
@@ -1029,13 +1029,13 @@ fn the_client_and_time_index_migration_files_the_entries_below_the_cursor() {
     }
 }
 
-/// Migration `2026-12-06-000067_audit_head_derived`, both ways, on both backends: on SQLite
+/// Migration `2026-12-05-000067_audit_head_derived`, both ways, on both backends: on SQLite
 /// the head becomes the entries' highest sequence plus one (a view nothing can move), and a
 /// head row that disagrees with the entries stops the migration rather than be lost; on
 /// PostgreSQL the row stays. Down brings the row back at the entries' size.
 #[test]
 fn the_head_migration_derives_sqlites_head_from_the_entries() {
-    const MIGRATION: &str = "20261206000067";
+    const MIGRATION: &str = "20261205000067";
     let dir = tempfile::tempdir().expect("temporary directory");
     for (store, pg_name) in stores(dir.path()) {
         let backend = store.backend();

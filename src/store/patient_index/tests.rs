@@ -271,7 +271,7 @@ fn a_patients_entries_and_notices_are_the_same_whatever_the_index_covers() {
 /// The index never passes an entry that has not committed: it stops at the log's size as
 /// the head states it, and an extension finds nothing more to do once it is there. On
 /// PostgreSQL two rows lie beyond the head row's three; SQLite's head is the entries' own
-/// size (migration `2026-12-06-000067`), so nothing can lie beyond it and three are written.
+/// size (migration `2026-12-05-000067`), so nothing can lie beyond it and three are written.
 #[test]
 fn the_index_stops_at_the_logs_committed_size() {
     let dir = tempfile::tempdir().expect("temporary directory");
