@@ -215,6 +215,8 @@ fn bench(c: &mut Criterion) {
             resource: Subject::Body(&resource),
             break_glass: None,
             now: NOW,
+            // With its sentences, as the decisions API asks.
+            explain: true,
         };
         let whole = decision::decide(&engine, catalog, &consents, &question);
         assert!(whole.permit, "{name}: {:?}", whole.explanation);
@@ -231,10 +233,11 @@ fn bench(c: &mut Criterion) {
         });
 
         // The same decision on the facts stored at ingest (`decision::stored`), as a
-        // recipient's read and search decide.
+        // recipient's read and search decide: without sentences.
         let stored = StoredFacts::of(&resource);
         let on_stored = Question {
             resource: Subject::Stored(&stored),
+            explain: false,
             ..question
         };
         c.bench_function(&format!("decide_stored/{name}"), |b| {

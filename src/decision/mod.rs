@@ -78,6 +78,10 @@ pub struct Question<'a> {
     pub break_glass: Option<&'a str>,
     /// The time of the request, microseconds since the epoch.
     pub now: i64,
+    /// Whether to write [`Decision::explanation`]: the decisions API answers with it; a
+    /// release, which sends no sentences, would build them only to drop them (a tenth of a
+    /// decision's time, `docs/PERFORMANCE.md`, "Eighteenth step").
+    pub explain: bool,
 }
 
 /// The resource a decision is about: its body, or the facts derived from its body when it
@@ -103,7 +107,8 @@ pub struct Decision {
     pub policies: Vec<String>,
     /// Whether the patient opted out of emergency access for this request.
     pub emergency_opt_out: bool,
-    /// Sentences a patient can read.
+    /// Sentences a patient can read; empty unless the question asked for them
+    /// ([`Question::explain`]).
     pub explanation: Vec<String>,
 }
 
@@ -284,14 +289,14 @@ pub fn decide(
     let facts = match q.resource {
         Subject::Body(body) => {
             if internal::is_gateway_internal(body) {
-                return internal_record();
+                return internal_record(q.explain);
             }
             derived = resource_facts(body);
             &derived
         }
         Subject::Stored(stored) => {
             if stored.internal {
-                return internal_record();
+                return internal_record(q.explain);
             }
             &stored.facts
         }
@@ -368,7 +373,11 @@ pub fn decide(
         identified_research,
         justification: q.break_glass.unwrap_or_default(),
     });
-    let explanation = explain(&result, &policy, facts, break_glass, emergency_opt_out);
+    let explanation = if q.explain {
+        explain(&result, &policy, facts, break_glass, emergency_opt_out)
+    } else {
+        Vec::new()
+    };
     Decision {
         permit: policy.permit,
         obligations: if policy.permit {
@@ -385,7 +394,7 @@ pub fn decide(
 
 /// The refusal of a gateway-internal record (a consent, an audit event): no consent or
 /// policy can release one to a recipient.
-fn internal_record() -> Decision {
+fn internal_record(explain: bool) -> Decision {
     Decision {
         permit: false,
         obligations: Vec::new(),
@@ -396,10 +405,14 @@ fn internal_record() -> Decision {
         },
         policies: Vec::new(),
         emergency_opt_out: false,
-        explanation: vec![
-            "Records about sharing (consents, audit events) are never shared with recipients."
-                .to_string(),
-        ],
+        explanation: if explain {
+            vec![
+                "Records about sharing (consents, audit events) are never shared with recipients."
+                    .to_string(),
+            ]
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -76,8 +76,30 @@ fn decide_row(row: &Row) -> Decision {
         resource: Subject::Body(&resource),
         break_glass: row.break_glass,
         now: NOW,
+        explain: true,
     };
     let on_body = decide(engine(), PurposeCatalog::official(), &consents, &question);
+    // Asked for no sentences (a release), the same decision without them.
+    let unexplained = decide(
+        engine(),
+        PurposeCatalog::official(),
+        &consents,
+        &Question {
+            explain: false,
+            ..question
+        },
+    );
+    assert!(unexplained.explanation.is_empty(), "{}", row.rule);
+    assert_eq!(
+        serde_json::to_value(Decision {
+            explanation: on_body.explanation.clone(),
+            ..unexplained
+        })
+        .expect("serialises"),
+        serde_json::to_value(&on_body).expect("serialises"),
+        "{}: the same decision without its sentences",
+        row.rule
+    );
     // The facts stored at ingest decide exactly as the body does, explanation included.
     let stored = StoredFacts::of(&resource);
     let on_stored = decide(

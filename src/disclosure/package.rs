@@ -110,6 +110,7 @@ pub fn decide_all(
                     resource: Subject::Body(resource),
                     break_glass: None,
                     now,
+                    explain: false,
                 },
             )
         })

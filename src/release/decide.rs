@@ -152,6 +152,7 @@ fn decide_one(
             resource,
             break_glass: claims.justification.as_deref(),
             now,
+            explain: false,
         },
     )
 }

@@ -204,6 +204,7 @@ pub async fn share(
                         resource: Subject::Body(resource),
                         break_glass: None,
                         now,
+                        explain: false,
                     },
                 )
             })

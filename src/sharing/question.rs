@@ -165,6 +165,7 @@ pub async fn ask(
                         .as_deref()
                         .filter(|j| !j.trim().is_empty()),
                     now: crate::fhir_time::now_micros(),
+                    explain: true,
                 },
             );
             Some((resource, decision))
