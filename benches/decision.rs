@@ -293,7 +293,7 @@ fn bench(c: &mut Criterion) {
             labels: &labels,
             patient: "pat",
             purpose: "TREAT",
-            purpose_family: &family,
+            purpose_family: family,
             consent: ConsentOutcome::Permit,
             consented_labels: &consented,
             break_glass: false,

@@ -52,8 +52,8 @@ impl PurposeCatalog {
     }
 
     /// `code` and all its ancestors, for policies that ask "is this a kind of research?".
-    pub fn family(&self, code: &str) -> Vec<String> {
-        self.families.get(code).cloned().unwrap_or_default()
+    pub fn family(&self, code: &str) -> &[String] {
+        self.families.get(code).map_or(&[], Vec::as_slice)
     }
 }
 

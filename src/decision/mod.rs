@@ -348,7 +348,6 @@ pub fn decide(
         .map(|c| c.code.clone())
         .collect();
     let family = catalog.family(q.purpose);
-    let family: &[String] = &family;
     let identified_research = false;
     let outcome = match result.decision {
         consent::Decision::Permit => ConsentOutcome::Permit,
