@@ -152,34 +152,24 @@ pub fn append(
     nodes: Vec<NodeRow>,
     new_size: u64,
 ) -> Result<(), StoreError> {
+    // Each node's hash owned, as SQLite's cached statements need (`insert_in_runs`).
+    let node_rows: Vec<_> = nodes
+        .into_iter()
+        .map(|n| {
+            (
+                audit_nodes::node_key.eq(node_key(n.level, n.index)),
+                audit_nodes::level.eq(i32::from(n.level)),
+                audit_nodes::idx.eq(n.index as i64),
+                audit_nodes::hash.eq(n.hash),
+            )
+        })
+        .collect();
     match conn {
         DbConn::Sqlite(c) => {
-            let node_rows: Vec<_> = nodes
-                .into_iter()
-                .map(|n| {
-                    (
-                        audit_nodes::node_key.eq(node_key(n.level, n.index)),
-                        audit_nodes::level.eq(i32::from(n.level)),
-                        audit_nodes::idx.eq(n.index as i64),
-                        audit_nodes::hash.eq(n.hash),
-                    )
-                })
-                .collect();
             insert_in_runs!(c, audit_entries::table, entries);
             insert_in_runs!(c, audit_nodes::table, node_rows);
         }
         DbConn::Postgresql(c) => {
-            let node_rows: Vec<_> = nodes
-                .iter()
-                .map(|n| {
-                    (
-                        audit_nodes::node_key.eq(node_key(n.level, n.index)),
-                        audit_nodes::level.eq(i32::from(n.level)),
-                        audit_nodes::idx.eq(n.index as i64),
-                        audit_nodes::hash.eq(n.hash.as_slice()),
-                    )
-                })
-                .collect();
             for chunk in entries.chunks(100) {
                 diesel::insert_into(audit_entries::table)
                     .values(chunk)
