@@ -79,8 +79,9 @@ pub struct Question<'a> {
     /// The time of the request, microseconds since the epoch.
     pub now: i64,
     /// Whether to write [`Decision::explanation`]: the decisions API answers with it; a
-    /// release, which sends no sentences, would build them only to drop them (a tenth of a
-    /// decision's time, `docs/PERFORMANCE.md`, "Eighteenth step").
+    /// release, which sends no sentences, would build them only to drop them (about a third
+    /// of a decision's time in the read's profile, `docs/PERFORMANCE.md`, "Eighteenth
+    /// step").
     pub explain: bool,
 }
 

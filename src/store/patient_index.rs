@@ -32,8 +32,8 @@ use diesel::prelude::*;
 
 use super::audit::{EntryFilter, EntryRow};
 use super::schema::{
-    audit_block_clients, audit_blocks, audit_entries, audit_head, audit_patient_entries,
-    audit_patient_index, audit_patient_notices, notification_reads,
+    audit_block_clients, audit_blocks, audit_entries, audit_patient_entries, audit_patient_index,
+    audit_patient_notices, notification_reads,
 };
 use super::{DbConn, StoreError};
 
@@ -99,13 +99,11 @@ fn locked_cursor(conn: &mut DbConn) -> Result<i64, StoreError> {
     }
 }
 
-/// The log's committed size, as the head row states it: every entry below it has committed
-/// (appends commit in sequence order under the head's lock), so none is passed over.
+/// The log's committed size, as the head states it ([`super::audit::size`]): every entry
+/// below it has committed (appends commit in sequence order under the head's lock on
+/// PostgreSQL, the database's write lock on SQLite), so none is passed over.
 fn committed_size(conn: &mut DbConn) -> Result<i64, StoreError> {
-    let query = audit_head::table
-        .filter(audit_head::id.eq(1))
-        .select(audit_head::size);
-    Ok(on_backend!(conn, c => query.first(c))?)
+    Ok(i64::try_from(super::audit::size(conn)?).unwrap_or(i64::MAX))
 }
 
 /// Adds the committed entries from the cursor on, at most `limit`, read from the table, and
