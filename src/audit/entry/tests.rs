@@ -310,4 +310,41 @@ proptest::proptest! {
     fn member_order_is_utf16_order(a in "[a-z\u{e000}-\u{e002}\u{10000}-\u{10002}]{0,4}", b in "[a-z\u{e000}-\u{e002}\u{10000}-\u{10002}]{0,4}") {
         proptest::prop_assert_eq!(utf16_order(&a, &b), a.encode_utf16().cmp(b.encode_utf16()));
     }
+
+    /// An entry's canonical bytes are serde_json's own writing of the entry with its
+    /// members sorted (for these ASCII names, UTF-8 order is JCS's UTF-16 order) and the
+    /// format version added: an oracle that is not our writer. Any sequence, a detail map
+    /// (a nested object) and the optional members.
+    #[test]
+    fn canonical_bytes_are_the_sorted_json_of_the_entry(
+        sequence in proptest::prelude::any::<u64>(),
+        detail in proptest::collection::btree_map("[a-z_]{1,8}", "[ -~]{0,12}", 0..3),
+        break_glass in proptest::option::of("[ -~]{1,12}"),
+        resources in proptest::collection::vec("Observation/[a-z0-9]{1,6}", 0..3),
+    ) {
+        let mut entry = example();
+        entry.detail = detail;
+        entry.break_glass = break_glass;
+        entry.resources = resources;
+        entry.sequence = sequence;
+        let mut oracle = serde_json::to_value(&entry).unwrap();
+        oracle["v"] = serde_json::Value::from(ENTRY_FORMAT_VERSION);
+        let want = serde_json::to_string(&sorted(oracle)).unwrap();
+        proptest::prop_assert_eq!(canonical(&entry), want);
+    }
+}
+
+/// `value` with every object's members in name order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut members: Vec<_> = map.into_iter().collect();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(members.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
