@@ -140,6 +140,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Whether each HTTP worker is pinned to a CPU of its own (`crate::cpus`).
+    pub pin_workers: crate::cpus::PinWorkers,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,
     /// Serve plain HTTP (loopback only, never in production).

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod cpus;
 #[cfg(test)]
 mod date_proptests;
 pub mod decision;

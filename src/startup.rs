@@ -110,6 +110,25 @@ impl Application {
             base_url: base_url.clone(),
             contexts: Default::default(),
         });
+        // The HTTP workers, and the CPU each may run on (`cpus`): the count actix would
+        // take by default, made explicit so that the placement is planned for the same one.
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let placement =
+            crate::cpus::WorkerPlacement::plan(settings.server.pin_workers, workers).map(Arc::new);
+        let pinned = prometheus::IntGauge::new(
+            "http_workers_pinned",
+            "HTTP workers pinned to a CPU of their own (server.pin_workers)",
+        )
+        .context("setting up the worker placement metric")?;
+        metrics
+            .register(Box::new(pinned.clone()))
+            .context("registering the worker placement metric")?;
+        if let Some(placement) = &placement {
+            tracing::info!(workers, cpus = ?placement.cpus(), "each HTTP worker pinned to a CPU of its own");
+        }
         for collector in gateway.audit.collectors() {
             metrics
                 .register(collector)
@@ -133,7 +152,13 @@ impl Application {
             api::openapi::Served::new().context("serialising the OpenAPI document")?,
         );
         let server_settings = &settings.server;
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
+            // Run by each worker's thread as it starts.
+            if let Some(placement) = &placement
+                && placement.pin_current().is_some()
+            {
+                pinned.inc();
+            }
             App::new()
                 .app_data(state.clone())
                 .app_data(rate_limits.clone())
@@ -164,10 +189,8 @@ impl Application {
             0 => actix_web::http::KeepAlive::Disabled,
             secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
         })
-        .max_connections(server_settings.max_connections_per_worker);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        .max_connections(server_settings.max_connections_per_worker)
+        .workers(workers);
         let server = match tls_config {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,

@@ -106,7 +106,7 @@ pub async fn newest_checkpoint(
     gateway: &Arc<Gateway>,
 ) -> Result<Option<CheckpointRow>, DomainError> {
     let gateway = Arc::clone(gateway);
-    tokio::task::spawn_blocking(move || gateway.checkpoints.latest(&gateway.store))
+    crate::cpus::spawn_blocking(move || gateway.checkpoints.latest(&gateway.store))
         .await
         .map_err(DomainError::internal)?
         .map_err(DomainError::internal)

@@ -72,7 +72,7 @@ pub async fn record(state: &AppState, entry: AuditEntry) -> Result<u64, ApiError
 pub async fn checkpoint(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let st = state.clone();
-    let latest = tokio::task::spawn_blocking(move || st.checkpoints.latest(&store))
+    let latest = crate::cpus::spawn_blocking(move || st.checkpoints.latest(&store))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::internal(e.to_string()))?;

@@ -271,7 +271,7 @@ pub async fn download(
     let file = export::open_file(&state, &principal, &job, &name, &request_id).await?;
     let chunks = futures_util::stream::unfold(Some(file), |open| async move {
         let mut file = open?;
-        let read = tokio::task::spawn_blocking(move || {
+        let read = crate::cpus::spawn_blocking(move || {
             let mut buf = vec![0u8; DOWNLOAD_CHUNK];
             let n = file.read(&mut buf)?;
             buf.truncate(n);

@@ -53,7 +53,7 @@ async fn readiness(state: &AppState) -> Result<(), NotReady> {
         .progress(AUDIT_STUCK_AFTER)
         .map_err(NotReady::AuditWriter)?;
     let store = state.store.clone();
-    let probe = tokio::task::spawn_blocking(move || {
+    let probe = crate::cpus::spawn_blocking(move || {
         let pending = store
             .pending_migrations()
             .map_err(|_| NotReady::DatabaseUnavailable)?;

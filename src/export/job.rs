@@ -409,7 +409,7 @@ pub async fn cancel(gateway: &Gateway, owner: &Owner, job: &str) -> Result<(), D
     }
     // A running worker also removes the folder when it sees the cancellation.
     let dir = job_dir(gateway, job);
-    tokio::task::spawn_blocking(move || remove_dir(&dir))
+    crate::cpus::spawn_blocking(move || remove_dir(&dir))
         .await
         .map_err(DomainError::internal)?;
     tracing::info!(job = %job, owner = owner.key().0.as_str(), "export cancelled");
@@ -436,7 +436,7 @@ pub async fn open_file(
         .find(|f| f.file_name() == name)
         .ok_or_else(gone)?;
     let path = job_dir(gateway, job).join(file.file_name());
-    let opened = tokio::task::spawn_blocking(move || File::open(path))
+    let opened = crate::cpus::spawn_blocking(move || File::open(path))
         .await
         .map_err(DomainError::internal)?;
     // Gone when expired meanwhile, or when this instance does not share the exports folder.

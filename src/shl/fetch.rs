@@ -144,7 +144,7 @@ pub async fn manifest(
                 ask.passcode.clone().unwrap_or_default(),
             );
             let right =
-                tokio::task::spawn_blocking(move || crypto::passcode_matches(&hash, &passcode))
+                crate::cpus::spawn_blocking(move || crypto::passcode_matches(&hash, &passcode))
                     .await
                     .map_err(|e| DomainError::internal(format!("passcode check: {e}")))?;
             let key = key.clone();

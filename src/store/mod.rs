@@ -371,7 +371,7 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::cpus::spawn_blocking(move || {
             let mut conn = pool.get().map_err(StoreError::from)?;
             work(&mut conn)
         })

@@ -1,5 +1,9 @@
 //! Integration tests: one binary, every test against the real server over TLS.
 
+// The tests' own blocking work runs on their runtimes, whose threads are never pinned; the
+// rule that blocking work goes through `consentgate::cpus::spawn_blocking` is the server's.
+#![allow(clippy::disallowed_methods)]
+
 mod access_requests;
 mod advance_directives;
 mod amendment_sources;
@@ -26,6 +30,7 @@ mod notifications;
 mod openapi;
 mod operations;
 mod patient_export;
+mod placement;
 mod records;
 mod release;
 mod security;
