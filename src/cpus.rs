@@ -22,9 +22,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PinWorkers {
-    /// Pinned when the workers are exactly as many as the CPUs this process may run on:
-    /// a host, VM or exclusive cpuset given to the gateway. With fewer workers than CPUs
-    /// (a CPU quota, a shared machine), the kernel places them.
+    /// Pinned when the database is the embedded SQLite and the workers are exactly as many
+    /// as the CPUs this process may run on: a host, VM or exclusive cpuset given to the
+    /// gateway. With fewer workers than CPUs (a CPU quota, a shared machine) the kernel
+    /// places them, and so with PostgreSQL, whose server processes may share the host and
+    /// which pinned workers could not step aside from (measured: no gain there).
     Auto,
     /// Pinned, round robin over the CPUs this process may run on.
     On,
@@ -45,14 +47,18 @@ pub struct WorkerPlacement {
 
 impl WorkerPlacement {
     /// The placement for `workers` HTTP workers under `setting`, on the CPUs the calling
-    /// thread may run on; `None` when the workers are left to the kernel (also where
-    /// affinity cannot be read or set).
-    pub fn plan(setting: PinWorkers, workers: usize) -> Option<WorkerPlacement> {
+    /// thread may run on, for a gateway whose database is the embedded SQLite or not;
+    /// `None` when the workers are left to the kernel (also where affinity cannot be read).
+    pub fn plan(
+        setting: PinWorkers,
+        workers: usize,
+        embedded_database: bool,
+    ) -> Option<WorkerPlacement> {
         let cpus = allowed_cpus()?;
         let pin = match setting {
             PinWorkers::Off => false,
             PinWorkers::On => true,
-            PinWorkers::Auto => workers == cpus.len(),
+            PinWorkers::Auto => embedded_database && workers == cpus.len(),
         };
         (pin && !cpus.is_empty()).then(|| WorkerPlacement {
             cpus,
@@ -145,14 +151,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_pins_only_when_there_is_a_worker_per_cpu() {
+    fn auto_pins_only_on_sqlite_with_a_worker_per_cpu() {
         let cpus = allowed_cpus().expect("affinity readable on Linux");
         let n = cpus.len();
-        let plan = WorkerPlacement::plan(PinWorkers::Auto, n).expect("a worker per CPU pins");
+        let plan = WorkerPlacement::plan(PinWorkers::Auto, n, true).expect("a worker per CPU pins");
         assert_eq!(plan.cpus(), cpus.as_slice());
-        assert!(WorkerPlacement::plan(PinWorkers::Auto, n + 1).is_none());
-        assert!(WorkerPlacement::plan(PinWorkers::Off, n).is_none());
-        assert!(WorkerPlacement::plan(PinWorkers::On, n + 1).is_some());
+        assert!(WorkerPlacement::plan(PinWorkers::Auto, n + 1, true).is_none());
+        assert!(WorkerPlacement::plan(PinWorkers::Auto, n, false).is_none());
+        assert!(WorkerPlacement::plan(PinWorkers::Off, n, true).is_none());
+        assert!(WorkerPlacement::plan(PinWorkers::On, n + 1, false).is_some());
     }
 
     /// Each worker in turn gets the next CPU, round robin; every pinned thread runs on the
@@ -162,7 +169,7 @@ mod tests {
     fn workers_take_the_cpus_in_turn_and_blocking_threads_get_them_all_back() {
         let all = allowed_cpus().expect("affinity readable on Linux");
         let plan = std::sync::Arc::new(
-            WorkerPlacement::plan(PinWorkers::On, all.len()).expect("pinning on"),
+            WorkerPlacement::plan(PinWorkers::On, all.len(), true).expect("pinning on"),
         );
         let workers = 2 * all.len() + 1;
         let seen: Vec<(Option<usize>, Vec<usize>, Vec<usize>)> = (0..workers)

@@ -116,8 +116,12 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let placement =
-            crate::cpus::WorkerPlacement::plan(settings.server.pin_workers, workers).map(Arc::new);
+        let placement = crate::cpus::WorkerPlacement::plan(
+            settings.server.pin_workers,
+            workers,
+            store.backend() == crate::store::Backend::Sqlite,
+        )
+        .map(Arc::new);
         let pinned = prometheus::IntGauge::new(
             "http_workers_pinned",
             "HTTP workers pinned to a CPU of their own (server.pin_workers)",
