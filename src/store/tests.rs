@@ -1129,3 +1129,35 @@ fn the_head_migration_derives_sqlites_head_from_the_entries() {
         drop_database(store, pg_name);
     }
 }
+
+/// The bundled SQLite is built as `.cargo/config.toml` says (`docs/PERFORMANCE.md`,
+/// "Twenty-second step"): a build that lost those flags (a Docker build without the file,
+/// a changed `libsqlite3-sys` default) would run with the locks and syncs they remove, and
+/// nothing else would notice.
+#[test]
+fn sqlite_is_built_with_the_repository_flags() {
+    #[derive(QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = Text)]
+        compile_options: String,
+    }
+    let mut c = diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+    let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+        .load::<CompileOption>(&mut c)
+        .expect("compile options")
+        .into_iter()
+        .map(|o| o.compile_options)
+        .collect();
+    // `HAVE_FDATASYNC` is not among SQLite's compile options; `strace` shows it (the
+    // eighteenth step).
+    for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+        assert!(
+            options.iter().any(|o| o == wanted),
+            "{wanted} missing: {options:?}"
+        );
+    }
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "one page cache shared by every connection: {options:?}"
+    );
+}
