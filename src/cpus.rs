@@ -26,7 +26,7 @@ pub enum PinWorkers {
     /// as the CPUs this process may run on: a host, VM or exclusive cpuset given to the
     /// gateway. With fewer workers than CPUs (a CPU quota, a shared machine) the kernel
     /// places them, and so with PostgreSQL, whose server processes may share the host and
-    /// which pinned workers could not step aside from (measured: no gain there).
+    /// which pinned workers could not step aside from (measured: a small loss there).
     Auto,
     /// Pinned, round robin over the CPUs this process may run on.
     On,
