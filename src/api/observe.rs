@@ -3,13 +3,21 @@
 //!
 //! The log line names the route pattern (`/fhir/{type}/{id}`), never the query string or
 //! the body, so no patient data reaches the logs through it.
+//!
+//! Every answer leaves with `Cache-Control: no-store` unless its route chose its own caching
+//! (the discovery documents, the static files, the signed tree head), and with
+//! `X-Content-Type-Options: nosniff`: most answers carry patient data or a token, and no
+//! browser or intermediary cache may keep them, nor a browser read one as another type.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage};
@@ -126,6 +134,15 @@ fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceRespo
     }
 }
 
+/// The caching and sniffing headers every answer carries: `no-store` unless the route set
+/// its own `Cache-Control`, and `nosniff`.
+fn not_stored(headers: &mut HeaderMap) {
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
 /// The middleware function (`actix_web::middleware::from_fn(observe)`).
 pub async fn observe(
     req: ServiceRequest,
@@ -187,8 +204,10 @@ pub async fn observe(
             .with_label_values(&[route.as_str()])
             .observe(elapsed.as_secs_f64());
     }
+    let headers = response.headers_mut();
+    not_stored(headers);
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
     }
     Ok(response)
 }

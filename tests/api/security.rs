@@ -530,3 +530,82 @@ async fn readiness_sees_a_database_that_takes_no_writes() {
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// No answer may be kept by a browser's or an intermediary's cache unless its route says so:
+/// a consent-checked read, a search, a refusal, a missing resource and an error all leave
+/// with `Cache-Control: no-store` and `nosniff`; the gateway's public keys keep their own
+/// caching. Headers only, so one backend.
+#[actix_web::test]
+async fn answers_are_not_stored_by_caches() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    seed(&app).await;
+    let (_, token) = client(
+        &app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await;
+    let patient = app.patient_token(B);
+    let (status, body) = app
+        .send_as(
+            &patient,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let cases = [
+        (token.as_str(), "/fhir/Observation/obs-b", 200),
+        (token.as_str(), "/fhir/Observation?patient=patient-b", 200),
+        (token.as_str(), "/fhir/Condition/hidden-b", 404),
+        (token.as_str(), "/fhir/Observation/no-such", 404),
+        (token.as_str(), "/fhir/Observation?date=yesterday", 400),
+        (
+            patient.as_str(),
+            "/api/v1/patients/patient-b/access-log",
+            200,
+        ),
+        ("not-a-token", "/fhir/Observation/obs-b", 401),
+    ];
+    for (bearer, path, expected) in cases {
+        let answer = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("request");
+        let status = answer.status().as_u16();
+        let headers = answer.headers().clone();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(status, expected, "{path}");
+        assert_eq!(header("cache-control"), "no-store", "{path} ({status})");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    }
+    let answer = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("the keys");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(
+        answer
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().ok()),
+        Some(Some("public, max-age=300")),
+        "a route's own caching stays"
+    );
+}
