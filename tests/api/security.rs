@@ -42,6 +42,18 @@ async fn seed(app: &TestApp) {
     }
 }
 
+/// A clinician's client acting for the clinic, with a token for treatment: (its id, the token).
+async fn clinic_clinician(app: &TestApp) -> (String, String) {
+    client(
+        app,
+        "clinician",
+        acts_as("Organization/clinic"),
+        "TREAT",
+        None,
+    )
+    .await
+}
+
 fn code_of(body: &Value) -> String {
     body["code"]
         .as_str()
@@ -67,14 +79,7 @@ async fn still_serves(app: &TestApp) {
         )
         .await;
     assert_eq!(status, 201, "a write after the probe: {body}");
-    let (_, token) = client(
-        app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (_, token) = clinic_clinician(app).await;
     let (status, body) = get_as(app, &token, "/fhir/Observation/obs-b").await;
     assert_eq!(status, 200, "an audited read after the probe: {body}");
     let (status, body) = app.get("/readyz").await;
@@ -167,14 +172,7 @@ async fn extreme_search_dates_answer_400(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201);
-    let (_, token) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (_, token) = clinic_clinician(&app).await;
     let path = format!("/fhir/Observation?patient={B}&date=9999-12-31T23:59:59Z");
     let (status, body) = get_as(&app, &token, &path).await;
     assert_eq!(
@@ -219,14 +217,7 @@ async fn consents_stay_in_their_patients_record(backend: Backend) {
             .await;
         assert_eq!(status, 201, "{id}: {body}");
     }
-    let (_, clinic) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (_, clinic) = clinic_clinician(&app).await;
     let (_, er) = client(
         &app,
         "clinician",
@@ -334,14 +325,7 @@ async fn decisions_answer_a_client_no_more_than_a_read(backend: Backend) {
         return;
     };
     seed(&app).await;
-    let (clinic_id, clinic) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (clinic_id, clinic) = clinic_clinician(&app).await;
     let ask = |reference: &str, purpose: &str| {
         json!({"client_id": clinic_id, "purpose": purpose, "patient": B,
                "resource": {"reference": reference}})
@@ -426,14 +410,7 @@ async fn recipients_never_receive_gateway_records(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201, "{made}");
-    let (clinic_id, clinic) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (clinic_id, clinic) = clinic_clinician(&app).await;
     let (status, everything) =
         get_as(&app, &clinic, &format!("/fhir/Patient/{B}/$everything")).await;
     assert_eq!(status, 200, "{everything}");
@@ -541,14 +518,7 @@ async fn answers_are_not_stored_by_caches() {
         return;
     };
     seed(&app).await;
-    let (_, token) = client(
-        &app,
-        "clinician",
-        acts_as("Organization/clinic"),
-        "TREAT",
-        None,
-    )
-    .await;
+    let (_, token) = clinic_clinician(&app).await;
     let patient = app.patient_token(B);
     let (status, body) = app
         .send_as(
