@@ -42,6 +42,19 @@ async fn seed(app: &TestApp) {
     }
 }
 
+/// Patient B's own consent to the clinic's treatment, posted with B's token.
+async fn b_consents_to_the_clinic(app: &TestApp, patient_token: &str) {
+    let (status, body) = app
+        .send_as(
+            patient_token,
+            reqwest::Method::POST,
+            "/fhir/Consent",
+            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
+        )
+        .await;
+    assert_eq!(status, 201, "B's consent to the clinic: {body}");
+}
+
 /// A clinician's client acting for the clinic, with a token for treatment: (its id, the token).
 async fn clinic_clinician(app: &TestApp) -> (String, String) {
     client(
@@ -70,15 +83,7 @@ fn code_of(body: &Value) -> String {
 /// answered, and readiness holds.
 async fn still_serves(app: &TestApp) {
     let patient_token = app.patient_token(B);
-    let (status, body) = app
-        .send_as(
-            &patient_token,
-            reqwest::Method::POST,
-            "/fhir/Consent",
-            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
-        )
-        .await;
-    assert_eq!(status, 201, "a write after the probe: {body}");
+    b_consents_to_the_clinic(app, &patient_token).await;
     let (_, token) = clinic_clinician(app).await;
     let (status, body) = get_as(app, &token, "/fhir/Observation/obs-b").await;
     assert_eq!(status, 200, "an audited read after the probe: {body}");
@@ -163,15 +168,7 @@ async fn extreme_search_dates_answer_400(backend: Backend) {
     }
     // A recipient's consent-checked search takes the same path.
     let patient = app.patient_token(B);
-    let (status, _) = app
-        .send_as(
-            &patient,
-            reqwest::Method::POST,
-            "/fhir/Consent",
-            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
-        )
-        .await;
-    assert_eq!(status, 201);
+    b_consents_to_the_clinic(&app, &patient).await;
     let (_, token) = clinic_clinician(&app).await;
     let path = format!("/fhir/Observation?patient={B}&date=9999-12-31T23:59:59Z");
     let (status, body) = get_as(&app, &token, &path).await;
@@ -381,15 +378,7 @@ async fn decisions_answer_a_client_no_more_than_a_read(backend: Backend) {
     assert_eq!(unknown.0, 404, "{}", unknown.1);
     // With B's consent, the client learns the permit and its obligations only.
     let patient_b = app.patient_token(B);
-    let (status, _) = app
-        .send_as(
-            &patient_b,
-            reqwest::Method::POST,
-            "/fhir/Consent",
-            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
-        )
-        .await;
-    assert_eq!(status, 201);
+    b_consents_to_the_clinic(&app, &patient_b).await;
     let allowed = post(clinic.clone(), ask("Observation/obs-b", "TREAT")).await;
     assert_eq!(allowed.1["decision"], "permit", "{}", allowed.1);
     assert!(allowed.1.get("consent").is_none());
@@ -520,15 +509,7 @@ async fn answers_are_not_stored_by_caches() {
     seed(&app).await;
     let (_, token) = clinic_clinician(&app).await;
     let patient = app.patient_token(B);
-    let (status, body) = app
-        .send_as(
-            &patient,
-            reqwest::Method::POST,
-            "/fhir/Consent",
-            Some(&consent(B, permit("Organization/clinic", "TREAT"))),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    b_consents_to_the_clinic(&app, &patient).await;
     let cases = [
         (token.as_str(), "/fhir/Observation/obs-b", 200),
         (token.as_str(), "/fhir/Observation?patient=patient-b", 200),
