@@ -5,9 +5,11 @@
 //! the body, so no patient data reaches the logs through it.
 //!
 //! Every answer leaves with `Cache-Control: no-store` unless its route chose its own caching
-//! (the discovery documents, the static files, the signed tree head), and with
-//! `X-Content-Type-Options: nosniff`: most answers carry patient data or a token, and no
-//! browser or intermediary cache may keep them, nor a browser read one as another type.
+//! (the public keys, the OpenAPI document, the signed checkpoint, the page's static files),
+//! and with `X-Content-Type-Options: nosniff`: most answers carry patient data or a token,
+//! and no browser or intermediary cache may keep them, nor a browser read one as another
+//! type. (A handler's panic is rendered by actix after this middleware, without them; its
+//! 500 names nothing.)
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
