@@ -816,23 +816,35 @@ async fn stored_and_derived_notifications_share_one_feed(backend: Backend) {
     .await[0];
     let legacy_id = uuid::Uuid::now_v7().to_string();
     {
-        use consentgate::store::schema::audit_entries;
+        use consentgate::store::DbConn;
+        use consentgate::store::schema::{
+            audit_entries, audit_patient_index, audit_patient_notices,
+        };
         use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
         let mut conn = store.conn().unwrap();
-        diesel::update(audit_entries::table.filter(audit_entries::seq.eq(legacy as i64)))
-            .set(audit_entries::notice.eq(None::<String>))
-            .execute(&mut *conn)
-            .unwrap();
-        // Nor is it in the patient index's notices (the upgrade built them from the
-        // entries' notices), which the writer may already have extended over it.
-        {
-            use consentgate::store::schema::audit_patient_notices;
+        write_tx(&mut conn, |c| {
+            // Under the index cursor's lock, as a writer extending the index takes it: an
+            // extension that read the entry's notice before this transaction would otherwise
+            // file it after the delete below (PostgreSQL; SQLite has one writer at a time).
+            if let DbConn::Postgresql(pg) = c {
+                audit_patient_index::table
+                    .filter(audit_patient_index::id.eq(1))
+                    .select(audit_patient_index::next_seq)
+                    .for_update()
+                    .first::<i64>(pg)?;
+            }
+            diesel::update(audit_entries::table.filter(audit_entries::seq.eq(legacy as i64)))
+                .set(audit_entries::notice.eq(None::<String>))
+                .execute(c)?;
+            // Nor is it in the patient index's notices (the upgrade built them from the
+            // entries' notices), which a writer may already have extended over it.
             diesel::delete(
                 audit_patient_notices::table.filter(audit_patient_notices::seq.eq(legacy as i64)),
             )
-            .execute(&mut *conn)
-            .unwrap();
-        }
+            .execute(c)?;
+            Ok::<_, consentgate::store::StoreError>(())
+        })
+        .unwrap();
         write_tx(&mut conn, |c| {
             rows::insert(
                 c,
