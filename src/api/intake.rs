@@ -14,6 +14,9 @@
 //!
 //! The per-request limit (`limits.max_body_bytes`) stays where the body is read
 //! ([`super::body::FhirJson`], actix's JSON and form configs); this module bounds the sum.
+//!
+//! Before any of that, a FHIR request for a format the API does not produce is refused
+//! ([`super::negotiate`]), its body unread.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -143,6 +146,10 @@ pub async fn intake(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    if let Err(refusal) = super::negotiate::check(req.path(), req.query_string(), &req) {
+        let (request, _) = req.into_parts();
+        return Ok(refused_with(request, &refusal).map_into_right_body());
+    }
     let Some(intake) = req.app_data::<Data<Intake>>().map(|d| d.get_ref().clone()) else {
         return next
             .call(req)
@@ -217,10 +224,15 @@ fn refused_response<B>(
             "the server is receiving too many request bodies at once; retry shortly",
         ),
     };
+    refused_with(request, &error).map_into_right_body()
+}
+
+/// `error` as the answer to a request whose body is left unread: the rest of it is never
+/// read, so the connection cannot carry another request.
+fn refused_with(request: actix_web::HttpRequest, error: &ApiError) -> ServiceResponse {
     let mut response = error.render(Flavor::for_path(request.path()));
-    // The rest of the body is never read, so the connection cannot carry another request.
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
-    ServiceResponse::new(request, response).map_into_right_body()
+    ServiceResponse::new(request, response)
 }

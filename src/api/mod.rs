@@ -23,6 +23,7 @@ pub mod export;
 pub mod fhir;
 mod hot_routes;
 pub mod intake;
+pub mod negotiate;
 pub mod notifications;
 pub mod oauth;
 pub mod observe;

@@ -292,6 +292,12 @@ fn add_common(operation: &mut Operation, errors: Errors) {
             "Too many failed bearer tokens from this address (`too_many_requests`); carries `Retry-After`",
         );
     }
+    if errors == Errors::Fhir {
+        add(
+            "406",
+            "`_format` or `Accept` asks for something other than FHIR JSON (`unsupported_format`)",
+        );
+    }
     if errors != Errors::OAuth {
         add(
             "500",

@@ -560,3 +560,118 @@ async fn answers_are_not_stored_by_caches() {
         "a route's own caching stays"
     );
 }
+
+/// A FHIR request for a format other than JSON, by `_format` or by `Accept`, is refused with
+/// 406 `unsupported_format` before anything is looked up: a consented read, a hidden and a
+/// missing resource, a search and a caller without a token get the same answer, and the
+/// refused read discloses nothing. JSON asked for in any of its spellings is served. No
+/// storage difference between backends, so one.
+#[actix_web::test]
+async fn formats_other_than_json_are_refused_alike() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    seed(&app).await;
+    let (_, token) = clinic_clinician(&app).await;
+    let patient = app.patient_token(B);
+    b_consents_to_the_clinic(&app, &patient).await;
+    let disclosed = |log: &Value| log["disclosures"].as_array().expect("disclosures").len();
+    let (status, before) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
+    assert_eq!(status, 200, "{before}");
+
+    let ask = |bearer: &str, path: &str, accept: Option<&str>| {
+        let mut request = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(bearer.to_string());
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move {
+            let answer = request.send().await.expect("request");
+            let status = answer.status().as_u16();
+            let kind = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            (status, kind, body)
+        }
+    };
+    let paths = [
+        "/fhir/Observation/obs-b",
+        "/fhir/Condition/hidden-b",
+        "/fhir/Observation/no-such",
+        "/fhir/Observation?patient=patient-b",
+        "/fhir/metadata",
+    ];
+    for bearer in [token.as_str(), "not-a-token"] {
+        for path in paths {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            for (path, accept) in [
+                (path.to_string(), Some("application/fhir+xml")),
+                (
+                    path.to_string(),
+                    Some("text/html, application/fhir+json;q=0"),
+                ),
+                (
+                    format!("{path}{separator}_format=application/fhir%2Bxml"),
+                    None,
+                ),
+                // `_format` wins over `Accept`, as FHIR says.
+                (
+                    format!("{path}{separator}_format=xml"),
+                    Some("application/fhir+json"),
+                ),
+            ] {
+                let (status, kind, body) = ask(bearer, &path, accept).await;
+                assert_eq!(status, 406, "{path} {accept:?}: {body}");
+                assert!(kind.starts_with("application/fhir+json"), "{kind}");
+                assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+                assert_eq!(code_of(&body), "unsupported_format", "{body}");
+                assert_eq!(body["issue"][0]["code"], "not-supported", "{body}");
+            }
+        }
+    }
+    let (_, after) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
+    assert_eq!(
+        disclosed(&after),
+        disclosed(&before),
+        "a refused read disclosed nothing"
+    );
+
+    for (path, accept) in [
+        ("/fhir/Observation/obs-b?_format=json", None),
+        (
+            "/fhir/Observation/obs-b?_format=application/fhir%2Bjson",
+            None,
+        ),
+        (
+            "/fhir/Observation/obs-b?_format=application/fhir+json",
+            None,
+        ),
+        ("/fhir/Observation/obs-b", Some("application/fhir+json")),
+        ("/fhir/Observation/obs-b", Some("application/json")),
+        ("/fhir/Observation/obs-b", Some("*/*")),
+        (
+            "/fhir/Observation/obs-b",
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ),
+        ("/fhir/Observation?patient=patient-b&_format=json", None),
+    ] {
+        let (status, _, body) = ask(&token, path, accept).await;
+        assert_eq!(status, 200, "{path} {accept:?}: {body}");
+    }
+    let (status, _, body) = ask(
+        &token,
+        "/fhir/Condition/hidden-b",
+        Some("application/fhir+json"),
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "hidden stays missing when JSON is asked for: {body}"
+    );
+}
