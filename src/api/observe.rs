@@ -8,8 +8,10 @@
 //! (the public keys, the OpenAPI document, the signed checkpoint, the page's static files),
 //! and with `X-Content-Type-Options: nosniff`: most answers carry patient data or a token,
 //! and no browser or intermediary cache may keep them, nor a browser read one as another
-//! type. (A handler's panic is rendered by actix after this middleware, without them; its
-//! 500 names nothing.)
+//! type. They also carry HSTS and, unless the route set its own (the pages), a
+//! Content-Security-Policy that lets nothing run, load or frame them: an API answer is data,
+//! never a document (the security headers of OWASP's REST cheat sheet). (A handler's panic
+//! is rendered by actix after this middleware, without them; its 500 names nothing.)
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -17,8 +19,8 @@ use std::time::Instant;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
-    X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, HeaderName,
+    HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
 };
 use actix_web::middleware::Next;
 use actix_web::web::Data;
@@ -136,13 +138,27 @@ fn in_route_flavor<B: MessageBody>(response: ServiceResponse<B>) -> ServiceRespo
     }
 }
 
-/// The caching and sniffing headers every answer carries: `no-store` unless the route set
-/// its own `Cache-Control`, and `nosniff`.
+/// The Content-Security-Policy of an answer that is data: nothing in it may run, load or be
+/// framed.
+const DATA_ONLY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The headers every answer carries: `no-store` unless the route set its own
+/// `Cache-Control`, `nosniff`, HSTS as the pages send it, and [`DATA_ONLY`] unless the route
+/// set its own policy.
 fn not_stored(headers: &mut HeaderMap) {
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(STRICT_TRANSPORT_SECURITY) {
+        headers.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(crate::web::HSTS),
+        );
+    }
+    if !headers.contains_key(CONTENT_SECURITY_POLICY) {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DATA_ONLY));
+    }
 }
 
 /// The middleware function (`actix_web::middleware::from_fn(observe)`).

@@ -96,14 +96,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(summary_links::deactivate);
 }
 
+/// Strict-Transport-Security of every answer, pages and API alike: a year, subdomains too.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
 /// Adds the security headers every page answer carries.
 pub fn secure(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
     builder
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        ))
+        .insert_header((header::STRICT_TRANSPORT_SECURITY, HSTS))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))

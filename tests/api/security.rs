@@ -499,8 +499,9 @@ async fn readiness_sees_a_database_that_takes_no_writes() {
 
 /// No answer may be kept by a browser's or an intermediary's cache unless its route says so:
 /// a consent-checked read, a search, a refusal, a missing resource and an error all leave
-/// with `Cache-Control: no-store` and `nosniff`; the gateway's public keys keep their own
-/// caching. Headers only, so one backend.
+/// with `Cache-Control: no-store` and `nosniff`, HSTS, and a Content-Security-Policy that
+/// lets nothing run or frame them; the gateway's public keys keep their own caching, a page
+/// its own policy. Headers only, so one backend.
 #[actix_web::test]
 async fn answers_are_not_stored_by_caches() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
@@ -543,7 +544,27 @@ async fn answers_are_not_stored_by_caches() {
         assert_eq!(status, expected, "{path}");
         assert_eq!(header("cache-control"), "no-store", "{path} ({status})");
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(
+            header("strict-transport-security"),
+            "max-age=31536000; includeSubDomains",
+            "{path}"
+        );
+        assert_eq!(
+            header("content-security-policy"),
+            "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
     }
+    let page = app.client.get(app.url("/")).send().await.expect("the page");
+    let policy = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        policy.contains("style-src") && policy.contains("frame-ancestors 'none'"),
+        "a page keeps its own policy: {policy}"
+    );
     let answer = app
         .client
         .get(app.url("/.well-known/jwks.json"))
