@@ -15,7 +15,8 @@
 //! The per-request limit (`limits.max_body_bytes`) stays where the body is read
 //! ([`super::body::FhirJson`], actix's JSON and form configs); this module bounds the sum.
 //!
-//! Before any of that, a FHIR request for a format the API does not produce is refused
+//! Before any of that, a `HEAD` request becomes the `GET` it asks about (answered without
+//! content), and a FHIR request for a format the API does not produce is refused
 //! ([`super::negotiate`]), its body unread.
 
 use std::cell::Cell;
@@ -26,8 +27,8 @@ use std::time::Duration;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, Data};
 use actix_web::{Error, HttpMessage};
@@ -146,6 +147,12 @@ pub async fn intake(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    // HEAD is GET without the content (RFC 9110, 9.3.2): the GET route answers it, audited as
+    // the read it is, and the HTTP encoder, which saw HEAD on the request line, sends the
+    // answer's status and headers only.
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     if let Err(refusal) = super::negotiate::check(req.path(), req.query_string(), &req) {
         let (request, _) = req.into_parts();
         return Ok(refused_with(request, &refusal).map_into_right_body());
@@ -168,7 +175,7 @@ pub async fn intake(
     let mut reserved_whole = false;
     if let Some(length) = declared
         && length <= intake.capacity
-        && req.method() != actix_web::http::Method::GET
+        && req.method() != Method::GET
     {
         // The whole declared body at once: partly read bodies never wait on each other.
         // A length above the budget is left to the per-request limit, which refuses it.

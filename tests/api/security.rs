@@ -696,3 +696,65 @@ async fn formats_other_than_json_are_refused_alike() {
         "hidden stays missing when JSON is asked for: {body}"
     );
 }
+
+/// `HEAD` is answered as the `GET` it asks about, without content (RFC 9110 says a
+/// general-purpose server must support it): the same status and length, a resource hidden
+/// from the caller as missing as one that is not there, and a consented one audited as the
+/// read it is, since its status and headers disclose it. One backend: no storage difference.
+#[actix_web::test]
+async fn head_is_a_get_without_content() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    seed(&app).await;
+    let (_, token) = clinic_clinician(&app).await;
+    let patient = app.patient_token(B);
+    b_consents_to_the_clinic(&app, &patient).await;
+    let (_, before) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
+    let disclosed = |log: &Value| log["disclosures"].as_array().expect("disclosures").len();
+
+    for (bearer, path, expected) in [
+        ("", "/healthz", 200),
+        (token.as_str(), "/fhir/Observation/obs-b", 200),
+        (token.as_str(), "/fhir/Condition/hidden-b", 404),
+        (token.as_str(), "/fhir/Observation/no-such", 404),
+        ("not-a-token", "/fhir/Observation/obs-b", 401),
+    ] {
+        let head = app
+            .client
+            .head(app.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("HEAD");
+        let status = head.status().as_u16();
+        let length = head
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let content = head.bytes().await.expect("HEAD's content");
+        assert_eq!(status, expected, "HEAD {path}");
+        assert!(content.is_empty(), "HEAD {path} has no content");
+        let get = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(get.status().as_u16(), expected, "GET {path}");
+        let body = get.bytes().await.expect("GET's content");
+        assert_eq!(
+            length,
+            Some(body.len()),
+            "HEAD {path} tells the GET's length"
+        );
+    }
+    let (_, after) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
+    assert_eq!(
+        disclosed(&after),
+        disclosed(&before) + 2,
+        "the consented HEAD and GET are both disclosures: {after}"
+    );
+}
