@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{
-    ACT_REASON, Backend, TestApp, acts_as, client, consent, decode, get_as, permit, spawn_app,
-    spawn_app_with,
+    ACT_REASON, Backend, TestApp, acts_as, client, consent, decode, get_as, permit, request,
+    send_full, spawn_app, spawn_app_with,
 };
 
 const B: &str = "patient-b";
@@ -65,6 +65,24 @@ async fn clinic_clinician(app: &TestApp) -> (String, String) {
         None,
     )
     .await
+}
+
+/// On SQLite, the two patients seeded and B's consent to the clinic on file: the app, the
+/// clinic's clinician's token and B's own; `None` where the suite cannot spawn the app.
+async fn consented_on_sqlite() -> Option<(TestApp, String, String)> {
+    let app = spawn_app(Backend::Sqlite).await?;
+    seed(&app).await;
+    let (_, token) = clinic_clinician(&app).await;
+    let patient = app.patient_token(B);
+    b_consents_to_the_clinic(&app, &patient).await;
+    Some((app, token, patient))
+}
+
+/// How many disclosures B's access log lists, read with B's token.
+async fn disclosures_of_b(app: &TestApp, patient_token: &str) -> usize {
+    let (status, log) = get_as(app, patient_token, "/api/v1/patients/patient-b/access-log").await;
+    assert_eq!(status, 200, "{log}");
+    log["disclosures"].as_array().expect("disclosures").len()
 }
 
 fn code_of(body: &Value) -> String {
@@ -504,13 +522,9 @@ async fn readiness_sees_a_database_that_takes_no_writes() {
 /// its own policy. Headers only, so one backend.
 #[actix_web::test]
 async fn answers_are_not_stored_by_caches() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
+    let Some((app, token, patient)) = consented_on_sqlite().await else {
         return;
     };
-    seed(&app).await;
-    let (_, token) = clinic_clinician(&app).await;
-    let patient = app.patient_token(B);
-    b_consents_to_the_clinic(&app, &patient).await;
     let cases = [
         (token.as_str(), "/fhir/Observation/obs-b", 200),
         (token.as_str(), "/fhir/Observation?patient=patient-b", 200),
@@ -589,36 +603,19 @@ async fn answers_are_not_stored_by_caches() {
 /// storage difference between backends, so one.
 #[actix_web::test]
 async fn formats_other_than_json_are_refused_alike() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
+    let Some((app, token, patient)) = consented_on_sqlite().await else {
         return;
     };
-    seed(&app).await;
-    let (_, token) = clinic_clinician(&app).await;
-    let patient = app.patient_token(B);
-    b_consents_to_the_clinic(&app, &patient).await;
-    let disclosed = |log: &Value| log["disclosures"].as_array().expect("disclosures").len();
-    let (status, before) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
-    assert_eq!(status, 200, "{before}");
+    let before = disclosures_of_b(&app, &patient).await;
 
     let ask = |bearer: &str, path: &str, accept: Option<&str>| {
-        let mut request = app
-            .client
-            .get(app.url(path))
-            .bearer_auth(bearer.to_string());
+        let mut asked = request(&app, bearer, reqwest::Method::GET, path);
         if let Some(accept) = accept {
-            request = request.header("accept", accept);
+            asked = asked.header("accept", accept);
         }
         async move {
-            let answer = request.send().await.expect("request");
-            let status = answer.status().as_u16();
-            let kind = answer
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let body: Value = answer.json().await.unwrap_or(Value::Null);
-            (status, kind, body)
+            let answer = send_full(asked).await;
+            (answer.status, answer.media, answer.body)
         }
     };
     let paths = [
@@ -656,12 +653,8 @@ async fn formats_other_than_json_are_refused_alike() {
             }
         }
     }
-    let (_, after) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
-    assert_eq!(
-        disclosed(&after),
-        disclosed(&before),
-        "a refused read disclosed nothing"
-    );
+    let after = disclosures_of_b(&app, &patient).await;
+    assert_eq!(after, before, "a refused read disclosed nothing");
 
     for (path, accept) in [
         ("/fhir/Observation/obs-b?_format=json", None),
@@ -703,15 +696,10 @@ async fn formats_other_than_json_are_refused_alike() {
 /// read it is, since its status and headers disclose it. One backend: no storage difference.
 #[actix_web::test]
 async fn head_is_a_get_without_content() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
+    let Some((app, token, patient)) = consented_on_sqlite().await else {
         return;
     };
-    seed(&app).await;
-    let (_, token) = clinic_clinician(&app).await;
-    let patient = app.patient_token(B);
-    b_consents_to_the_clinic(&app, &patient).await;
-    let (_, before) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
-    let disclosed = |log: &Value| log["disclosures"].as_array().expect("disclosures").len();
+    let before = disclosures_of_b(&app, &patient).await;
 
     for (bearer, path, expected) in [
         ("", "/healthz", 200),
@@ -751,10 +739,10 @@ async fn head_is_a_get_without_content() {
             "HEAD {path} tells the GET's length"
         );
     }
-    let (_, after) = get_as(&app, &patient, "/api/v1/patients/patient-b/access-log").await;
+    let after = disclosures_of_b(&app, &patient).await;
     assert_eq!(
-        disclosed(&after),
-        disclosed(&before) + 2,
-        "the consented HEAD and GET are both disclosures: {after}"
+        after,
+        before + 2,
+        "the consented HEAD and GET are both disclosures"
     );
 }

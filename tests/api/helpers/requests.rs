@@ -60,6 +60,11 @@ pub async fn call_full(
     if let Some(b) = body {
         req = req.json(b);
     }
+    send_full(req).await
+}
+
+/// Sends `req` (built with [`request`] and whatever headers the test needs): all of the answer.
+pub async fn send_full(req: RequestBuilder) -> Answer {
     let resp = req.send().await.expect("the request is answered");
     let status = resp.status().as_u16();
     let media = resp
