@@ -208,8 +208,8 @@ pub(super) fn asker(principal: Principal) -> Result<Asker, ApiError> {
     params(("type" = String, Path, description = "An R4 resource type"), ("id" = String, Path, description = "A FHIR id")),
     responses(
         (status = 200, description = "The resource (as shaped for a recipient)", body = Resource, content_type = "application/fhir+json"),
-        (status = 400, description = "`unknown_resource_type`, `invalid_id`", body = OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "`not_found`: missing, or not the caller's to see (the two look alike)", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 400, description = "`unknown_resource_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: missing, not the caller's to see, or an id no resource can have (all alike)", body = OperationOutcome, content_type = "application/fhir+json"),
         (status = 410, description = "`gone`: deleted", body = OperationOutcome, content_type = "application/fhir+json"),
     )
 )]
@@ -255,8 +255,8 @@ pub(super) async fn read_handler(
     ),
     responses(
         (status = 200, description = "That version", body = Resource, content_type = "application/fhir+json"),
-        (status = 400, description = "`unknown_resource_type`, `invalid_id`", body = OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "`not_found`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 400, description = "`unknown_resource_type`", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "`not_found`: missing, not the caller's to see, or an id or version no resource can have", body = OperationOutcome, content_type = "application/fhir+json"),
     )
 )]
 #[get("/{type}/{id}/_history/{version}")]

@@ -254,8 +254,16 @@ fn checked_key(resource_type: &str, id: &str) -> Result<(), RecordError> {
     }
 }
 
-fn missing(resource_type: &str, id: &str) -> RecordError {
-    RecordError::not_found("not_found", format!("{resource_type}/{id} is not known"))
+/// The answer for a resource that is not there; the id as asked, at most 64 characters and
+/// no control characters (a path may carry any).
+pub fn missing(resource_type: &str, id: &str) -> RecordError {
+    RecordError::not_found(
+        "not_found",
+        format!(
+            "{resource_type}/{} is not known",
+            validate::printable(id, 64)
+        ),
+    )
 }
 
 /// A current body as stored, parsed.
@@ -281,7 +289,10 @@ pub fn read_version(
     let missing = || {
         RecordError::not_found(
             "not_found",
-            format!("{resource_type}/{id} has no such version"),
+            format!(
+                "{resource_type}/{} has no such version",
+                validate::printable(id, 64)
+            ),
         )
     };
     let version: i64 = version.parse().map_err(|_| missing())?;

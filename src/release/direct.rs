@@ -49,10 +49,7 @@ fn visible_to(
     match only_patient {
         None => Ok(()),
         Some(own) if index::patient_of(resource_type, id, body).as_deref() == Some(own) => Ok(()),
-        Some(_) => Err(RecordError::not_found(
-            "not_found",
-            format!("{resource_type}/{id} is not known"),
-        )),
+        Some(_) => Err(ingest::missing(resource_type, id)),
     }
 }
 

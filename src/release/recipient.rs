@@ -26,12 +26,12 @@ use crate::error::DomainError;
 use crate::gateway::Gateway;
 use crate::ids::PatientId;
 use crate::policy::PolicyAction;
-use crate::records::{RecordError, search, validate};
+use crate::records::{ingest, search, validate};
 use crate::store::resources as rows;
 
 /// The answer for a resource the recipient may not see or that does not exist: the same.
 fn not_known(resource_type: &str, id: &str) -> DomainError {
-    RecordError::not_found("not_found", format!("{resource_type}/{id} is not known")).into()
+    ingest::missing(resource_type, id).into()
 }
 
 /// Records `released` to `claims`' client in the audit log and waits until it is durable;

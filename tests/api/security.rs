@@ -746,3 +746,35 @@ async fn head_is_a_get_without_content() {
         "the consented HEAD and GET are both disclosures"
     );
 }
+
+/// A read of an id no resource can have (a control character, 300 characters) is a 404
+/// `not_found` like any missing record, for a recipient and for the operator, and its
+/// message repeats at most 64 characters of the id and no control character.
+#[actix_web::test]
+async fn ids_no_resource_can_have_are_not_known() {
+    let Some((app, token, _)) = consented_on_sqlite().await else {
+        return;
+    };
+    let odd = format!("%07{}", "x".repeat(300));
+    for bearer in [token.as_str(), app.operator_token.as_str()] {
+        for path in [
+            format!("/fhir/Observation/{odd}"),
+            format!("/fhir/Observation/{odd}/_history/1"),
+        ] {
+            let answer = send_full(request(&app, bearer, reqwest::Method::GET, &path)).await;
+            if bearer == token && path.contains("_history") {
+                // A recipient has no history interaction.
+                assert_ne!(answer.status, 200, "{path}");
+                continue;
+            }
+            assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+            assert_eq!(code_of(&answer.body), "not_found");
+            let text = answer.body["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(!text.contains(&"x".repeat(64)), "{text}");
+            assert!(text.contains(&"x".repeat(63)), "{text}");
+        }
+    }
+}
