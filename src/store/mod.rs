@@ -211,9 +211,12 @@ impl ConnectionFactory {
     /// Opens one connection to the configured database.
     pub fn open(&self) -> Result<DbConn, diesel::ConnectionError> {
         match &self.target {
-            DatabaseTarget::Postgres(url) => Ok(DbConn::Postgresql(
-                diesel::PgConnection::establish(url).map_err(scrub_connection_error)?,
-            )),
+            DatabaseTarget::Postgres(url) => {
+                let mut conn =
+                    diesel::PgConnection::establish(url).map_err(scrub_connection_error)?;
+                conn.set_instrumentation(Liveness::default());
+                Ok(DbConn::Postgresql(conn))
+            }
             DatabaseTarget::Sqlite(path) => {
                 planner::install().map_err(diesel::ConnectionError::BadConnection)?;
                 let url = path.to_string_lossy();
@@ -227,6 +230,52 @@ impl ConnectionFactory {
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// How long after one of its statements finished well a PostgreSQL connection is taken as
+/// alive at checkout without asking the server. HikariCP's default: a connection that
+/// died in this window costs the one request that finds it a 503 (`database_unavailable`,
+/// with `Retry-After`), and is then dropped ([`ConnectionFactory::has_broken`]); one idle
+/// longer is asked (`SELECT 1`) and replaced without a failure.
+pub const ALIVE_WINDOW: Duration = Duration::from_millis(500);
+
+/// What a PostgreSQL connection's own statements say of it, recorded by diesel's
+/// instrumentation hook as each finishes: when one last finished without an error, and
+/// whether one found the connection closed. Asking the server at every checkout instead
+/// cost a round trip and a statement parse per database trip (`docs/PERFORMANCE.md`,
+/// twenty-fourth step).
+#[derive(Debug, Default)]
+struct Liveness {
+    last_ok: Option<std::time::Instant>,
+    lost: bool,
+}
+
+impl Liveness {
+    /// The record kept on `conn`, if it was opened by [`ConnectionFactory::open`].
+    fn of(conn: &mut diesel::PgConnection) -> Option<&Liveness> {
+        conn.instrumentation().downcast_ref::<Liveness>()
+    }
+
+    /// Whether the connection can be used without asking: not lost, and well within
+    /// [`ALIVE_WINDOW`] of its last statement.
+    fn vouches(&self) -> bool {
+        !self.lost && self.last_ok.is_some_and(|t| t.elapsed() < ALIVE_WINDOW)
+    }
+}
+
+impl diesel::connection::Instrumentation for Liveness {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::result::{DatabaseErrorKind, Error};
+        if let diesel::connection::InstrumentationEvent::FinishQuery { error, .. } = event {
+            match error {
+                None => self.last_ok = Some(std::time::Instant::now()),
+                Some(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
+                    self.lost = true;
+                }
+                Some(_) => {}
             }
         }
     }
@@ -254,27 +303,33 @@ impl ManageConnection for ConnectionFactory {
     }
 
     /// Run on every checkout. A PostgreSQL session can die with its server or socket, so it
-    /// is asked; a SQLite connection is a file handle in this process that cannot, and
-    /// asking cost a statement parse and run per database trip on the hot path
-    /// (`docs/PERFORMANCE.md`).
+    /// is asked, unless one of its own statements finished well within [`ALIVE_WINDOW`]
+    /// ([`Liveness`]); a SQLite connection is a file handle in this process that cannot,
+    /// and asking cost a statement parse and run per database trip on the hot path
+    /// (`docs/PERFORMANCE.md`, first and twenty-fourth steps).
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
         match conn {
             DbConn::Sqlite(_) => Ok(()),
-            DbConn::Postgresql(_) => conn
-                .batch_execute("SELECT 1")
-                .map_err(diesel::r2d2::Error::QueryError),
+            DbConn::Postgresql(c) => {
+                if Liveness::of(c).is_some_and(Liveness::vouches) {
+                    return Ok(());
+                }
+                c.batch_execute("SELECT 1")
+                    .map_err(diesel::r2d2::Error::QueryError)
+            }
         }
     }
 
     /// A connection is not reused when it comes back during a panic (whatever it was doing
-    /// is unfinished) or with a transaction still open or failed (on SQLite it would hold the
-    /// write lock for every later writer).
+    /// is unfinished), with a transaction still open or failed (on SQLite it would hold the
+    /// write lock for every later writer), or, on PostgreSQL, after a statement found it
+    /// lost.
     fn has_broken(&self, conn: &mut DbConn) -> bool {
         use diesel::r2d2::R2D2Connection;
         std::thread::panicking()
             || match conn {
                 DbConn::Sqlite(c) => c.is_broken(),
-                DbConn::Postgresql(c) => c.is_broken(),
+                DbConn::Postgresql(c) => c.is_broken() || Liveness::of(c).is_some_and(|l| l.lost),
             }
     }
 }

@@ -1161,3 +1161,66 @@ fn sqlite_is_built_with_the_repository_flags() {
         "one page cache shared by every connection: {options:?}"
     );
 }
+
+/// The PostgreSQL session behind the pool's one connection, from the pool.
+fn session_of(store: &Store) -> Result<i64, StoreError> {
+    let mut conn = store.conn()?;
+    Ok(diesel::sql_query("SELECT pg_backend_pid()::bigint AS n")
+        .get_result::<Count>(&mut *conn)?
+        .n)
+}
+
+/// Ends session `pid` from outside, as a server restart or an administrator would, and
+/// waits until it is gone.
+fn terminate(admin: &str, pid: i64) {
+    let mut conn = diesel::PgConnection::establish(admin).expect("admin connection");
+    diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
+        .execute(&mut conn)
+        .expect("terminate");
+    for _ in 0..200 {
+        let left = diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE pid = {pid}"
+        ))
+        .get_result::<Count>(&mut conn)
+        .expect("pg_stat_activity")
+        .n;
+        if left == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("session {pid} did not end");
+}
+
+/// A pooled PostgreSQL connection is asked at checkout only when its last statement is older
+/// than `ALIVE_WINDOW`: one that died within the window fails the one statement that finds
+/// it (unavailable, not a query error) and is dropped; one that died longer ago is replaced
+/// before use, and the statement succeeds.
+#[test]
+fn a_lost_postgres_connection_is_dropped_or_replaced() {
+    let Ok(admin) = std::env::var("CONSENTGATE_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "!!!!! POSTGRESQL CASE SKIPPED: set CONSENTGATE_TEST_POSTGRES_URL to run it !!!!!"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (store, name) = stores(dir.path()).pop().expect("the PostgreSQL store");
+    assert_eq!(store.backend(), Backend::Postgres);
+
+    let first = session_of(&store).expect("a session");
+    terminate(&admin, first);
+    let found = session_of(&store);
+    assert!(
+        matches!(found, Err(StoreError::Unavailable(_))),
+        "within the window the statement finds it lost: {found:?}"
+    );
+    let second = session_of(&store).expect("a new session after the lost one was dropped");
+    assert_ne!(second, first);
+
+    terminate(&admin, second);
+    std::thread::sleep(ALIVE_WINDOW + Duration::from_millis(100));
+    let third = session_of(&store).expect("asked at checkout, replaced, then used");
+    assert_ne!(third, second);
+    drop_database(store, name);
+}
