@@ -19,7 +19,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{Accept, Header};
 use actix_web::mime::{self, Mime};
 
-use super::error::ApiError;
+use super::error::{ApiError, Flavor};
 
 /// The refusal of a request for a format the FHIR API does not produce.
 fn unsupported() -> ApiError {
@@ -34,7 +34,7 @@ fn unsupported() -> ApiError {
 /// Whether the FHIR API can answer a request with this path, query string and headers.
 /// Paths outside `/fhir` are not its to judge.
 pub fn check(path: &str, query: &str, message: &impl HttpMessage) -> Result<(), ApiError> {
-    if !(path == "/fhir" || path.starts_with("/fhir/")) {
+    if Flavor::for_path(path) != Flavor::Fhir {
         return Ok(());
     }
     if query.contains("_format") && !formats_answerable(query) {

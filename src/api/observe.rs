@@ -145,7 +145,7 @@ const DATA_ONLY: &str = "default-src 'none'; frame-ancestors 'none'";
 /// The headers every answer carries: `no-store` unless the route set its own
 /// `Cache-Control`, `nosniff`, HSTS as the pages send it, and [`DATA_ONLY`] unless the route
 /// set its own policy.
-fn not_stored(headers: &mut HeaderMap) {
+fn security_headers(headers: &mut HeaderMap) {
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -223,7 +223,7 @@ pub async fn observe(
             .observe(elapsed.as_secs_f64());
     }
     let headers = response.headers_mut();
-    not_stored(headers);
+    security_headers(headers);
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);
     }
